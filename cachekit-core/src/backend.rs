@@ -1,0 +1,121 @@
+//! The `Backend` trait every storage tier implements, and its optional capabilities.
+
+use std::fmt;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use crate::{Capabilities, Result};
+
+/// A place where cached bytes live: in process, Memcached, Redis, a directory.
+///
+/// Backends store opaque bytes under keys that [`Cache`](crate::Cache) has
+/// already made safe (see [`key`](crate::key)); a backend given a key directly
+/// still validates it and answers [`Error::InvalidKey`](crate::Error::InvalidKey).
+/// Optional operations are separate traits reached through the `as_*` hooks,
+/// which must agree with [`Backend::capabilities`] (the conformance suite checks).
+#[async_trait]
+pub trait Backend: fmt::Debug + Send + Sync {
+    /// Short lowercase name, as used by `CACHEKIT_BACKEND` (`memory`, `memcached`, ...).
+    fn name(&self) -> &'static str;
+
+    /// What this backend can do.
+    fn capabilities(&self) -> Capabilities;
+
+    /// The value under `key`, or `None` on a miss.
+    async fn get(&self, key: &str) -> Result<Option<Bytes>>;
+
+    /// Stores `value` under `key`, expiring after `ttl` (`None`: never).
+    async fn set(&self, key: &str, value: Bytes, ttl: Option<Duration>) -> Result<()>;
+
+    /// Removes `key`; `true` if it was there.
+    async fn delete(&self, key: &str) -> Result<bool>;
+
+    /// Whether `key` is present, without transferring the value where the backend allows.
+    async fn exists(&self, key: &str) -> Result<bool>;
+
+    /// `Ok` when the backend answers.
+    async fn health(&self) -> Result<()>;
+
+    /// The values under `keys`, in order. The default asks one key at a time;
+    /// network backends override it with one round trip per server.
+    async fn get_many(&self, keys: &[&str]) -> Result<Vec<Option<Bytes>>> {
+        let mut values = Vec::with_capacity(keys.len());
+        for key in keys {
+            values.push(self.get(key).await?);
+        }
+        Ok(values)
+    }
+
+    /// TTL inspection, when [`Capabilities::ttl_inspect`] is set.
+    fn as_ttl_inspect(&self) -> Option<&dyn TtlInspect> {
+        None
+    }
+
+    /// Touch, when [`Capabilities::touch`] is set.
+    fn as_touch(&self) -> Option<&dyn Touch> {
+        None
+    }
+
+    /// Locking, when [`Capabilities::lock`] is set.
+    fn as_lock(&self) -> Option<&dyn Lock> {
+        None
+    }
+}
+
+/// The remaining lifetime of a key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyTtl {
+    /// The key is not there.
+    Missing,
+    /// The key never expires.
+    Forever,
+    /// The key expires after this long.
+    Expires(Duration),
+}
+
+/// Reading a key's remaining time to live.
+#[async_trait]
+pub trait TtlInspect: Send + Sync {
+    /// The remaining lifetime of `key`.
+    async fn ttl(&self, key: &str) -> Result<KeyTtl>;
+}
+
+/// Refreshing a key's time to live without rewriting its value.
+#[async_trait]
+pub trait Touch: Send + Sync {
+    /// Sets the TTL of `key` to `ttl` (`None`: never expire); `false` if the key is not there.
+    async fn touch(&self, key: &str, ttl: Option<Duration>) -> Result<bool>;
+}
+
+/// A lock with a lease: held until released or until the lease runs out.
+#[async_trait]
+pub trait Lock: Send + Sync {
+    /// Takes the lock on `key` for `lease`; `None` if another holder has it.
+    async fn try_lock(&self, key: &str, lease: Duration) -> Result<Option<LockToken>>;
+
+    /// Releases the lock on `key` if `token` still holds it; `true` if it did.
+    async fn unlock(&self, key: &str, token: &LockToken) -> Result<bool>;
+}
+
+/// Proof of holding a lock; only its holder can release it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct LockToken(String);
+
+impl LockToken {
+    /// A token from the backend's own representation.
+    pub fn new(token: impl Into<String>) -> Self {
+        LockToken(token.into())
+    }
+
+    /// A fresh token, unique with overwhelming probability across processes.
+    pub fn random() -> Self {
+        LockToken(crate::key::random_token())
+    }
+
+    /// The token as a string.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}

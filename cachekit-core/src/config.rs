@@ -1,0 +1,400 @@
+//! Configuration: defaults < `cachekit.toml` (or the file named by
+//! `CACHEKIT_CONFIG`) < `CACHEKIT_*` environment variables.
+//!
+//! Every setting is declared once, as a [`Setting`]: its key in the file, its
+//! environment variable, its default and a one-line description. The
+//! environment is read through these declarations only, never by splitting
+//! variable names on `_` (figment's `Env::split("_")` would turn
+//! `CACHEKIT_L1_MAX_ENTRIES` into `l1.max.entries` and lose it silently), so
+//! every variable maps to exactly the key it declares. The docs generator
+//! reads the same declarations.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::providers::{Format, Serialized, Toml};
+use figment::value::{Dict, Map, Value};
+use figment::{Figment, Metadata, Profile, Provider, Source};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::{ConfigOrigin, Error, Result};
+
+/// The variable that names the config file.
+pub const CONFIG_FILE_VAR: &str = "CACHEKIT_CONFIG";
+/// The config file read from the working directory when `CACHEKIT_CONFIG` is unset.
+pub const DEFAULT_CONFIG_FILE: &str = "cachekit.toml";
+/// How figment names the environment provider in metadata.
+const ENV_PROVIDER: &str = "cachekit environment";
+
+/// One configuration setting, declared once for the loader and the docs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Setting {
+    /// Dotted key in the config file (`memcached.timeout`).
+    pub key: &'static str,
+    /// The environment variable that sets it.
+    pub env: &'static str,
+    /// Other variables that set it when `env` is unset (`REDIS_URL`).
+    pub env_aliases: &'static [&'static str],
+    /// How the value is written.
+    pub kind: SettingKind,
+    /// The default, as written in the file (`2.0`, `"cachekit"`).
+    pub default: &'static str,
+    /// What it does, in one line.
+    pub description: &'static str,
+}
+
+/// How a setting's value is written, in the file and in its variable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SettingKind {
+    /// Text, taken verbatim from the variable.
+    Text,
+    /// A whole number.
+    Integer,
+    /// Seconds, a decimal number (`0.5`).
+    Seconds,
+    /// `true` or `false`.
+    Bool,
+    /// A list: a JSON-style array (`["a", "b"]`).
+    List,
+}
+
+/// The core's own settings.
+pub const CORE_SETTINGS: &[Setting] = &[
+    Setting {
+        key: "backend",
+        env: "CACHEKIT_BACKEND",
+        env_aliases: &[],
+        kind: SettingKind::Text,
+        default: "\"\"",
+        description: "Backend for caches that name none: memory, memcached, redis or file. Empty: the one backend whose variables are set, else in-process memory.",
+    },
+    Setting {
+        key: "namespace",
+        env: "CACHEKIT_NAMESPACE",
+        env_aliases: &[],
+        kind: SettingKind::Text,
+        default: "\"cachekit\"",
+        description: "Namespace of caches that name none; the first part of every key.",
+    },
+    Setting {
+        key: "default_ttl",
+        env: "CACHEKIT_DEFAULT_TTL",
+        env_aliases: &[],
+        kind: SettingKind::Seconds,
+        default: "0",
+        description: "TTL in seconds for entries stored without one; 0 means no expiry.",
+    },
+    Setting {
+        key: "l1_max_entries",
+        env: "CACHEKIT_L1_MAX_ENTRIES",
+        env_aliases: &[],
+        kind: SettingKind::Integer,
+        default: "10000",
+        description: "Most entries in the in-process L1 tier; 0 turns L1 off.",
+    },
+    Setting {
+        key: "l1_max_bytes",
+        env: "CACHEKIT_L1_MAX_BYTES",
+        env_aliases: &[],
+        kind: SettingKind::Integer,
+        default: "67108864",
+        description: "Most bytes in the in-process L1 tier.",
+    },
+    Setting {
+        key: "l1_ttl",
+        env: "CACHEKIT_L1_TTL",
+        env_aliases: &[],
+        kind: SettingKind::Seconds,
+        default: "60",
+        description: "Longest an L1 copy lives, in seconds: bounds staleness after another process changes an entry.",
+    },
+    Setting {
+        key: "operation_timeout",
+        env: "CACHEKIT_OPERATION_TIMEOUT",
+        env_aliases: &[],
+        kind: SettingKind::Seconds,
+        default: "3.0",
+        description: "Longest one backend operation may take, in seconds, on top of the backend's own timeouts.",
+    },
+];
+
+/// The values of [`CORE_SETTINGS`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CoreSettings {
+    /// `backend`.
+    pub backend: String,
+    /// `namespace`.
+    pub namespace: String,
+    /// `default_ttl`; zero: no expiry.
+    #[serde(with = "seconds")]
+    pub default_ttl: Duration,
+    /// `l1_max_entries`.
+    pub l1_max_entries: usize,
+    /// `l1_max_bytes`.
+    pub l1_max_bytes: usize,
+    /// `l1_ttl`.
+    #[serde(with = "seconds")]
+    pub l1_ttl: Duration,
+    /// `operation_timeout`.
+    #[serde(with = "seconds")]
+    pub operation_timeout: Duration,
+}
+
+impl Default for CoreSettings {
+    fn default() -> Self {
+        CoreSettings {
+            backend: String::new(),
+            namespace: "cachekit".into(),
+            default_ttl: Duration::ZERO,
+            l1_max_entries: 10_000,
+            l1_max_bytes: 64 << 20,
+            l1_ttl: Duration::from_secs(60),
+            operation_timeout: Duration::from_secs(3),
+        }
+    }
+}
+
+/// Where settings come from: an optional config file and a snapshot of the
+/// environment. Backends read their own section from it.
+#[derive(Debug, Clone)]
+pub struct ConfigSource {
+    file: Option<PathBuf>,
+    vars: BTreeMap<String, String>,
+}
+
+impl ConfigSource {
+    /// This process's config: the file named by `CACHEKIT_CONFIG` (which must
+    /// exist), else `./cachekit.toml` if present, and the environment.
+    pub fn from_process() -> Result<Self> {
+        let vars: BTreeMap<String, String> = std::env::vars().collect();
+        let file = match vars.get(CONFIG_FILE_VAR).filter(|v| !v.is_empty()) {
+            Some(path) => Some(PathBuf::from(path)),
+            None => Some(PathBuf::from(DEFAULT_CONFIG_FILE)).filter(|p| p.is_file()),
+        };
+        Self::from_parts(file.as_deref(), vars)
+    }
+
+    /// Config from an explicit file (which must exist) and variables; for
+    /// tests and for services that keep their settings elsewhere.
+    pub fn from_parts<K, V>(
+        file: Option<&Path>,
+        vars: impl IntoIterator<Item = (K, V)>,
+    ) -> Result<Self>
+    where
+        K: Into<String>,
+        V: Into<String>,
+    {
+        if let Some(path) = file {
+            if !path.is_file() {
+                let origin = if vars_hold_config_var(path) {
+                    ConfigOrigin::Env(CONFIG_FILE_VAR.into())
+                } else {
+                    ConfigOrigin::Code
+                };
+                return Err(Error::Config {
+                    setting: "config file".into(),
+                    origin,
+                    reason: format!("{} does not exist or is not a file", path.display()),
+                });
+            }
+        }
+        Ok(ConfigSource {
+            file: file.map(Path::to_path_buf),
+            vars: vars
+                .into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
+        })
+    }
+
+    /// Defaults only: no file, no environment.
+    pub fn defaults_only() -> Self {
+        ConfigSource {
+            file: None,
+            vars: BTreeMap::new(),
+        }
+    }
+
+    /// The config file in use, if any.
+    pub fn file(&self) -> Option<&Path> {
+        self.file.as_deref()
+    }
+
+    /// The non-empty value of environment variable `name`.
+    pub fn var(&self, name: &str) -> Option<&str> {
+        self.vars
+            .get(name)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
+    }
+
+    /// The value of `setting` from its variable or, failing that, an alias;
+    /// with the name of the variable that held it.
+    pub fn setting_var(&self, setting: &Setting) -> Option<(&'static str, &str)> {
+        std::iter::once(setting.env)
+            .chain(setting.env_aliases.iter().copied())
+            .find_map(|name| self.var(name).map(|value| (name, value)))
+    }
+
+    /// Extracts `T` from the section `section` (`None`: the top level),
+    /// layering `T::default()`, the file and the variables of `settings`.
+    /// A bad value is an [`Error::Config`] naming the setting and its origin.
+    pub fn extract<T>(&self, section: Option<&str>, settings: &[Setting]) -> Result<T>
+    where
+        T: Serialize + DeserializeOwned + Default,
+    {
+        let figment = self.figment(section, T::default(), settings);
+        let result = match section {
+            Some(section) => figment.extract_inner(section),
+            None => figment.extract(),
+        };
+        result.map_err(|error| self.config_error(error, settings))
+    }
+
+    /// Where the value of `setting` comes from.
+    pub fn origin(&self, setting: &Setting) -> ConfigOrigin {
+        if let Some((name, _)) = self.setting_var(setting) {
+            return ConfigOrigin::Env(name.into());
+        }
+        match &self.file {
+            Some(path)
+                if Figment::from(Toml::file_exact(path))
+                    .find_value(setting.key)
+                    .is_ok() =>
+            {
+                ConfigOrigin::File(path.clone())
+            }
+            _ => ConfigOrigin::Default,
+        }
+    }
+
+    fn figment<T: Serialize>(
+        &self,
+        section: Option<&str>,
+        defaults: T,
+        settings: &[Setting],
+    ) -> Figment {
+        let defaults = match section {
+            Some(section) => Serialized::defaults(defaults).key(section),
+            None => Serialized::defaults(defaults),
+        };
+        let mut figment = Figment::from(defaults);
+        if let Some(path) = &self.file {
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        figment.merge(DeclaredEnv {
+            source: self,
+            settings,
+        })
+    }
+
+    fn config_error(&self, error: figment::Error, settings: &[Setting]) -> Error {
+        let key = error.path.join(".");
+        let setting = settings
+            .iter()
+            .find(|s| s.key == key || s.key.ends_with(&format!(".{key}")));
+        let origin = match (&error.metadata, setting) {
+            (Some(meta), Some(setting)) if meta.name == ENV_PROVIDER => self.origin(setting),
+            (
+                Some(Metadata {
+                    source: Some(Source::File(path)),
+                    ..
+                }),
+                _,
+            ) => ConfigOrigin::File(path.clone()),
+            (_, Some(setting)) => self.origin(setting),
+            _ => ConfigOrigin::Default,
+        };
+        let reason = match (&origin, setting) {
+            (ConfigOrigin::Env(var), _) => {
+                format!(
+                    "{} (value {:?})",
+                    error.kind,
+                    self.var(var).unwrap_or_default()
+                )
+            }
+            _ => error.kind.to_string(),
+        };
+        Error::Config {
+            setting: setting.map_or(key, |s| s.key.to_owned()),
+            origin,
+            reason,
+        }
+    }
+}
+
+fn vars_hold_config_var(path: &Path) -> bool {
+    std::env::var_os(CONFIG_FILE_VAR).is_some_and(|v| Path::new(&v) == path)
+}
+
+/// A figment provider for the variables of declared settings, each mapped to
+/// its declared key (never split on `_`).
+struct DeclaredEnv<'a> {
+    source: &'a ConfigSource,
+    settings: &'a [Setting],
+}
+
+impl Provider for DeclaredEnv<'_> {
+    fn metadata(&self) -> Metadata {
+        Metadata::named(ENV_PROVIDER)
+    }
+
+    fn data(&self) -> std::result::Result<Map<Profile, Dict>, figment::Error> {
+        let mut dict = Dict::new();
+        for setting in self.settings {
+            let Some((_, raw)) = self.source.setting_var(setting) else {
+                continue;
+            };
+            let value = match setting.kind {
+                SettingKind::Text => Value::from(raw.to_owned()),
+                _ => raw
+                    .trim()
+                    .parse()
+                    .expect("parsing a figment value is infallible"),
+            };
+            if let Value::Dict(_, nested) = figment::util::nest(setting.key, value) {
+                merge_into(&mut dict, nested);
+            }
+        }
+        Ok(Profile::Default.collect(dict))
+    }
+}
+
+/// Merges `from` into `into`, descending into tables present in both.
+fn merge_into(into: &mut Dict, from: Dict) {
+    for (key, value) in from {
+        match (into.get_mut(&key), value) {
+            (Some(Value::Dict(_, existing)), Value::Dict(_, incoming)) => {
+                merge_into(existing, incoming)
+            }
+            (_, value) => {
+                into.insert(key, value);
+            }
+        }
+    }
+}
+
+/// Serde for a [`Duration`] written as seconds (`2`, `0.5`); negative, NaN
+/// and infinite values are refused.
+pub mod seconds {
+    use std::time::Duration;
+
+    use serde::de::Error as _;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    /// Writes `duration` as seconds.
+    pub fn serialize<S: Serializer>(duration: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_f64(duration.as_secs_f64())
+    }
+
+    /// Reads seconds into a [`Duration`].
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+        let secs = f64::deserialize(deserializer)?;
+        Duration::try_from_secs_f64(secs).map_err(|_| {
+            D::Error::custom(format!("expected a number of seconds >= 0, found {secs}"))
+        })
+    }
+}

@@ -1,0 +1,133 @@
+//! In-process single-flight: concurrent misses on one key run the loader once.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use dashmap::DashMap;
+use tokio::sync::OnceCell;
+
+/// The calls in flight, by cache key. The first caller for a key leads: it
+/// runs the load; callers arriving meanwhile wait and share its result (the
+/// encoded payload). If the leader fails or is cancelled, the next waiter
+/// leads, so a failed load is retried rather than shared.
+#[derive(Debug, Default)]
+pub(crate) struct Flights {
+    calls: DashMap<String, Arc<OnceCell<Bytes>>>,
+}
+
+/// How a caller took part in a flight.
+pub(crate) enum Joined<E, L> {
+    /// This caller ran the load; the payload it shares, or its error.
+    Led(Result<Bytes, E>),
+    /// Another caller ran the load: its payload, and this caller's unused load.
+    Followed(Bytes, L),
+}
+
+impl Flights {
+    /// Runs `load` unless a call for `key` is already running, in which case
+    /// waits for it. `load` returns the payload to share with followers.
+    pub(crate) async fn join<E, L, Fut>(&self, key: &str, load: L) -> Joined<E, L>
+    where
+        L: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Bytes, E>>,
+    {
+        let cell = self.calls.entry(key.to_owned()).or_default().clone();
+        let mut load = Some(load);
+        let mut led = None;
+        let shared = cell
+            .get_or_try_init(|| async {
+                let load = load
+                    .take()
+                    .expect("a caller initialises the cell at most once");
+                let result = load().await;
+                let shared = result.as_ref().map(Bytes::clone).map_err(|_| ());
+                led = Some(result);
+                shared
+            })
+            .await
+            .cloned();
+        self.calls
+            .remove_if(key, |_, current| Arc::ptr_eq(current, &cell));
+        match (led, load) {
+            (Some(result), _) => Joined::Led(result),
+            // The cell errs only with this caller's own load, so a caller that
+            // did not lead holds the leader's payload.
+            (None, Some(load)) => Joined::Followed(
+                shared.expect("a follower receives the leader's payload"),
+                load,
+            ),
+            (None, None) => unreachable!("a caller that ran its load led"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_callers_share_one_load() {
+        let flights = Arc::new(Flights::default());
+        let runs = Arc::new(AtomicUsize::new(0));
+        let tasks: Vec<_> = (0..100)
+            .map(|_| {
+                let (flights, runs) = (flights.clone(), runs.clone());
+                tokio::spawn(async move {
+                    let joined = flights
+                        .join("k", || async {
+                            runs.fetch_add(1, Ordering::SeqCst);
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                            Ok::<_, ()>(Bytes::from_static(b"v"))
+                        })
+                        .await;
+                    match joined {
+                        Joined::Led(result) => result.unwrap(),
+                        Joined::Followed(payload, _) => payload,
+                    }
+                })
+            })
+            .collect();
+        for task in tasks {
+            assert_eq!(task.await.unwrap(), Bytes::from_static(b"v"));
+        }
+        assert_eq!(runs.load(Ordering::SeqCst), 1);
+        assert!(flights.calls.is_empty(), "finished flights are forgotten");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failed_leader_hands_over_to_a_waiter() {
+        let flights = Arc::new(Flights::default());
+        let runs = Arc::new(AtomicUsize::new(0));
+        let tasks: Vec<_> = (0..10)
+            .map(|_| {
+                let (flights, runs) = (flights.clone(), runs.clone());
+                tokio::spawn(async move {
+                    let joined = flights
+                        .join("k", || async {
+                            let run = runs.fetch_add(1, Ordering::SeqCst);
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            if run == 0 {
+                                Err("first load fails")
+                            } else {
+                                Ok(Bytes::from_static(b"v"))
+                            }
+                        })
+                        .await;
+                    match joined {
+                        Joined::Led(result) => result.is_ok(),
+                        Joined::Followed(..) => true,
+                    }
+                })
+            })
+            .collect();
+        let mut ok = 0;
+        for task in tasks {
+            ok += usize::from(task.await.unwrap());
+        }
+        assert_eq!(ok, 9, "only the failed leader sees the failure");
+        assert_eq!(runs.load(Ordering::SeqCst), 2, "one failed load, one retry");
+    }
+}

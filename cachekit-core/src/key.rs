@@ -1,0 +1,272 @@
+//! Cache keys that are safe for every backend and stable across processes.
+//!
+//! A key is `<namespace>:<key>`. Both parts are kept as written when they are
+//! short and made of safe characters, so keys stay readable in `redis-cli` or
+//! a memcached dump; otherwise a part is replaced by `~` and the hex of a
+//! 128-bit BLAKE3 hash of it. The result is always printable ASCII without
+//! spaces or control characters and at most [`MAX_KEY_LEN`] bytes, so user
+//! data can never inject a command into a text protocol.
+//!
+//! Distinct inputs give distinct keys: a kept namespace contains neither `:`
+//! nor `~`, so the first `:` ends it; a kept key never starts with `~`, so it
+//! cannot equal a hashed one. BLAKE3 rather than a faster non-cryptographic
+//! hash because arguments are often user-controlled, and a crafted collision
+//! would serve one caller's value to another.
+
+use std::collections::hash_map::RandomState;
+use std::fmt::Write as _;
+use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde::Serialize;
+
+use crate::{Error, Result};
+
+/// Longest key cachekit emits, in bytes (Memcached's limit).
+pub const MAX_KEY_LEN: usize = 250;
+
+/// Longest namespace kept as written; longer ones are hashed.
+pub const MAX_NAMESPACE_LEN: usize = 64;
+
+/// Length of a hashed part: `~` and 32 hex digits.
+const HASHED_LEN: usize = 33;
+
+/// Shortest backend key limit that [`build`] can serve: a hashed namespace and a hashed key.
+pub const MIN_BACKEND_KEY_LEN: usize = 2 * HASHED_LEN + 1;
+
+/// Marks a hashed part; never kept in a namespace, never first in a kept key.
+const HASH_MARK: char = '~';
+
+/// The key for `key` in `namespace`, at most `max_len` bytes (itself at most
+/// [`MAX_KEY_LEN`] and at least [`MIN_BACKEND_KEY_LEN`]).
+pub fn build(namespace: &str, key: &str, max_len: usize) -> String {
+    let max_len = max_len.clamp(MIN_BACKEND_KEY_LEN, MAX_KEY_LEN);
+    let keep_namespace = !namespace.is_empty()
+        && namespace.len() <= MAX_NAMESPACE_LEN
+        && namespace.bytes().all(is_namespace_byte);
+    let namespace_len = if keep_namespace {
+        namespace.len()
+    } else {
+        HASHED_LEN
+    };
+    let keep_key = !key.is_empty()
+        && !key.starts_with(HASH_MARK)
+        && namespace_len + 1 + key.len() <= max_len
+        && key.bytes().all(is_key_byte);
+
+    let mut out = String::with_capacity(namespace_len + 1 + key.len().min(max_len));
+    if keep_namespace {
+        out.push_str(namespace);
+    } else {
+        push_hashed(&mut out, namespace.as_bytes());
+    }
+    out.push(':');
+    if keep_key {
+        out.push_str(key);
+    } else {
+        push_hashed(&mut out, key.as_bytes());
+    }
+    out
+}
+
+/// The hex hash of `args` serialized with bincode: the argument part of a
+/// cached function's key. Stable across processes, machines and Rust versions
+/// as long as the arguments serialize to the same bytes.
+pub fn args_hash<T: Serialize + ?Sized>(args: &T) -> Result<String> {
+    let bytes = bincode::serde::encode_to_vec(args, bincode::config::standard())
+        .map_err(|e| Error::Codec(format!("cannot serialize the arguments for the key: {e}")))?;
+    let mut out = String::with_capacity(32);
+    push_hex(&mut out, &hash128(&bytes));
+    Ok(out)
+}
+
+/// Checks a key given to a backend directly: non-empty, at most `max_len`
+/// bytes, printable ASCII without spaces.
+pub fn validate(key: &str, max_len: usize) -> Result<()> {
+    if key.is_empty() {
+        return Err(Error::invalid_key(key, "the key is empty"));
+    }
+    if key.len() > max_len {
+        return Err(Error::invalid_key(
+            key,
+            "the key is longer than the backend allows",
+        ));
+    }
+    if !key.bytes().all(is_key_byte) {
+        return Err(Error::invalid_key(
+            key,
+            "the key contains a space, a control character or non-ASCII",
+        ));
+    }
+    Ok(())
+}
+
+/// 128 bits of BLAKE3: the stable hash behind keys.
+fn hash128(bytes: &[u8]) -> [u8; 16] {
+    let full = blake3::hash(bytes);
+    let mut out = [0; 16];
+    out.copy_from_slice(&full.as_bytes()[..16]);
+    out
+}
+
+fn push_hashed(out: &mut String, bytes: &[u8]) {
+    out.push(HASH_MARK);
+    push_hex(out, &hash128(bytes));
+}
+
+fn push_hex(out: &mut String, bytes: &[u8]) {
+    for b in bytes {
+        let _ = write!(out, "{b:02x}");
+    }
+}
+
+/// Printable ASCII other than space.
+fn is_key_byte(b: u8) -> bool {
+    (0x21..=0x7e).contains(&b)
+}
+
+fn is_namespace_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b'/')
+}
+
+/// A token unique across processes with overwhelming probability: 128 bits
+/// from the OS-seeded `RandomState`, the process id, the time and a counter.
+pub(crate) fn random_token() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let count = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let seed = (
+        RandomState::new().hash_one(count),
+        RandomState::new().hash_one(nanos),
+    );
+    let mut material = Vec::with_capacity(48);
+    material.extend_from_slice(&seed.0.to_le_bytes());
+    material.extend_from_slice(&seed.1.to_le_bytes());
+    material.extend_from_slice(&std::process::id().to_le_bytes());
+    material.extend_from_slice(&nanos.to_le_bytes());
+    material.extend_from_slice(&count.to_le_bytes());
+    let mut out = String::with_capacity(32);
+    push_hex(&mut out, &hash128(&material));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    fn assert_safe(key: &str) {
+        assert!(
+            key.len() <= MAX_KEY_LEN,
+            "key too long ({}): {key}",
+            key.len()
+        );
+        assert!(key.bytes().all(is_key_byte), "unsafe byte in {key:?}");
+        validate(key, MAX_KEY_LEN).expect("built keys validate");
+    }
+
+    #[test]
+    fn plain_parts_are_kept_readable() {
+        assert_eq!(build("users", "42", MAX_KEY_LEN), "users:42");
+        assert_eq!(
+            build("app.users", "profile:7", MAX_KEY_LEN),
+            "app.users:profile:7"
+        );
+    }
+
+    #[test]
+    fn hostile_inputs_come_out_safe_and_distinct() {
+        let long = "x".repeat(1024);
+        let namespaces = [
+            "users",
+            "with space",
+            "crlf\r\nset evil 0 0 1\r\n",
+            long.as_str(),
+            "ünïcödé",
+            "",
+            "a:b",
+            "~",
+        ];
+        let keys = [
+            "42",
+            "a b",
+            "get x\r\n",
+            long.as_str(),
+            "ключ",
+            "",
+            "~abc",
+            "b:c",
+            "c",
+        ];
+        let mut seen = HashSet::new();
+        for ns in namespaces {
+            for key in keys {
+                let built = build(ns, key, MAX_KEY_LEN);
+                assert_safe(&built);
+                assert!(
+                    seen.insert(built.clone()),
+                    "collision for ({ns:?}, {key:?}): {built}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn separator_cannot_be_shifted_between_parts() {
+        assert_ne!(
+            build("a:b", "c", MAX_KEY_LEN),
+            build("a", "b:c", MAX_KEY_LEN)
+        );
+    }
+
+    #[test]
+    fn hashed_key_cannot_be_forged_by_a_plain_one() {
+        let hashed = build("ns", "has space", MAX_KEY_LEN);
+        let forged_part = hashed.split_once(':').unwrap().1;
+        assert_ne!(build("ns", forged_part, MAX_KEY_LEN), hashed);
+    }
+
+    #[test]
+    fn respects_a_smaller_backend_limit() {
+        let key = "k".repeat(200);
+        let built = build("users", &key, 100);
+        assert!(built.len() <= 100);
+        assert_eq!(build("users", &key, MAX_KEY_LEN), format!("users:{key}"));
+    }
+
+    #[test]
+    fn keys_are_stable_across_runs() {
+        // Pinned: a change here changes every key in every deployed cache.
+        assert_eq!(
+            build("ns", "a b", MAX_KEY_LEN),
+            "ns:~c95e5a48e784bd89e908893ff0a228fc"
+        );
+        assert_eq!(
+            args_hash(&(42_u64, "x")).unwrap(),
+            args_hash(&(42_u64, "x")).unwrap()
+        );
+        assert_ne!(
+            args_hash(&(42_u64, "x")).unwrap(),
+            args_hash(&(43_u64, "x")).unwrap()
+        );
+    }
+
+    #[test]
+    fn validate_refuses_unsafe_keys() {
+        for bad in ["", "a b", "a\r\nb", "é", &"k".repeat(251)] {
+            assert!(
+                matches!(validate(bad, MAX_KEY_LEN), Err(Error::InvalidKey { .. })),
+                "{bad:?} accepted"
+            );
+        }
+        validate(&"k".repeat(250), MAX_KEY_LEN).unwrap();
+    }
+
+    #[test]
+    fn random_tokens_differ() {
+        let tokens: HashSet<_> = (0..1000).map(|_| random_token()).collect();
+        assert_eq!(tokens.len(), 1000);
+    }
+}

@@ -1,0 +1,110 @@
+//! The in-process tier in front of the backend.
+
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+
+use crate::store::Store;
+
+/// Limits of the L1 tier. The defaults suit a service process: 10,000
+/// entries, 64 MiB, and copies kept at most 60 s.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct L1Config {
+    /// Most entries held.
+    pub max_entries: usize,
+    /// Most bytes held (keys, values and a small per-entry overhead).
+    pub max_bytes: usize,
+    /// Longest an in-process copy lives, whatever the entry's TTL. This bounds
+    /// how long a process can serve a value that another process has since
+    /// deleted or replaced in a shared backend.
+    pub max_ttl: Duration,
+}
+
+impl Default for L1Config {
+    fn default() -> Self {
+        L1Config {
+            max_entries: 10_000,
+            max_bytes: 64 << 20,
+            max_ttl: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Verified payloads (envelope stripped) of recently used entries.
+///
+/// A copy lives until the earliest of: `max_ttl`, the TTL it was written
+/// with, and the expiry recorded in the entry's envelope by whichever
+/// process wrote it. So an L1 copy never outlives its L2 entry's lifetime.
+#[derive(Debug)]
+pub(crate) struct L1 {
+    store: Store,
+    max_ttl: Duration,
+}
+
+impl L1 {
+    pub(crate) fn new(config: L1Config) -> Self {
+        L1 {
+            store: Store::new(config.max_entries, config.max_bytes),
+            max_ttl: config.max_ttl,
+        }
+    }
+
+    pub(crate) fn get(&self, key: &str) -> Option<Bytes> {
+        self.store.get(key).map(|(payload, _)| payload)
+    }
+
+    /// Keeps `payload` until the earliest of `max_ttl` and `expires_at`; an
+    /// entry already expired is not kept.
+    pub(crate) fn insert(&self, key: &str, payload: Bytes, expires_at: Option<SystemTime>) {
+        let ttl = match expires_at {
+            None => self.max_ttl,
+            Some(at) => match at.duration_since(SystemTime::now()) {
+                Ok(left) if !left.is_zero() => left.min(self.max_ttl),
+                _ => {
+                    self.store.remove(key);
+                    return;
+                }
+            },
+        };
+        self.store.insert(key, payload, Some(ttl));
+    }
+
+    pub(crate) fn remove(&self, key: &str) {
+        self.store.remove(key);
+    }
+
+    pub(crate) fn contains(&self, key: &str) -> bool {
+        self.store.contains(key)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn copy_never_outlives_its_l2_expiry_or_max_ttl() {
+        let l1 = L1::new(L1Config {
+            max_ttl: Duration::from_secs(60),
+            ..L1Config::default()
+        });
+        let soon = SystemTime::now() + Duration::from_secs(5);
+        l1.insert("short", Bytes::from_static(b"v"), Some(soon));
+        l1.insert("long", Bytes::from_static(b"v"), None);
+        l1.insert(
+            "gone",
+            Bytes::from_static(b"v"),
+            Some(SystemTime::now() - Duration::from_secs(1)),
+        );
+        assert!(l1.contains("short") && l1.contains("long"));
+        assert!(!l1.contains("gone"), "an expired entry is not kept");
+        tokio::time::advance(Duration::from_secs(6)).await;
+        assert!(
+            l1.get("short").is_none(),
+            "L1 copy must not outlive the L2 entry"
+        );
+        assert!(l1.get("long").is_some());
+        tokio::time::advance(Duration::from_secs(55)).await;
+        assert!(l1.get("long").is_none(), "max_ttl bounds every copy");
+    }
+}

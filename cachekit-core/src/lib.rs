@@ -1,0 +1,40 @@
+//! The cachekit framework: the [`Backend`] trait and its optional
+//! capabilities, the codec, safe keys, the in-process L1 tier, single-flight,
+//! backend resolution, configuration and the [`Cache`] handle.
+//!
+//! Users depend on the `cachekit` facade crate, which re-exports this one and
+//! adds the backends selected by its cargo features.
+
+mod backend;
+mod cache;
+mod capability;
+pub mod codec;
+pub mod config;
+mod error;
+mod flight;
+pub mod key;
+mod l1;
+mod lock_guard;
+mod memory;
+mod reliability;
+pub mod resolve;
+mod stats;
+mod store;
+#[cfg(feature = "testkit")]
+pub mod testkit;
+
+pub use backend::{Backend, KeyTtl, Lock, LockToken, Touch, TtlInspect};
+pub use cache::{Cache, CacheBuilder};
+pub use capability::{Capabilities, Capability};
+pub use error::{ConfigOrigin, Error, Result};
+pub use l1::L1Config;
+pub use lock_guard::LockGuard;
+pub use memory::MemoryBackend;
+pub use reliability::ReliabilityConfig;
+pub use resolve::{clear_default_backend, set_default_backend};
+pub use stats::CacheStats;
+
+/// Re-exported for backend crates, so they implement [`Backend`] against the
+/// same versions of these crates as the core.
+pub use async_trait::async_trait;
+pub use bytes::Bytes;

@@ -1,0 +1,68 @@
+//! A held backend lock, released explicitly or on drop.
+
+use std::sync::Arc;
+
+use crate::{Backend, Capability, Error, LockToken, Result};
+
+/// A lock taken with [`Cache::lock`](crate::Cache::lock). Release it with
+/// [`LockGuard::release`]; if dropped instead, it is released in the
+/// background on the current tokio runtime, or else left to its lease.
+#[derive(Debug)]
+#[must_use = "the lock is released when the guard is dropped"]
+pub struct LockGuard {
+    backend: Arc<dyn Backend>,
+    key: String,
+    token: Option<LockToken>,
+}
+
+impl LockGuard {
+    pub(crate) fn new(backend: Arc<dyn Backend>, key: String, token: LockToken) -> Self {
+        LockGuard {
+            backend,
+            key,
+            token: Some(token),
+        }
+    }
+
+    /// The backend key the lock is held on.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// Releases the lock; `false` if the lease had already run out and
+    /// someone else may hold it now.
+    pub async fn release(mut self) -> Result<bool> {
+        let token = self
+            .token
+            .take()
+            .expect("a guard holds its token until released");
+        unlock(&*self.backend, &self.key, &token).await
+    }
+}
+
+async fn unlock(backend: &dyn Backend, key: &str, token: &LockToken) -> Result<bool> {
+    let lock = backend.as_lock().ok_or(Error::Unsupported {
+        backend: backend.name(),
+        capability: Capability::Lock,
+    })?;
+    lock.unlock(key, token).await
+}
+
+impl Drop for LockGuard {
+    fn drop(&mut self) {
+        let Some(token) = self.token.take() else {
+            return;
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            tracing::debug!(key = %self.key, "lock guard dropped outside a runtime: left to its lease");
+            return;
+        };
+        let backend = Arc::clone(&self.backend);
+        let key = std::mem::take(&mut self.key);
+        runtime.spawn(async move {
+            if let Err(error) = unlock(&*backend, &key, &token).await {
+                tracing::warn!(%key, %error, "releasing a dropped lock failed: left to its lease");
+            }
+        });
+    }
+}

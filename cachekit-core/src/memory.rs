@@ -1,0 +1,192 @@
+//! The in-process backend: the default when nothing else is configured, and
+//! the backend the core tests exercise every capability check against.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use dashmap::DashMap;
+use dashmap::mapref::entry::Entry;
+use tokio::time::Instant;
+
+use crate::key;
+use crate::store::Store;
+use crate::{Backend, Capabilities, KeyTtl, Lock, LockToken, Result, Touch, TtlInspect};
+
+/// Entries in this process's memory, bounded by entries and bytes (FIFO
+/// eviction, see the `store` module), with TTL, touch, TTL inspection and an
+/// in-process lock. Not shared with other processes, lost on exit.
+///
+/// Keys follow the same rules as the network backends (printable ASCII, at
+/// most 250 bytes) so that swapping backends never changes which keys work.
+#[derive(Debug, Clone)]
+pub struct MemoryBackend {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    store: Store,
+    locks: DashMap<String, (LockToken, Instant)>,
+}
+
+impl MemoryBackend {
+    /// Entries held unless told otherwise.
+    pub const DEFAULT_MAX_ENTRIES: usize = 100_000;
+    /// Bytes held unless told otherwise: 256 MiB.
+    pub const DEFAULT_MAX_BYTES: usize = 256 << 20;
+
+    /// The backend's name, as in `CACHEKIT_BACKEND=memory`.
+    pub const NAME: &'static str = "memory";
+
+    /// What the in-memory backend declares.
+    pub const CAPABILITIES: Capabilities = Capabilities {
+        ttl: true,
+        ttl_inspect: true,
+        touch: true,
+        lock: true,
+        persistent: false,
+        shared: false,
+        max_ttl: None,
+        max_value_size: None,
+        max_key_len: key::MAX_KEY_LEN,
+    };
+
+    /// A backend with the default bounds.
+    pub fn new() -> Self {
+        Self::with_limits(Self::DEFAULT_MAX_ENTRIES, Self::DEFAULT_MAX_BYTES)
+    }
+
+    /// A backend holding at most `max_entries` entries and `max_bytes` bytes.
+    pub fn with_limits(max_entries: usize, max_bytes: usize) -> Self {
+        MemoryBackend {
+            inner: Arc::new(Inner {
+                store: Store::new(max_entries, max_bytes),
+                locks: DashMap::new(),
+            }),
+        }
+    }
+
+    /// Entries held, expired ones not yet dropped included.
+    pub fn len(&self) -> usize {
+        self.inner.store.len()
+    }
+
+    /// Whether no entries are held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn check(key: &str) -> Result<()> {
+        key::validate(key, Self::CAPABILITIES.max_key_len)
+    }
+}
+
+impl Default for MemoryBackend {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[async_trait]
+impl Backend for MemoryBackend {
+    fn name(&self) -> &'static str {
+        Self::NAME
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Self::CAPABILITIES
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Bytes>> {
+        Self::check(key)?;
+        Ok(self.inner.store.get(key).map(|(value, _)| value))
+    }
+
+    async fn set(&self, key: &str, value: Bytes, ttl: Option<Duration>) -> Result<()> {
+        Self::check(key)?;
+        let ttl = Self::CAPABILITIES.clamp_ttl(ttl);
+        if !self.inner.store.insert(key, value.clone(), ttl) {
+            return Err(crate::Error::ValueTooLarge {
+                size: value.len(),
+                limit: self.inner.store.value_limit(key),
+            });
+        }
+        Ok(())
+    }
+
+    async fn delete(&self, key: &str) -> Result<bool> {
+        Self::check(key)?;
+        Ok(self.inner.store.remove(key))
+    }
+
+    async fn exists(&self, key: &str) -> Result<bool> {
+        Self::check(key)?;
+        Ok(self.inner.store.contains(key))
+    }
+
+    async fn health(&self) -> Result<()> {
+        Ok(())
+    }
+
+    fn as_ttl_inspect(&self) -> Option<&dyn TtlInspect> {
+        Some(self)
+    }
+
+    fn as_touch(&self) -> Option<&dyn Touch> {
+        Some(self)
+    }
+
+    fn as_lock(&self) -> Option<&dyn Lock> {
+        Some(self)
+    }
+}
+
+#[async_trait]
+impl TtlInspect for MemoryBackend {
+    async fn ttl(&self, key: &str) -> Result<KeyTtl> {
+        Self::check(key)?;
+        Ok(self.inner.store.ttl(key))
+    }
+}
+
+#[async_trait]
+impl Touch for MemoryBackend {
+    async fn touch(&self, key: &str, ttl: Option<Duration>) -> Result<bool> {
+        Self::check(key)?;
+        Ok(self
+            .inner
+            .store
+            .touch(key, Self::CAPABILITIES.clamp_ttl(ttl)))
+    }
+}
+
+#[async_trait]
+impl Lock for MemoryBackend {
+    async fn try_lock(&self, key: &str, lease: Duration) -> Result<Option<LockToken>> {
+        Self::check(key)?;
+        let now = Instant::now();
+        let token = LockToken::random();
+        match self.inner.locks.entry(key.to_owned()) {
+            Entry::Occupied(mut held) if held.get().1 <= now => {
+                held.insert((token.clone(), now + lease));
+            }
+            Entry::Occupied(_) => return Ok(None),
+            Entry::Vacant(free) => {
+                free.insert((token.clone(), now + lease));
+            }
+        }
+        Ok(Some(token))
+    }
+
+    async fn unlock(&self, key: &str, token: &LockToken) -> Result<bool> {
+        Self::check(key)?;
+        let now = Instant::now();
+        Ok(self
+            .inner
+            .locks
+            .remove_if(key, |_, (held, until)| held == token && *until > now)
+            .is_some())
+    }
+}

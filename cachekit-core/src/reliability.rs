@@ -1,0 +1,220 @@
+//! Per-operation timeouts and a circuit breaker around backend calls.
+//!
+//! After [`ReliabilityConfig::failure_threshold`] consecutive failures
+//! (unavailable or timed out) the breaker opens: calls fail at once with
+//! [`Error::Unavailable`] instead of waiting on a dead backend, so cached
+//! functions run uncached at full speed. After `open_for`, one call is let
+//! through as a probe; its success closes the breaker, its failure reopens it.
+
+use std::future::Future;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::{Error, Result};
+
+/// Timeouts and breaker settings of a [`Cache`](crate::Cache).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReliabilityConfig {
+    /// Longest a single backend operation may take (default 3 s). Backends
+    /// enforce their own, usually shorter, timeouts as well; this is the net
+    /// under all of them.
+    pub operation_timeout: Duration,
+    /// Consecutive failures that open the breaker (default 5).
+    pub failure_threshold: u32,
+    /// How long the breaker stays open before a probe (default 5 s).
+    pub open_for: Duration,
+}
+
+impl Default for ReliabilityConfig {
+    fn default() -> Self {
+        ReliabilityConfig {
+            operation_timeout: Duration::from_secs(3),
+            failure_threshold: 5,
+            open_for: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Guards the calls to one backend.
+#[derive(Debug)]
+pub(crate) struct Guard {
+    backend: &'static str,
+    config: ReliabilityConfig,
+    failures: AtomicU32,
+    /// When the breaker may let a probe through, in nanoseconds after [`epoch`]; 0: closed.
+    open_until: AtomicU64,
+    probing: AtomicBool,
+}
+
+impl Guard {
+    pub(crate) fn new(backend: &'static str, config: ReliabilityConfig) -> Self {
+        Guard {
+            backend,
+            config,
+            failures: AtomicU32::new(0),
+            open_until: AtomicU64::new(0),
+            probing: AtomicBool::new(false),
+        }
+    }
+
+    /// Runs `operation` under the timeout, unless the breaker is open.
+    pub(crate) async fn call<T>(
+        &self,
+        operation: &'static str,
+        future: impl Future<Output = Result<T>>,
+    ) -> Result<T> {
+        let probe = self.admit()?;
+        let result = match tokio::time::timeout(self.config.operation_timeout, future).await {
+            Ok(result) => result,
+            Err(_) => Err(Error::Timeout {
+                backend: self.backend,
+                operation,
+                after: self.config.operation_timeout,
+            }),
+        };
+        self.record(&result, probe);
+        result
+    }
+
+    /// Whether the breaker is open now.
+    #[cfg(test)]
+    pub(crate) fn is_open(&self) -> bool {
+        self.open_until.load(Ordering::Acquire) != 0
+    }
+
+    /// `Ok(is_probe)` if the call may go ahead.
+    fn admit(&self) -> Result<bool> {
+        let until = self.open_until.load(Ordering::Acquire);
+        if until == 0 {
+            return Ok(false);
+        }
+        if now_nanos() >= until
+            && self
+                .probing
+                .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+        {
+            return Ok(true);
+        }
+        Err(Error::Unavailable {
+            backend: self.backend,
+            reason: format!(
+                "circuit open after {} consecutive failures; calls skip the backend until a probe succeeds",
+                self.config.failure_threshold
+            ),
+        })
+    }
+
+    fn record<T>(&self, result: &Result<T>, probe: bool) {
+        match result {
+            Err(error) if error.is_backend_failure() => {
+                let failures = self.failures.fetch_add(1, Ordering::AcqRel) + 1;
+                if probe || failures >= self.config.failure_threshold {
+                    let until = now_nanos() + nanos(self.config.open_for);
+                    if self.open_until.swap(until.max(1), Ordering::AcqRel) == 0 {
+                        tracing::warn!(backend = self.backend, %error, "backend failing: circuit opened");
+                    }
+                }
+            }
+            _ => {
+                self.failures.store(0, Ordering::Release);
+                if self.open_until.swap(0, Ordering::AcqRel) != 0 {
+                    tracing::info!(
+                        backend = self.backend,
+                        "backend answering again: circuit closed"
+                    );
+                }
+            }
+        }
+        if probe {
+            self.probing.store(false, Ordering::Release);
+        }
+    }
+}
+
+fn epoch() -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+fn now_nanos() -> u64 {
+    nanos(Instant::now().saturating_duration_since(epoch())) + 1
+}
+
+fn nanos(duration: Duration) -> u64 {
+    u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn down() -> Result<()> {
+        Err(Error::Unavailable {
+            backend: "test",
+            reason: "down".into(),
+        })
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn opens_after_threshold_and_recovers_through_a_probe() {
+        let config = ReliabilityConfig {
+            operation_timeout: Duration::from_secs(1),
+            failure_threshold: 3,
+            open_for: Duration::from_secs(5),
+        };
+        let guard = Guard::new("test", config);
+        for _ in 0..3 {
+            assert!(guard.call("get", async { down() }).await.is_err());
+        }
+        assert!(guard.is_open());
+        let mut ran = false;
+        let skipped = guard
+            .call("get", async {
+                ran = true;
+                Ok(())
+            })
+            .await;
+        assert!(
+            matches!(skipped, Err(Error::Unavailable { .. })) && !ran,
+            "open breaker skips the backend"
+        );
+        tokio::time::advance(Duration::from_secs(6)).await;
+        assert!(
+            guard.call("get", async { down() }).await.is_err(),
+            "failed probe"
+        );
+        assert!(guard.is_open(), "a failed probe reopens");
+        tokio::time::advance(Duration::from_secs(6)).await;
+        guard.call("get", async { Ok(()) }).await.unwrap();
+        assert!(!guard.is_open(), "a good probe closes");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn slow_calls_time_out_and_bad_input_does_not_count() {
+        let config = ReliabilityConfig {
+            failure_threshold: 2,
+            ..ReliabilityConfig::default()
+        };
+        let guard = Guard::new("test", config);
+        let slow = guard.call("get", async {
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            Ok(())
+        });
+        assert!(matches!(
+            slow.await,
+            Err(Error::Timeout {
+                operation: "get",
+                ..
+            })
+        ));
+        for _ in 0..5 {
+            let bad: Result<()> = Err(Error::invalid_key("a b", "space"));
+            assert!(guard.call("get", async { bad }).await.is_err());
+        }
+        assert!(!guard.is_open(), "invalid input is not a backend failure");
+    }
+}

@@ -1,0 +1,65 @@
+//! `cargo xtask`: the automation of the cachekit project, written as a plain
+//! Rust program (the [xtask] pattern) so that it needs nothing but cargo.
+//!
+//! `cargo xtask help` lists the subcommands.
+//!
+//! [xtask]: https://github.com/matklad/cargo-xtask
+
+mod cmd;
+mod project;
+mod servers;
+mod test;
+
+use std::process::ExitCode;
+
+/// What `cargo xtask help` (or an unknown subcommand) prints.
+const USAGE: &str = "\
+Usage: cargo xtask <SUBCOMMAND>
+
+Subcommands:
+  test    The one test command of the project: installs memcached and
+          redis-server if they are missing, then runs, failing fast,
+            cargo fmt --all -- --check
+            cargo clippy --workspace --all-targets --all-features -- -D warnings
+            cargo test --workspace --all-features
+  help    Prints this message
+";
+
+/// Exit code for a command line that names no known subcommand.
+const USAGE_ERROR: u8 = 2;
+
+/// Dispatches on the subcommand.
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    match args.as_slice() {
+        ["test"] => finish(test::run()),
+        ["help" | "--help" | "-h"] => {
+            print!("{USAGE}");
+            ExitCode::SUCCESS
+        }
+        [] => usage_error("no subcommand given"),
+        [subcommand] => usage_error(&format!("unknown subcommand `{subcommand}`")),
+        [subcommand, extra, ..] => usage_error(&format!(
+            "unexpected argument `{extra}` after `{subcommand}`"
+        )),
+    }
+}
+
+/// Prints `problem` and the usage to stderr, and returns the usage exit code.
+fn usage_error(problem: &str) -> ExitCode {
+    eprintln!("error: {problem}\n");
+    eprint!("{USAGE}");
+    ExitCode::from(USAGE_ERROR)
+}
+
+/// Turns the outcome of a subcommand into the exit code, printing the error.
+fn finish(outcome: cmd::Result) -> ExitCode {
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}

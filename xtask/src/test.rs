@@ -1,0 +1,29 @@
+//! `cargo xtask test`: the one test command of the project.
+
+use crate::cmd::{self, Result};
+use crate::{project, servers};
+
+/// Runs every check, in order, stopping at the first one that fails.
+pub(crate) fn run() -> Result {
+    cmd::step("memcached and redis-server", servers::ensure_installed)?;
+    cargo_step(&["fmt", "--all", "--", "--check"])?;
+    cargo_step(&[
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--all-features",
+        "--",
+        "-D",
+        "warnings",
+    ])?;
+    cargo_step(&["test", "--workspace", "--all-features"])?;
+    // The docs freshness check (`cargo xtask docs --check`) joins here when the docs generator lands.
+    println!("==> all checks passed");
+    Ok(())
+}
+
+/// A step that runs `cargo <args>` in the workspace root, named after it.
+fn cargo_step(args: &[&str]) -> Result {
+    let name = format!("cargo {}", args.join(" "));
+    cmd::step(&name, || cmd::run(project::cargo().args(args)))
+}
