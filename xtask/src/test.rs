@@ -17,6 +17,17 @@ pub(crate) fn run() -> Result {
         "warnings",
     ])?;
     cargo_step(&["test", "--workspace", "--all-features"])?;
+    // With every backend feature off: selecting one must name its feature.
+    cargo_step(&[
+        "test",
+        "--package",
+        "cachekit",
+        "--no-default-features",
+        "--test",
+        "features",
+    ])?;
+    // The README's first command, with nothing configured.
+    cargo_step(&["run", "--quiet", "--example", "quickstart"])?;
     // The docs freshness check (`cargo xtask docs --check`) joins here when the docs generator lands.
     println!("==> all checks passed");
     Ok(())

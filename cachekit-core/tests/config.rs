@@ -1,0 +1,188 @@
+//! Config layering (defaults < file < environment), every variable name, and
+//! errors that name the setting and where its value came from.
+
+use std::io::Write;
+use std::time::Duration;
+
+use cachekit_core::config::{CORE_SETTINGS, ConfigSource, CoreSettings, SettingKind};
+use cachekit_core::{ConfigOrigin, Error};
+
+fn file(contents: &str) -> tempfile::NamedTempFile {
+    let mut file = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
+    file.write_all(contents.as_bytes()).unwrap();
+    file
+}
+
+fn env(vars: &[(&str, &str)]) -> ConfigSource {
+    ConfigSource::from_parts(None, vars.iter().map(|(k, v)| (*k, *v))).unwrap()
+}
+
+#[test]
+fn defaults_match_the_declarations() {
+    let settings: CoreSettings = ConfigSource::defaults_only()
+        .extract(None, CORE_SETTINGS)
+        .unwrap();
+    assert_eq!(settings, CoreSettings::default());
+    let defaults = figment::Figment::from(figment::providers::Serialized::defaults(
+        CoreSettings::default(),
+    ));
+    for setting in CORE_SETTINGS {
+        let declared: figment::value::Value = setting.default.parse().unwrap();
+        let actual = defaults.find_value(setting.key).unwrap();
+        let same = match (
+            declared.to_num().and_then(|n| n.to_f64()),
+            actual.to_num().and_then(|n| n.to_f64()),
+        ) {
+            (Some(a), Some(b)) => a == b,
+            _ => declared.as_str() == actual.as_str(),
+        };
+        assert!(
+            same,
+            "{}: declared default {:?} but the code defaults to {actual:?}",
+            setting.key, setting.default
+        );
+    }
+}
+
+#[test]
+fn every_variable_sets_exactly_its_declared_key() {
+    for setting in CORE_SETTINGS {
+        let sample = match setting.kind {
+            SettingKind::Text => "some_value-1",
+            SettingKind::Integer => "12345",
+            SettingKind::Seconds => "7.5",
+            SettingKind::Bool => "true",
+            SettingKind::List => "[\"a\"]",
+        };
+        let source = env(&[(setting.env, sample)]);
+        let settings: CoreSettings = source.extract(None, CORE_SETTINGS).unwrap();
+        let mut expected = CoreSettings::default();
+        match setting.key {
+            "backend" => expected.backend = sample.into(),
+            "namespace" => expected.namespace = sample.into(),
+            "default_ttl" => expected.default_ttl = Duration::from_secs_f64(7.5),
+            "l1_max_entries" => expected.l1_max_entries = 12345,
+            "l1_max_bytes" => expected.l1_max_bytes = 12345,
+            "l1_ttl" => expected.l1_ttl = Duration::from_secs_f64(7.5),
+            "operation_timeout" => expected.operation_timeout = Duration::from_secs_f64(7.5),
+            other => panic!("setting {other} has no case in this test: add one"),
+        }
+        assert_eq!(
+            settings, expected,
+            "{} must set {}",
+            setting.env, setting.key
+        );
+        assert_eq!(
+            source.origin(setting),
+            ConfigOrigin::Env(setting.env.into())
+        );
+    }
+}
+
+#[test]
+fn text_variables_are_taken_verbatim() {
+    let settings: CoreSettings = env(&[("CACHEKIT_NAMESPACE", "123")])
+        .extract(None, CORE_SETTINGS)
+        .unwrap();
+    assert_eq!(
+        settings.namespace, "123",
+        "a numeric-looking namespace stays text"
+    );
+}
+
+#[test]
+fn file_overrides_defaults_and_environment_overrides_file() {
+    let toml = file("namespace = \"from-file\"\ndefault_ttl = 10\nl1_ttl = 5\n");
+    let source =
+        ConfigSource::from_parts(Some(toml.path()), [("CACHEKIT_DEFAULT_TTL", "20")]).unwrap();
+    let settings: CoreSettings = source.extract(None, CORE_SETTINGS).unwrap();
+    assert_eq!(settings.namespace, "from-file");
+    assert_eq!(
+        settings.default_ttl,
+        Duration::from_secs(20),
+        "env beats file"
+    );
+    assert_eq!(
+        settings.l1_ttl,
+        Duration::from_secs(5),
+        "file beats default"
+    );
+    assert_eq!(
+        settings.l1_max_entries, 10_000,
+        "default when neither sets it"
+    );
+    let by_key = |key: &str| CORE_SETTINGS.iter().find(|s| s.key == key).unwrap();
+    assert_eq!(
+        source.origin(by_key("namespace")),
+        ConfigOrigin::File(toml.path().into())
+    );
+    assert_eq!(
+        source.origin(by_key("default_ttl")),
+        ConfigOrigin::Env("CACHEKIT_DEFAULT_TTL".into())
+    );
+    assert_eq!(source.origin(by_key("l1_max_bytes")), ConfigOrigin::Default);
+}
+
+#[test]
+fn bad_environment_value_names_the_setting_the_variable_and_the_value() {
+    let error = env(&[("CACHEKIT_L1_MAX_ENTRIES", "lots")])
+        .extract::<CoreSettings>(None, CORE_SETTINGS)
+        .unwrap_err();
+    match &error {
+        Error::Config {
+            setting,
+            origin,
+            reason,
+        } => {
+            assert_eq!(setting, "l1_max_entries");
+            assert_eq!(origin, &ConfigOrigin::Env("CACHEKIT_L1_MAX_ENTRIES".into()));
+            assert!(reason.contains("lots"), "{reason}");
+        }
+        other => panic!("expected Config, got {other:?}"),
+    }
+    let message = error.to_string();
+    assert!(
+        message.contains("CACHEKIT_L1_MAX_ENTRIES") && message.contains("l1_max_entries"),
+        "{message}"
+    );
+}
+
+#[test]
+fn bad_file_value_names_the_file() {
+    let toml = file("operation_timeout = -1.0\n");
+    let source =
+        ConfigSource::from_parts(Some(toml.path()), Vec::<(String, String)>::new()).unwrap();
+    match source
+        .extract::<CoreSettings>(None, CORE_SETTINGS)
+        .unwrap_err()
+    {
+        Error::Config {
+            setting,
+            origin,
+            reason,
+        } => {
+            assert_eq!(setting, "operation_timeout");
+            assert_eq!(origin, ConfigOrigin::File(toml.path().into()));
+            assert!(reason.contains(">= 0"), "{reason}");
+        }
+        other => panic!("expected Config, got {other:?}"),
+    }
+}
+
+#[test]
+fn missing_config_file_is_an_error() {
+    let error = ConfigSource::from_parts(Some("/nonexistent/cachekit.toml".as_ref()), [("A", "B")])
+        .unwrap_err();
+    assert!(
+        matches!(&error, Error::Config { setting, .. } if setting == "config file"),
+        "{error:?}"
+    );
+    assert!(error.to_string().contains("/nonexistent/cachekit.toml"));
+}
+
+#[test]
+fn empty_variables_count_as_unset() {
+    let source = env(&[("CACHEKIT_NAMESPACE", "")]);
+    let settings: CoreSettings = source.extract(None, CORE_SETTINGS).unwrap();
+    assert_eq!(settings.namespace, "cachekit");
+}
