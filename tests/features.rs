@@ -10,6 +10,10 @@ fn build_with(vars: &[(&str, &str)]) -> cachekit::Result<Cache> {
     Cache::builder().config(config).build()
 }
 
+#[cfg_attr(
+    all(feature = "memcached", feature = "redis", feature = "file"),
+    allow(dead_code)
+)]
 fn assert_names_feature(vars: &[(&str, &str)], feature: &str) {
     match build_with(vars) {
         Err(Error::Config { reason, .. }) => {
