@@ -187,27 +187,30 @@ impl ConfigSource {
         K: Into<String>,
         V: Into<String>,
     {
-        if let Some(path) = file {
-            if !path.is_file() {
-                let origin = if vars_hold_config_var(path) {
-                    ConfigOrigin::Env(CONFIG_FILE_VAR.into())
-                } else {
-                    ConfigOrigin::Code
-                };
-                return Err(Error::Config {
-                    setting: "config file".into(),
-                    origin,
-                    reason: format!("{} does not exist or is not a file", path.display()),
-                });
-            }
-        }
-        Ok(ConfigSource {
+        let source = ConfigSource {
             file: file.map(Path::to_path_buf),
             vars: vars
                 .into_iter()
                 .map(|(k, v)| (k.into(), v.into()))
                 .collect(),
-        })
+        };
+        match &source.file {
+            Some(path) if !path.is_file() => {
+                let named_by_var = source
+                    .var(CONFIG_FILE_VAR)
+                    .is_some_and(|v| Path::new(v) == path);
+                Err(Error::Config {
+                    setting: "config file".into(),
+                    origin: if named_by_var {
+                        ConfigOrigin::Env(CONFIG_FILE_VAR.into())
+                    } else {
+                        ConfigOrigin::Code
+                    },
+                    reason: format!("{} does not exist or is not a file", path.display()),
+                })
+            }
+            _ => Ok(source),
+        }
     }
 
     /// Defaults only: no file, no environment.
@@ -324,10 +327,6 @@ impl ConfigSource {
             reason,
         }
     }
-}
-
-fn vars_hold_config_var(path: &Path) -> bool {
-    std::env::var_os(CONFIG_FILE_VAR).is_some_and(|v| Path::new(&v) == path)
 }
 
 /// A figment provider for the variables of declared settings, each mapped to
