@@ -23,8 +23,6 @@ use crate::{
     MemoryBackend, ReliabilityConfig, Result, codec, key,
 };
 
-/// Marks the namespace part of a lock key; data keys cannot contain it.
-const LOCK_MARK: &str = "!lock";
 /// First pause between reads while another process holds the load lock.
 const LOCK_POLL_START: Duration = Duration::from_millis(5);
 /// Longest pause between those reads.
@@ -444,13 +442,13 @@ impl Cache {
         }
     }
 
-    /// The lock key for a data key: `LOCK_MARK` after its namespace part,
+    /// The lock key for a data key: the lock mark after its namespace part,
     /// which no data key has (see [`key`](crate::key)).
     fn lock_key(&self, key: &str) -> String {
         let (namespace, rest) = key
             .split_once(':')
             .expect("built keys have a namespace part");
-        format!("{namespace}{LOCK_MARK}:{rest}")
+        format!("{namespace}{}:{rest}", key::LOCK_MARK)
     }
 
     /// `ttl`, or the default, clamped to the backend's maximum; zero means none.
@@ -592,14 +590,14 @@ impl CacheBuilder {
         let backend = resolved.backend;
         let capabilities = backend.capabilities();
         let backend_key_len = capabilities.max_key_len.min(key::MAX_KEY_LEN);
-        if backend_key_len < key::MIN_BACKEND_KEY_LEN + LOCK_MARK.len() {
+        if backend_key_len < key::MIN_BACKEND_KEY_LEN {
             return Err(Error::Config {
                 setting: "max_key_len".into(),
                 origin: crate::ConfigOrigin::Code,
                 reason: format!(
                     "the {} backend allows keys of {backend_key_len} bytes; cachekit needs at least {} (shorten the key prefix)",
                     backend.name(),
-                    key::MIN_BACKEND_KEY_LEN + LOCK_MARK.len()
+                    key::MIN_BACKEND_KEY_LEN
                 ),
             });
         }
@@ -612,7 +610,7 @@ impl CacheBuilder {
                 guard: Guard::new(backend.name(), reliability),
                 capabilities,
                 namespace: self.namespace.unwrap_or(settings.namespace),
-                max_key_len: backend_key_len - LOCK_MARK.len(),
+                max_key_len: backend_key_len - key::LOCK_MARK.len(),
                 default_ttl,
                 l1: l1.map(L1::new),
                 flights: Flights::default(),

@@ -31,16 +31,20 @@ pub const MAX_NAMESPACE_LEN: usize = 64;
 /// Length of a hashed part: `~` and 32 hex digits.
 const HASHED_LEN: usize = 33;
 
-/// Shortest backend key limit that [`build`] can serve: a hashed namespace and a hashed key.
-pub const MIN_BACKEND_KEY_LEN: usize = 2 * HASHED_LEN + 1;
+/// Marks the namespace part of a lock key (`ns!lock:key`); data keys cannot contain it.
+pub(crate) const LOCK_MARK: &str = "!lock";
+
+/// Shortest backend key limit cachekit can serve: a hashed namespace, a
+/// hashed key and the lock mark.
+pub const MIN_BACKEND_KEY_LEN: usize = 2 * HASHED_LEN + 1 + LOCK_MARK.len();
 
 /// Marks a hashed part; never kept in a namespace, never first in a kept key.
 const HASH_MARK: char = '~';
 
-/// The key for `key` in `namespace`, at most `max_len` bytes (itself at most
-/// [`MAX_KEY_LEN`] and at least [`MIN_BACKEND_KEY_LEN`]).
+/// The key for `key` in `namespace`, at most `max_len` bytes (clamped to
+/// between a hashed namespace and key, and [`MAX_KEY_LEN`]).
 pub fn build(namespace: &str, key: &str, max_len: usize) -> String {
-    let max_len = max_len.clamp(MIN_BACKEND_KEY_LEN, MAX_KEY_LEN);
+    let max_len = max_len.clamp(2 * HASHED_LEN + 1, MAX_KEY_LEN);
     let keep_namespace = !namespace.is_empty()
         && namespace.len() <= MAX_NAMESPACE_LEN
         && namespace.bytes().all(is_namespace_byte);
