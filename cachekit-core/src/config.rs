@@ -254,7 +254,7 @@ impl ConfigSource {
             Some(section) => figment.extract_inner(section),
             None => figment.extract(),
         };
-        result.map_err(|error| self.config_error(error, settings))
+        result.map_err(|error| self.config_error(error, section, settings))
     }
 
     /// Where the value of `setting` comes from.
@@ -294,11 +294,24 @@ impl ConfigSource {
         })
     }
 
-    fn config_error(&self, error: figment::Error, settings: &[Setting]) -> Error {
-        let key = error.path.join(".");
-        let setting = settings
+    fn config_error(
+        &self,
+        error: figment::Error,
+        section: Option<&str>,
+        settings: &[Setting],
+    ) -> Error {
+        // Figment puts the section of `extract_inner` at either end of the path.
+        let inner: Vec<&str> = error
+            .path
             .iter()
-            .find(|s| s.key == key || s.key.ends_with(&format!(".{key}")));
+            .map(String::as_str)
+            .filter(|part| Some(*part) != section)
+            .collect();
+        let key = match section {
+            Some(section) => format!("{section}.{}", inner.join(".")),
+            None => inner.join("."),
+        };
+        let setting = settings.iter().find(|s| s.key == key);
         let origin = match (&error.metadata, setting) {
             (Some(meta), Some(setting)) if meta.name == ENV_PROVIDER => self.origin(setting),
             (

@@ -5,6 +5,7 @@
 //!
 //! [xtask]: https://github.com/matklad/cargo-xtask
 
+mod bench;
 mod cmd;
 mod project;
 mod servers;
@@ -22,6 +23,10 @@ Subcommands:
             cargo fmt --all -- --check
             cargo clippy --workspace --all-targets --all-features -- -D warnings
             cargo test --workspace --all-features
+  bench memcached
+          Starts three memcached servers pinned to one CPU and runs the
+          Memcached benchmark pinned to another; prints a table of ratios
+          against raw clients measured in the same run
   help    Prints this message
 ";
 
@@ -34,6 +39,7 @@ fn main() -> ExitCode {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     match args.as_slice() {
         ["test"] => finish(test::run()),
+        ["bench", target] => finish(bench::run(target)),
         ["help" | "--help" | "-h"] => {
             print!("{USAGE}");
             ExitCode::SUCCESS

@@ -89,7 +89,7 @@ fn apt_get(use_sudo: bool, args: &[&str]) -> Command {
 }
 
 /// Whether this process runs as root, according to `id -u`.
-fn is_root() -> bool {
+pub(crate) fn is_root() -> bool {
     cmd::output(Command::new("id").arg("-u")).as_deref() == Some("0")
 }
 

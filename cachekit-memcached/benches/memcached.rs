@@ -1,0 +1,296 @@
+//! `cargo xtask bench memcached`: cachekit's Memcached path against raw
+//! clients measured in the same run. xtask starts the servers (pinned to one
+//! CPU) and runs this binary (pinned to another) with their addresses in
+//! `CACHEKIT_BENCH_MEMCACHED` (comma-separated, three servers).
+//!
+//! Prints a Markdown table; docs/benchmarks.md records one.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use cachekit_core::config::ConfigSource;
+use cachekit_core::{Backend, Cache, key};
+use cachekit_memcached::{MemcachedBackend, MemcachedBackendConfig};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+
+const SEQUENTIAL_OPS: usize = 20_000;
+const WARMUP_OPS: usize = 2_000;
+const CONCURRENT_TASKS: usize = 64;
+const CONCURRENT_FOR: Duration = Duration::from_secs(3);
+const KEYSPACE: usize = 1_000;
+
+fn main() {
+    let servers: Vec<String> = std::env::var("CACHEKIT_BENCH_MEMCACHED")
+        .expect("run through `cargo xtask bench memcached`, which starts the servers")
+        .split(',')
+        .map(String::from)
+        .collect();
+    assert_eq!(servers.len(), 3, "three servers expected");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(run(servers));
+}
+
+struct Row {
+    name: &'static str,
+    figure: String,
+    ratio: String,
+}
+
+async fn run(servers: Vec<String>) {
+    let mut rows = Vec::new();
+    let value = "x".repeat(100);
+
+    // Sequential get hits on one server, L1 off.
+    let one = cache(&servers[..1]).await;
+    one.set("seq", &value, None).await.unwrap();
+    let wire_key = one.backend_key("seq");
+    let raw = median(raw_get_loop(&servers[0], &wire_key).await);
+    rows.push(Row {
+        name: "raw `mg` loop, one connection (median)",
+        figure: micros(raw),
+        ratio: "1.00x".into(),
+    });
+    let through_get = median(
+        timed(|| async {
+            std::hint::black_box(one.get::<String>("seq").await.unwrap().unwrap());
+        })
+        .await,
+    );
+    rows.push(Row {
+        name: "`Cache::get` hit (median)",
+        figure: micros(through_get),
+        ratio: ratio(through_get, raw),
+    });
+    let call_key = key::for_call("bench::profile", &(42u64,)).unwrap();
+    one.set(&call_key, &value, None).await.unwrap();
+    let through_call = median(
+        timed(|| async {
+            let key = key::for_call("bench::profile", &(42u64,)).unwrap();
+            let hit = one
+                .get_or_insert_with(&key, None, || async { unreachable!("a hit") })
+                .await;
+            std::hint::black_box::<String>(hit);
+        })
+        .await,
+    );
+    rows.push(Row {
+        name: "cached-function path: key from args + `get_or_insert_with` hit (median)",
+        figure: micros(through_call),
+        ratio: ratio(through_call, raw),
+    });
+    let set = median(
+        timed(|| async {
+            one.set("seq-set", &value, None).await.unwrap();
+        })
+        .await,
+    );
+    rows.push(Row {
+        name: "`Cache::set` (median)",
+        figure: micros(set),
+        ratio: ratio(set, raw),
+    });
+
+    // get_many of 100 keys over three servers.
+    let three = cache(&servers).await;
+    let backend = MemcachedBackend::new(config(&servers)).unwrap();
+    let keys: Vec<String> = (0..100)
+        .map(|i| three.backend_key(&format!("many:{i}")))
+        .collect();
+    for i in 0..100 {
+        three.set(&format!("many:{i}"), &value, None).await.unwrap();
+    }
+    let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+    let many = median(
+        timed(|| async {
+            assert!(
+                backend
+                    .get_many(&refs)
+                    .await
+                    .unwrap()
+                    .iter()
+                    .all(Option::is_some)
+            );
+        })
+        .await,
+    );
+    rows.push(Row {
+        name: "`get_many` of 100 keys over 3 servers (median)",
+        figure: micros(many),
+        ratio: ratio(many, raw),
+    });
+
+    // 64 tasks over three servers: cachekit vs memcache::exp::AsyncMemcache.
+    for i in 0..KEYSPACE {
+        three.set(&format!("c:{i}"), &value, None).await.unwrap();
+    }
+    let ours = throughput({
+        let three = three.clone();
+        move |i| {
+            let three = three.clone();
+            async move {
+                std::hint::black_box(
+                    three
+                        .get::<String>(&format!("c:{i}"))
+                        .await
+                        .unwrap()
+                        .unwrap(),
+                );
+            }
+        }
+    })
+    .await;
+    let theirs_client = Arc::new(
+        memcache::exp::AsyncMemcache::connect(servers.clone())
+            .await
+            .unwrap(),
+    );
+    for i in 0..KEYSPACE {
+        theirs_client
+            .set(
+                format!("m:{i}"),
+                value.as_bytes(),
+                Duration::from_secs(3600),
+            )
+            .await
+            .unwrap();
+    }
+    let theirs = throughput({
+        let client = theirs_client.clone();
+        move |i| {
+            let client = client.clone();
+            async move {
+                let got: Option<Vec<u8>> = client.get(format!("m:{i}")).await.unwrap();
+                std::hint::black_box(got.unwrap());
+            }
+        }
+    })
+    .await;
+    rows.push(Row {
+        name: "64 tasks, 3 servers: `memcache::exp::AsyncMemcache` get",
+        figure: format!("{theirs:.0} ops/s"),
+        ratio: "1.00x".into(),
+    });
+    rows.push(Row {
+        name: "64 tasks, 3 servers: `Cache::get` (L1 off)",
+        figure: format!("{ours:.0} ops/s"),
+        ratio: format!("{:.2}x", ours / theirs),
+    });
+
+    println!("| measurement | figure | ratio |");
+    println!("|---|---|---|");
+    for row in rows {
+        println!("| {} | {} | {} |", row.name, row.figure, row.ratio);
+    }
+}
+
+fn config(servers: &[String]) -> MemcachedBackendConfig {
+    MemcachedBackendConfig {
+        servers: servers.to_vec(),
+        ..Default::default()
+    }
+}
+
+async fn cache(servers: &[String]) -> Cache {
+    Cache::builder()
+        .backend(MemcachedBackend::new(config(servers)).unwrap())
+        .namespace("bench")
+        .without_l1()
+        .config(ConfigSource::defaults_only())
+        .build()
+        .unwrap()
+}
+
+/// Per-operation latencies of `op`, after a warm-up.
+async fn timed<F, Fut>(mut op: F) -> Vec<Duration>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    for _ in 0..WARMUP_OPS {
+        op().await;
+    }
+    let mut samples = Vec::with_capacity(SEQUENTIAL_OPS);
+    for _ in 0..SEQUENTIAL_OPS {
+        let started = Instant::now();
+        op().await;
+        samples.push(started.elapsed());
+    }
+    samples
+}
+
+/// The raw floor: `mg <key> v` and its answer on one plain connection.
+async fn raw_get_loop(server: &str, key: &str) -> Vec<Duration> {
+    let stream = TcpStream::connect(server).await.unwrap();
+    stream.set_nodelay(true).unwrap();
+    let (read, mut write) = stream.into_split();
+    let mut read = BufReader::new(read);
+    let command = format!("mg {key} v\r\n");
+    let mut line = String::new();
+    let mut data = Vec::new();
+    let mut samples = Vec::with_capacity(SEQUENTIAL_OPS);
+    for i in 0..WARMUP_OPS + SEQUENTIAL_OPS {
+        let started = Instant::now();
+        write.write_all(command.as_bytes()).await.unwrap();
+        line.clear();
+        read.read_line(&mut line).await.unwrap();
+        let len: usize = line
+            .trim_end()
+            .strip_prefix("VA ")
+            .and_then(|l| l.split(' ').next())
+            .unwrap()
+            .parse()
+            .unwrap();
+        data.resize(len + 2, 0);
+        read.read_exact(&mut data).await.unwrap();
+        std::hint::black_box(&data);
+        if i >= WARMUP_OPS {
+            samples.push(started.elapsed());
+        }
+    }
+    samples
+}
+
+/// Operations per second of `CONCURRENT_TASKS` tasks running `op` over the keyspace.
+async fn throughput<F, Fut>(op: F) -> f64
+where
+    F: Fn(usize) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let done = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..CONCURRENT_TASKS)
+        .map(|task| {
+            let (op, done) = (op.clone(), done.clone());
+            tokio::spawn(async move {
+                let mut i = task * 7;
+                while started.elapsed() < CONCURRENT_FOR {
+                    op(i % KEYSPACE).await;
+                    done.fetch_add(1, Ordering::Relaxed);
+                    i += 13;
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    done.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64()
+}
+
+fn median(mut samples: Vec<Duration>) -> Duration {
+    samples.sort_unstable();
+    samples[samples.len() / 2]
+}
+
+fn micros(d: Duration) -> String {
+    format!("{:.1} µs", d.as_secs_f64() * 1e6)
+}
+
+fn ratio(ours: Duration, raw: Duration) -> String {
+    format!("{:.2}x", ours.as_secs_f64() / raw.as_secs_f64())
+}

@@ -1,0 +1,436 @@
+//! `MemcachedBackend`: the `Backend` over a fleet of memcached servers.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use cachekit_core::config::ConfigSource;
+use cachekit_core::{Backend, Capabilities, Error, Result, Touch, key};
+use tokio::time::{Instant, timeout_at};
+
+use crate::config::MemcachedBackendConfig;
+use crate::connection::ConnectionError;
+use crate::pool::Pool;
+use crate::protocol::{Request, Response};
+use crate::ring;
+use crate::server::Server;
+
+/// Longest TTL memcached takes as a duration; longer values are read as a
+/// Unix timestamp, so cachekit clamps to it.
+pub const MAX_TTL: Duration = Duration::from_secs(30 * 24 * 60 * 60);
+
+/// A shared, volatile cache over one or more memcached servers (>= 1.6, meta
+/// protocol). Keys are placed by rendezvous hashing over the live servers;
+/// each server has a pool of pipelined connections. A server failing
+/// `retry_attempts` times in a row leaves the ring for `dead_time`.
+///
+/// No locking and no TTL inspection: [`Cache::lock`](cachekit_core::Cache::lock)
+/// and [`Cache::ttl`](cachekit_core::Cache::ttl) return `Error::Unsupported`,
+/// and cached functions rely on in-process single-flight.
+#[derive(Debug, Clone)]
+pub struct MemcachedBackend {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    config: MemcachedBackendConfig,
+    servers: Box<[Server]>,
+    capabilities: Capabilities,
+}
+
+impl MemcachedBackend {
+    /// The backend's name, as in `CACHEKIT_BACKEND=memcached`.
+    pub const NAME: &'static str = "memcached";
+
+    /// What the backend declares with the default configuration; the value
+    /// and key limits of an instance follow its `max_item_size` and `key_prefix`.
+    pub const CAPABILITIES: Capabilities = Capabilities {
+        ttl: true,
+        ttl_inspect: false,
+        touch: true,
+        lock: false,
+        persistent: false,
+        shared: true,
+        max_ttl: Some(MAX_TTL),
+        max_value_size: Some(1 << 20),
+        max_key_len: key::MAX_KEY_LEN,
+    };
+
+    /// A backend for `config`, validated; connections open on first use.
+    pub fn new(config: MemcachedBackendConfig) -> Result<Self> {
+        config.validate()?;
+        let servers = config
+            .servers
+            .iter()
+            .map(|name| {
+                let pool = Pool::new(name.clone(), config.connect_timeout, config.max_pool_size);
+                Server::new(name.clone(), pool)
+            })
+            .collect();
+        let capabilities = Capabilities {
+            max_value_size: Some(config.max_item_size),
+            max_key_len: key::MAX_KEY_LEN - config.key_prefix.len(),
+            ..Self::CAPABILITIES
+        };
+        Ok(MemcachedBackend {
+            inner: Arc::new(Inner {
+                config,
+                servers,
+                capabilities,
+            }),
+        })
+    }
+
+    /// A backend configured by `CACHEKIT_MEMCACHED_*` over `cachekit.toml` over the defaults.
+    pub fn from_env() -> Result<Self> {
+        Self::from_config(&ConfigSource::from_process()?)
+    }
+
+    /// A backend configured by `source`.
+    pub fn from_config(source: &ConfigSource) -> Result<Self> {
+        Self::new(MemcachedBackendConfig::from_source(source)?)
+    }
+
+    /// The configuration in use.
+    pub fn config(&self) -> &MemcachedBackendConfig {
+        &self.inner.config
+    }
+
+    /// The servers in the ring now (not ejected, or back from their dead time).
+    pub fn live_servers(&self) -> Vec<&str> {
+        self.inner
+            .servers
+            .iter()
+            .filter(|s| s.is_live())
+            .map(|s| s.name.as_str())
+            .collect()
+    }
+
+    /// The server that `key` goes to now.
+    pub fn server_for(&self, key: &str) -> &str {
+        &self.pick(key).name
+    }
+
+    /// The owner of `key` among the live servers (among all, if none is live).
+    fn pick(&self, key: &str) -> &Server {
+        &self.inner.servers[self.owner_index(key)]
+    }
+
+    fn owner_index(&self, key: &str) -> usize {
+        fn named((index, server): (usize, &Server)) -> (usize, &str) {
+            (index, server.name.as_str())
+        }
+        let servers = self.inner.servers.iter().enumerate();
+        ring::owner(servers.clone().filter(|(_, s)| s.is_live()).map(named), key)
+            .or_else(|| ring::owner(servers.map(named), key))
+            .expect("a validated config has at least one server")
+    }
+
+    /// Validates `key` and puts the prefix in front of it.
+    fn wire_key<'k>(&self, key: &'k str) -> Result<Cow<'k, str>> {
+        key::validate(key, self.inner.capabilities.max_key_len)?;
+        Ok(match self.inner.config.key_prefix.as_str() {
+            "" => Cow::Borrowed(key),
+            prefix => Cow::Owned(format!("{prefix}{key}")),
+        })
+    }
+
+    /// Sends `request` (for the wire key of `key`) to the owner of `key`.
+    /// Within one `timeout` for everything, failures to reach a server are
+    /// retried up to `retry_attempts` times, each time on the key's owner
+    /// then (another server once the failing one is ejected). All operations
+    /// sent here are idempotent.
+    async fn execute(
+        &self,
+        operation: &'static str,
+        key: &str,
+        request: Request<'_>,
+    ) -> Result<Response> {
+        let config = &self.inner.config;
+        let deadline = Instant::now() + config.timeout;
+        let mut attempt = 0;
+        loop {
+            let server = self.pick(key);
+            let mut used = None;
+            let answer = timeout_at(deadline, async {
+                let connection = server.pool.connection().await?;
+                used = Some(Arc::clone(&connection));
+                connection.call(request).await
+            })
+            .await;
+            let failure = match answer {
+                Ok(Ok(response)) => {
+                    server.succeeded();
+                    return Ok(response);
+                }
+                Ok(Err(error)) => Some(error),
+                Err(_) => {
+                    // The answer may still come: this connection can no longer be trusted.
+                    if let Some(connection) = used {
+                        connection.close();
+                    }
+                    None
+                }
+            };
+            server.failed(config.retry_attempts, config.dead_time);
+            match failure {
+                None => {
+                    return Err(Error::Timeout {
+                        backend: Self::NAME,
+                        operation,
+                        after: config.timeout,
+                    });
+                }
+                Some(error) if attempt >= config.retry_attempts => {
+                    return Err(unavailable(&server.name, &error));
+                }
+                Some(error) => {
+                    tracing::debug!(server = %server.name, %error, attempt, "memcached {operation} failed: retrying");
+                    attempt += 1;
+                }
+            }
+        }
+    }
+}
+
+fn unavailable(server: &str, error: &ConnectionError) -> Error {
+    Error::Unavailable {
+        backend: MemcachedBackend::NAME,
+        reason: format!("{server}: {error}"),
+    }
+}
+
+/// An answer that does not fit the request.
+fn unexpected(operation: &str, response: Response) -> Error {
+    let reason = match response {
+        Response::ServerError(message) => format!("{operation}: SERVER_ERROR {message}"),
+        Response::ClientError(message) => format!("{operation}: CLIENT_ERROR {message}"),
+        other => format!("{operation}: unexpected answer {other:?}"),
+    };
+    Error::Unavailable {
+        backend: MemcachedBackend::NAME,
+        reason,
+    }
+}
+
+/// Whole seconds for memcached: none is 0, anything under a second is 1,
+/// and anything over 30 days is 30 days.
+fn ttl_seconds(ttl: Option<Duration>) -> u32 {
+    match MemcachedBackend::CAPABILITIES.clamp_ttl(ttl) {
+        None => 0,
+        Some(ttl) => u32::try_from(ttl.as_secs() + u64::from(ttl.subsec_nanos() > 0))
+            .unwrap_or(u32::MAX)
+            .max(1),
+    }
+}
+
+#[async_trait]
+impl Backend for MemcachedBackend {
+    fn name(&self) -> &'static str {
+        Self::NAME
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        self.inner.capabilities
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Bytes>> {
+        let wire = self.wire_key(key)?;
+        match self
+            .execute("get", key, Request::Get { key: &wire })
+            .await?
+        {
+            Response::Value(value) => Ok(Some(value)),
+            Response::Miss => Ok(None),
+            other => Err(unexpected("get", other)),
+        }
+    }
+
+    async fn set(&self, key: &str, value: Bytes, ttl: Option<Duration>) -> Result<()> {
+        let wire = self.wire_key(key)?;
+        let limit = self.inner.config.max_item_size;
+        if value.len() > limit {
+            return Err(Error::ValueTooLarge {
+                size: value.len(),
+                limit,
+            });
+        }
+        let ttl = ttl_seconds(ttl);
+        match self
+            .execute(
+                "set",
+                key,
+                Request::Set {
+                    key: &wire,
+                    value: &value,
+                    ttl,
+                },
+            )
+            .await?
+        {
+            Response::Stored => Ok(()),
+            Response::ServerError(message) if message.contains("too large") => {
+                Err(Error::ValueTooLarge {
+                    size: value.len(),
+                    limit,
+                })
+            }
+            other => Err(unexpected("set", other)),
+        }
+    }
+
+    async fn delete(&self, key: &str) -> Result<bool> {
+        let wire = self.wire_key(key)?;
+        match self
+            .execute("delete", key, Request::Delete { key: &wire })
+            .await?
+        {
+            Response::Stored => Ok(true),
+            Response::Miss => Ok(false),
+            other => Err(unexpected("delete", other)),
+        }
+    }
+
+    async fn exists(&self, key: &str) -> Result<bool> {
+        let wire = self.wire_key(key)?;
+        match self
+            .execute("exists", key, Request::Exists { key: &wire })
+            .await?
+        {
+            Response::Stored => Ok(true),
+            Response::Miss => Ok(false),
+            other => Err(unexpected("exists", other)),
+        }
+    }
+
+    async fn health(&self) -> Result<()> {
+        let mut failures = Vec::new();
+        for server in self.inner.servers.iter() {
+            let deadline = Instant::now() + self.inner.config.timeout;
+            let answer = timeout_at(deadline, async {
+                server.pool.connection().await?.call(Request::Noop).await
+            })
+            .await;
+            match answer {
+                Ok(Ok(Response::Noop)) => {}
+                Ok(Ok(other)) => {
+                    failures.push(format!("{}: unexpected answer {other:?}", server.name))
+                }
+                Ok(Err(error)) => failures.push(format!("{}: {error}", server.name)),
+                Err(_) => failures.push(format!(
+                    "{}: no answer within {:?}",
+                    server.name, self.inner.config.timeout
+                )),
+            }
+        }
+        if failures.len() == self.inner.servers.len() {
+            return Err(Error::Unavailable {
+                backend: Self::NAME,
+                reason: failures.join("; "),
+            });
+        }
+        for failure in failures {
+            tracing::warn!(%failure, "memcached server does not answer; the others do");
+        }
+        Ok(())
+    }
+
+    async fn get_many(&self, keys: &[&str]) -> Result<Vec<Option<Bytes>>> {
+        let mut values = vec![None; keys.len()];
+        // One batch per server, in one round trip each.
+        let mut batches: Vec<(usize, Vec<usize>)> = Vec::new();
+        let wire_keys = keys
+            .iter()
+            .map(|key| self.wire_key(key))
+            .collect::<Result<Vec<_>>>()?;
+        for (position, key) in keys.iter().enumerate() {
+            let server = self.owner_index(key);
+            match batches.iter_mut().find(|(s, _)| *s == server) {
+                Some((_, positions)) => positions.push(position),
+                None => batches.push((server, vec![position])),
+            }
+        }
+        let deadline = Instant::now() + self.inner.config.timeout;
+        for (server, positions) in batches {
+            let server = &self.inner.servers[server];
+            let requests: Vec<Request<'_>> = positions
+                .iter()
+                .map(|&p| Request::Get { key: &wire_keys[p] })
+                .collect();
+            let answers = timeout_at(deadline, async {
+                server.pool.connection().await?.call_many(&requests).await
+            })
+            .await;
+            let answers = match answers {
+                Ok(Ok(answers)) => answers,
+                Ok(Err(error)) => {
+                    server.failed(
+                        self.inner.config.retry_attempts,
+                        self.inner.config.dead_time,
+                    );
+                    return Err(unavailable(&server.name, &error));
+                }
+                Err(_) => {
+                    server.failed(
+                        self.inner.config.retry_attempts,
+                        self.inner.config.dead_time,
+                    );
+                    return Err(Error::Timeout {
+                        backend: Self::NAME,
+                        operation: "get_many",
+                        after: self.inner.config.timeout,
+                    });
+                }
+            };
+            server.succeeded();
+            for (position, answer) in positions.into_iter().zip(answers) {
+                values[position] = match answer {
+                    Response::Value(value) => Some(value),
+                    Response::Miss => None,
+                    other => return Err(unexpected("get_many", other)),
+                };
+            }
+        }
+        Ok(values)
+    }
+
+    fn as_touch(&self) -> Option<&dyn Touch> {
+        Some(self)
+    }
+}
+
+#[async_trait]
+impl Touch for MemcachedBackend {
+    async fn touch(&self, key: &str, ttl: Option<Duration>) -> Result<bool> {
+        let wire = self.wire_key(key)?;
+        let ttl = ttl_seconds(ttl);
+        match self
+            .execute("touch", key, Request::Touch { key: &wire, ttl })
+            .await?
+        {
+            Response::Stored => Ok(true),
+            Response::Miss => Ok(false),
+            other => Err(unexpected("touch", other)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ttls_become_whole_seconds_clamped_to_thirty_days() {
+        assert_eq!(ttl_seconds(None), 0);
+        assert_eq!(ttl_seconds(Some(Duration::ZERO)), 0);
+        assert_eq!(ttl_seconds(Some(Duration::from_millis(1))), 1);
+        assert_eq!(ttl_seconds(Some(Duration::from_millis(1500))), 2);
+        assert_eq!(ttl_seconds(Some(Duration::from_secs(60))), 60);
+        assert_eq!(ttl_seconds(Some(MAX_TTL)), 2_592_000);
+        assert_eq!(ttl_seconds(Some(MAX_TTL * 12)), 2_592_000);
+        assert_eq!(ttl_seconds(Some(Duration::from_secs(u64::MAX))), 2_592_000);
+    }
+}

@@ -1,0 +1,223 @@
+//! `MemcachedBackendConfig`: the settings, their defaults, variables and validation.
+
+use std::time::Duration;
+
+use cachekit_core::config::{ConfigSource, Setting, SettingKind, seconds};
+use cachekit_core::{ConfigOrigin, Error, Result, key};
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// The Memcached backend's settings: the `[memcached]` section of
+/// `cachekit.toml` and the `CACHEKIT_MEMCACHED_*` variables.
+pub const SETTINGS: &[Setting] = &[
+    Setting {
+        key: "memcached.servers",
+        env: "CACHEKIT_MEMCACHED_SERVERS",
+        env_aliases: &[],
+        kind: SettingKind::List,
+        default: "[\"127.0.0.1:11211\"]",
+        description: "Servers as host:port, a JSON array ('[\"mc1:11211\", \"mc2:11211\"]') or a comma-separated list.",
+    },
+    Setting {
+        key: "memcached.connect_timeout",
+        env: "CACHEKIT_MEMCACHED_CONNECT_TIMEOUT",
+        env_aliases: &[],
+        kind: SettingKind::Seconds,
+        default: "2.0",
+        description: "Connect timeout, seconds.",
+    },
+    Setting {
+        key: "memcached.timeout",
+        env: "CACHEKIT_MEMCACHED_TIMEOUT",
+        env_aliases: &[],
+        kind: SettingKind::Seconds,
+        default: "1.0",
+        description: "Timeout of one operation, retries included, seconds.",
+    },
+    Setting {
+        key: "memcached.max_pool_size",
+        env: "CACHEKIT_MEMCACHED_MAX_POOL_SIZE",
+        env_aliases: &[],
+        kind: SettingKind::Integer,
+        default: "10",
+        description: "Connections per server; each carries many pipelined requests.",
+    },
+    Setting {
+        key: "memcached.retry_attempts",
+        env: "CACHEKIT_MEMCACHED_RETRY_ATTEMPTS",
+        env_aliases: &[],
+        kind: SettingKind::Integer,
+        default: "2",
+        description: "Retries of a failed operation, and consecutive failures after which a server is ejected.",
+    },
+    Setting {
+        key: "memcached.key_prefix",
+        env: "CACHEKIT_MEMCACHED_KEY_PREFIX",
+        env_aliases: &[],
+        kind: SettingKind::Text,
+        default: "\"\"",
+        description: "Prefix put in front of every key on the wire.",
+    },
+    Setting {
+        key: "memcached.max_item_size",
+        env: "CACHEKIT_MEMCACHED_MAX_ITEM_SIZE",
+        env_aliases: &[],
+        kind: SettingKind::Integer,
+        default: "1048576",
+        description: "Largest value sent, bytes; larger ones are refused before sending (memcached's -I).",
+    },
+    Setting {
+        key: "memcached.dead_time",
+        env: "CACHEKIT_MEMCACHED_DEAD_TIME",
+        env_aliases: &[],
+        kind: SettingKind::Seconds,
+        default: "30.0",
+        description: "How long an ejected server stays out of the ring before it is tried again, seconds.",
+    },
+];
+
+/// Configuration of a [`MemcachedBackend`](crate::MemcachedBackend). Building
+/// one needs no server; [`MemcachedBackend::new`](crate::MemcachedBackend::new)
+/// validates it and connects lazily.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct MemcachedBackendConfig {
+    /// Servers as `host:port`; keys are spread over them by rendezvous hashing.
+    #[serde(deserialize_with = "server_list")]
+    pub servers: Vec<String>,
+    /// Connect timeout (default 2 s).
+    #[serde(with = "seconds")]
+    pub connect_timeout: Duration,
+    /// Timeout of one operation, retries included (default 1 s).
+    #[serde(with = "seconds")]
+    pub timeout: Duration,
+    /// Connections per server (default 10).
+    pub max_pool_size: usize,
+    /// Retries of a failed operation, and consecutive failures after which a
+    /// server is ejected from the ring (default 2).
+    pub retry_attempts: u32,
+    /// Prefix put in front of every key on the wire (default none).
+    pub key_prefix: String,
+    /// Largest value sent, in bytes (default 1 MiB, memcached's default item size).
+    pub max_item_size: usize,
+    /// How long an ejected server stays out before it is tried again (default 30 s).
+    #[serde(with = "seconds")]
+    pub dead_time: Duration,
+}
+
+impl Default for MemcachedBackendConfig {
+    fn default() -> Self {
+        MemcachedBackendConfig {
+            servers: vec!["127.0.0.1:11211".into()],
+            connect_timeout: Duration::from_secs(2),
+            timeout: Duration::from_secs(1),
+            max_pool_size: 10,
+            retry_attempts: 2,
+            key_prefix: String::new(),
+            max_item_size: 1 << 20,
+            dead_time: Duration::from_secs(30),
+        }
+    }
+}
+
+impl MemcachedBackendConfig {
+    /// Reads `[memcached]` and the `CACHEKIT_MEMCACHED_*` variables from `source`, and validates.
+    pub fn from_source(source: &ConfigSource) -> Result<Self> {
+        let config: Self = source.extract(Some("memcached"), SETTINGS)?;
+        config.validate_with(|name| {
+            SETTINGS
+                .iter()
+                .find(|s| s.key.strip_prefix("memcached.") == Some(name))
+                .map_or(ConfigOrigin::Code, |s| source.origin(s))
+        })?;
+        Ok(config)
+    }
+
+    /// Checks every field; the error names the first wrong one.
+    pub fn validate(&self) -> Result<()> {
+        self.validate_with(|_| ConfigOrigin::Code)
+    }
+
+    fn validate_with(&self, origin: impl Fn(&str) -> ConfigOrigin) -> Result<()> {
+        let fail = |field: &str, reason: String| Error::Config {
+            setting: format!("memcached.{field}"),
+            origin: origin(field),
+            reason,
+        };
+        if self.servers.is_empty() {
+            return Err(fail(
+                "servers",
+                "the server list is empty; give at least one host:port".into(),
+            ));
+        }
+        for server in &self.servers {
+            parse_server(server).map_err(|reason| fail("servers", reason))?;
+        }
+        for (field, value) in [
+            ("connect_timeout", self.connect_timeout),
+            ("timeout", self.timeout),
+            ("dead_time", self.dead_time),
+        ] {
+            if value.is_zero() {
+                return Err(fail(field, "must be greater than zero".into()));
+            }
+        }
+        if self.max_pool_size == 0 {
+            return Err(fail("max_pool_size", "must be at least 1".into()));
+        }
+        if self.max_item_size == 0 {
+            return Err(fail("max_item_size", "must be at least 1".into()));
+        }
+        let room = key::MAX_KEY_LEN - key::MIN_BACKEND_KEY_LEN;
+        if self.key_prefix.len() > room
+            || !self.key_prefix.bytes().all(|b| (0x21..=0x7e).contains(&b))
+        {
+            return Err(fail(
+                "key_prefix",
+                format!(
+                    "{:?} must be printable ASCII without spaces and at most {room} bytes",
+                    self.key_prefix
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Checks `host:port` with a port in 1..=65535 (IPv6 hosts in brackets).
+pub(crate) fn parse_server(server: &str) -> std::result::Result<(&str, u16), String> {
+    let (host, port) = server
+        .rsplit_once(':')
+        .ok_or_else(|| format!("{server:?} is not host:port"))?;
+    if host.is_empty() || host.contains(char::is_whitespace) {
+        return Err(format!("{server:?} has no host"));
+    }
+    match port.parse::<u16>() {
+        Ok(port) if port > 0 => Ok((host, port)),
+        _ => Err(format!(
+            "{server:?} has port {port:?}; give a port in 1..=65535"
+        )),
+    }
+}
+
+/// Accepts a list, a JSON array in a string, or a comma-separated string.
+fn server_list<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> std::result::Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Servers {
+        List(Vec<String>),
+        Text(String),
+    }
+    match Servers::deserialize(deserializer)? {
+        Servers::List(list) => Ok(list),
+        Servers::Text(text) if text.trim_start().starts_with('[') => serde_json::from_str(&text)
+            .map_err(|e| serde::de::Error::custom(format!("not a JSON array of strings: {e}"))),
+        Servers::Text(text) => Ok(text
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(String::from)
+            .collect()),
+    }
+}

@@ -1,0 +1,70 @@
+//! One server of the fleet: its pool and its health (consecutive failures,
+//! ejection until a dead time has passed).
+
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::pool::Pool;
+
+#[derive(Debug)]
+pub(crate) struct Server {
+    /// `host:port`, as configured; also the server's name in the ring.
+    pub(crate) name: String,
+    pub(crate) pool: Pool,
+    failures: AtomicU32,
+    /// Milliseconds after [`epoch`] until which the server is out of the ring; 0: in.
+    ejected_until: AtomicU64,
+}
+
+impl Server {
+    pub(crate) fn new(name: String, pool: Pool) -> Self {
+        Server {
+            name,
+            pool,
+            failures: AtomicU32::new(0),
+            ejected_until: AtomicU64::new(0),
+        }
+    }
+
+    /// Whether the server takes keys now: never ejected, or its dead time is over.
+    pub(crate) fn is_live(&self) -> bool {
+        let until = self.ejected_until.load(Ordering::Acquire);
+        until == 0 || now_millis() >= until
+    }
+
+    /// Records an answer: the server is healthy (again).
+    pub(crate) fn succeeded(&self) {
+        self.failures.store(0, Ordering::Release);
+        if self.ejected_until.swap(0, Ordering::AcqRel) != 0 {
+            tracing::info!(server = %self.name, "memcached server answers again: back in the ring");
+        }
+    }
+
+    /// Records a failure; after `threshold` in a row the server leaves the
+    /// ring for `dead_time`. A server back from its dead time that fails again
+    /// leaves at once.
+    pub(crate) fn failed(&self, threshold: u32, dead_time: Duration) {
+        let failures = self.failures.fetch_add(1, Ordering::AcqRel) + 1;
+        if failures >= threshold.max(1) {
+            let until = now_millis() + u64::try_from(dead_time.as_millis()).unwrap_or(u64::MAX / 2);
+            if self.ejected_until.swap(until, Ordering::AcqRel) == 0 {
+                tracing::warn!(
+                    server = %self.name,
+                    failures,
+                    ?dead_time,
+                    "memcached server ejected from the ring: its keys go to the others"
+                );
+            }
+        }
+    }
+}
+
+fn epoch() -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+fn now_millis() -> u64 {
+    u64::try_from(epoch().elapsed().as_millis()).unwrap_or(u64::MAX / 2) + 1
+}

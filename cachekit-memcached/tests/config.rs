@@ -1,0 +1,211 @@
+//! Configuration: defaults, every variable, both server-list forms, bad
+//! values and validation; selection by the environment.
+
+use std::time::Duration;
+
+use cachekit_core::config::ConfigSource;
+use cachekit_core::{Cache, ConfigOrigin, Error};
+use cachekit_memcached::{MemcachedBackend, MemcachedBackendConfig, SETTINGS};
+
+fn from_vars(vars: &[(&str, &str)]) -> cachekit_core::Result<MemcachedBackendConfig> {
+    let source = ConfigSource::from_parts(None, vars.iter().map(|(k, v)| (*k, *v)))?;
+    MemcachedBackendConfig::from_source(&source)
+}
+
+fn config_error(
+    result: cachekit_core::Result<MemcachedBackendConfig>,
+) -> (String, ConfigOrigin, String) {
+    match result {
+        Err(Error::Config {
+            setting,
+            origin,
+            reason,
+        }) => (setting, origin, reason),
+        other => panic!("expected a Config error, got {other:?}"),
+    }
+}
+
+#[test]
+fn defaults_are_the_documented_ones() {
+    let config = MemcachedBackendConfig::default();
+    assert_eq!(config.servers, ["127.0.0.1:11211"]);
+    assert_eq!(config.connect_timeout, Duration::from_secs(2));
+    assert_eq!(config.timeout, Duration::from_secs(1));
+    assert_eq!(config.max_pool_size, 10);
+    assert_eq!(config.retry_attempts, 2);
+    assert_eq!(config.key_prefix, "");
+    assert_eq!(config.max_item_size, 1 << 20);
+    assert_eq!(config.dead_time, Duration::from_secs(30));
+    assert_eq!(from_vars(&[]).unwrap(), config, "nothing set: the defaults");
+    // Needs no server.
+    MemcachedBackend::new(config).unwrap();
+}
+
+#[test]
+fn every_variable_sets_its_field() {
+    let config = from_vars(&[
+        (
+            "CACHEKIT_MEMCACHED_SERVERS",
+            r#"["mc1:11211", "mc2:11211"]"#,
+        ),
+        ("CACHEKIT_MEMCACHED_CONNECT_TIMEOUT", "0.25"),
+        ("CACHEKIT_MEMCACHED_TIMEOUT", "1.5"),
+        ("CACHEKIT_MEMCACHED_MAX_POOL_SIZE", "20"),
+        ("CACHEKIT_MEMCACHED_RETRY_ATTEMPTS", "5"),
+        ("CACHEKIT_MEMCACHED_KEY_PREFIX", "myapp:"),
+        ("CACHEKIT_MEMCACHED_MAX_ITEM_SIZE", "2097152"),
+        ("CACHEKIT_MEMCACHED_DEAD_TIME", "3"),
+    ])
+    .unwrap();
+    assert_eq!(
+        config,
+        MemcachedBackendConfig {
+            servers: vec!["mc1:11211".into(), "mc2:11211".into()],
+            connect_timeout: Duration::from_millis(250),
+            timeout: Duration::from_millis(1500),
+            max_pool_size: 20,
+            retry_attempts: 5,
+            key_prefix: "myapp:".into(),
+            max_item_size: 2 << 20,
+            dead_time: Duration::from_secs(3),
+        }
+    );
+    let declared: Vec<&str> = SETTINGS.iter().map(|s| s.env).collect();
+    assert_eq!(
+        declared.len(),
+        8,
+        "a new setting needs a line in this test: {declared:?}"
+    );
+}
+
+#[test]
+fn server_list_takes_json_or_commas() {
+    for text in [
+        r#"["mc1:11211","mc2:11211"]"#,
+        "mc1:11211,mc2:11211",
+        " mc1:11211 , mc2:11211 ",
+    ] {
+        let config = from_vars(&[("CACHEKIT_MEMCACHED_SERVERS", text)]).unwrap();
+        assert_eq!(config.servers, ["mc1:11211", "mc2:11211"], "{text:?}");
+    }
+    let single = from_vars(&[("CACHEKIT_MEMCACHED_SERVERS", "mc1:11211")]).unwrap();
+    assert_eq!(single.servers, ["mc1:11211"]);
+}
+
+#[test]
+fn bad_values_name_the_setting_the_variable_and_the_value() {
+    let cases = [
+        ("CACHEKIT_MEMCACHED_TIMEOUT", "soon", "memcached.timeout"),
+        ("CACHEKIT_MEMCACHED_TIMEOUT", "-1", "memcached.timeout"),
+        ("CACHEKIT_MEMCACHED_TIMEOUT", "0", "memcached.timeout"),
+        (
+            "CACHEKIT_MEMCACHED_CONNECT_TIMEOUT",
+            "fast",
+            "memcached.connect_timeout",
+        ),
+        (
+            "CACHEKIT_MEMCACHED_MAX_POOL_SIZE",
+            "0",
+            "memcached.max_pool_size",
+        ),
+        (
+            "CACHEKIT_MEMCACHED_MAX_POOL_SIZE",
+            "many",
+            "memcached.max_pool_size",
+        ),
+        (
+            "CACHEKIT_MEMCACHED_RETRY_ATTEMPTS",
+            "-2",
+            "memcached.retry_attempts",
+        ),
+        (
+            "CACHEKIT_MEMCACHED_MAX_ITEM_SIZE",
+            "1MB",
+            "memcached.max_item_size",
+        ),
+        (
+            "CACHEKIT_MEMCACHED_SERVERS",
+            r#"["mc1"]"#,
+            "memcached.servers",
+        ),
+        ("CACHEKIT_MEMCACHED_SERVERS", "mc1:0", "memcached.servers"),
+        (
+            "CACHEKIT_MEMCACHED_SERVERS",
+            "mc1:70000",
+            "memcached.servers",
+        ),
+        (
+            "CACHEKIT_MEMCACHED_SERVERS",
+            r#"["mc1:11211""#,
+            "memcached.servers",
+        ),
+        (
+            "CACHEKIT_MEMCACHED_KEY_PREFIX",
+            "my app",
+            "memcached.key_prefix",
+        ),
+    ];
+    for (var, value, setting) in cases {
+        let (named, origin, reason) = config_error(from_vars(&[(var, value)]));
+        assert_eq!(named, setting, "{var}={value}: {reason}");
+        assert_eq!(origin, ConfigOrigin::Env(var.into()), "{var}={value}");
+        let message = Error::Config {
+            setting: named,
+            origin,
+            reason,
+        }
+        .to_string();
+        assert!(message.contains(var), "{message}");
+    }
+}
+
+#[test]
+fn validation_names_the_field() {
+    type Breaker = fn(&mut MemcachedBackendConfig);
+    let cases: [(Breaker, &str); 6] = [
+        (|c| c.servers.clear(), "memcached.servers"),
+        (
+            |c| c.servers = vec!["mc1:11211".into(), "nope".into()],
+            "memcached.servers",
+        ),
+        (|c| c.timeout = Duration::ZERO, "memcached.timeout"),
+        (
+            |c| c.connect_timeout = Duration::ZERO,
+            "memcached.connect_timeout",
+        ),
+        (|c| c.max_pool_size = 0, "memcached.max_pool_size"),
+        (|c| c.key_prefix = "x".repeat(200), "memcached.key_prefix"),
+    ];
+    for (break_it, field) in cases {
+        let mut config = MemcachedBackendConfig::default();
+        break_it(&mut config);
+        match MemcachedBackend::new(config) {
+            Err(Error::Config {
+                setting,
+                origin: ConfigOrigin::Code,
+                ..
+            }) => assert_eq!(setting, field),
+            other => panic!("{field}: expected a Config error, got {other:?}"),
+        }
+    }
+    let ipv6 = MemcachedBackendConfig {
+        servers: vec!["[::1]:11211".into()],
+        ..Default::default()
+    };
+    MemcachedBackend::new(ipv6).unwrap();
+}
+
+#[test]
+fn servers_variable_alone_selects_memcached() {
+    let source =
+        ConfigSource::from_parts(None, [("CACHEKIT_MEMCACHED_SERVERS", "127.0.0.1:1")]).unwrap();
+    let cache = Cache::builder().config(source).build().unwrap();
+    assert_eq!(cache.backend().name(), "memcached");
+    let named = ConfigSource::from_parts(None, [("CACHEKIT_BACKEND", "memcached")]).unwrap();
+    let cache = Cache::builder().config(named).build().unwrap();
+    assert_eq!(cache.backend().name(), "memcached");
+    assert_eq!(
+        cache.capabilities().max_ttl,
+        Some(Duration::from_secs(2_592_000))
+    );
+}

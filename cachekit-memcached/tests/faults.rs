@@ -1,0 +1,180 @@
+//! Failures: a server that never answers, and a server of the fleet stopped
+//! and restarted under load.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use cachekit_core::config::ConfigSource;
+use cachekit_core::testkit::SilentServer;
+use cachekit_core::{Backend, Bytes, Cache, Error};
+use cachekit_memcached::{MemcachedBackend, MemcachedBackendConfig};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_never_answers_times_out_instead_of_hanging() {
+    let silent = SilentServer::start();
+    let backend = MemcachedBackend::new(MemcachedBackendConfig {
+        servers: vec![silent.address()],
+        timeout: Duration::from_millis(300),
+        ..Default::default()
+    })
+    .unwrap();
+    for _ in 0..3 {
+        let started = Instant::now();
+        let result = backend.get("k").await;
+        assert!(
+            matches!(
+                result,
+                Err(Error::Timeout {
+                    backend: "memcached",
+                    ..
+                })
+            ),
+            "{result:?}"
+        );
+        // Not a performance assertion: the call must end near its timeout, never hang.
+        assert!(
+            started.elapsed() < Duration::from_millis(1300),
+            "took {:?}",
+            started.elapsed()
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_port_is_unavailable_after_retries() {
+    let mut server = cachekit_core::testkit::ServerProcess::memcached();
+    let address = server.address();
+    server.stop();
+    let backend = MemcachedBackend::new(MemcachedBackendConfig {
+        servers: vec![address],
+        timeout: Duration::from_millis(500),
+        ..Default::default()
+    })
+    .unwrap();
+    let result = backend.set("k", Bytes::from_static(b"v"), None).await;
+    assert!(
+        matches!(
+            result,
+            Err(Error::Unavailable {
+                backend: "memcached",
+                ..
+            })
+        ),
+        "{result:?}"
+    );
+}
+
+fn expected(key: &str) -> String {
+    format!("value-of-{key}")
+}
+
+/// 16 tasks read and write through a `Cache` for `duration`; returns how many
+/// calls they made. Panics on any wrong value.
+async fn load(cache: &Cache, duration: Duration, round: usize) -> usize {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let tasks: Vec<_> = (0..16)
+        .map(|task| {
+            let (cache, calls) = (cache.clone(), calls.clone());
+            tokio::spawn(async move {
+                let stop = Instant::now() + duration;
+                let mut i = 0usize;
+                while Instant::now() < stop && i < 100_000 {
+                    let key = format!("r{round}:t{task}:k{}", i % 50);
+                    let value = cache
+                        .get_or_insert_with(&key, None, || async { expected(&key) })
+                        .await;
+                    assert_eq!(value, expected(&key), "a wrong value reached a caller");
+                    calls.fetch_add(1, Ordering::Relaxed);
+                    i += 1;
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.expect("no task panicked");
+    }
+    calls.load(Ordering::Relaxed)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopping_one_of_three_servers_under_load_loses_no_call_and_it_rejoins() {
+    let mut servers = common::servers(3);
+    let backend = common::backend(&servers, |c| {
+        c.timeout = Duration::from_millis(300);
+        c.dead_time = Duration::from_secs(1);
+    });
+    let victim = servers[1].address();
+    let cache = Cache::builder()
+        .backend(backend.clone())
+        .without_l1()
+        .config(ConfigSource::defaults_only())
+        .build()
+        .unwrap();
+
+    assert!(load(&cache, Duration::from_millis(500), 0).await > 0);
+    assert!(
+        common::item_count(&victim) > 0,
+        "the victim held keys before it died"
+    );
+
+    // Stop the server while the tasks run.
+    let running = {
+        let cache = cache.clone();
+        tokio::spawn(async move { load(&cache, Duration::from_millis(2000), 1).await })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    servers[1].stop();
+    let calls = running.await.expect("every call returned a correct value");
+    assert!(calls > 0);
+
+    // A key of the victim's goes to another server, and the write ejects the
+    // victim if its dead time had passed meanwhile.
+    let three: Vec<String> = servers.iter().map(|s| s.address()).collect();
+    let key = (0..1000)
+        .map(|i| format!("probe:{i}"))
+        .find(|k| ring_owner(&three, k) == victim)
+        .expect("some key belongs to the victim");
+    backend
+        .set(&key, Bytes::from_static(b"v"), None)
+        .await
+        .expect("stored on another server");
+    assert!(
+        !backend.live_servers().contains(&victim.as_str()),
+        "the dead server is ejected"
+    );
+    assert_eq!(backend.live_servers().len(), 2);
+    assert_ne!(backend.server_for(&key), victim);
+
+    // Restart: after its dead time it is tried again and rejoins.
+    servers[1].restart();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut rejoined = false;
+    while Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        load(&cache, Duration::from_millis(200), 2).await;
+        if backend.live_servers().len() == 3 && backend.server_for(&key) == victim {
+            rejoined = backend
+                .set(&key, Bytes::from_static(b"back"), None)
+                .await
+                .is_ok();
+            if rejoined {
+                break;
+            }
+        }
+    }
+    assert!(rejoined, "the restarted server must rejoin the ring");
+    assert_eq!(common::raw(&victim, &format!("mg {key} v")), "VA 4\r\nback");
+}
+
+/// Placement over all three servers, as a backend with every server live sees it.
+fn ring_owner(servers: &[String], key: &str) -> String {
+    let backend = MemcachedBackend::new(MemcachedBackendConfig {
+        servers: servers.to_vec(),
+        ..Default::default()
+    })
+    .unwrap();
+    backend.server_for(key).to_string()
+}

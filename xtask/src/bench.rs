@@ -1,0 +1,133 @@
+//! `cargo xtask bench memcached`: starts three memcached servers pinned to
+//! one CPU, and runs the benchmark binary pinned to another, so that client
+//! and servers do not compete for a core (these machines have two).
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::cmd::{self, Result};
+use crate::{project, servers};
+
+/// CPU for the servers and for the client, when `taskset` and two CPUs exist.
+const SERVER_CPU: &str = "1";
+const CLIENT_CPU: &str = "0";
+
+/// Runs the benchmark named by `target`.
+pub(crate) fn run(target: &str) -> Result {
+    if target != "memcached" {
+        return Err(format!("unknown benchmark `{target}`; known: memcached"));
+    }
+    cmd::step("memcached installed", servers::ensure_installed)?;
+    cmd::step("build the benchmark", || {
+        cmd::run(project::cargo().args([
+            "bench",
+            "-p",
+            "cachekit-memcached",
+            "--bench",
+            "memcached",
+            "--no-run",
+        ]))
+    })?;
+    let pinned =
+        cmd::on_path("taskset") && thread::available_parallelism().map_or(1, |n| n.get()) >= 2;
+    if !pinned {
+        println!("note: taskset or a second CPU is missing: client and servers are NOT pinned");
+    }
+    let servers: Vec<Memcached> = (0..3)
+        .map(|_| Memcached::start(pinned))
+        .collect::<Result<_>>()?;
+    let addresses: Vec<String> = servers
+        .iter()
+        .map(|s| format!("127.0.0.1:{}", s.port))
+        .collect();
+    cmd::step("run the benchmark", || {
+        let mut command = if pinned {
+            let mut taskset = Command::new("taskset");
+            taskset
+                .args(["-c", CLIENT_CPU])
+                .arg(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+            taskset.current_dir(project::workspace_root());
+            taskset
+        } else {
+            project::cargo()
+        };
+        command
+            .args([
+                "bench",
+                "-q",
+                "-p",
+                "cachekit-memcached",
+                "--bench",
+                "memcached",
+            ])
+            .env("CACHEKIT_BENCH_MEMCACHED", addresses.join(","));
+        cmd::run(&mut command)
+    })?;
+    println!(
+        "machine: {} CPUs; client on CPU {CLIENT_CPU}, servers on CPU {SERVER_CPU} ({})",
+        thread::available_parallelism().map_or(1, |n| n.get()),
+        if pinned { "pinned" } else { "not pinned" }
+    );
+    drop(servers);
+    Ok(())
+}
+
+/// A memcached process for the benchmark, killed on drop.
+struct Memcached {
+    child: Child,
+    port: u16,
+}
+
+impl Memcached {
+    fn start(pinned: bool) -> Result<Self> {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map_err(|e| format!("no free port: {e}"))?
+            .port();
+        let mut command = if pinned {
+            let mut taskset = Command::new("taskset");
+            taskset.args(["-c", SERVER_CPU, "memcached"]);
+            taskset
+        } else {
+            Command::new("memcached")
+        };
+        command.args([
+            "-l",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-U",
+            "0",
+            "-t",
+            "1",
+            "-m",
+            "256",
+        ]);
+        if servers::is_root() {
+            command.args(["-u", "root"]);
+        }
+        let child = command
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("could not start memcached: {e}"))?;
+        let server = Memcached { child, port };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if Instant::now() > deadline {
+                return Err(format!("memcached on port {port} did not start within 5 s"));
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        Ok(server)
+    }
+}
+
+impl Drop for Memcached {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
