@@ -123,6 +123,9 @@ impl MemcachedBackend {
         fn named((index, server): (usize, &Server)) -> (usize, &str) {
             (index, server.name.as_str())
         }
+        if self.inner.servers.len() == 1 {
+            return 0;
+        }
         let servers = self.inner.servers.iter().enumerate();
         ring::owner(servers.clone().filter(|(_, s)| s.is_live()).map(named), key)
             .or_else(|| ring::owner(servers.map(named), key))
