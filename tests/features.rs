@@ -66,3 +66,12 @@ fn file_without_its_feature_names_the_feature() {
     assert_names_feature(&[("CACHEKIT_BACKEND", "file")], "file");
     assert_names_feature(&[("CACHEKIT_FILE_CACHE_DIR", "/tmp/cachekit")], "file");
 }
+
+#[cfg(feature = "memcached")]
+#[test]
+fn memcached_is_selected_by_its_variable_through_the_facade() {
+    use cachekit::backends::memcached::{MemcachedBackend, MemcachedBackendConfig};
+    let cache = build_with(&[("CACHEKIT_MEMCACHED_SERVERS", "[\"127.0.0.1:11211\"]")]).unwrap();
+    assert_eq!(cache.backend().name(), MemcachedBackend::NAME);
+    MemcachedBackend::new(MemcachedBackendConfig::default()).expect("no server needed to build one");
+}

@@ -1,0 +1,68 @@
+//! `Cache` over real memcached: in-process single-flight stands in for the
+//! missing lock, and the L1 tier in front of a shared backend.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use cachekit_core::Cache;
+use cachekit_core::config::ConfigSource;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_misses_run_the_loader_once_without_a_lock() {
+    let servers = common::servers(3);
+    let cache = Cache::builder()
+        .backend(common::backend(&servers, |_| {}))
+        .without_l1()
+        .config(ConfigSource::defaults_only())
+        .build()
+        .unwrap();
+    let loads = Arc::new(AtomicUsize::new(0));
+    let tasks: Vec<_> = (0..100)
+        .map(|_| {
+            let (cache, loads) = (cache.clone(), loads.clone());
+            tokio::spawn(async move {
+                cache
+                    .get_or_insert_with("hot", Some(Duration::from_secs(60)), || async move {
+                        loads.fetch_add(1, Ordering::SeqCst);
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                        vec![1u32, 2, 3]
+                    })
+                    .await
+            })
+        })
+        .collect();
+    for task in tasks {
+        assert_eq!(task.await.unwrap(), [1, 2, 3]);
+    }
+    assert_eq!(loads.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_share_entries_through_the_fleet() {
+    // Two caches over two backends stand for two processes.
+    let servers = common::servers(3);
+    let build = || {
+        Cache::builder()
+            .backend(common::backend(&servers, |c| c.key_prefix = "shared:".into()))
+            .namespace("profiles")
+            .config(ConfigSource::defaults_only())
+            .build()
+            .unwrap()
+    };
+    let (writer, reader) = (build(), build());
+    for id in 0..50u64 {
+        writer.set(&format!("user:{id}"), &format!("profile {id}"), None).await.unwrap();
+    }
+    for id in 0..50u64 {
+        let seen: Option<String> = reader.get(&format!("user:{id}")).await.unwrap();
+        assert_eq!(seen.as_deref(), Some(format!("profile {id}").as_str()));
+    }
+    assert_eq!(reader.stats().l2_hits, 50);
+    for id in 0..50u64 {
+        reader.get::<String>(&format!("user:{id}")).await.unwrap();
+    }
+    assert_eq!(reader.stats().l1_hits, 50, "repeat reads come from L1");
+}
