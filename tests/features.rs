@@ -73,5 +73,6 @@ fn memcached_is_selected_by_its_variable_through_the_facade() {
     use cachekit::backends::memcached::{MemcachedBackend, MemcachedBackendConfig};
     let cache = build_with(&[("CACHEKIT_MEMCACHED_SERVERS", "[\"127.0.0.1:11211\"]")]).unwrap();
     assert_eq!(cache.backend().name(), MemcachedBackend::NAME);
-    MemcachedBackend::new(MemcachedBackendConfig::default()).expect("no server needed to build one");
+    MemcachedBackend::new(MemcachedBackendConfig::default())
+        .expect("no server needed to build one");
 }

@@ -46,7 +46,9 @@ async fn two_processes_share_entries_through_the_fleet() {
     let servers = common::servers(3);
     let build = || {
         Cache::builder()
-            .backend(common::backend(&servers, |c| c.key_prefix = "shared:".into()))
+            .backend(common::backend(&servers, |c| {
+                c.key_prefix = "shared:".into()
+            }))
             .namespace("profiles")
             .config(ConfigSource::defaults_only())
             .build()
@@ -54,7 +56,10 @@ async fn two_processes_share_entries_through_the_fleet() {
     };
     let (writer, reader) = (build(), build());
     for id in 0..50u64 {
-        writer.set(&format!("user:{id}"), &format!("profile {id}"), None).await.unwrap();
+        writer
+            .set(&format!("user:{id}"), &format!("profile {id}"), None)
+            .await
+            .unwrap();
     }
     for id in 0..50u64 {
         let seen: Option<String> = reader.get(&format!("user:{id}")).await.unwrap();
