@@ -14,7 +14,6 @@
 //! would serve one caller's value to another.
 
 use std::collections::hash_map::RandomState;
-use std::fmt::Write as _;
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -77,18 +76,25 @@ pub fn build(namespace: &str, key: &str, max_len: usize) -> String {
 /// cached function's key. Stable across processes, machines and Rust versions
 /// as long as the arguments serialize to the same bytes.
 pub fn args_hash<T: Serialize + ?Sized>(args: &T) -> Result<String> {
-    let bytes = bincode::serde::encode_to_vec(args, bincode::config::standard())
-        .map_err(|e| Error::Codec(format!("cannot serialize the arguments for the key: {e}")))?;
     let mut out = String::with_capacity(32);
-    push_hex(&mut out, &hash128(&bytes));
+    push_hex(&mut out, &hash128(&encode_args(args)?));
     Ok(out)
+}
+
+fn encode_args<T: Serialize + ?Sized>(args: &T) -> Result<Vec<u8>> {
+    bincode::serde::encode_to_vec(args, bincode::config::standard())
+        .map_err(|e| Error::Codec(format!("cannot serialize the arguments for the key: {e}")))
 }
 
 /// The key of one call of `function` with `args`: the function's name and
 /// the hash of its arguments (`users::profile:3f2a...`). Give it to a
 /// [`Cache`](crate::Cache), which adds the namespace.
 pub fn for_call<T: Serialize + ?Sized>(function: &str, args: &T) -> Result<String> {
-    Ok(format!("{function}:{}", args_hash(args)?))
+    let mut out = String::with_capacity(function.len() + 33);
+    out.push_str(function);
+    out.push(':');
+    push_hex(&mut out, &hash128(&encode_args(args)?));
+    Ok(out)
 }
 
 /// Checks a key given to a backend directly: non-empty, at most `max_len`
@@ -125,9 +131,12 @@ fn push_hashed(out: &mut String, bytes: &[u8]) {
     push_hex(out, &hash128(bytes));
 }
 
+/// Lowercase hex, without the formatting machinery (this runs on every cached call).
 fn push_hex(out: &mut String, bytes: &[u8]) {
-    for b in bytes {
-        let _ = write!(out, "{b:02x}");
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for &b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 0xf)]));
     }
 }
 
