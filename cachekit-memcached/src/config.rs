@@ -39,7 +39,7 @@ pub const SETTINGS: &[Setting] = &[
         env_aliases: &[],
         kind: SettingKind::Integer,
         default: "10",
-        description: "Connections per server; each carries many pipelined requests.",
+        description: "Most connections per server; more open as load needs them (each carries up to 32 pipelined requests before the next opens).",
     },
     Setting {
         key: "memcached.retry_attempts",
@@ -90,7 +90,8 @@ pub struct MemcachedBackendConfig {
     /// Timeout of one operation, retries included (default 1 s).
     #[serde(with = "seconds")]
     pub timeout: Duration,
-    /// Connections per server (default 10).
+    /// Most connections per server (default 10). Connections open as load
+    /// needs them: a new one once each open one has 32 requests in flight.
     pub max_pool_size: usize,
     /// Retries of a failed operation, and consecutive failures after which a
     /// server is ejected from the ring (default 2).

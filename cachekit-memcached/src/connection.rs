@@ -10,7 +10,7 @@
 //! that finds the connection idle (no request in flight) takes both: it writes
 //! its requests itself with a non-blocking `try_write` and reads its own
 //! responses, so a sequential caller pays no task hop. Otherwise the writer
-//! task writes (it yields once first, so that the requests of every caller
+//! task writes (it yields first, so that the requests of every caller
 //! ready to run share one write) and the reader task reads and hands each
 //! response to its caller. They also take over when a caller's write does not
 //! fit in the socket, and when a reading caller is done, or dropped, while
@@ -34,7 +34,7 @@ use std::io;
 use std::mem;
 use std::pin::pin;
 use std::slice;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::task::{Poll, Waker};
 use std::time::Duration;
@@ -156,6 +156,9 @@ struct Shared {
     /// nobody read when last looked: then a caller does not prepare the reply
     /// channel it will likely not need.
     idle: AtomicBool,
+    /// Requests queued or sent whose responses have not been read yet,
+    /// readable without the lock: how busy the connection is, for the pool.
+    in_flight: AtomicUsize,
     /// Aborts the reader and writer tasks; set right after they are spawned.
     tasks: OnceLock<[AbortHandle; 2]>,
 }
@@ -339,6 +342,7 @@ impl Connection {
             wake_reader: Notify::new(),
             failed: AtomicBool::new(false),
             idle: AtomicBool::new(true),
+            in_flight: AtomicUsize::new(0),
             tasks: OnceLock::new(),
         });
         let reader = tokio::spawn(read_loop(Arc::clone(&shared)));
@@ -424,6 +428,13 @@ impl Connection {
         }
     }
 
+    /// How many requests are queued or sent and not answered yet (meaningless
+    /// once the connection [`is_closed`](Self::is_closed): an answer nobody
+    /// asked for is counted off before it fails the connection).
+    pub(crate) fn in_flight(&self) -> usize {
+        self.shared.in_flight.load(Ordering::Relaxed)
+    }
+
     /// Closes the connection: fails the calls in flight and every later one
     /// with [`ConnectionError::Closed`], ends the tasks and closes the socket.
     pub(crate) fn close(&self) {
@@ -454,6 +465,9 @@ impl Connection {
             for request in requests {
                 encode(request, &mut state.queue);
             }
+            shared
+                .in_flight
+                .fetch_add(requests.len(), Ordering::Relaxed);
             let idle = state.waiters.is_empty();
             let turn = match state.read_side.take() {
                 Some(side) if idle => {
@@ -525,14 +539,20 @@ impl ReadSide {
         }
     }
 
-    /// Parses every complete response in the buffer into `parsed`; stops at
-    /// bytes that are not a response.
-    fn parse_all(&mut self) -> Result<(), Failure> {
+    /// Parses every complete response in the buffer into `parsed`, counting
+    /// them off `in_flight`; stops at bytes that are not a response.
+    fn parse_all(&mut self, in_flight: &AtomicUsize) -> Result<(), Failure> {
+        let before = self.parsed.len();
         // Each parsed response consumes bytes: this ends.
-        while let Some(response) = parse(&mut self.buffer).map_err(Failure::Protocol)? {
-            self.parsed.push(response);
-        }
-        Ok(())
+        let parsed = loop {
+            match parse(&mut self.buffer) {
+                Ok(Some(response)) => self.parsed.push(response),
+                Ok(None) => break Ok(()),
+                Err(error) => break Err(Failure::Protocol(error)),
+            }
+        };
+        in_flight.fetch_sub(self.parsed.len() - before, Ordering::Relaxed);
+        parsed
     }
 
     /// Checks an idle connection, without blocking: anything to read while
@@ -564,6 +584,7 @@ impl ReadRole<'_> {
                     Ok(None) => break,
                     Err(error) => return Err(shared.fail_with(Failure::Protocol(error))),
                 };
+                shared.in_flight.fetch_sub(1, Ordering::Relaxed);
                 let failure = Failure::after(&response);
                 side.own.push(response);
                 if let Some(failure) = failure {
@@ -618,7 +639,7 @@ impl ReadRole<'_> {
         side.own.clear();
         let mut failure = self.failure.take();
         if failure.is_none() {
-            failure = side.parse_all().err();
+            failure = side.parse_all(&shared.in_flight).err();
         }
         let mut replies = Vec::new();
         let in_flight = {
@@ -784,7 +805,7 @@ impl Shared {
     /// their callers, as the reader task. Returns the failure that ends the
     /// connection, if any.
     fn hand_out(&self, side: &mut ReadSide) -> Option<Failure> {
-        let parsed = side.parse_all().err();
+        let parsed = side.parse_all(&self.in_flight).err();
         if side.parsed.is_empty() {
             return parsed;
         }
@@ -948,7 +969,12 @@ async fn write_loop(shared: Arc<Shared>) {
     loop {
         shared.wake_writer.notified().await;
         // Let the callers that are ready to run queue their requests first,
-        // so that they share this write.
+        // so that they share this write. A yielding task runs again after
+        // the runtime next polls for I/O, which wakes the readers of other
+        // connections: yielding twice also lets the callers those readers
+        // answer queue their next requests (with 64 tasks over 3 servers,
+        // about a quarter fewer writes; the cost is one more look for I/O).
+        tokio::task::yield_now().await;
         tokio::task::yield_now().await;
         if !shared.flush().await {
             return;
@@ -1491,6 +1517,48 @@ mod tests {
             let read = tokio::task::spawn_blocking(move || accepted.read(&mut [0; 16]));
             assert_eq!(read.await.unwrap().unwrap(), 0, "end of stream");
         }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn in_flight_counts_the_requests_not_answered_yet() {
+        let server = ServerProcess::memcached();
+        let connection = Arc::new(connect(&server.address()).await);
+        assert_eq!(connection.in_flight(), 0);
+        let batch = [Request::Noop, Request::Get { key: "k" }, Request::Noop];
+        bounded(connection.call_many(&batch)).await.unwrap();
+        assert_eq!(call(&connection, Request::Noop).await, Response::Noop);
+        assert_eq!(connection.in_flight(), 0, "every answer is counted off");
+        // Answers read by the reader task, and by reading callers.
+        let tasks: Vec<_> = (0..8)
+            .map(|_| {
+                let connection = Arc::clone(&connection);
+                tokio::spawn(async move {
+                    for _ in 0..50 {
+                        connection.call_many(&batch).await.unwrap();
+                        connection.call(Request::Noop).await.unwrap();
+                    }
+                })
+            })
+            .collect();
+        for task in tasks {
+            bounded(task).await.expect("the task succeeds");
+        }
+        assert_eq!(connection.in_flight(), 0);
+
+        let silent = SilentServer::start();
+        let connection = Arc::new(connect(&silent.address()).await);
+        let pending = tokio::spawn({
+            let connection = Arc::clone(&connection);
+            async move { connection.call_many(&batch).await }
+        });
+        bounded(async {
+            while connection.in_flight() < batch.len() {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        })
+        .await;
+        assert_eq!(connection.in_flight(), batch.len());
+        pending.abort();
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

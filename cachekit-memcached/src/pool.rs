@@ -1,41 +1,219 @@
-//! The connections to one server: up to `max_pool_size`, opened lazily and
-//! used in turn, each carrying many pipelined requests.
+//! The connections to one server: up to `max_pool_size`, opened lazily, each
+//! carrying many pipelined requests.
+//!
+//! The pool fills its connections in order rather than spreading requests
+//! over all of them: a request goes to the first open connection with fewer
+//! than [`BUSY`] requests in flight, and a further connection opens only when
+//! every open one is that busy. Requests that share a connection share its
+//! writes and reads (one system call each for a whole batch), while the same
+//! requests spread over ten connections would cost about one write and one
+//! read each. Under heavy load the connections still fill up one after the
+//! other, so that a multi-threaded server gets work on several threads
+//! (memcached serves each connection on one of its threads).
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
-
-use tokio::sync::Mutex;
 
 use crate::connection::{Connection, ConnectionError};
 
+/// Requests in flight on a connection from which the pool prefers another
+/// one: enough to share each write and read among many requests, few enough
+/// that a busy server gets a further connection (and server thread) early.
+const BUSY: usize = 32;
+
+/// The connections to one server.
 #[derive(Debug)]
 pub(crate) struct Pool {
+    /// The server, as `host:port`.
     address: String,
+    /// The connect timeout of each connection.
     connect_timeout: Duration,
-    slots: Box<[Mutex<Option<Arc<Connection>>>]>,
-    next: AtomicUsize,
+    /// The connections, filled in this order; `max_pool_size` of them.
+    slots: Box<[Slot]>,
+}
+
+/// A place for one connection.
+#[derive(Debug, Default)]
+struct Slot {
+    /// The connection, once opened; it may have closed since.
+    connection: Mutex<Option<Arc<Connection>>>,
+    /// Held while a connection opens here, so that one caller opens it and
+    /// the others wait for it rather than open their own.
+    opening: tokio::sync::Mutex<()>,
+}
+
+impl Slot {
+    /// The connection here, if it is open and not closed.
+    fn open(&self) -> Option<Arc<Connection>> {
+        let connection = self
+            .connection
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()?;
+        // Checked unlocked: this may probe the socket.
+        (!connection.is_closed()).then_some(connection)
+    }
 }
 
 impl Pool {
+    /// A pool of up to `size` (at least one) connections to `address`,
+    /// opened on demand.
     pub(crate) fn new(address: String, connect_timeout: Duration, size: usize) -> Self {
         Pool {
             address,
             connect_timeout,
-            slots: (0..size.max(1)).map(|_| Mutex::new(None)).collect(),
-            next: AtomicUsize::new(0),
+            slots: (0..size.max(1)).map(|_| Slot::default()).collect(),
         }
     }
 
-    /// The next connection in turn, opened (again) if it is not open.
+    /// A connection to use: the first open one with fewer than [`BUSY`]
+    /// requests in flight; else a new one, if the pool is not full; else the
+    /// least busy one. A closed connection is reopened when its slot is
+    /// needed again.
+    ///
+    /// While another caller opens a connection, this one uses the least busy
+    /// open connection rather than wait, if there is one.
     pub(crate) async fn connection(&self) -> Result<Arc<Connection>, ConnectionError> {
-        let index = self.next.fetch_add(1, Ordering::Relaxed) % self.slots.len();
-        let mut slot = self.slots[index].lock().await;
-        if let Some(connection) = slot.as_ref().filter(|c| !c.is_closed()) {
-            return Ok(Arc::clone(connection));
+        let mut least: Option<(usize, Arc<Connection>)> = None;
+        let mut vacant = None;
+        for (index, slot) in self.slots.iter().enumerate() {
+            match slot.open() {
+                Some(connection) => {
+                    let load = connection.in_flight();
+                    if load < BUSY {
+                        return Ok(connection);
+                    }
+                    if least.as_ref().is_none_or(|(least, _)| load < *least) {
+                        least = Some((load, connection));
+                    }
+                }
+                None if vacant.is_none() => vacant = Some(index),
+                None => {}
+            }
+        }
+        let least = least.map(|(_, connection)| connection);
+        let Some(index) = vacant else {
+            // Full, and every connection busy.
+            return Ok(least.expect("a pool has at least one slot"));
+        };
+        let slot = &self.slots[index];
+        let opening = match (slot.opening.try_lock(), least) {
+            (Ok(opening), _) => opening,
+            (Err(_), Some(least)) => return Ok(least),
+            (Err(_), None) => slot.opening.lock().await,
+        };
+        // Opened by the caller this one waited for.
+        if let Some(connection) = slot.open() {
+            return Ok(connection);
         }
         let connection = Arc::new(Connection::connect(&self.address, self.connect_timeout).await?);
-        *slot = Some(Arc::clone(&connection));
+        *slot
+            .connection
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(Arc::clone(&connection));
+        drop(opening);
         Ok(connection)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::future::Future;
+
+    use cachekit_core::testkit::SilentServer;
+    use tokio::task::JoinHandle;
+
+    use super::*;
+    use crate::protocol::Request;
+
+    /// The bound on every wait in these tests.
+    const PATIENCE: Duration = Duration::from_secs(10);
+
+    /// Runs `future`, failing the test if it takes longer than [`PATIENCE`].
+    async fn bounded<T>(future: impl Future<Output = T>) -> T {
+        tokio::time::timeout(PATIENCE, future)
+            .await
+            .expect("finished in time")
+    }
+
+    /// A connection from `pool`, failing the test if there is none.
+    async fn connection(pool: &Pool) -> Arc<Connection> {
+        bounded(pool.connection()).await.expect("a connection")
+    }
+
+    /// Puts `requests` more requests in flight on `connection` (to a server
+    /// that never answers, they stay in flight); returns the call, to abort.
+    async fn load(connection: &Arc<Connection>, requests: usize) -> JoinHandle<()> {
+        let before = connection.in_flight();
+        let call = tokio::spawn({
+            let connection = Arc::clone(connection);
+            async move {
+                let _ = connection.call_many(&vec![Request::Noop; requests]).await;
+            }
+        });
+        bounded(async {
+            while connection.in_flight() < before + requests {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await;
+        call
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn connections_fill_in_order_and_the_least_busy_is_used_when_all_are_busy() {
+        let server = SilentServer::start();
+        let pool = Pool::new(server.address(), Duration::from_secs(2), 2);
+        let first = connection(&pool).await;
+        let mut calls = vec![load(&first, BUSY - 1).await];
+        assert!(
+            Arc::ptr_eq(&connection(&pool).await, &first),
+            "not busy yet"
+        );
+
+        calls.push(load(&first, 1).await);
+        let second = connection(&pool).await;
+        assert!(
+            !Arc::ptr_eq(&second, &first),
+            "the first is busy: a second opens"
+        );
+        assert!(Arc::ptr_eq(&connection(&pool).await, &second));
+
+        // Full: the least busy of the two, whichever it is.
+        calls.push(load(&second, BUSY + 1).await);
+        assert!(Arc::ptr_eq(&connection(&pool).await, &first));
+        calls.push(load(&first, 2).await);
+        assert!(Arc::ptr_eq(&connection(&pool).await, &second));
+
+        // The second is busy: the closed first one is replaced.
+        first.close();
+        let reopened = connection(&pool).await;
+        assert!(!Arc::ptr_eq(&reopened, &first) && !Arc::ptr_eq(&reopened, &second));
+        assert!(!reopened.is_closed());
+        assert!(Arc::ptr_eq(&connection(&pool).await, &reopened));
+        calls.iter().for_each(JoinHandle::abort);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_pool_of_one_shares_its_connection_however_busy() {
+        let server = SilentServer::start();
+        let pool = Pool::new(server.address(), Duration::from_secs(2), 1);
+        let only = connection(&pool).await;
+        let call = load(&only, BUSY * 2).await;
+        assert!(Arc::ptr_eq(&connection(&pool).await, &only));
+        call.abort();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_closed_connection_is_replaced_in_its_slot() {
+        let server = SilentServer::start();
+        let pool = Pool::new(server.address(), Duration::from_secs(2), 3);
+        let first = connection(&pool).await;
+        assert!(Arc::ptr_eq(&connection(&pool).await, &first));
+        first.close();
+        let second = connection(&pool).await;
+        assert!(!Arc::ptr_eq(&second, &first));
+        assert!(!second.is_closed());
+        assert!(Arc::ptr_eq(&connection(&pool).await, &second));
     }
 }
