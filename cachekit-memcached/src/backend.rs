@@ -219,6 +219,15 @@ fn unexpected(operation: &str, response: Response) -> Error {
     }
 }
 
+/// `true` for a hit (`HD`), `false` for a miss (`EN`, `NF`).
+fn hit_or_miss(operation: &str, response: Response) -> Result<bool> {
+    match response {
+        Response::Stored => Ok(true),
+        Response::Miss => Ok(false),
+        other => Err(unexpected(operation, other)),
+    }
+}
+
 /// Whole seconds for memcached: none is 0, anything under a second is 1,
 /// and anything over 30 days is 30 days.
 fn ttl_seconds(ttl: Option<Duration>) -> u32 {
@@ -287,26 +296,20 @@ impl Backend for MemcachedBackend {
 
     async fn delete(&self, key: &str) -> Result<bool> {
         let wire = self.wire_key(key)?;
-        match self
-            .execute("delete", key, Request::Delete { key: &wire })
-            .await?
-        {
-            Response::Stored => Ok(true),
-            Response::Miss => Ok(false),
-            other => Err(unexpected("delete", other)),
-        }
+        hit_or_miss(
+            "delete",
+            self.execute("delete", key, Request::Delete { key: &wire })
+                .await?,
+        )
     }
 
     async fn exists(&self, key: &str) -> Result<bool> {
         let wire = self.wire_key(key)?;
-        match self
-            .execute("exists", key, Request::Exists { key: &wire })
-            .await?
-        {
-            Response::Stored => Ok(true),
-            Response::Miss => Ok(false),
-            other => Err(unexpected("exists", other)),
-        }
+        hit_or_miss(
+            "exists",
+            self.execute("exists", key, Request::Exists { key: &wire })
+                .await?,
+        )
     }
 
     async fn health(&self) -> Result<()> {
@@ -410,14 +413,11 @@ impl Touch for MemcachedBackend {
     async fn touch(&self, key: &str, ttl: Option<Duration>) -> Result<bool> {
         let wire = self.wire_key(key)?;
         let ttl = ttl_seconds(ttl);
-        match self
-            .execute("touch", key, Request::Touch { key: &wire, ttl })
-            .await?
-        {
-            Response::Stored => Ok(true),
-            Response::Miss => Ok(false),
-            other => Err(unexpected("touch", other)),
-        }
+        hit_or_miss(
+            "touch",
+            self.execute("touch", key, Request::Touch { key: &wire, ttl })
+                .await?,
+        )
     }
 }
 
