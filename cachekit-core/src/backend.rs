@@ -48,6 +48,14 @@ pub trait Backend: fmt::Debug + Send + Sync {
         Ok(values)
     }
 
+    /// The longest one operation can take, when the backend enforces a
+    /// timeout of its own. A [`Cache`](crate::Cache) whose operation timeout
+    /// is no shorter then adds no timer of its own (one timer per operation
+    /// less on the hot path).
+    fn operation_timeout(&self) -> Option<Duration> {
+        None
+    }
+
     /// TTL inspection, when [`Capabilities::ttl_inspect`] is set.
     fn as_ttl_inspect(&self) -> Option<&dyn TtlInspect> {
         None

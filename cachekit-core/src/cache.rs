@@ -607,7 +607,7 @@ impl CacheBuilder {
             .filter(|ttl| !ttl.is_zero());
         Ok(Cache {
             inner: Arc::new(Inner {
-                guard: Guard::new(backend.name(), reliability),
+                guard: Guard::new(backend.name(), reliability, backend.operation_timeout()),
                 capabilities,
                 namespace: self.namespace.unwrap_or(settings.namespace),
                 max_key_len: backend_key_len - key::LOCK_MARK.len(),

@@ -43,6 +43,8 @@ impl Default for ReliabilityConfig {
 pub(crate) struct Guard {
     backend: &'static str,
     config: ReliabilityConfig,
+    /// The backend bounds its own operations within `operation_timeout`.
+    backend_bounded: bool,
     failures: AtomicU32,
     /// When the breaker may let a probe through, in nanoseconds after [`epoch`]; 0: closed.
     open_until: AtomicU64,
@@ -50,10 +52,16 @@ pub(crate) struct Guard {
 }
 
 impl Guard {
-    pub(crate) fn new(backend: &'static str, config: ReliabilityConfig) -> Self {
+    /// Guards `backend`; `backend_timeout` is the bound it enforces itself, if any.
+    pub(crate) fn new(
+        backend: &'static str,
+        config: ReliabilityConfig,
+        backend_timeout: Option<Duration>,
+    ) -> Self {
         Guard {
             backend,
             config,
+            backend_bounded: backend_timeout.is_some_and(|own| own <= config.operation_timeout),
             failures: AtomicU32::new(0),
             open_until: AtomicU64::new(0),
             probing: AtomicBool::new(false),
@@ -67,13 +75,17 @@ impl Guard {
         future: impl Future<Output = Result<T>>,
     ) -> Result<T> {
         let probe = self.admit()?;
-        let result = match tokio::time::timeout(self.config.operation_timeout, future).await {
-            Ok(result) => result,
-            Err(_) => Err(Error::Timeout {
-                backend: self.backend,
-                operation,
-                after: self.config.operation_timeout,
-            }),
+        let result = if self.backend_bounded {
+            future.await
+        } else {
+            match tokio::time::timeout(self.config.operation_timeout, future).await {
+                Ok(result) => result,
+                Err(_) => Err(Error::Timeout {
+                    backend: self.backend,
+                    operation,
+                    after: self.config.operation_timeout,
+                }),
+            }
         };
         self.record(&result, probe);
         result
@@ -166,7 +178,7 @@ mod tests {
             failure_threshold: 3,
             open_for: Duration::from_secs(5),
         };
-        let guard = Guard::new("test", config);
+        let guard = Guard::new("test", config, None);
         for _ in 0..3 {
             assert!(guard.call("get", async { down() }).await.is_err());
         }
@@ -199,7 +211,7 @@ mod tests {
             failure_threshold: 2,
             ..ReliabilityConfig::default()
         };
-        let guard = Guard::new("test", config);
+        let guard = Guard::new("test", config, None);
         let slow = guard.call("get", async {
             tokio::time::sleep(Duration::from_secs(60)).await;
             Ok(())
@@ -216,5 +228,25 @@ mod tests {
             assert!(guard.call("get", async { bad }).await.is_err());
         }
         assert!(!guard.is_open(), "invalid input is not a backend failure");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_backend_with_its_own_timeout_gets_no_second_timer() {
+        let config = ReliabilityConfig {
+            operation_timeout: Duration::from_secs(3),
+            ..ReliabilityConfig::default()
+        };
+        let bounded = Guard::new("test", config, Some(Duration::from_secs(1)));
+        assert!(bounded.backend_bounded);
+        let slow = bounded.call("get", async {
+            tokio::time::sleep(Duration::from_secs(10)).await;
+            Ok(())
+        });
+        assert!(slow.await.is_ok(), "the backend's own timeout is trusted");
+        let longer = Guard::new("test", config, Some(Duration::from_secs(5)));
+        assert!(
+            !longer.backend_bounded,
+            "a backend bound longer than the cache's keeps the cache's timer"
+        );
     }
 }

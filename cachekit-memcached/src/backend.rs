@@ -359,40 +359,43 @@ impl Backend for MemcachedBackend {
                 None => batches.push((server, vec![position])),
             }
         }
+        // The batches go out together: the servers answer in parallel.
         let deadline = Instant::now() + self.inner.config.timeout;
-        for (server, positions) in batches {
-            let server = &self.inner.servers[server];
+        let config = &self.inner.config;
+        let asks = batches.iter().map(|(server, positions)| {
+            let server = &self.inner.servers[*server];
             let requests: Vec<Request<'_>> = positions
                 .iter()
                 .map(|&p| Request::Get { key: &wire_keys[p] })
                 .collect();
-            let answers = timeout_at(deadline, async {
-                server.pool.connection().await?.call_many(&requests).await
-            })
-            .await;
-            let answers = match answers {
-                Ok(Ok(answers)) => answers,
-                Ok(Err(error)) => {
-                    server.failed(
-                        self.inner.config.retry_attempts,
-                        self.inner.config.dead_time,
-                    );
-                    return Err(unavailable(&server.name, &error));
+            async move {
+                let answers = timeout_at(deadline, async {
+                    server.pool.connection().await?.call_many(&requests).await
+                })
+                .await;
+                match answers {
+                    Ok(Ok(answers)) => {
+                        server.succeeded();
+                        Ok(answers)
+                    }
+                    Ok(Err(error)) => {
+                        server.failed(config.retry_attempts, config.dead_time);
+                        Err(unavailable(&server.name, &error))
+                    }
+                    Err(_) => {
+                        server.failed(config.retry_attempts, config.dead_time);
+                        Err(Error::Timeout {
+                            backend: Self::NAME,
+                            operation: "get_many",
+                            after: config.timeout,
+                        })
+                    }
                 }
-                Err(_) => {
-                    server.failed(
-                        self.inner.config.retry_attempts,
-                        self.inner.config.dead_time,
-                    );
-                    return Err(Error::Timeout {
-                        backend: Self::NAME,
-                        operation: "get_many",
-                        after: self.inner.config.timeout,
-                    });
-                }
-            };
-            server.succeeded();
-            for (position, answer) in positions.into_iter().zip(answers) {
+            }
+        });
+        let answered = futures_util::future::join_all(asks).await;
+        for ((_, positions), answers) in batches.into_iter().zip(answered) {
+            for (position, answer) in positions.into_iter().zip(answers?) {
                 values[position] = match answer {
                     Response::Value(value) => Some(value),
                     Response::Miss => None,
@@ -401,6 +404,10 @@ impl Backend for MemcachedBackend {
             }
         }
         Ok(values)
+    }
+
+    fn operation_timeout(&self) -> Option<Duration> {
+        Some(self.inner.config.timeout)
     }
 
     fn as_touch(&self) -> Option<&dyn Touch> {
