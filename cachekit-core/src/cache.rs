@@ -19,8 +19,8 @@ use crate::reliability::Guard;
 use crate::resolve::{self, ResolvedFrom};
 use crate::stats::Counters;
 use crate::{
-    Backend, CacheStats, Capabilities, Capability, Error, KeyTtl, L1Config, LockGuard,
-    MemoryBackend, ReliabilityConfig, Result, codec, key,
+    Backend, CacheStats, Capabilities, Capability, Error, KeyTtl, L1Config, Lock, LockGuard,
+    LockToken, MemoryBackend, ReliabilityConfig, Result, codec, key,
 };
 
 /// First pause between reads while another process holds the load lock.
@@ -219,7 +219,7 @@ impl Cache {
             .backend
             .as_lock()
             .ok_or(self.unsupported(Capability::Lock))?;
-        let key = self.lock_key(&self.backend_key(key));
+        let key = key::lock_key(&self.backend_key(key));
         match self.call("lock", lock.try_lock(&key, lease)).await? {
             Some(token) => Ok(LockGuard::new(Arc::clone(&self.inner.backend), key, token)),
             None => Err(Error::LockContended { key }),
@@ -326,17 +326,17 @@ impl Cache {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
-        let has_lock = self.inner.backend.as_lock().is_some();
-        if !has_lock && !self.inner.said_no_lock.swap(true, Ordering::Relaxed) {
+        let lock = self.inner.backend.as_lock();
+        if lock.is_none() && !self.inner.said_no_lock.swap(true, Ordering::Relaxed) {
             tracing::debug!(
                 backend = self.inner.backend.name(),
                 "backend has no lock: misses are de-duplicated by in-process single-flight only"
             );
         }
         let mut held = None;
-        if backend_ok && has_lock {
-            match self.acquire_load_lock(key).await {
-                LoadLock::Held(token) => held = Some(token),
+        if let (true, Some(lock)) = (backend_ok, lock) {
+            match self.acquire_load_lock(lock, key).await {
+                LoadLock::Held(lock) => held = Some(lock),
                 LoadLock::FilledByOther(payload) => {
                     if let Some(value) = self.decode(key, &payload) {
                         return Ok((value, Some(payload)));
@@ -349,7 +349,7 @@ impl Cache {
         let value = match loader().await {
             Ok(value) => value,
             Err(error) => {
-                self.release_load_lock(key, held).await;
+                self.release_load_lock(held).await;
                 return Err(LoadError::Loader(error));
             }
         };
@@ -367,17 +367,14 @@ impl Cache {
                 None
             }
         };
-        self.release_load_lock(key, held).await;
+        self.release_load_lock(held).await;
         Ok((value, payload))
     }
 
     /// Takes the backend lock for loading `key`, or waits for the process
     /// holding it to store the value, for at most the lock lease.
-    async fn acquire_load_lock(&self, key: &str) -> LoadLock {
-        let Some(lock) = self.inner.backend.as_lock() else {
-            return LoadLock::Unavailable;
-        };
-        let lock_key = self.lock_key(key);
+    async fn acquire_load_lock<'l>(&self, lock: &'l dyn Lock, key: &str) -> LoadLock<'l> {
+        let lock_key = key::lock_key(key);
         let deadline = tokio::time::Instant::now() + self.inner.lock_lease;
         let mut pause = LOCK_POLL_START;
         loop {
@@ -392,7 +389,11 @@ impl Cache {
                             let _ = self.call("unlock", lock.unlock(&lock_key, &token)).await;
                             LoadLock::FilledByOther(payload)
                         }
-                        _ => LoadLock::Held(token),
+                        _ => LoadLock::Held(HeldLock {
+                            lock,
+                            key: lock_key,
+                            token,
+                        }),
                     };
                 }
                 Ok(None) => {}
@@ -413,12 +414,11 @@ impl Cache {
         }
     }
 
-    async fn release_load_lock(&self, key: &str, held: Option<crate::LockToken>) {
-        let (Some(token), Some(lock)) = (held, self.inner.backend.as_lock()) else {
+    async fn release_load_lock(&self, held: Option<HeldLock<'_>>) {
+        let Some(HeldLock { lock, key, token }) = held else {
             return;
         };
-        let lock_key = self.lock_key(key);
-        if let Err(error) = self.call("unlock", lock.unlock(&lock_key, &token)).await {
+        if let Err(error) = self.call("unlock", lock.unlock(&key, &token)).await {
             tracing::warn!(%key, %error, "releasing the load lock failed: it ends with its lease");
         }
     }
@@ -440,15 +440,6 @@ impl Cache {
         if let Some(l1) = &self.inner.l1 {
             l1.remove(key);
         }
-    }
-
-    /// The lock key for a data key: the lock mark after its namespace part,
-    /// which no data key has (see [`key`](crate::key)).
-    fn lock_key(&self, key: &str) -> String {
-        let (namespace, rest) = key
-            .split_once(':')
-            .expect("built keys have a namespace part");
-        format!("{namespace}{}:{rest}", key::LOCK_MARK)
     }
 
     /// `ttl`, or the default, clamped to the backend's maximum; zero means none.
@@ -480,13 +471,20 @@ enum LoadError<E> {
 }
 
 /// The outcome of asking for the backend's load lock.
-enum LoadLock {
-    /// This process loads; release with the token.
-    Held(crate::LockToken),
+enum LoadLock<'l> {
+    /// This process loads, and releases the lock after.
+    Held(HeldLock<'l>),
     /// Another process stored the value meanwhile.
     FilledByOther(Bytes),
     /// No lock to be had: load without one.
     Unavailable,
+}
+
+/// A load lock this process holds.
+struct HeldLock<'l> {
+    lock: &'l dyn Lock,
+    key: String,
+    token: LockToken,
 }
 
 fn expiry(ttl: Option<Duration>) -> Option<SystemTime> {

@@ -72,6 +72,15 @@ pub fn build(namespace: &str, key: &str, max_len: usize) -> String {
     out
 }
 
+/// The lock key for a built data key: the lock mark after its namespace
+/// part, which no data key has, so a lock never overwrites a value.
+pub(crate) fn lock_key(key: &str) -> String {
+    let (namespace, rest) = key
+        .split_once(':')
+        .expect("built keys have a namespace part");
+    format!("{namespace}{LOCK_MARK}:{rest}")
+}
+
 /// The hex hash of `args` serialized with bincode: the argument part of a
 /// cached function's key. Stable across processes, machines and Rust versions
 /// as long as the arguments serialize to the same bytes.
