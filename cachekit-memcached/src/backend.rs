@@ -12,7 +12,6 @@ use tokio::time::{Instant, timeout_at};
 
 use crate::config::MemcachedBackendConfig;
 use crate::connection::ConnectionError;
-use crate::pool::Pool;
 use crate::protocol::{Request, Response};
 use crate::ring;
 use crate::server::Server;
@@ -65,10 +64,7 @@ impl MemcachedBackend {
         let servers = config
             .servers
             .iter()
-            .map(|name| {
-                let pool = Pool::new(name.clone(), config.connect_timeout, config.max_pool_size);
-                Server::new(name.clone(), pool)
-            })
+            .map(|name| Server::new(name, &config))
             .collect();
         let capabilities = Capabilities {
             max_value_size: Some(config.max_item_size),
@@ -178,7 +174,7 @@ impl MemcachedBackend {
                     None
                 }
             };
-            server.failed(config.retry_attempts, config.dead_time);
+            server.failed();
             match failure {
                 None => {
                     return Err(Error::Timeout {
@@ -379,11 +375,11 @@ impl Backend for MemcachedBackend {
                         Ok(answers)
                     }
                     Ok(Err(error)) => {
-                        server.failed(config.retry_attempts, config.dead_time);
+                        server.failed();
                         Err(unavailable(&server.name, &error))
                     }
                     Err(_) => {
-                        server.failed(config.retry_attempts, config.dead_time);
+                        server.failed();
                         Err(Error::Timeout {
                             backend: Self::NAME,
                             operation: "get_many",

@@ -5,6 +5,7 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::MemcachedBackendConfig;
 use crate::pool::Pool;
 
 #[derive(Debug)]
@@ -12,16 +13,27 @@ pub(crate) struct Server {
     /// `host:port`, as configured; also the server's name in the ring.
     pub(crate) name: String,
     pub(crate) pool: Pool,
+    /// Failures in a row that eject the server (`retry_attempts`, at least 1).
+    eject_after: u32,
+    /// How long an ejected server stays out.
+    dead_time: Duration,
     failures: AtomicU32,
     /// Milliseconds after [`epoch`] until which the server is out of the ring; 0: in.
     ejected_until: AtomicU64,
 }
 
 impl Server {
-    pub(crate) fn new(name: String, pool: Pool) -> Self {
+    /// The server `name` of `config`, with its pool; connects on first use.
+    pub(crate) fn new(name: &str, config: &MemcachedBackendConfig) -> Self {
         Server {
-            name,
-            pool,
+            name: name.to_owned(),
+            pool: Pool::new(
+                name.to_owned(),
+                config.connect_timeout,
+                config.max_pool_size,
+            ),
+            eject_after: config.retry_attempts.max(1),
+            dead_time: config.dead_time,
             failures: AtomicU32::new(0),
             ejected_until: AtomicU64::new(0),
         }
@@ -41,12 +53,15 @@ impl Server {
         }
     }
 
-    /// Records a failure; after `threshold` in a row the server leaves the
-    /// ring for `dead_time`. A server back from its dead time that fails again
-    /// leaves at once.
-    pub(crate) fn failed(&self, threshold: u32, dead_time: Duration) {
-        let failures = self.failures.fetch_add(1, Ordering::AcqRel) + 1;
-        if failures >= threshold.max(1) {
+    /// Records a failure; after `retry_attempts` in a row the server leaves
+    /// the ring for `dead_time`. A server back from its dead time that fails
+    /// again leaves at once.
+    pub(crate) fn failed(&self) {
+        let (failures, dead_time) = (
+            self.failures.fetch_add(1, Ordering::AcqRel) + 1,
+            self.dead_time,
+        );
+        if failures >= self.eject_after {
             let until = now_millis() + u64::try_from(dead_time.as_millis()).unwrap_or(u64::MAX / 2);
             if self.ejected_until.swap(until, Ordering::AcqRel) == 0 {
                 tracing::warn!(
