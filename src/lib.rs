@@ -21,16 +21,20 @@
 //!
 //! | feature | adds |
 //! |---|---|
-//! | `macros` (default) | the `#[cache]` attribute (in progress; until it lands, use [`Cache::get_or_insert_with`]) |
+//! | `macros` (default) | the [`#[cache]`](macro@cache) attribute |
 //! | `memcached` | [`backends::memcached`] |
 //! | `redis` | [`backends::redis`] |
 //! | `file` | [`backends::file`] |
 //! | `full` | all of the above |
 
+/// Caches a function's results (feature `macros`).
+#[cfg(feature = "macros")]
+pub use cachekit_macros::cache;
+
 pub use cachekit_core::{
     Backend, Bytes, Cache, CacheBuilder, CacheStats, Capabilities, Capability, ConfigOrigin, Error,
     KeyTtl, L1Config, Lock, LockGuard, LockToken, MemoryBackend, ReliabilityConfig, Result, Touch,
-    TtlInspect, async_trait, clear_default_backend, codec, config, key, resolve,
+    TtlInspect, async_trait, cached_fn, clear_default_backend, codec, config, key, resolve,
     set_default_backend,
 };
 
@@ -55,6 +59,14 @@ pub mod backends {
     #[cfg(feature = "file")]
     #[doc(inline)]
     pub use cachekit_file as file;
+}
+
+/// Paths the code `#[cache]` generates relies on; not a public API.
+#[doc(hidden)]
+pub mod __private {
+    pub use cachekit_core::cached_fn::{
+        CacheAll, CacheOk, CacheSome, CachedFn, FnSpec, IntoBackend,
+    };
 }
 
 /// Backends whose feature is off are registered without a constructor, so

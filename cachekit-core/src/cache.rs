@@ -44,7 +44,7 @@ struct Inner {
     namespace: String,
     max_key_len: usize,
     default_ttl: Option<Duration>,
-    l1: Option<L1>,
+    l1: Option<Arc<L1>>,
     flights: Flights,
     guard: Guard,
     lock_lease: Duration,
@@ -87,10 +87,11 @@ impl Cache {
     /// another type, an older format) are a miss and a warning.
     pub async fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
         let key = self.backend_key(key);
+        let keys = Keys::of(&key);
         Ok(self
-            .read(&key)
+            .read(keys)
             .await?
-            .and_then(|payload| self.decode(&key, &payload)))
+            .and_then(|payload| self.decode(keys, &payload)))
     }
 
     /// Stores `value` under `key` for `ttl` (`None`: the cache's default TTL;
@@ -103,24 +104,24 @@ impl Cache {
         ttl: Option<Duration>,
     ) -> Result<()> {
         let key = self.backend_key(key);
-        let ttl = self.effective_ttl(ttl)?;
-        let bytes = codec::encode(value, expiry(ttl))?;
-        self.write(&key, bytes, ttl).await
+        self.store(Keys::of(&key), value, ttl).await
     }
 
     /// Removes `key`; `true` if the backend had it.
     pub async fn delete(&self, key: &str) -> Result<bool> {
         let key = self.backend_key(key);
-        self.forget_l1(&key);
-        let result = self.call("delete", self.inner.backend.delete(&key)).await;
-        self.forget_l1(&key);
-        result
+        self.remove(Keys::of(&key)).await
     }
 
     /// Whether `key` is present.
     pub async fn exists(&self, key: &str) -> Result<bool> {
         let key = self.backend_key(key);
-        if self.inner.l1.as_ref().is_some_and(|l1| l1.contains(&key)) {
+        if self
+            .inner
+            .l1
+            .as_ref()
+            .is_some_and(|l1| l1.contains(key.as_bytes()))
+        {
             return Ok(true);
         }
         self.call("exists", self.inner.backend.exists(&key)).await
@@ -165,6 +166,22 @@ impl Cache {
         Fut: Future<Output = Result<T, E>>,
     {
         let key = self.backend_key(key);
+        self.fetch(Keys::of(&key), ttl, loader).await
+    }
+
+    /// [`Cache::try_get_or_insert_with`] for an entry whose keys are already built.
+    pub(crate) async fn fetch<T, E, F, Fut>(
+        &self,
+        keys: Keys<'_>,
+        ttl: Option<Duration>,
+        loader: F,
+    ) -> Result<T, E>
+    where
+        T: Serialize + DeserializeOwned,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        let key = keys.backend;
         let ttl = match self.effective_ttl(ttl) {
             Ok(ttl) => ttl,
             Err(error) => {
@@ -173,9 +190,9 @@ impl Cache {
             }
         };
         let mut backend_ok = true;
-        match self.read(&key).await {
+        match self.read(keys).await {
             Ok(Some(payload)) => {
-                if let Some(value) = self.decode(&key, &payload) {
+                if let Some(value) = self.decode(keys, &payload) {
                     return Ok(value);
                 }
             }
@@ -188,15 +205,15 @@ impl Cache {
 
         let mut loaded: Option<T> = None;
         let run = || async {
-            let (value, payload) = self.load(&key, ttl, backend_ok, loader).await?;
+            let (value, payload) = self.load(keys, ttl, backend_ok, loader).await?;
             loaded = Some(value);
             payload.ok_or(LoadError::Unshared)
         };
-        match self.inner.flights.join(&key, run).await {
+        match self.inner.flights.join(key, run).await {
             Joined::Led(Err(LoadError::Loader(error))) => Err(error),
             Joined::Led(_) => Ok(loaded.expect("a leader that did not fail loaded a value")),
             Joined::Followed(payload, run) => {
-                if let Some(value) = self.decode(&key, &payload) {
+                if let Some(value) = self.decode(keys, &payload) {
                     return Ok(value);
                 }
                 // Another caller in this process stored a different type under
@@ -250,14 +267,51 @@ impl Cache {
         let key = self.backend_key(key);
         let ttl = self.effective_ttl(ttl)?;
         // The L1 copy may be bound by the old, longer lifetime.
-        self.forget_l1(&key);
+        self.forget_l1(Keys::of(&key));
         self.call("touch", touch.touch(&key, ttl)).await
     }
 
+    /// The value in L1 under `l1_key`, without touching the backend: the
+    /// synchronous first step of a cached function's call.
+    pub(crate) fn l1_hit<T: DeserializeOwned>(&self, keys: Keys<'_>) -> Option<T> {
+        let payload = self.inner.l1.as_ref()?.get(keys.l1)?;
+        Counters::bump(&self.inner.counters.l1_hits);
+        self.decode(keys, &payload)
+    }
+
+    /// Encodes `value` and stores it for `ttl` (as in [`Cache::set`]). The
+    /// value is encoded before the future is returned, so the future does not
+    /// borrow it (and is `Send` whether or not the value is `Sync`).
+    pub(crate) fn store<'a, T: Serialize + ?Sized>(
+        &'a self,
+        keys: Keys<'a>,
+        value: &T,
+        ttl: Option<Duration>,
+    ) -> impl Future<Output = Result<()>> + use<'a, T> {
+        let encoded = self
+            .effective_ttl(ttl)
+            .and_then(|ttl| Ok((codec::encode(value, expiry(ttl))?, ttl)));
+        async move {
+            let (bytes, ttl) = encoded?;
+            self.write(keys, bytes, ttl).await
+        }
+    }
+
+    /// Removes an entry from L1 and the backend; `true` if the backend had it.
+    pub(crate) async fn remove(&self, keys: Keys<'_>) -> Result<bool> {
+        self.forget_l1(keys);
+        let result = self
+            .call("delete", self.inner.backend.delete(keys.backend))
+            .await;
+        self.forget_l1(keys);
+        result
+    }
+
     /// Looks in L1, then the backend; returns the verified payload.
-    async fn read(&self, key: &str) -> Result<Option<Bytes>> {
+    async fn read(&self, keys: Keys<'_>) -> Result<Option<Bytes>> {
+        let key = keys.backend;
         let counters = &self.inner.counters;
-        if let Some(payload) = self.inner.l1.as_ref().and_then(|l1| l1.get(key)) {
+        if let Some(payload) = self.inner.l1.as_ref().and_then(|l1| l1.get(keys.l1)) {
             Counters::bump(&counters.l1_hits);
             return Ok(Some(payload));
         }
@@ -269,7 +323,7 @@ impl Cache {
             Ok(opened) => {
                 Counters::bump(&counters.l2_hits);
                 if let Some(l1) = &self.inner.l1 {
-                    l1.insert(key, opened.payload.clone(), opened.expires_at);
+                    l1.insert(keys.l1, opened.payload.clone(), opened.expires_at);
                 }
                 Ok(Some(opened.payload))
             }
@@ -282,11 +336,12 @@ impl Cache {
     }
 
     /// Decodes a payload; a payload of another type is a miss and a warning.
-    fn decode<T: DeserializeOwned>(&self, key: &str, payload: &[u8]) -> Option<T> {
+    fn decode<T: DeserializeOwned>(&self, keys: Keys<'_>, payload: &[u8]) -> Option<T> {
         match codec::decode_payload(payload) {
             Ok(value) => Some(value),
             Err(error) => {
-                self.forget_l1(key);
+                self.forget_l1(keys);
+                let key = keys.backend;
                 tracing::warn!(%key, %error, "cache entry does not decode as the requested type: treated as a miss");
                 None
             }
@@ -294,7 +349,7 @@ impl Cache {
     }
 
     /// Checks the size and writes an envelope to the backend and L1.
-    async fn write(&self, key: &str, bytes: Bytes, ttl: Option<Duration>) -> Result<()> {
+    async fn write(&self, keys: Keys<'_>, bytes: Bytes, ttl: Option<Duration>) -> Result<()> {
         if let Some(limit) = self.inner.capabilities.max_value_size {
             if bytes.len() > limit {
                 return Err(Error::ValueTooLarge {
@@ -303,11 +358,14 @@ impl Cache {
                 });
             }
         }
-        self.forget_l1(key);
-        self.call("set", self.inner.backend.set(key, bytes.clone(), ttl))
-            .await?;
+        self.forget_l1(keys);
+        self.call(
+            "set",
+            self.inner.backend.set(keys.backend, bytes.clone(), ttl),
+        )
+        .await?;
         if let Some(l1) = &self.inner.l1 {
-            l1.insert(key, bytes.slice(codec::HEADER_LEN..), expiry(ttl));
+            l1.insert(keys.l1, bytes.slice(codec::HEADER_LEN..), expiry(ttl));
         }
         Ok(())
     }
@@ -316,7 +374,7 @@ impl Cache {
     /// and stores its value. Returns the value and its payload, if it encodes.
     async fn load<T, E, F, Fut>(
         &self,
-        key: &str,
+        keys: Keys<'_>,
         ttl: Option<Duration>,
         backend_ok: bool,
         loader: F,
@@ -335,10 +393,10 @@ impl Cache {
         }
         let mut held = None;
         if let (true, Some(lock)) = (backend_ok, lock) {
-            match self.acquire_load_lock(lock, key).await {
+            match self.acquire_load_lock(lock, keys).await {
                 LoadLock::Held(lock) => held = Some(lock),
                 LoadLock::FilledByOther(payload) => {
-                    if let Some(value) = self.decode(key, &payload) {
+                    if let Some(value) = self.decode(keys, &payload) {
                         return Ok((value, Some(payload)));
                     }
                 }
@@ -356,13 +414,15 @@ impl Cache {
         let payload = match codec::encode(&value, expiry(ttl)) {
             Ok(bytes) => {
                 if backend_ok {
-                    if let Err(error) = self.write(key, bytes.clone(), ttl).await {
+                    if let Err(error) = self.write(keys, bytes.clone(), ttl).await {
+                        let key = keys.backend;
                         tracing::warn!(%key, %error, "storing a loaded value failed: returned uncached");
                     }
                 }
                 Some(bytes.slice(codec::HEADER_LEN..))
             }
             Err(error) => {
+                let key = keys.backend;
                 tracing::warn!(%key, %error, "loaded value cannot be encoded: returned uncached");
                 None
             }
@@ -373,7 +433,8 @@ impl Cache {
 
     /// Takes the backend lock for loading `key`, or waits for the process
     /// holding it to store the value, for at most the lock lease.
-    async fn acquire_load_lock<'l>(&self, lock: &'l dyn Lock, key: &str) -> LoadLock<'l> {
+    async fn acquire_load_lock<'l>(&self, lock: &'l dyn Lock, keys: Keys<'_>) -> LoadLock<'l> {
+        let key = keys.backend;
         let lock_key = key::lock_key(key);
         let deadline = tokio::time::Instant::now() + self.inner.lock_lease;
         let mut pause = LOCK_POLL_START;
@@ -384,7 +445,7 @@ impl Cache {
             {
                 Ok(Some(token)) => {
                     // Another process may have stored the value between our miss and now.
-                    return match self.read(key).await {
+                    return match self.read(keys).await {
                         Ok(Some(payload)) => {
                             let _ = self.call("unlock", lock.unlock(&lock_key, &token)).await;
                             LoadLock::FilledByOther(payload)
@@ -408,7 +469,7 @@ impl Cache {
             }
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(LOCK_POLL_MAX);
-            if let Ok(Some(payload)) = self.read(key).await {
+            if let Ok(Some(payload)) = self.read(keys).await {
                 return LoadLock::FilledByOther(payload);
             }
         }
@@ -436,9 +497,9 @@ impl Cache {
         result
     }
 
-    fn forget_l1(&self, key: &str) {
+    fn forget_l1(&self, keys: Keys<'_>) {
         if let Some(l1) = &self.inner.l1 {
-            l1.remove(key);
+            l1.remove(keys.l1);
         }
     }
 
@@ -458,6 +519,27 @@ impl Cache {
         Error::Unsupported {
             backend: self.inner.backend.name(),
             capability,
+        }
+    }
+}
+
+/// The two keys of one entry: the backend's, and the L1 tier's. They are the
+/// same bytes for entries named by string; a cached function's L1 key is its
+/// identity and serialized arguments, so that an L1 hit hashes nothing.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Keys<'k> {
+    /// The backend key, built by [`key::build`].
+    pub(crate) backend: &'k str,
+    /// The L1 key.
+    pub(crate) l1: &'k [u8],
+}
+
+impl<'k> Keys<'k> {
+    /// Keys of an entry named by string: L1 uses the backend key.
+    pub(crate) fn of(backend: &'k str) -> Self {
+        Keys {
+            backend,
+            l1: backend.as_bytes(),
         }
     }
 }
@@ -504,6 +586,7 @@ pub struct CacheBuilder {
     reliability: Option<ReliabilityConfig>,
     lock_lease: Option<Duration>,
     config: Option<ConfigSource>,
+    shared_l1: Option<Arc<L1>>,
 }
 
 impl CacheBuilder {
@@ -561,6 +644,12 @@ impl CacheBuilder {
         self
     }
 
+    /// An L1 tier shared with other caches (those of cached functions share one).
+    pub(crate) fn shared_l1(mut self, l1: Arc<L1>) -> Self {
+        self.shared_l1 = Some(l1);
+        self
+    }
+
     /// Builds the cache, resolving the backend if none was given (see [`resolve`]).
     pub fn build(self) -> Result<Cache> {
         let config = match self.config {
@@ -610,7 +699,9 @@ impl CacheBuilder {
                 namespace: self.namespace.unwrap_or(settings.namespace),
                 max_key_len: backend_key_len - key::LOCK_MARK.len(),
                 default_ttl,
-                l1: l1.map(L1::new),
+                l1: self
+                    .shared_l1
+                    .or_else(|| l1.map(|l1| Arc::new(L1::new(l1)))),
                 flights: Flights::default(),
                 lock_lease: self.lock_lease.unwrap_or(Duration::from_secs(30)),
                 counters: Counters::default(),

@@ -99,11 +99,17 @@ fn encode_args<T: Serialize + ?Sized>(args: &T) -> Result<Vec<u8>> {
 /// the hash of its arguments (`users::profile:3f2a...`). Give it to a
 /// [`Cache`](crate::Cache), which adds the namespace.
 pub fn for_call<T: Serialize + ?Sized>(function: &str, args: &T) -> Result<String> {
+    Ok(for_encoded_call(function, &encode_args(args)?))
+}
+
+/// [`for_call`] for arguments already serialized with bincode's standard
+/// configuration (as `#[cache]` does once per call, for its L1 key).
+pub fn for_encoded_call(function: &str, encoded_args: &[u8]) -> String {
     let mut out = String::with_capacity(function.len() + 33);
     out.push_str(function);
     out.push(':');
-    push_hex(&mut out, &hash128(&encode_args(args)?));
-    Ok(out)
+    push_hex(&mut out, &hash128(encoded_args));
+    out
 }
 
 /// Checks a key given to a backend directly: non-empty, at most `max_len`

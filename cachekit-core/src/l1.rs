@@ -30,14 +30,16 @@ impl Default for L1Config {
     }
 }
 
-/// Verified payloads (envelope stripped) of recently used entries.
+/// Verified payloads (envelope stripped) of recently used entries, keyed by
+/// bytes: a backend key, or a cached function's identity and serialized
+/// arguments (see [`crate::cached_fn`]), so that a hit needs no key hashing.
 ///
 /// A copy lives until the earliest of: `max_ttl`, the TTL it was written
 /// with, and the expiry recorded in the entry's envelope by whichever
 /// process wrote it. So an L1 copy never outlives its L2 entry's lifetime.
 #[derive(Debug)]
 pub(crate) struct L1 {
-    store: Store,
+    store: Store<[u8]>,
     max_ttl: Duration,
 }
 
@@ -49,13 +51,13 @@ impl L1 {
         }
     }
 
-    pub(crate) fn get(&self, key: &str) -> Option<Bytes> {
+    pub(crate) fn get(&self, key: &[u8]) -> Option<Bytes> {
         self.store.get(key).map(|(payload, _)| payload)
     }
 
     /// Keeps `payload` until the earliest of `max_ttl` and `expires_at`; an
     /// entry already expired is not kept.
-    pub(crate) fn insert(&self, key: &str, payload: Bytes, expires_at: Option<SystemTime>) {
+    pub(crate) fn insert(&self, key: &[u8], payload: Bytes, expires_at: Option<SystemTime>) {
         let ttl = match expires_at {
             None => self.max_ttl,
             Some(at) => match at.duration_since(SystemTime::now()) {
@@ -69,11 +71,11 @@ impl L1 {
         self.store.insert(key, payload, Some(ttl));
     }
 
-    pub(crate) fn remove(&self, key: &str) {
+    pub(crate) fn remove(&self, key: &[u8]) {
         self.store.remove(key);
     }
 
-    pub(crate) fn contains(&self, key: &str) -> bool {
+    pub(crate) fn contains(&self, key: &[u8]) -> bool {
         self.store.contains(key)
     }
 }
@@ -89,22 +91,22 @@ mod tests {
             ..L1Config::default()
         });
         let soon = SystemTime::now() + Duration::from_secs(5);
-        l1.insert("short", Bytes::from_static(b"v"), Some(soon));
-        l1.insert("long", Bytes::from_static(b"v"), None);
+        l1.insert(b"short", Bytes::from_static(b"v"), Some(soon));
+        l1.insert(b"long", Bytes::from_static(b"v"), None);
         l1.insert(
-            "gone",
+            b"gone",
             Bytes::from_static(b"v"),
             Some(SystemTime::now() - Duration::from_secs(1)),
         );
-        assert!(l1.contains("short") && l1.contains("long"));
-        assert!(!l1.contains("gone"), "an expired entry is not kept");
+        assert!(l1.contains(b"short") && l1.contains(b"long"));
+        assert!(!l1.contains(b"gone"), "an expired entry is not kept");
         tokio::time::advance(Duration::from_secs(6)).await;
         assert!(
-            l1.get("short").is_none(),
+            l1.get(b"short").is_none(),
             "L1 copy must not outlive the L2 entry"
         );
-        assert!(l1.get("long").is_some());
+        assert!(l1.get(b"long").is_some());
         tokio::time::advance(Duration::from_secs(55)).await;
-        assert!(l1.get("long").is_none(), "max_ttl bounds every copy");
+        assert!(l1.get(b"long").is_none(), "max_ttl bounds every copy");
     }
 }

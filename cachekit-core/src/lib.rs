@@ -6,7 +6,9 @@
 //! adds the backends selected by its cargo features.
 
 mod backend;
+mod blocking;
 mod cache;
+pub mod cached_fn;
 mod capability;
 pub mod codec;
 pub mod config;

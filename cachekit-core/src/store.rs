@@ -8,6 +8,7 @@
 //! touched only by inserts. Overwriting a key counts as a new insertion.
 
 use std::collections::VecDeque;
+use std::hash::Hash;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -22,12 +23,31 @@ use crate::KeyTtl;
 /// Bytes charged per entry on top of key and value, for the map's own bookkeeping.
 const ENTRY_OVERHEAD: usize = 64;
 
+/// Keys a [`Store`] can hold: `str` for backend keys, `[u8]` for the
+/// L1 tier (whose keys may be a function's serialized arguments).
+pub(crate) trait StoreKey: Hash + Eq + AsRef<[u8]> {
+    /// An owned copy, as the map holds it.
+    fn to_arc(&self) -> Arc<Self>;
+}
+
+impl StoreKey for str {
+    fn to_arc(&self) -> Arc<str> {
+        Arc::from(self)
+    }
+}
+
+impl StoreKey for [u8] {
+    fn to_arc(&self) -> Arc<[u8]> {
+        Arc::from(self)
+    }
+}
+
 #[derive(Debug)]
-pub(crate) struct Store {
-    map: DashMap<Arc<str>, Entry>,
+pub(crate) struct Store<K: StoreKey + ?Sized = str> {
+    map: DashMap<Arc<K>, Entry>,
     /// Keys in insertion order, with the generation that inserted them; an
     /// item whose generation no longer matches the map is stale and skipped.
-    order: Mutex<VecDeque<(Arc<str>, u64)>>,
+    order: Mutex<VecDeque<(Arc<K>, u64)>>,
     bytes: AtomicUsize,
     generation: AtomicU64,
     max_entries: usize,
@@ -42,7 +62,7 @@ struct Entry {
 }
 
 impl Entry {
-    fn cost(&self, key: &str) -> usize {
+    fn cost(&self, key: &[u8]) -> usize {
         cost(key, &self.value)
     }
 
@@ -51,11 +71,11 @@ impl Entry {
     }
 }
 
-fn cost(key: &str, value: &Bytes) -> usize {
+fn cost(key: &[u8], value: &Bytes) -> usize {
     key.len() + value.len() + ENTRY_OVERHEAD
 }
 
-impl Store {
+impl<K: StoreKey + ?Sized> Store<K> {
     pub(crate) fn new(max_entries: usize, max_bytes: usize) -> Self {
         Store {
             map: DashMap::new(),
@@ -68,7 +88,7 @@ impl Store {
     }
 
     /// The value under `key` and when it expires, unless missing or expired.
-    pub(crate) fn get(&self, key: &str) -> Option<(Bytes, Option<Instant>)> {
+    pub(crate) fn get(&self, key: &K) -> Option<(Bytes, Option<Instant>)> {
         let now = Instant::now();
         {
             let entry = self.map.get(key)?;
@@ -82,13 +102,13 @@ impl Store {
 
     /// Stores `value` for `ttl` (`None`: until evicted). A value larger than
     /// the byte bound is not stored; returns whether it was.
-    pub(crate) fn insert(&self, key: &str, value: Bytes, ttl: Option<Duration>) -> bool {
-        let size = cost(key, &value);
+    pub(crate) fn insert(&self, key: &K, value: Bytes, ttl: Option<Duration>) -> bool {
+        let size = cost(key.as_ref(), &value);
         if size > self.max_bytes {
             self.remove(key);
             return false;
         }
-        let key: Arc<str> = Arc::from(key);
+        let key = key.to_arc();
         let generation = self.generation.fetch_add(1, Ordering::Relaxed);
         let entry = Entry {
             value,
@@ -100,7 +120,8 @@ impl Store {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         if let Some(old) = self.map.insert(key.clone(), entry) {
-            self.bytes.fetch_sub(old.cost(&key), Ordering::Relaxed);
+            self.bytes
+                .fetch_sub(old.cost((*key).as_ref()), Ordering::Relaxed);
         }
         self.bytes.fetch_add(size, Ordering::Relaxed);
         order.push_back((key, generation));
@@ -109,14 +130,14 @@ impl Store {
     }
 
     /// Removes `key`; `true` if a live entry was there.
-    pub(crate) fn remove(&self, key: &str) -> bool {
+    pub(crate) fn remove(&self, key: &K) -> bool {
         let now = Instant::now();
         self.remove_if(key, |_| true)
             .is_some_and(|entry| !entry.is_expired(now))
     }
 
     /// Whether a live entry is under `key`.
-    pub(crate) fn contains(&self, key: &str) -> bool {
+    pub(crate) fn contains(&self, key: &K) -> bool {
         let now = Instant::now();
         self.map
             .get(key)
@@ -124,7 +145,7 @@ impl Store {
     }
 
     /// The remaining lifetime of `key`.
-    pub(crate) fn ttl(&self, key: &str) -> KeyTtl {
+    pub(crate) fn ttl(&self, key: &K) -> KeyTtl {
         let now = Instant::now();
         match self.map.get(key) {
             Some(entry) if !entry.is_expired(now) => match entry.expires_at {
@@ -136,7 +157,7 @@ impl Store {
     }
 
     /// Sets the lifetime of a live `key` to `ttl`; `false` if missing.
-    pub(crate) fn touch(&self, key: &str, ttl: Option<Duration>) -> bool {
+    pub(crate) fn touch(&self, key: &K, ttl: Option<Duration>) -> bool {
         let now = Instant::now();
         match self.map.get_mut(key) {
             Some(mut entry) if !entry.is_expired(now) => {
@@ -153,8 +174,9 @@ impl Store {
     }
 
     /// The largest value that fits under `key`.
-    pub(crate) fn value_limit(&self, key: &str) -> usize {
-        self.max_bytes.saturating_sub(key.len() + ENTRY_OVERHEAD)
+    pub(crate) fn value_limit(&self, key: &K) -> usize {
+        self.max_bytes
+            .saturating_sub(key.as_ref().len() + ENTRY_OVERHEAD)
     }
 
     /// Bytes charged for the entries held.
@@ -162,15 +184,16 @@ impl Store {
         self.bytes.load(Ordering::Relaxed)
     }
 
-    fn remove_if(&self, key: &str, condition: impl FnOnce(&Entry) -> bool) -> Option<Entry> {
+    fn remove_if(&self, key: &K, condition: impl FnOnce(&Entry) -> bool) -> Option<Entry> {
         let (key, entry) = self.map.remove_if(key, |_, entry| condition(entry))?;
-        self.bytes.fetch_sub(entry.cost(&key), Ordering::Relaxed);
+        self.bytes
+            .fetch_sub(entry.cost((*key).as_ref()), Ordering::Relaxed);
         Some(entry)
     }
 
     /// Drops the oldest entries until both bounds hold, then compacts the
     /// queue if stale items (overwritten or removed keys) dominate it.
-    fn evict(&self, order: &mut VecDeque<(Arc<str>, u64)>) {
+    fn evict(&self, order: &mut VecDeque<(Arc<K>, u64)>) {
         while self.map.len() > self.max_entries || self.bytes() > self.max_bytes {
             let Some((key, generation)) = order.pop_front() else {
                 break;
@@ -215,13 +238,16 @@ mod tests {
         store.insert("c", value(10), None);
         assert!(store.contains("a"), "re-inserted key is young again");
         assert!(!store.contains("b"));
-        assert_eq!(store.bytes(), cost("a", &value(20)) + cost("c", &value(10)));
+        assert_eq!(
+            store.bytes(),
+            cost(b"a", &value(20)) + cost(b"c", &value(10))
+        );
     }
 
     #[test]
     fn byte_bound_holds_and_oversized_values_are_refused() {
-        let per_entry = cost("k00", &value(100));
-        let store = Store::new(1000, per_entry * 5);
+        let per_entry = cost(b"k00", &value(100));
+        let store: Store = Store::new(1000, per_entry * 5);
         for i in 0..50 {
             store.insert(&format!("k{i:02}"), value(100), None);
             assert!(store.bytes() <= per_entry * 5);
@@ -257,7 +283,7 @@ mod tests {
         assert!(store.get("k").is_none());
         assert_eq!(store.ttl("k"), KeyTtl::Missing);
         assert_eq!(store.len(), 1, "expired entry dropped on read");
-        assert_eq!(store.bytes(), cost("forever", &value(1)));
+        assert_eq!(store.bytes(), cost(b"forever", &value(1)));
         assert_eq!(store.ttl("forever"), KeyTtl::Forever);
     }
 

@@ -1,0 +1,157 @@
+//! The options of `#[cache(...)]`, parsed with darling.
+
+use darling::FromMeta;
+use darling::util::PathList;
+use proc_macro2::Span;
+use syn::spanned::Spanned;
+use syn::{Expr, ExprLit, ExprUnary, Lit, LitStr, UnOp};
+
+/// Everything `#[cache(...)]` accepts.
+#[derive(Debug, Default, FromMeta)]
+#[darling(default)]
+pub(crate) struct Options {
+    /// Seconds (`ttl = 300`) or a duration string (`ttl = "5m"`); 0 is no expiry.
+    pub(crate) ttl: Option<Ttl>,
+    /// The first part of every key (default: the module path).
+    pub(crate) namespace: Option<Namespace>,
+    /// An expression yielding the backend, evaluated once, on the first call.
+    pub(crate) backend: Option<Expr>,
+    /// An expression replacing the arguments' part of the key.
+    pub(crate) key: Option<Expr>,
+    /// Arguments left out of the key.
+    pub(crate) skip: PathList,
+    /// Whether `None` results are cached (default true).
+    pub(crate) cache_none: Option<bool>,
+    /// Whether results are kept in the in-process L1 tier (default true).
+    pub(crate) l1: Option<bool>,
+}
+
+/// A TTL in whole seconds.
+#[derive(Debug)]
+pub(crate) struct Ttl(pub(crate) u64);
+
+const TTL_HELP: &str = "give whole seconds (`ttl = 300`), a duration string (`ttl = \"5m\"`, `\"1h30m\"`; units s, m, h, d), or `ttl = 0` for no expiry";
+
+impl FromMeta for Ttl {
+    fn from_expr(expr: &Expr) -> darling::Result<Self> {
+        match expr {
+            Expr::Lit(ExprLit {
+                lit: Lit::Int(int), ..
+            }) => int
+                .base10_parse::<u64>()
+                .map(Ttl)
+                .map_err(|_| error(int.span(), format!("`ttl` is too large; {TTL_HELP}"))),
+            Expr::Lit(ExprLit {
+                lit: Lit::Str(text),
+                ..
+            }) => parse_duration(&text.value())
+                .map(Ttl)
+                .map_err(|reason| error(text.span(), format!("{reason}; {TTL_HELP}"))),
+            Expr::Unary(ExprUnary {
+                op: UnOp::Neg(_), ..
+            }) => Err(error(
+                expr.span(),
+                format!("`ttl` cannot be negative; {TTL_HELP}"),
+            )),
+            Expr::Group(group) => Ttl::from_expr(&group.expr),
+            _ => Err(error(
+                expr.span(),
+                format!("`ttl` must be a literal; {TTL_HELP}"),
+            )),
+        }
+    }
+}
+
+/// Seconds in a duration string such as `"90s"`, `"5m"`, `"1h30m"`, `"2d"`.
+fn parse_duration(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Err("`ttl` is empty".into());
+    }
+    let mut total: u64 = 0;
+    let mut digits = String::new();
+    for c in text.chars() {
+        if c.is_ascii_digit() {
+            digits.push(c);
+            continue;
+        }
+        let unit = match c {
+            's' => 1,
+            'm' => 60,
+            'h' => 3_600,
+            'd' => 86_400,
+            _ => return Err(format!("`ttl = \"{text}\"` has an unknown unit `{c}`")),
+        };
+        let amount: u64 = digits
+            .parse()
+            .map_err(|_| format!("`ttl = \"{text}\"` has a unit `{c}` without a number"))?;
+        total = amount
+            .checked_mul(unit)
+            .and_then(|seconds| total.checked_add(seconds))
+            .ok_or_else(|| format!("`ttl = \"{text}\"` is too large"))?;
+        digits.clear();
+    }
+    if !digits.is_empty() {
+        return Err(format!(
+            "`ttl = \"{text}\"` ends in a number without a unit"
+        ));
+    }
+    Ok(total)
+}
+
+/// A namespace kept as written in keys.
+#[derive(Debug)]
+pub(crate) struct Namespace(pub(crate) LitStr);
+
+impl FromMeta for Namespace {
+    fn from_value(value: &Lit) -> darling::Result<Self> {
+        let Lit::Str(text) = value else {
+            return Err(error(
+                value.span(),
+                "`namespace` must be a string literal".into(),
+            ));
+        };
+        let namespace = text.value();
+        let valid = !namespace.is_empty()
+            && namespace.len() <= 64
+            && namespace
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b'/'));
+        if !valid {
+            return Err(error(
+                text.span(),
+                "`namespace` must be 1 to 64 letters, digits, `_`, `-`, `.` or `/` (it is the readable first part of every key)".into(),
+            ));
+        }
+        Ok(Namespace(text.clone()))
+    }
+}
+
+fn error(span: Span, message: String) -> darling::Error {
+    darling::Error::custom(message).with_span(&span)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_duration;
+
+    #[test]
+    fn duration_strings() {
+        assert_eq!(parse_duration("300s"), Ok(300));
+        assert_eq!(parse_duration("5m"), Ok(300));
+        assert_eq!(parse_duration("1h30m"), Ok(5_400));
+        assert_eq!(parse_duration("2d"), Ok(172_800));
+        assert!(parse_duration("5").unwrap_err().contains("without a unit"));
+        assert!(
+            parse_duration("5w")
+                .unwrap_err()
+                .contains("unknown unit `w`")
+        );
+        assert!(
+            parse_duration("m")
+                .unwrap_err()
+                .contains("without a number")
+        );
+        assert!(parse_duration("").is_err());
+    }
+}

@@ -1,0 +1,178 @@
+//! What `#[cache]` needs to know about the function it is on, and the
+//! signatures it refuses (with the reason and the fix).
+
+use syn::visit::Visit;
+use syn::{FnArg, GenericParam, Ident, ItemFn, Pat, ReturnType, Type, TypeImplTrait};
+
+use crate::options::Options;
+
+/// A cached function, checked.
+pub(crate) struct Function {
+    /// The function as written.
+    pub(crate) item: ItemFn,
+    /// Its named arguments, receiver excluded, in order.
+    pub(crate) args: Vec<Arg>,
+    /// The return type.
+    pub(crate) output: Type,
+    /// Which results are stored, from the return type and `cache_none`.
+    pub(crate) policy: Policy,
+}
+
+/// One named argument.
+pub(crate) struct Arg {
+    pub(crate) name: Ident,
+    pub(crate) ty: Type,
+    /// Left out of the key (`skip(..)`).
+    pub(crate) skipped: bool,
+}
+
+/// Which results are stored.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Policy {
+    /// Every result.
+    All,
+    /// `Ok` values of a `Result`.
+    Ok,
+    /// `Some` values of an `Option` (`cache_none = false`).
+    Some,
+}
+
+impl Function {
+    /// Checks `item` against the options; every problem found is reported.
+    pub(crate) fn check(item: ItemFn, options: &Options) -> darling::Result<Function> {
+        let mut errors = darling::Error::accumulator();
+        let sig = &item.sig;
+        if let Some(constness) = &sig.constness {
+            errors.push(spanned(
+                constness,
+                "#[cache] cannot be used on a `const fn`: a cached call reads and writes a cache at run time",
+            ));
+        }
+        for param in &sig.generics.params {
+            match param {
+                GenericParam::Lifetime(_) => {}
+                GenericParam::Type(_) | GenericParam::Const(_) => errors.push(spanned(
+                    param,
+                    "#[cache] does not support generic functions: one key could then hold values of several types. Cache a non-generic function for each type you need",
+                )),
+            }
+        }
+        let mut args = Vec::new();
+        for input in &sig.inputs {
+            let FnArg::Typed(typed) = input else {
+                continue;
+            };
+            if let Some(impl_trait) = find_impl_trait(&typed.ty) {
+                errors.push(spanned(
+                    impl_trait,
+                    "#[cache] does not support `impl Trait` arguments (they make the function generic): take a concrete type, or `&dyn Trait` and `skip(..)` it",
+                ));
+                continue;
+            }
+            match &*typed.pat {
+                Pat::Ident(pat) if pat.subpat.is_none() => args.push(Arg {
+                    name: pat.ident.clone(),
+                    ty: (*typed.ty).clone(),
+                    skipped: false,
+                }),
+                pat => errors.push(spanned(
+                    pat,
+                    "#[cache] needs a plain argument name here (`name: Type`), to hash the argument into the key or to `skip(name)` it",
+                )),
+            }
+        }
+        for path in options.skip.iter() {
+            let found = path
+                .get_ident()
+                .and_then(|ident| args.iter_mut().find(|arg| arg.name == *ident));
+            match found {
+                Some(arg) => arg.skipped = true,
+                None if path.is_ident("self") => errors.push(spanned(
+                    path,
+                    "`self` is never part of the key, so there is nothing to skip; to include it, give the key with `key = ...`",
+                )),
+                None => {
+                    let names: Vec<String> = args.iter().map(|arg| arg.name.to_string()).collect();
+                    errors.push(spanned(
+                        path,
+                        &format!(
+                            "`skip({})`: `{}` has no such argument (its arguments: {})",
+                            quote::quote!(#path),
+                            sig.ident,
+                            if names.is_empty() { "none".into() } else { names.join(", ") }
+                        ),
+                    ));
+                }
+            }
+        }
+        let output = match &sig.output {
+            ReturnType::Default => {
+                errors.push(spanned(
+                    &sig.ident,
+                    "#[cache] needs a function that returns a value: there is nothing to cache",
+                ));
+                None
+            }
+            ReturnType::Type(_, ty) => match &**ty {
+                Type::ImplTrait(impl_trait) => {
+                    errors.push(spanned(
+                        impl_trait,
+                        "#[cache] cannot store an `impl Trait` return value: return a concrete type that is `Serialize + DeserializeOwned`",
+                    ));
+                    None
+                }
+                ty => Some(ty.clone()),
+            },
+        };
+        let policy = output.as_ref().map_or(Policy::All, |ty| {
+            match (last_segment(ty).as_deref(), options.cache_none) {
+                (Some("Result"), _) => Policy::Ok,
+                (Some("Option"), Some(false)) => Policy::Some,
+                (_, Some(false)) => {
+                    errors.push(spanned(
+                        ty,
+                        "`cache_none = false` applies to functions returning `Option<T>`",
+                    ));
+                    Policy::All
+                }
+                _ => Policy::All,
+            }
+        });
+        errors.finish()?;
+        Ok(Function {
+            output: output.expect("checked above"),
+            item,
+            args,
+            policy,
+        })
+    }
+}
+
+/// The last path segment of a type (`Result` for `std::io::Result<T>`).
+fn last_segment(ty: &Type) -> Option<String> {
+    match ty {
+        Type::Path(path) if path.qself.is_none() => {
+            path.path.segments.last().map(|s| s.ident.to_string())
+        }
+        Type::Group(group) => last_segment(&group.elem),
+        Type::Paren(paren) => last_segment(&paren.elem),
+        _ => None,
+    }
+}
+
+/// The first `impl Trait` inside a type.
+fn find_impl_trait(ty: &Type) -> Option<&TypeImplTrait> {
+    struct Finder<'a>(Option<&'a TypeImplTrait>);
+    impl<'a> Visit<'a> for Finder<'a> {
+        fn visit_type_impl_trait(&mut self, node: &'a TypeImplTrait) {
+            self.0.get_or_insert(node);
+        }
+    }
+    let mut finder = Finder(None);
+    finder.visit_type(ty);
+    finder.0
+}
+
+fn spanned(tokens: impl quote::ToTokens, message: &str) -> darling::Error {
+    darling::Error::from(syn::Error::new_spanned(tokens, message))
+}
