@@ -37,6 +37,12 @@ impl FromMeta for Ttl {
         match expr {
             Expr::Lit(ExprLit {
                 lit: Lit::Int(int), ..
+            }) if int.base10_digits().starts_with('-') => Err(error(
+                int.span(),
+                format!("`ttl` cannot be negative; {TTL_HELP}"),
+            )),
+            Expr::Lit(ExprLit {
+                lit: Lit::Int(int), ..
             }) => int
                 .base10_parse::<u64>()
                 .map(Ttl)

@@ -1,0 +1,8 @@
+use cachekit::cache;
+
+#[cache]
+fn f(name: impl AsRef<str>) -> usize {
+    name.as_ref().len()
+}
+
+fn main() {}

@@ -1,0 +1,8 @@
+use cachekit::cache;
+
+#[cache]
+fn log(line: String) {
+    println!("{line}");
+}
+
+fn main() {}
