@@ -65,7 +65,8 @@ pub mod backends {
 #[doc(hidden)]
 pub mod __private {
     pub use cachekit_core::cached_fn::{
-        CacheAll, CacheOk, CacheSome, CachedFn, FnSpec, IntoBackend,
+        CacheAll, CacheOk, CacheSome, CachedFn, FnSpec, IntoBackend, WithL1, WithoutL1,
+        check_l1_value,
     };
 }
 

@@ -44,7 +44,7 @@ struct Inner {
     namespace: String,
     max_key_len: usize,
     default_ttl: Option<Duration>,
-    l1: Option<Arc<L1>>,
+    l1: Option<L1>,
     flights: Flights,
     guard: Guard,
     lock_lease: Duration,
@@ -87,11 +87,10 @@ impl Cache {
     /// another type, an older format) are a miss and a warning.
     pub async fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
         let key = self.backend_key(key);
-        let keys = Keys::of(&key);
         Ok(self
-            .read(keys)
+            .read(&key)
             .await?
-            .and_then(|payload| self.decode(keys, &payload)))
+            .and_then(|payload| self.decode(&key, &payload)))
     }
 
     /// Stores `value` under `key` for `ttl` (`None`: the cache's default TTL;
@@ -104,24 +103,20 @@ impl Cache {
         ttl: Option<Duration>,
     ) -> Result<()> {
         let key = self.backend_key(key);
-        self.store(Keys::of(&key), value, ttl).await
+        let ttl = self.effective_ttl(ttl)?;
+        let bytes = codec::encode(value, expiry(ttl))?;
+        self.write(&key, bytes, ttl).await
     }
 
     /// Removes `key`; `true` if the backend had it.
     pub async fn delete(&self, key: &str) -> Result<bool> {
-        let key = self.backend_key(key);
-        self.remove(Keys::of(&key)).await
+        self.remove(&self.backend_key(key)).await
     }
 
     /// Whether `key` is present.
     pub async fn exists(&self, key: &str) -> Result<bool> {
         let key = self.backend_key(key);
-        if self
-            .inner
-            .l1
-            .as_ref()
-            .is_some_and(|l1| l1.contains(key.as_bytes()))
-        {
+        if self.inner.l1.as_ref().is_some_and(|l1| l1.contains(&key)) {
             return Ok(true);
         }
         self.call("exists", self.inner.backend.exists(&key)).await
@@ -166,34 +161,39 @@ impl Cache {
         Fut: Future<Output = Result<T, E>>,
     {
         let key = self.backend_key(key);
-        self.fetch(Keys::of(&key), ttl, loader).await
+        Ok(self.fetch(&key, ttl, loader).await?.value)
     }
 
-    /// [`Cache::try_get_or_insert_with`] for an entry whose keys are already built.
+    /// [`Cache::try_get_or_insert_with`] for a built backend key, telling
+    /// also how big the entry is and when it expires, for a tier in front of
+    /// this cache (cached functions keep decoded results in one).
     pub(crate) async fn fetch<T, E, F, Fut>(
         &self,
-        keys: Keys<'_>,
+        key: &str,
         ttl: Option<Duration>,
         loader: F,
-    ) -> Result<T, E>
+    ) -> Result<Fetched<T>, E>
     where
         T: Serialize + DeserializeOwned,
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
-        let key = keys.backend;
         let ttl = match self.effective_ttl(ttl) {
             Ok(ttl) => ttl,
             Err(error) => {
                 tracing::warn!(%key, %error, "running uncached");
-                return loader().await;
+                return Ok(Fetched::uncached(loader().await?));
             }
         };
         let mut backend_ok = true;
-        match self.read(keys).await {
-            Ok(Some(payload)) => {
-                if let Some(value) = self.decode(keys, &payload) {
-                    return Ok(value);
+        match self.read_entry(key).await {
+            Ok(Some((payload, expires_at))) => {
+                if let Some(value) = self.decode(key, &payload) {
+                    return Ok(Fetched {
+                        value,
+                        size: payload.len(),
+                        expires_at,
+                    });
                 }
             }
             Ok(None) => {}
@@ -205,25 +205,68 @@ impl Cache {
 
         let mut loaded: Option<T> = None;
         let run = || async {
-            let (value, payload) = self.load(keys, ttl, backend_ok, loader).await?;
+            let (value, payload) = self.load(key, ttl, backend_ok, loader).await?;
             loaded = Some(value);
             payload.ok_or(LoadError::Unshared)
         };
+        // A loaded value is as fresh as this process made it; its size is 0
+        // (not to be kept in front) when it could not be encoded.
+        let fresh = |value: T, payload: Option<&Bytes>| Fetched {
+            value,
+            size: payload.map_or(0, Bytes::len),
+            expires_at: expiry(ttl),
+        };
         match self.inner.flights.join(key, run).await {
             Joined::Led(Err(LoadError::Loader(error))) => Err(error),
-            Joined::Led(_) => Ok(loaded.expect("a leader that did not fail loaded a value")),
+            Joined::Led(payload) => Ok(fresh(
+                loaded.expect("a leader that did not fail loaded a value"),
+                payload.as_ref().ok(),
+            )),
             Joined::Followed(payload, run) => {
-                if let Some(value) = self.decode(keys, &payload) {
-                    return Ok(value);
+                if let Some(value) = self.decode(key, &payload) {
+                    return Ok(fresh(value, Some(&payload)));
                 }
                 // Another caller in this process stored a different type under
                 // this key: load for this caller's type.
                 match run().await {
                     Err(LoadError::Loader(error)) => Err(error),
-                    _ => Ok(loaded.expect("a load that did not fail loaded a value")),
+                    _ => Ok(fresh(
+                        loaded.expect("a load that did not fail loaded a value"),
+                        None,
+                    )),
                 }
             }
         }
+    }
+
+    /// Encodes `value` and stores it under the built `key` for `ttl` (as in
+    /// [`Cache::set`]); returns the encoded size and the expiry. The value is
+    /// encoded before the future is returned, so the future does not borrow
+    /// it (and is `Send` whatever the value).
+    pub(crate) fn store<'a, T: Serialize + ?Sized>(
+        &'a self,
+        key: &'a str,
+        value: &T,
+        ttl: Option<Duration>,
+    ) -> impl Future<Output = Result<(usize, Option<SystemTime>)>> + use<'a, T> {
+        let encoded = self.effective_ttl(ttl).and_then(|ttl| {
+            let expires_at = expiry(ttl);
+            Ok((codec::encode(value, expires_at)?, ttl, expires_at))
+        });
+        async move {
+            let (bytes, ttl, expires_at) = encoded?;
+            let size = bytes.len() - codec::HEADER_LEN;
+            self.write(key, bytes, ttl).await?;
+            Ok((size, expires_at))
+        }
+    }
+
+    /// Removes the built `key` from L1 and the backend; `true` if the backend had it.
+    pub(crate) async fn remove(&self, key: &str) -> Result<bool> {
+        self.forget_l1(key);
+        let result = self.call("delete", self.inner.backend.delete(key)).await;
+        self.forget_l1(key);
+        result
     }
 
     /// Takes the backend lock on `key` for `lease`.
@@ -267,53 +310,22 @@ impl Cache {
         let key = self.backend_key(key);
         let ttl = self.effective_ttl(ttl)?;
         // The L1 copy may be bound by the old, longer lifetime.
-        self.forget_l1(Keys::of(&key));
+        self.forget_l1(&key);
         self.call("touch", touch.touch(&key, ttl)).await
     }
 
-    /// The value in L1 under `l1_key`, without touching the backend: the
-    /// synchronous first step of a cached function's call.
-    pub(crate) fn l1_hit<T: DeserializeOwned>(&self, keys: Keys<'_>) -> Option<T> {
-        let payload = self.inner.l1.as_ref()?.get(keys.l1)?;
-        Counters::bump(&self.inner.counters.l1_hits);
-        self.decode(keys, &payload)
-    }
-
-    /// Encodes `value` and stores it for `ttl` (as in [`Cache::set`]). The
-    /// value is encoded before the future is returned, so the future does not
-    /// borrow it (and is `Send` whether or not the value is `Sync`).
-    pub(crate) fn store<'a, T: Serialize + ?Sized>(
-        &'a self,
-        keys: Keys<'a>,
-        value: &T,
-        ttl: Option<Duration>,
-    ) -> impl Future<Output = Result<()>> + use<'a, T> {
-        let encoded = self
-            .effective_ttl(ttl)
-            .and_then(|ttl| Ok((codec::encode(value, expiry(ttl))?, ttl)));
-        async move {
-            let (bytes, ttl) = encoded?;
-            self.write(keys, bytes, ttl).await
-        }
-    }
-
-    /// Removes an entry from L1 and the backend; `true` if the backend had it.
-    pub(crate) async fn remove(&self, keys: Keys<'_>) -> Result<bool> {
-        self.forget_l1(keys);
-        let result = self
-            .call("delete", self.inner.backend.delete(keys.backend))
-            .await;
-        self.forget_l1(keys);
-        result
-    }
-
     /// Looks in L1, then the backend; returns the verified payload.
-    async fn read(&self, keys: Keys<'_>) -> Result<Option<Bytes>> {
-        let key = keys.backend;
+    async fn read(&self, key: &str) -> Result<Option<Bytes>> {
+        Ok(self.read_entry(key).await?.map(|(payload, _)| payload))
+    }
+
+    /// [`Cache::read`], with the expiry recorded in the entry's envelope
+    /// (`None` for no expiry, and for an L1 copy, which L1 bounds itself).
+    async fn read_entry(&self, key: &str) -> Result<Option<(Bytes, Option<SystemTime>)>> {
         let counters = &self.inner.counters;
-        if let Some(payload) = self.inner.l1.as_ref().and_then(|l1| l1.get(keys.l1)) {
+        if let Some(payload) = self.inner.l1.as_ref().and_then(|l1| l1.get(key)) {
             Counters::bump(&counters.l1_hits);
-            return Ok(Some(payload));
+            return Ok(Some((payload, None)));
         }
         let Some(bytes) = self.call("get", self.inner.backend.get(key)).await? else {
             Counters::bump(&counters.misses);
@@ -323,9 +335,9 @@ impl Cache {
             Ok(opened) => {
                 Counters::bump(&counters.l2_hits);
                 if let Some(l1) = &self.inner.l1 {
-                    l1.insert(keys.l1, opened.payload.clone(), opened.expires_at);
+                    l1.insert(key, opened.payload.clone(), opened.expires_at);
                 }
-                Ok(Some(opened.payload))
+                Ok(Some((opened.payload, opened.expires_at)))
             }
             Err(error) => {
                 Counters::bump(&counters.misses);
@@ -336,12 +348,11 @@ impl Cache {
     }
 
     /// Decodes a payload; a payload of another type is a miss and a warning.
-    fn decode<T: DeserializeOwned>(&self, keys: Keys<'_>, payload: &[u8]) -> Option<T> {
+    fn decode<T: DeserializeOwned>(&self, key: &str, payload: &[u8]) -> Option<T> {
         match codec::decode_payload(payload) {
             Ok(value) => Some(value),
             Err(error) => {
-                self.forget_l1(keys);
-                let key = keys.backend;
+                self.forget_l1(key);
                 tracing::warn!(%key, %error, "cache entry does not decode as the requested type: treated as a miss");
                 None
             }
@@ -349,7 +360,7 @@ impl Cache {
     }
 
     /// Checks the size and writes an envelope to the backend and L1.
-    async fn write(&self, keys: Keys<'_>, bytes: Bytes, ttl: Option<Duration>) -> Result<()> {
+    async fn write(&self, key: &str, bytes: Bytes, ttl: Option<Duration>) -> Result<()> {
         if let Some(limit) = self.inner.capabilities.max_value_size {
             if bytes.len() > limit {
                 return Err(Error::ValueTooLarge {
@@ -358,14 +369,11 @@ impl Cache {
                 });
             }
         }
-        self.forget_l1(keys);
-        self.call(
-            "set",
-            self.inner.backend.set(keys.backend, bytes.clone(), ttl),
-        )
-        .await?;
+        self.forget_l1(key);
+        self.call("set", self.inner.backend.set(key, bytes.clone(), ttl))
+            .await?;
         if let Some(l1) = &self.inner.l1 {
-            l1.insert(keys.l1, bytes.slice(codec::HEADER_LEN..), expiry(ttl));
+            l1.insert(key, bytes.slice(codec::HEADER_LEN..), expiry(ttl));
         }
         Ok(())
     }
@@ -374,7 +382,7 @@ impl Cache {
     /// and stores its value. Returns the value and its payload, if it encodes.
     async fn load<T, E, F, Fut>(
         &self,
-        keys: Keys<'_>,
+        key: &str,
         ttl: Option<Duration>,
         backend_ok: bool,
         loader: F,
@@ -393,10 +401,10 @@ impl Cache {
         }
         let mut held = None;
         if let (true, Some(lock)) = (backend_ok, lock) {
-            match self.acquire_load_lock(lock, keys).await {
+            match self.acquire_load_lock(lock, key).await {
                 LoadLock::Held(lock) => held = Some(lock),
                 LoadLock::FilledByOther(payload) => {
-                    if let Some(value) = self.decode(keys, &payload) {
+                    if let Some(value) = self.decode(key, &payload) {
                         return Ok((value, Some(payload)));
                     }
                 }
@@ -414,15 +422,13 @@ impl Cache {
         let payload = match codec::encode(&value, expiry(ttl)) {
             Ok(bytes) => {
                 if backend_ok {
-                    if let Err(error) = self.write(keys, bytes.clone(), ttl).await {
-                        let key = keys.backend;
+                    if let Err(error) = self.write(key, bytes.clone(), ttl).await {
                         tracing::warn!(%key, %error, "storing a loaded value failed: returned uncached");
                     }
                 }
                 Some(bytes.slice(codec::HEADER_LEN..))
             }
             Err(error) => {
-                let key = keys.backend;
                 tracing::warn!(%key, %error, "loaded value cannot be encoded: returned uncached");
                 None
             }
@@ -433,8 +439,7 @@ impl Cache {
 
     /// Takes the backend lock for loading `key`, or waits for the process
     /// holding it to store the value, for at most the lock lease.
-    async fn acquire_load_lock<'l>(&self, lock: &'l dyn Lock, keys: Keys<'_>) -> LoadLock<'l> {
-        let key = keys.backend;
+    async fn acquire_load_lock<'l>(&self, lock: &'l dyn Lock, key: &str) -> LoadLock<'l> {
         let lock_key = key::lock_key(key);
         let deadline = tokio::time::Instant::now() + self.inner.lock_lease;
         let mut pause = LOCK_POLL_START;
@@ -445,7 +450,7 @@ impl Cache {
             {
                 Ok(Some(token)) => {
                     // Another process may have stored the value between our miss and now.
-                    return match self.read(keys).await {
+                    return match self.read(key).await {
                         Ok(Some(payload)) => {
                             let _ = self.call("unlock", lock.unlock(&lock_key, &token)).await;
                             LoadLock::FilledByOther(payload)
@@ -469,7 +474,7 @@ impl Cache {
             }
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(LOCK_POLL_MAX);
-            if let Ok(Some(payload)) = self.read(keys).await {
+            if let Ok(Some(payload)) = self.read(key).await {
                 return LoadLock::FilledByOther(payload);
             }
         }
@@ -497,9 +502,9 @@ impl Cache {
         result
     }
 
-    fn forget_l1(&self, keys: Keys<'_>) {
+    fn forget_l1(&self, key: &str) {
         if let Some(l1) = &self.inner.l1 {
-            l1.remove(keys.l1);
+            l1.remove(key);
         }
     }
 
@@ -523,23 +528,23 @@ impl Cache {
     }
 }
 
-/// The two keys of one entry: the backend's, and the L1 tier's. They are the
-/// same bytes for entries named by string; a cached function's L1 key is its
-/// identity and serialized arguments, so that an L1 hit hashes nothing.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Keys<'k> {
-    /// The backend key, built by [`key::build`].
-    pub(crate) backend: &'k str,
-    /// The L1 key.
-    pub(crate) l1: &'k [u8],
+/// A value read or loaded by [`Cache::fetch`], with what a tier in front of
+/// the cache needs to keep a copy.
+pub(crate) struct Fetched<T> {
+    pub(crate) value: T,
+    /// Bytes of the encoded payload; 0 when the value was not stored.
+    pub(crate) size: usize,
+    /// When the entry expires, as far as this process knows.
+    pub(crate) expires_at: Option<SystemTime>,
 }
 
-impl<'k> Keys<'k> {
-    /// Keys of an entry named by string: L1 uses the backend key.
-    pub(crate) fn of(backend: &'k str) -> Self {
-        Keys {
-            backend,
-            l1: backend.as_bytes(),
+impl<T> Fetched<T> {
+    /// A value that was not stored: nothing to keep a copy of.
+    fn uncached(value: T) -> Self {
+        Fetched {
+            value,
+            size: 0,
+            expires_at: None,
         }
     }
 }
@@ -586,7 +591,6 @@ pub struct CacheBuilder {
     reliability: Option<ReliabilityConfig>,
     lock_lease: Option<Duration>,
     config: Option<ConfigSource>,
-    shared_l1: Option<Arc<L1>>,
 }
 
 impl CacheBuilder {
@@ -644,12 +648,6 @@ impl CacheBuilder {
         self
     }
 
-    /// An L1 tier shared with other caches (those of cached functions share one).
-    pub(crate) fn shared_l1(mut self, l1: Arc<L1>) -> Self {
-        self.shared_l1 = Some(l1);
-        self
-    }
-
     /// Builds the cache, resolving the backend if none was given (see [`resolve`]).
     pub fn build(self) -> Result<Cache> {
         let config = match self.config {
@@ -699,9 +697,7 @@ impl CacheBuilder {
                 namespace: self.namespace.unwrap_or(settings.namespace),
                 max_key_len: backend_key_len - key::LOCK_MARK.len(),
                 default_ttl,
-                l1: self
-                    .shared_l1
-                    .or_else(|| l1.map(|l1| Arc::new(L1::new(l1)))),
+                l1: l1.map(L1::new),
                 flights: Flights::default(),
                 lock_lease: self.lock_lease.unwrap_or(Duration::from_secs(30)),
                 counters: Counters::default(),

@@ -21,20 +21,22 @@
 //! A backend that fails to build (a configuration error) is logged once; the
 //! function then runs uncached and counts an error per call.
 
+use std::any::Any;
 use std::collections::HashMap;
 use std::fmt::Display;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use smallvec::SmallVec;
 
-use crate::cache::Keys;
+use crate::cache::Fetched;
 use crate::config::{CORE_SETTINGS, ConfigSource, CoreSettings};
 use crate::l1::L1;
+use crate::store::StoreValue;
 use crate::{Backend, Cache, CacheStats, Error, L1Config, Result, blocking, key, resolve};
 
 /// What `#[cache]` records about a function at compile time.
@@ -48,8 +50,6 @@ pub struct FnSpec {
     pub namespace: Option<&'static str>,
     /// The TTL given in the attribute; `None` for the configured default.
     pub ttl: Option<Duration>,
-    /// Whether results are kept in the shared L1 tier too (`l1 = false` turns it off).
-    pub l1: bool,
     /// Where the attribute is (`file:line:column`). The function and its
     /// companions (`_invalidate`, `_refresh`, `_stats`) each declare a
     /// [`CachedFn`]; the ones from one attribute share their state.
@@ -73,6 +73,8 @@ struct State {
     cache: Option<Cache>,
     /// Distinguishes this function's entries in the shared L1 tier.
     id: [u8; 8],
+    /// Calls answered by the L1 tier.
+    l1_hits: AtomicU64,
     /// Calls that ran uncached because `cache` is `None`.
     uncached: AtomicU64,
 }
@@ -208,6 +210,94 @@ impl<T: Serialize + DeserializeOwned> ReturnPolicy<Option<T>> for CacheSome {
     }
 }
 
+/// Where a cached function keeps results in process: the attribute picks
+/// [`WithL1`] (the default) or [`WithoutL1`] (`l1 = false`).
+pub trait L1Mode<T>: 'static {
+    /// Whether results are kept at all.
+    const KEEPS: bool;
+    /// The result in what L1 kept.
+    fn unpack(kept: &Kept) -> Option<T>;
+    /// What L1 keeps of `value`, `size` bytes encoded.
+    fn pack(value: &T, size: usize) -> Option<Kept>;
+}
+
+/// Results are kept decoded in the shared L1 tier, and a hit returns a clone.
+#[derive(Debug)]
+pub enum WithL1 {}
+
+/// Results are not kept in process: every call reads the backend.
+#[derive(Debug)]
+pub enum WithoutL1 {}
+
+/// A result that the L1 tier can hand out: it is cloned for every hit.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is returned from the in-process L1 tier by cloning, so it must be `Clone + Send + Sync + 'static`",
+    label = "the results of this function are kept in L1",
+    note = "derive `Clone` for it, or keep this function's results out of L1 with `#[cache(l1 = false)]`"
+)]
+pub trait L1Value: Clone + Send + Sync + 'static {}
+
+impl<T: Clone + Send + Sync + 'static> L1Value for T {}
+
+/// Fails to compile, with [`L1Value`]'s explanation, when policy `P`
+/// stores a result that L1 cannot hold; `#[cache]` calls it first so that
+/// this is the first error a user sees.
+pub fn check_l1_value<P: ReturnPolicy<R>, R>()
+where
+    P::Stored: L1Value,
+{
+}
+
+/// A cached function's result as the L1 tier holds it.
+#[derive(Clone)]
+pub struct Kept {
+    value: Arc<dyn Any + Send + Sync>,
+    /// The encoded size, charged against L1's byte bound.
+    size: usize,
+}
+
+impl std::fmt::Debug for Kept {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Kept").field("size", &self.size).finish()
+    }
+}
+
+impl StoreValue for Kept {
+    fn size(&self) -> usize {
+        self.size
+    }
+}
+
+impl<T: L1Value> L1Mode<T> for WithL1 {
+    const KEEPS: bool = true;
+
+    fn unpack(kept: &Kept) -> Option<T> {
+        // Keys start with the function's identity, and one function stores
+        // one type, so the downcast fails only across a bug.
+        kept.value.downcast_ref::<T>().cloned()
+    }
+
+    fn pack(value: &T, size: usize) -> Option<Kept> {
+        // Size 0: the value could not be encoded, so it is not in the backend either.
+        (size > 0).then(|| Kept {
+            value: Arc::new(value.clone()),
+            size,
+        })
+    }
+}
+
+impl<T> L1Mode<T> for WithoutL1 {
+    const KEEPS: bool = false;
+
+    fn unpack(_: &Kept) -> Option<T> {
+        None
+    }
+
+    fn pack(_: &T, _: usize) -> Option<Kept> {
+        None
+    }
+}
+
 /// Why a load stored nothing.
 enum NotStored<R> {
     /// The function's result is not one the policy stores; return it.
@@ -245,100 +335,96 @@ impl CachedFn {
         }
     }
 
-    /// The cached result of `call`, or else `body`'s, stored by policy `P`.
-    pub async fn get_or_insert<P, R>(&'static self, call: Call, body: impl Future<Output = R>) -> R
+    /// The cached result of `call`, or else `body`'s, stored by policy `P`
+    /// and kept in process by mode `M`.
+    pub async fn get_or_insert<P, M, R>(
+        &'static self,
+        call: Call,
+        body: impl Future<Output = R>,
+    ) -> R
     where
         P: ReturnPolicy<R>,
+        M: L1Mode<P::Stored>,
     {
+        if let Some(stored) = self.l1_hit::<P::Stored, M>(&call) {
+            return P::result(stored);
+        }
         let Some((cache, wire)) = self.prepare(&call) else {
             return body.await;
         };
-        let keys = Keys {
-            backend: &wire,
-            l1: &call.l1,
-        };
-        if let Some(stored) = cache.l1_hit(keys) {
-            return P::result(stored);
-        }
         let fetched = cache
-            .fetch(keys, self.spec.ttl, || async {
+            .fetch(&wire, self.spec.ttl, || async {
                 P::stored(body.await).map_err(NotStored::Returned)
             })
             .await;
-        finish::<P, R>(fetched).expect("an async load is never abandoned")
+        self.finish::<P, M, R>(&call, fetched)
+            .expect("an async load is never abandoned")
     }
 
     /// [`CachedFn::get_or_insert`] for a plain `fn`: `body` runs on this
     /// thread; the cache's own work runs on a small runtime shared by all
     /// plain cached functions, which this thread waits for (see
     /// [`blocking`](crate::blocking) for what that means inside a runtime).
-    pub fn get_or_insert_blocking<P, R>(&'static self, call: Call, body: impl FnOnce() -> R) -> R
+    pub fn get_or_insert_blocking<P, M, R>(&'static self, call: Call, body: impl FnOnce() -> R) -> R
     where
         P: ReturnPolicy<R> + 'static,
+        M: L1Mode<P::Stored>,
         P::Stored: Send,
         R: Send + 'static,
     {
+        if let Some(stored) = self.l1_hit::<P::Stored, M>(&call) {
+            return P::result(stored);
+        }
         let Some((cache, wire)) = self.prepare(&call) else {
             return body();
         };
-        if let Some(stored) = cache.l1_hit(Keys {
-            backend: &wire,
-            l1: &call.l1,
-        }) {
-            return P::result(stored);
-        }
         let ttl = self.spec.ttl;
         blocking::run_with_body(body, move |run_body| async move {
-            let keys = Keys {
-                backend: &wire,
-                l1: &call.l1,
-            };
             let fetched = cache
-                .fetch(keys, ttl, || async {
+                .fetch(&wire, ttl, || async {
                     match run_body.await {
                         Some(result) => P::stored(result).map_err(NotStored::Returned),
                         None => Err(NotStored::Abandoned),
                     }
                 })
                 .await;
-            finish::<P, R>(fetched)
+            self.finish::<P, M, R>(&call, fetched)
         })
     }
 
     /// Runs `body` whatever is cached and stores its result (by policy `P`)
     /// for the next calls: the bypass for a caller that needs a fresh value.
-    pub async fn refresh<P, R>(&'static self, call: Call, body: impl Future<Output = R>) -> R
+    pub async fn refresh<P, M, R>(&'static self, call: Call, body: impl Future<Output = R>) -> R
     where
         P: ReturnPolicy<R>,
+        M: L1Mode<P::Stored>,
     {
         let result = body.await;
-        self.keep::<P, R>(call, result).await
+        self.keep::<P, M, R>(call, result).await
     }
 
     /// [`CachedFn::refresh`] for a plain `fn`.
-    pub fn refresh_blocking<P, R>(&'static self, call: Call, body: impl FnOnce() -> R) -> R
+    pub fn refresh_blocking<P, M, R>(&'static self, call: Call, body: impl FnOnce() -> R) -> R
     where
         P: ReturnPolicy<R> + 'static,
+        M: L1Mode<P::Stored>,
         P::Stored: Send,
         R: Send + 'static,
     {
         blocking::run_with_body(body, move |run_body| async move {
             let result = run_body.await?;
-            Some(self.keep::<P, R>(call, result).await)
+            Some(self.keep::<P, M, R>(call, result).await)
         })
     }
 
-    /// Removes the stored result of `call`; `true` if the backend had one.
+    /// Removes the stored result of `call` from L1 and the backend; `true`
+    /// if the backend had one.
     pub async fn invalidate(&'static self, call: Call) -> Result<bool> {
+        if let Some(l1) = shared_l1() {
+            l1.remove(&call.l1);
+        }
         match self.prepare(&call) {
-            Some((cache, wire)) => {
-                cache
-                    .remove(Keys {
-                        backend: &wire,
-                        l1: &call.l1,
-                    })
-                    .await
-            }
+            Some((cache, wire)) => cache.remove(&wire).await,
             None => Ok(false),
         }
     }
@@ -358,30 +444,68 @@ impl CachedFn {
     pub fn stats(&'static self) -> CacheStats {
         let state = self.state();
         let mut stats = state.cache.as_ref().map(Cache::stats).unwrap_or_default();
+        stats.l1_hits += state.l1_hits.load(Ordering::Relaxed);
         stats.errors += state.uncached.load(Ordering::Relaxed);
         stats
     }
 
+    /// The result kept in L1 for `call`, if any: no backend key, no hashing,
+    /// no decoding.
+    fn l1_hit<T, M: L1Mode<T>>(&'static self, call: &Call) -> Option<T> {
+        if !M::KEEPS {
+            return None;
+        }
+        call.part.as_ref()?;
+        let value = M::unpack(&shared_l1()?.get(&call.l1)?)?;
+        self.state().l1_hits.fetch_add(1, Ordering::Relaxed);
+        Some(value)
+    }
+
+    /// A load's outcome as the function's result, kept in L1 when stored;
+    /// `None` if the caller abandoned it.
+    fn finish<P: ReturnPolicy<R>, M: L1Mode<P::Stored>, R>(
+        &self,
+        call: &Call,
+        fetched: std::result::Result<Fetched<P::Stored>, NotStored<R>>,
+    ) -> Option<R> {
+        match fetched {
+            Ok(fetched) => {
+                keep_in_l1::<_, M>(call, &fetched.value, fetched.size, fetched.expires_at);
+                Some(P::result(fetched.value))
+            }
+            Err(NotStored::Returned(result)) => Some(result),
+            Err(NotStored::Abandoned) => None,
+        }
+    }
+
     /// Stores `result` for `call` if policy `P` keeps it, else drops the
     /// entry it would have replaced; returns `result`.
-    async fn keep<P: ReturnPolicy<R>, R>(&'static self, call: Call, result: R) -> R {
+    async fn keep<P: ReturnPolicy<R>, M: L1Mode<P::Stored>, R>(
+        &'static self,
+        call: Call,
+        result: R,
+    ) -> R {
+        if let Some(l1) = shared_l1() {
+            l1.remove(&call.l1);
+        }
         let Some((cache, wire)) = self.prepare(&call) else {
             return result;
         };
-        let keys = Keys {
-            backend: &wire,
-            l1: &call.l1,
-        };
         match P::stored(result) {
             Ok(stored) => {
-                let storing = cache.store(keys, &stored, self.spec.ttl);
-                if let Err(error) = storing.await {
-                    tracing::warn!(key = %wire, %error, "storing a refreshed value failed");
+                let storing = cache.store(&wire, &stored, self.spec.ttl);
+                match storing.await {
+                    Ok((size, expires_at)) => {
+                        keep_in_l1::<_, M>(&call, &stored, size, expires_at);
+                    }
+                    Err(error) => {
+                        tracing::warn!(key = %wire, %error, "storing a refreshed value failed")
+                    }
                 }
                 P::result(stored)
             }
             Err(result) => {
-                if let Err(error) = cache.remove(keys).await {
+                if let Err(error) = cache.remove(&wire).await {
                     tracing::warn!(key = %wire, %error, "removing a stale entry failed");
                 }
                 result
@@ -390,20 +514,21 @@ impl CachedFn {
     }
 
     /// The cache and backend key of a call, or `None` to run it uncached.
-    fn prepare(&'static self, call: &Call) -> Option<(Cache, String)> {
+    fn prepare(&'static self, call: &Call) -> Option<(&'static Cache, String)> {
         let state = self.state();
         let Some(cache) = &state.cache else {
             state.uncached.fetch_add(1, Ordering::Relaxed);
             return None;
         };
-        let wire = match call.part.as_ref()? {
-            KeyPart::Args => key::for_encoded_call(self.spec.name, &call.l1[state.id.len()..]),
+        let id_len = state.id.len();
+        let part = match call.part.as_ref()? {
+            KeyPart::Args => key::for_encoded_call(self.spec.name, &call.l1[id_len..]),
             KeyPart::Custom => {
-                let custom = String::from_utf8_lossy(&call.l1[state.id.len()..]);
+                let custom = String::from_utf8_lossy(&call.l1[id_len..]);
                 format!("{}:{custom}", self.spec.name)
             }
         };
-        Some((cache.clone(), cache.backend_key(&wire)))
+        Some((cache, cache.backend_key(&part)))
     }
 
     fn state(&'static self) -> &'static State {
@@ -423,6 +548,7 @@ impl CachedFn {
             let state = Arc::new(State {
                 cache: cache.ok(),
                 id: (registry.states.len() as u64 + 1).to_le_bytes(),
+                l1_hits: AtomicU64::new(0),
                 uncached: AtomicU64::new(0),
             });
             registry.states.insert(self.spec.site, Arc::clone(&state));
@@ -458,14 +584,12 @@ impl CachedFn {
                 None => configured_backend()?,
             },
         };
-        let builder = Cache::builder()
+        // Results are kept decoded in the shared L1 tier, in front of the cache.
+        Cache::builder()
             .shared_backend(backend)
-            .namespace(namespace);
-        let builder = match (self.spec.l1, shared_l1()?) {
-            (true, Some(l1)) => builder.shared_l1(l1),
-            _ => builder.without_l1(),
-        };
-        builder.build()
+            .namespace(namespace)
+            .without_l1()
+            .build()
     }
 }
 
@@ -479,14 +603,15 @@ struct Registry {
 
 static REGISTRY: LazyLock<Mutex<Registry>> = LazyLock::new(Mutex::default);
 
-/// A load's outcome as the function's result; `None` if the caller abandoned it.
-fn finish<P: ReturnPolicy<R>, R>(
-    fetched: std::result::Result<P::Stored, NotStored<R>>,
-) -> Option<R> {
-    match fetched {
-        Ok(stored) => Some(P::result(stored)),
-        Err(NotStored::Returned(result)) => Some(result),
-        Err(NotStored::Abandoned) => None,
+/// Keeps a copy of `value` in L1 for `call`, if mode `M` keeps results.
+fn keep_in_l1<T, M: L1Mode<T>>(
+    call: &Call,
+    value: &T,
+    size: usize,
+    expires_at: Option<SystemTime>,
+) {
+    if let (Some(l1), Some(kept)) = (shared_l1(), M::pack(value, size)) {
+        l1.insert(&call.l1, kept, expires_at);
     }
 }
 
@@ -509,26 +634,25 @@ fn configured_backend() -> Result<Arc<dyn Backend>> {
 }
 
 /// The L1 tier every cached function shares, sized by the `l1_*` settings;
-/// `None` when `l1_max_entries` is 0.
-fn shared_l1() -> Result<Option<Arc<L1>>> {
-    static SHARED: OnceLock<std::result::Result<Option<Arc<L1>>, String>> = OnceLock::new();
+/// `None` when `l1_max_entries` is 0 or the settings do not parse (logged:
+/// the functions then read the backend every time).
+fn shared_l1() -> Option<&'static L1<Kept>> {
+    static SHARED: OnceLock<Option<L1<Kept>>> = OnceLock::new();
     SHARED
         .get_or_init(|| {
-            let config = ConfigSource::from_process().map_err(|e| e.to_string())?;
-            let settings: CoreSettings = config
-                .extract(None, CORE_SETTINGS)
-                .map_err(|e| e.to_string())?;
-            Ok((settings.l1_max_entries > 0).then(|| {
-                Arc::new(L1::new(L1Config {
+            let settings = ConfigSource::from_process()
+                .and_then(|config| config.extract::<CoreSettings>(None, CORE_SETTINGS))
+                .inspect_err(|error| {
+                    tracing::error!(%error, "#[cache]: the L1 settings do not parse; cached functions run without L1");
+                })
+                .ok()?;
+            (settings.l1_max_entries > 0).then(|| {
+                L1::new(L1Config {
                     max_entries: settings.l1_max_entries,
                     max_bytes: settings.l1_max_bytes,
                     max_ttl: settings.l1_ttl,
-                }))
-            }))
+                })
+            })
         })
-        .clone()
-        .map_err(|reason| Error::Unavailable {
-            backend: "l1",
-            reason,
-        })
+        .as_ref()
 }

@@ -4,7 +4,7 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 
-use crate::store::Store;
+use crate::store::{Store, StoreValue};
 
 /// Limits of the L1 tier. The defaults suit a service process: 10,000
 /// entries, 64 MiB, and copies kept at most 60 s.
@@ -30,20 +30,21 @@ impl Default for L1Config {
     }
 }
 
-/// Verified payloads (envelope stripped) of recently used entries, keyed by
-/// bytes: a backend key, or a cached function's identity and serialized
-/// arguments (see [`crate::cached_fn`]), so that a hit needs no key hashing.
+/// Recent entries in process: a [`Cache`](crate::Cache) keeps verified
+/// payloads (envelope stripped) under backend keys; cached functions keep
+/// their decoded results under their identity and serialized arguments (see
+/// [`crate::cached_fn`]), so that their hit needs neither hashing nor decoding.
 ///
 /// A copy lives until the earliest of: `max_ttl`, the TTL it was written
 /// with, and the expiry recorded in the entry's envelope by whichever
 /// process wrote it. So an L1 copy never outlives its L2 entry's lifetime.
 #[derive(Debug)]
-pub(crate) struct L1 {
-    store: Store<[u8]>,
+pub(crate) struct L1<V: StoreValue = Bytes> {
+    store: Store<[u8], V>,
     max_ttl: Duration,
 }
 
-impl L1 {
+impl<V: StoreValue> L1<V> {
     pub(crate) fn new(config: L1Config) -> Self {
         L1 {
             store: Store::new(config.max_entries, config.max_bytes),
@@ -51,13 +52,15 @@ impl L1 {
         }
     }
 
-    pub(crate) fn get(&self, key: &[u8]) -> Option<Bytes> {
+    pub(crate) fn get(&self, key: impl AsRef<[u8]>) -> Option<V> {
+        let key = key.as_ref();
         self.store.get(key).map(|(payload, _)| payload)
     }
 
-    /// Keeps `payload` until the earliest of `max_ttl` and `expires_at`; an
+    /// Keeps `value` until the earliest of `max_ttl` and `expires_at`; an
     /// entry already expired is not kept.
-    pub(crate) fn insert(&self, key: &[u8], payload: Bytes, expires_at: Option<SystemTime>) {
+    pub(crate) fn insert(&self, key: impl AsRef<[u8]>, value: V, expires_at: Option<SystemTime>) {
+        let key = key.as_ref();
         let ttl = match expires_at {
             None => self.max_ttl,
             Some(at) => match at.duration_since(SystemTime::now()) {
@@ -68,14 +71,16 @@ impl L1 {
                 }
             },
         };
-        self.store.insert(key, payload, Some(ttl));
+        self.store.insert(key, value, Some(ttl));
     }
 
-    pub(crate) fn remove(&self, key: &[u8]) {
+    pub(crate) fn remove(&self, key: impl AsRef<[u8]>) {
+        let key = key.as_ref();
         self.store.remove(key);
     }
 
-    pub(crate) fn contains(&self, key: &[u8]) -> bool {
+    pub(crate) fn contains(&self, key: impl AsRef<[u8]>) -> bool {
+        let key = key.as_ref();
         self.store.contains(key)
     }
 }

@@ -6,6 +6,11 @@
 //! when read and when eviction reaches them. FIFO rather than LRU because a
 //! hit then costs one shard read lock and no write: the insertion queue is
 //! touched only by inserts. Overwriting a key counts as a new insertion.
+//!
+//! Keys are hashed with foldhash (hashbrown's default hasher) rather than
+//! std's SipHash: an L1 hit is a few hundred instructions, and SipHash was
+//! an eighth of them. foldhash is seeded per process, so keys built from
+//! user data cannot be crafted to collide without knowing the seed.
 
 use std::collections::VecDeque;
 use std::hash::Hash;
@@ -42,9 +47,21 @@ impl StoreKey for [u8] {
     }
 }
 
+/// Values a [`Store`] can hold: bytes, or the L1 copies of cached
+/// functions' results; `size` is what an entry is charged.
+pub(crate) trait StoreValue: Clone {
+    fn size(&self) -> usize;
+}
+
+impl StoreValue for Bytes {
+    fn size(&self) -> usize {
+        self.len()
+    }
+}
+
 #[derive(Debug)]
-pub(crate) struct Store<K: StoreKey + ?Sized = str> {
-    map: DashMap<Arc<K>, Entry>,
+pub(crate) struct Store<K: StoreKey + ?Sized = str, V: StoreValue = Bytes> {
+    map: DashMap<Arc<K>, Entry<V>, foldhash::fast::RandomState>,
     /// Keys in insertion order, with the generation that inserted them; an
     /// item whose generation no longer matches the map is stale and skipped.
     order: Mutex<VecDeque<(Arc<K>, u64)>>,
@@ -55,13 +72,13 @@ pub(crate) struct Store<K: StoreKey + ?Sized = str> {
 }
 
 #[derive(Debug)]
-struct Entry {
-    value: Bytes,
+struct Entry<V> {
+    value: V,
     expires_at: Option<Instant>,
     generation: u64,
 }
 
-impl Entry {
+impl<V: StoreValue> Entry<V> {
     fn cost(&self, key: &[u8]) -> usize {
         cost(key, &self.value)
     }
@@ -71,14 +88,14 @@ impl Entry {
     }
 }
 
-fn cost(key: &[u8], value: &Bytes) -> usize {
-    key.len() + value.len() + ENTRY_OVERHEAD
+fn cost(key: &[u8], value: &impl StoreValue) -> usize {
+    key.len() + value.size() + ENTRY_OVERHEAD
 }
 
-impl<K: StoreKey + ?Sized> Store<K> {
+impl<K: StoreKey + ?Sized, V: StoreValue> Store<K, V> {
     pub(crate) fn new(max_entries: usize, max_bytes: usize) -> Self {
         Store {
-            map: DashMap::new(),
+            map: DashMap::default(),
             order: Mutex::new(VecDeque::new()),
             bytes: AtomicUsize::new(0),
             generation: AtomicU64::new(0),
@@ -88,7 +105,7 @@ impl<K: StoreKey + ?Sized> Store<K> {
     }
 
     /// The value under `key` and when it expires, unless missing or expired.
-    pub(crate) fn get(&self, key: &K) -> Option<(Bytes, Option<Instant>)> {
+    pub(crate) fn get(&self, key: &K) -> Option<(V, Option<Instant>)> {
         let now = Instant::now();
         {
             let entry = self.map.get(key)?;
@@ -102,7 +119,7 @@ impl<K: StoreKey + ?Sized> Store<K> {
 
     /// Stores `value` for `ttl` (`None`: until evicted). A value larger than
     /// the byte bound is not stored; returns whether it was.
-    pub(crate) fn insert(&self, key: &K, value: Bytes, ttl: Option<Duration>) -> bool {
+    pub(crate) fn insert(&self, key: &K, value: V, ttl: Option<Duration>) -> bool {
         let size = cost(key.as_ref(), &value);
         if size > self.max_bytes {
             self.remove(key);
@@ -184,7 +201,7 @@ impl<K: StoreKey + ?Sized> Store<K> {
         self.bytes.load(Ordering::Relaxed)
     }
 
-    fn remove_if(&self, key: &K, condition: impl FnOnce(&Entry) -> bool) -> Option<Entry> {
+    fn remove_if(&self, key: &K, condition: impl FnOnce(&Entry<V>) -> bool) -> Option<Entry<V>> {
         let (key, entry) = self.map.remove_if(key, |_, entry| condition(entry))?;
         self.bytes
             .fetch_sub(entry.cost((*key).as_ref()), Ordering::Relaxed);

@@ -37,14 +37,22 @@ pub(crate) fn expand(function: &Function, options: &Options, krate: &TokenStream
         Policy::Ok => quote!(#krate::__private::CacheOk),
         Policy::Some => quote!(#krate::__private::CacheSome),
     };
+    let (mode, l1_check) = if options.l1.unwrap_or(true) {
+        let check = quote_spanned! {output.span()=>
+            #krate::__private::check_l1_value::<#policy, #output>();
+        };
+        (quote!(#krate::__private::WithL1), check)
+    } else {
+        (quote!(#krate::__private::WithoutL1), quote!())
+    };
     let body = &item.block;
     let run = |method: &str| {
         if is_async {
             let method = format_ident!("{method}");
-            quote!(#state_name.#method::<#policy, #output>(__cachekit_call, async move #body).await)
+            quote!(#state_name.#method::<#policy, #mode, #output>(__cachekit_call, async move #body).await)
         } else {
             let method = format_ident!("{method}_blocking");
-            quote!(#state_name.#method::<#policy, #output>(__cachekit_call, move || -> #output #body))
+            quote!(#state_name.#method::<#policy, #mode, #output>(__cachekit_call, move || -> #output #body))
         }
     };
     let cached = run("get_or_insert");
@@ -80,6 +88,7 @@ pub(crate) fn expand(function: &Function, options: &Options, krate: &TokenStream
     quote! {
         #(#attrs)*
         #vis #sig {
+            #l1_check
             #state
             #call
             #cached
@@ -134,7 +143,6 @@ fn state(function: &Function, options: &Options, krate: &TokenStream) -> TokenSt
         }
         None => quote!(::core::option::Option::None),
     };
-    let l1 = options.l1.unwrap_or(true);
     let backend = match &options.backend {
         Some(expr) => quote_spanned! {expr.span()=>
             ::core::option::Option::Some(|| #krate::__private::IntoBackend::into_backend(#expr))
@@ -148,7 +156,6 @@ fn state(function: &Function, options: &Options, krate: &TokenStream) -> TokenSt
                 name: #name,
                 namespace: #namespace,
                 ttl: #ttl,
-                l1: #l1,
                 site: ::core::concat!(
                     ::core::module_path!(), "::", #name, "@",
                     ::core::file!(), ":", ::core::line!(), ":", ::core::column!()
