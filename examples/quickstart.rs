@@ -1,5 +1,6 @@
-//! Caches an expensive function in the in-process default backend and shows
-//! a miss, then a hit, with their timings. Needs nothing installed or configured:
+//! Caches an expensive function with `#[cache]` in the in-process default
+//! backend and shows a miss, then a hit, with their timings. Needs nothing
+//! installed or configured:
 //!
 //! ```text
 //! cargo run --example quickstart
@@ -10,34 +11,27 @@
 
 use std::time::{Duration, Instant};
 
-use cachekit::Cache;
+use cachekit::cache;
 
 /// Stands for a slow database query or computation.
+#[cache(ttl = "5m", namespace = "quickstart")]
 async fn expensive_report(customer: u64) -> String {
     tokio::time::sleep(Duration::from_millis(500)).await;
     format!("report for customer {customer}: 1,234 orders")
 }
 
 #[tokio::main]
-async fn main() -> cachekit::Result<()> {
-    let cache = Cache::builder().namespace("quickstart").build()?;
-    println!("backend: {}", cache.backend().name());
-
+async fn main() {
     for attempt in ["miss", "hit"] {
         let started = Instant::now();
-        let report = cache
-            .get_or_insert_with("report:42", Some(Duration::from_secs(300)), || {
-                expensive_report(42)
-            })
-            .await;
+        let report = expensive_report(42).await;
         println!("{attempt:>4}: {:>10.3?}  {report}", started.elapsed());
     }
 
-    let stats = cache.stats();
+    let stats = expensive_report_stats();
     println!(
         "loads: {}, hits: {}",
         stats.loads,
         stats.l1_hits + stats.l2_hits
     );
-    Ok(())
 }

@@ -28,6 +28,111 @@
 //! | `full` | all of the above |
 
 /// Caches a function's results (feature `macros`).
+///
+/// ```
+/// use cachekit::cache;
+/// # #[derive(Clone, serde::Serialize, serde::Deserialize)] struct Profile { id: u64 }
+///
+/// #[cache(ttl = 300, namespace = "users")]
+/// async fn profile(user_id: u64) -> Profile {
+///     Profile { id: user_id } // the slow part: runs once per user for 5 minutes
+/// }
+///
+/// #[cache(ttl = "1h")]
+/// fn primes_below(n: u64) -> Vec<u64> {
+///     (2..n).filter(|i| (2..*i).all(|d| i % d != 0)).collect()
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// assert_eq!(profile(7).await.id, 7);
+/// assert_eq!(primes_below(10), [2, 3, 5, 7]);
+/// assert_eq!(primes_below(10), [2, 3, 5, 7]); // from the cache
+/// assert_eq!(primes_below_stats().loads, 1);
+/// # }
+/// ```
+///
+/// Results go to the backend the process resolves (see [`resolve`]: an
+/// explicit `backend = ...`, else [`set_default_backend`], else the
+/// environment such as `CACHEKIT_MEMCACHED_SERVERS`, else in-process memory),
+/// through the same path as [`Cache::try_get_or_insert_with`]: concurrent
+/// misses run the body once (single-flight, and the backend's lock when it
+/// has one), and a backend outage runs the body uncached instead of failing.
+///
+/// # Options
+///
+/// | option | meaning |
+/// |---|---|
+/// | `ttl = 300`, `ttl = "5m"` | lifetime in seconds, or with units `s`, `m`, `h`, `d` (`"1h30m"`); `0` is no expiry; default: the `default_ttl` setting |
+/// | `namespace = "users"` | first part of every key (letters, digits, `_-./`); default: the module path, `my_crate.users` |
+/// | `backend = expr` | any expression giving a backend, an `Arc` of one, or a `Result` of either; evaluated once, at the first call |
+/// | `key = expr` | replaces the arguments in the key; anything `Display` (`key = format!("sku:{sku}")`) |
+/// | `skip(a, b)` | arguments left out of the key (a pool, a client, a logger) |
+/// | `cache_none = false` | for `-> Option<T>`: `None` is not stored (it is by default) |
+/// | `l1 = false` | results are not kept in process: every call reads the backend |
+///
+/// # Keys
+///
+/// A call's key is `namespace:function:hash`, the hash being 128 bits of
+/// BLAKE3 over the bincode encoding of the arguments, in order, without the
+/// skipped ones. It is the same in every process and build, so services
+/// sharing a backend share entries. Arguments must be `serde::Serialize`;
+/// `self` is never part of the key: to include it (or a field of it), give
+/// the key yourself, e.g. `key = format!("{}/{id}", self.tenant)`.
+///
+/// Two cached functions with the same name in one namespace (methods of two
+/// types in one module) would share keys: cachekit notices at the second
+/// one's first call, logs an error and runs it uncached; give one a
+/// `namespace`.
+///
+/// # What is stored
+///
+/// The return type must be `Serialize + DeserializeOwned`. A
+/// `Result<T, E>` stores only `Ok` values (an error reaches this caller only;
+/// `E` needs no serde). An `Option<T>` stores `None` too, unless
+/// `cache_none = false`. The function sees its own return type, so `?`,
+/// `return` and a local `Result` alias work as usual.
+///
+/// Results are also kept in the in-process L1 tier (bounded by the `l1_*`
+/// settings, and never past the backend entry's expiry). A hit there costs
+/// one serialization of the arguments, one map read and a clone of the
+/// value, so the stored type must also be `Clone + Send + Sync + 'static`;
+/// for one that is not, write `l1 = false`.
+///
+/// # Companions
+///
+/// Next to `fn name(args)` the attribute writes, with the same visibility:
+///
+/// - `name_invalidate(args) -> cachekit::Result<bool>`: removes the entry of
+///   these arguments (same arguments as the function, skipped ones too);
+/// - `name_refresh(args) -> R`: the bypass: runs the body whatever is cached
+///   and stores the result for the next callers;
+/// - `name_stats() -> CacheStats`: L1 hits, backend hits, misses, loads and
+///   errors since the first call.
+///
+/// They are `async` when the function is, and methods when it is one.
+///
+/// # Plain functions and runtimes
+///
+/// A plain `fn` works from any thread. Its body always runs on the calling
+/// thread; the cache work runs on one small runtime shared by all plain
+/// cached functions (thread `cachekit-blocking`), which the caller waits for:
+/// blocking outside a runtime, inside [`tokio::task::block_in_place`] on a
+/// multi-thread runtime, and blocking the thread on a current-thread runtime
+/// for the round trip (no panic, no deadlock: the work runs elsewhere and
+/// every operation has a timeout). An L1 hit needs no runtime at all.
+///
+/// # Misuse
+///
+/// Generic functions, `impl Trait` arguments, pattern arguments, functions
+/// returning nothing, unknown options, `skip(..)` of an argument that does
+/// not exist, a negative or malformed `ttl`, and arguments that are not
+/// `Serialize` are compile errors that point at the token and say how to
+/// fix it.
+///
+/// The generated code names this crate by the name it has in your
+/// `Cargo.toml`, so renaming the dependency works.
+///
+/// [`tokio::task::block_in_place`]: https://docs.rs/tokio/latest/tokio/task/fn.block_in_place.html
 #[cfg(feature = "macros")]
 pub use cachekit_macros::cache;
 

@@ -14,8 +14,9 @@ use quote::{format_ident, quote};
 use crate::options::Options;
 use crate::signature::Function;
 
-/// Caches a function's results: see `cachekit::cache` for the options, the
-/// key, and the generated companions.
+/// Caches a function's results. Documented where users meet it, at
+/// `cachekit::cache`: the options, the key, what is stored, the generated
+/// companions (`_invalidate`, `_refresh`, `_stats`) and plain functions.
 #[proc_macro_attribute]
 pub fn cache(args: TokenStream, item: TokenStream) -> TokenStream {
     match cache_impl(args.into(), item.into()) {

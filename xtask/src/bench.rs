@@ -1,6 +1,7 @@
-//! `cargo xtask bench memcached`: starts three memcached servers pinned to
-//! one CPU, and runs the benchmark binary pinned to another, so that client
-//! and servers do not compete for a core (these machines have two).
+//! `cargo xtask bench [memcached|macro]`: starts three memcached servers
+//! pinned to one CPU, and runs a benchmark binary pinned to another, so that
+//! client and servers do not compete for a core (these machines have two).
+//! With no name, runs every benchmark.
 
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
@@ -14,21 +15,60 @@ use crate::{project, servers};
 const SERVER_CPU: &str = "1";
 const CLIENT_CPU: &str = "0";
 
-/// Runs the benchmark named by `target`.
-pub(crate) fn run(target: &str) -> Result {
-    if target != "memcached" {
-        return Err(format!("unknown benchmark `{target}`; known: memcached"));
+/// A benchmark binary: its name, and the cargo arguments that select it.
+struct Bench {
+    name: &'static str,
+    cargo_args: &'static [&'static str],
+}
+
+/// Every benchmark, in the order `cargo xtask bench` runs them.
+const BENCHES: &[Bench] = &[
+    Bench {
+        name: "memcached",
+        cargo_args: &["-p", "cachekit-memcached", "--bench", "memcached"],
+    },
+    Bench {
+        name: "macro",
+        cargo_args: &[
+            "-p",
+            "cachekit",
+            "--features",
+            "memcached",
+            "--bench",
+            "macro",
+        ],
+    },
+];
+
+/// Runs the benchmark named by `target`, or all of them for `None`.
+pub(crate) fn run(target: Option<&str>) -> Result {
+    let chosen: Vec<&Bench> = BENCHES
+        .iter()
+        .filter(|bench| target.is_none_or(|name| name == bench.name))
+        .collect();
+    if chosen.is_empty() {
+        let known: Vec<&str> = BENCHES.iter().map(|bench| bench.name).collect();
+        return Err(format!(
+            "unknown benchmark `{}`; known: {}",
+            target.unwrap_or_default(),
+            known.join(", ")
+        ));
     }
     cmd::step("memcached installed", servers::ensure_installed)?;
-    cmd::step("build the benchmark", || {
-        cmd::run(project::cargo().args([
-            "bench",
-            "-p",
-            "cachekit-memcached",
-            "--bench",
-            "memcached",
-            "--no-run",
-        ]))
+    for bench in chosen {
+        run_one(bench)?;
+    }
+    Ok(())
+}
+
+fn run_one(bench: &Bench) -> Result {
+    cmd::step(&format!("build the {} benchmark", bench.name), || {
+        cmd::run(
+            project::cargo()
+                .arg("bench")
+                .args(bench.cargo_args)
+                .arg("--no-run"),
+        )
     })?;
     let pinned =
         cmd::on_path("taskset") && thread::available_parallelism().map_or(1, |n| n.get()) >= 2;
@@ -42,7 +82,7 @@ pub(crate) fn run(target: &str) -> Result {
         .iter()
         .map(|s| format!("127.0.0.1:{}", s.port))
         .collect();
-    cmd::step("run the benchmark", || {
+    cmd::step(&format!("run the {} benchmark", bench.name), || {
         let mut command = if pinned {
             let mut taskset = Command::new("taskset");
             taskset
@@ -54,14 +94,8 @@ pub(crate) fn run(target: &str) -> Result {
             project::cargo()
         };
         command
-            .args([
-                "bench",
-                "-q",
-                "-p",
-                "cachekit-memcached",
-                "--bench",
-                "memcached",
-            ])
+            .args(["bench", "-q"])
+            .args(bench.cargo_args)
             .env("CACHEKIT_BENCH_MEMCACHED", addresses.join(","));
         cmd::run(&mut command)
     })?;

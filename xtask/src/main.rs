@@ -23,10 +23,10 @@ Subcommands:
             cargo fmt --all -- --check
             cargo clippy --workspace --all-targets --all-features -- -D warnings
             cargo test --workspace --all-features
-  bench memcached
+  bench [memcached|macro]
           Starts three memcached servers pinned to one CPU and runs the
-          Memcached benchmark pinned to another; prints a table of ratios
-          against raw clients measured in the same run
+          benchmark pinned to another (all of them when none is named);
+          prints tables of ratios against raw clients measured in the same run
   help    Prints this message
 ";
 
@@ -39,7 +39,8 @@ fn main() -> ExitCode {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     match args.as_slice() {
         ["test"] => finish(test::run()),
-        ["bench", target] => finish(bench::run(target)),
+        ["bench"] => finish(bench::run(None)),
+        ["bench", target] => finish(bench::run(Some(target))),
         ["help" | "--help" | "-h"] => {
             print!("{USAGE}");
             ExitCode::SUCCESS
