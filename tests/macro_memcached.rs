@@ -198,3 +198,58 @@ fn child(server: &str) {
     println!("CHILD GOT: {}", computed_by(7));
     assert_eq!(computed_by_stats().errors, 0, "{:?}", computed_by_stats());
 }
+
+/// The backend shared by the two functions of the current-thread test.
+static CURRENT_THREAD: OnceLock<Arc<MemcachedBackend>> = OnceLock::new();
+
+fn current_thread_backend() -> Arc<MemcachedBackend> {
+    CURRENT_THREAD.get().expect("set by the test").clone()
+}
+
+#[cache(backend = current_thread_backend(), namespace = "ct", l1 = false)]
+async fn async_on_current_thread(n: u64) -> u64 {
+    n + 1
+}
+
+#[cache(backend = current_thread_backend(), namespace = "ct", l1 = false)]
+fn plain_on_current_thread(n: u64) -> u64 {
+    n + 2
+}
+
+/// A plain cached function on a current-thread runtime whose async code
+/// opened the backend's connection: it neither panics nor deadlocks. The
+/// first call may wait out the operation timeout (the connection is driven
+/// by the runtime it blocks) and run uncached; the ones after are cached.
+#[tokio::test(flavor = "current_thread")]
+async fn plain_fn_on_a_current_thread_runtime_sharing_a_connection() {
+    let server = ServerProcess::memcached();
+    let timeout = Duration::from_millis(300);
+    let config = MemcachedBackendConfig {
+        servers: vec![server.address()],
+        timeout,
+        connect_timeout: timeout,
+        ..Default::default()
+    };
+    CURRENT_THREAD
+        .set(Arc::new(MemcachedBackend::new(config).unwrap()))
+        .unwrap();
+    assert_eq!(
+        async_on_current_thread(1).await,
+        2,
+        "opens a connection here"
+    );
+    let started = std::time::Instant::now();
+    assert_eq!(plain_on_current_thread(1), 3);
+    let first = started.elapsed();
+    assert!(first < timeout * 4, "bounded by the timeout: {first:?}");
+    for _ in 0..3 {
+        assert_eq!(plain_on_current_thread(1), 3);
+    }
+    let stats = plain_on_current_thread_stats();
+    assert!(
+        stats.l2_hits >= 2,
+        "cached after the first calls: {stats:?}"
+    );
+    assert_eq!(async_on_current_thread(1).await, 2);
+    println!("first plain call on the shared connection: {first:?}; {stats:?}");
+}
