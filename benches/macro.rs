@@ -55,7 +55,7 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    let mut rows = Vec::new();
+    let mut table = Table::default();
 
     // L1 hits: a raw DashMap get (cloning the value out, as a call must)
     // next to the cached functions, taking turns batch by batch.
@@ -95,24 +95,23 @@ fn main() {
         "every call after the first is a hit"
     );
     let [raw_samples, sync_samples, async_samples] = samples;
-    let raw = median(raw_samples);
-    rows.push(row(
+    let raw = table.baseline(
         "raw `DashMap<u64, String>` get + clone (median)",
-        nanos(raw),
-        "1.00x".into(),
-    ));
-    let sync = median(sync_samples);
-    rows.push(row(
+        raw_samples,
+        nanos,
+    );
+    table.compare(
         "`#[cache]` `fn(u64) -> String` L1 hit (median; target <= 150 ns)",
-        nanos(sync),
-        ratio(sync, raw),
-    ));
-    let async_hit = median(async_samples);
-    rows.push(row(
+        sync_samples,
+        raw,
+        nanos,
+    );
+    table.compare(
         "`#[cache]` `async fn(u64) -> String` L1 hit (median)",
-        nanos(async_hit),
-        ratio(async_hit, raw),
-    ));
+        async_samples,
+        raw,
+        nanos,
+    );
 
     // Backend hits, L1 off: `Cache::get` next to the cached function, op by op.
     let config = MemcachedBackendConfig {
@@ -153,28 +152,59 @@ fn main() {
         "every call after the first is a hit"
     );
     let [get_samples, macro_samples] = samples;
-    let get = median(get_samples);
-    rows.push(row(
+    let get = table.baseline(
         "`Cache::get` memcached hit, L1 off (median)",
-        micros(get),
-        "1.00x".into(),
-    ));
-    let via_macro = median(macro_samples);
-    rows.push(row(
+        get_samples,
+        micros,
+    );
+    table.compare(
         "`#[cache]` memcached hit, L1 off (median; target < 1.05x)",
-        micros(via_macro),
-        ratio(via_macro, get),
-    ));
-
-    println!("| measurement | figure | ratio |");
-    println!("|---|---|---|");
-    for (name, figure, ratio) in rows {
-        println!("| {name} | {figure} | {ratio} |");
-    }
+        macro_samples,
+        get,
+        micros,
+    );
+    table.print();
 }
 
-fn row(name: &str, figure: String, ratio: String) -> (String, String, String) {
-    (name.to_owned(), figure, ratio)
+/// Rows of medians and their ratios to a baseline measured in the same run.
+#[derive(Default)]
+struct Table {
+    rows: Vec<(&'static str, String, String)>,
+}
+
+impl Table {
+    /// Adds the baseline row; returns its median.
+    fn baseline(
+        &mut self,
+        name: &'static str,
+        samples: Vec<Duration>,
+        unit: fn(Duration) -> String,
+    ) -> Duration {
+        let figure = median(samples);
+        self.rows.push((name, unit(figure), "1.00x".into()));
+        figure
+    }
+
+    /// Adds a row compared with `baseline`.
+    fn compare(
+        &mut self,
+        name: &'static str,
+        samples: Vec<Duration>,
+        baseline: Duration,
+        unit: fn(Duration) -> String,
+    ) {
+        let figure = median(samples);
+        let ratio = format!("{:.2}x", figure.as_secs_f64() / baseline.as_secs_f64());
+        self.rows.push((name, unit(figure), ratio));
+    }
+
+    fn print(&self) {
+        println!("| measurement | figure | ratio |");
+        println!("|---|---|---|");
+        for (name, figure, ratio) in &self.rows {
+            println!("| {name} | {figure} | {ratio} |");
+        }
+    }
 }
 
 fn median(mut samples: Vec<Duration>) -> Duration {
@@ -188,8 +218,4 @@ fn nanos(d: Duration) -> String {
 
 fn micros(d: Duration) -> String {
     format!("{:.1} µs", d.as_secs_f64() * 1e6)
-}
-
-fn ratio(ours: Duration, raw: Duration) -> String {
-    format!("{:.2}x", ours.as_secs_f64() / raw.as_secs_f64())
 }
