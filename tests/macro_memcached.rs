@@ -53,6 +53,23 @@ async fn checked(n: i64) -> Result<u64, String> {
     u64::try_from(n).map_err(|e| e.to_string())
 }
 
+/// Not serializable: skipped.
+struct Pool {
+    stock: u32,
+}
+
+#[cache(skip(db), key = format!("sku:{sku}"), l1 = false)]
+async fn stock(db: &Pool, sku: &str) -> u32 {
+    RUNS.fetch_add(1, Ordering::SeqCst);
+    db.stock
+}
+
+#[cache(cache_none = false, l1 = false)]
+async fn maybe(n: u64) -> Option<u64> {
+    RUNS.fetch_add(1, Ordering::SeqCst);
+    (n > 0).then_some(n)
+}
+
 /// The backend named by `backend = ...` below.
 static NAMED: OnceLock<Arc<MemcachedBackend>> = OnceLock::new();
 
@@ -109,10 +126,20 @@ async fn macro_against_memcached() {
     assert!(checked(-1).await.is_err());
     assert_eq!(runs(), 5);
 
+    // skip + key: the pool is not in the key; None is not stored.
+    assert_eq!(stock(&Pool { stock: 4 }, "a").await, 4);
+    assert_eq!(stock(&Pool { stock: 9 }, "a").await, 4);
+    assert_eq!(maybe(0).await, None);
+    assert_eq!(maybe(0).await, None);
+    assert_eq!(maybe(2).await, Some(2));
+    assert_eq!(maybe(2).await, Some(2));
+    assert_eq!(runs(), 9);
+    assert_eq!(stock_stats().l2_hits, 1);
+
     // An explicit backend: the entry is on the server under a readable namespace.
     assert_eq!(named(1).await, 1001);
     assert_eq!(named(1).await, 1001);
-    assert_eq!(runs(), 6);
+    assert_eq!(runs(), 10);
     let key = format!(
         "named:named:{}",
         cachekit::key::args_hash(&(1u64,)).unwrap()
