@@ -9,10 +9,11 @@
 //!   `my_crate.users`), its name, and the BLAKE3 hash of its serialized
 //!   arguments (`my_crate.users:profile:3f2a...`), or a `key = ...` given in
 //!   the attribute in place of the arguments.
-//! - **An L1 hit that hashes nothing**: every cached function shares one L1
-//!   tier, keyed by the function's identity and its serialized arguments, so
-//!   a hit costs one serialization and one map read. The backend key and its
-//!   hash are built only on an L1 miss.
+//! - **An L1 hit that neither hashes nor decodes**: every cached function
+//!   shares one L1 tier of decoded results, keyed by the function's identity
+//!   and its serialized arguments, so a hit costs one serialization, one map
+//!   read and a clone. The backend key and its hash are built only on an L1
+//!   miss.
 //! - **One backend per process** for functions that name none: the process
 //!   default ([`set_default_backend`](crate::set_default_backend)) when set at
 //!   the first call, else the backend configured by the environment, built
@@ -21,23 +22,30 @@
 //! A backend that fails to build (a configuration error) is logged once; the
 //! function then runs uncached and counts an error per call.
 
-use std::any::Any;
+mod call;
+mod into_backend;
+mod kept;
+mod policy;
+
 use std::collections::HashMap;
 use std::fmt::Display;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, OnceLock};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use serde::Serialize;
-use serde::de::DeserializeOwned;
 use smallvec::SmallVec;
 
+pub use call::{Call, KeyArg};
+pub use into_backend::IntoBackend;
+pub use kept::{Kept, L1Mode, L1Value, WithL1, WithoutL1, check_l1_value};
+pub use policy::{CacheAll, CacheOk, CacheSome, ReturnPolicy};
+
 use crate::cache::Fetched;
-use crate::config::{CORE_SETTINGS, ConfigSource, CoreSettings};
-use crate::l1::L1;
-use crate::store::StoreValue;
-use crate::{Backend, Cache, CacheStats, Error, L1Config, Result, blocking, key, resolve};
+use crate::config::ConfigSource;
+use crate::{Backend, Cache, CacheStats, Error, Result, blocking, key, resolve};
+use call::KeyPart;
+use kept::{keep_in_l1, shared_l1};
 
 /// What `#[cache]` records about a function at compile time.
 #[derive(Debug, Clone, Copy)]
@@ -77,225 +85,6 @@ struct State {
     l1_hits: AtomicU64,
     /// Calls that ran uncached because `cache` is `None`.
     uncached: AtomicU64,
-}
-
-/// What the backend named in the attribute may be: a backend, an `Arc` of
-/// one, or a `Result` of either (an `Err` makes the function run uncached,
-/// logged).
-pub trait IntoBackend {
-    /// The backend, shared.
-    fn into_backend(self) -> Result<Arc<dyn Backend>>;
-}
-
-impl<B: Backend + 'static> IntoBackend for B {
-    fn into_backend(self) -> Result<Arc<dyn Backend>> {
-        Ok(Arc::new(self))
-    }
-}
-
-impl<B: Backend + 'static> IntoBackend for Arc<B> {
-    fn into_backend(self) -> Result<Arc<dyn Backend>> {
-        Ok(self)
-    }
-}
-
-impl IntoBackend for Arc<dyn Backend> {
-    fn into_backend(self) -> Result<Arc<dyn Backend>> {
-        Ok(self)
-    }
-}
-
-impl<B: IntoBackend, E: Into<Error>> IntoBackend for std::result::Result<B, E> {
-    fn into_backend(self) -> Result<Arc<dyn Backend>> {
-        self.map_err(Into::into)?.into_backend()
-    }
-}
-
-/// One call's keys: the L1 key (the function's identity and the serialized
-/// arguments or custom key) and what the backend key is built from.
-#[derive(Debug)]
-pub struct Call {
-    l1: SmallVec<[u8; 64]>,
-    /// The key given to the cache (`name:hash` or `name:custom`), built on an L1 miss;
-    /// `None` when the arguments could not be serialized: the call runs uncached.
-    part: Option<KeyPart>,
-}
-
-impl Call {
-    /// Adds an argument to the key. Arguments are serialized with bincode in
-    /// order, which gives the bytes of the tuple of all of them.
-    pub fn arg<T: KeyArg + ?Sized>(&mut self, value: &T) {
-        if self.part.is_none() {
-            return;
-        }
-        let encoded =
-            bincode::serde::encode_into_std_write(value, &mut self.l1, bincode::config::standard());
-        if let Err(error) = encoded {
-            tracing::warn!(%error, "an argument cannot be serialized: the call runs uncached");
-            self.part = None;
-        }
-    }
-}
-
-/// An argument that can be part of a cache key: any `serde::Serialize` type.
-#[diagnostic::on_unimplemented(
-    message = "`{Self}` cannot be part of a cache key: it does not implement `serde::Serialize`",
-    label = "this argument is hashed into the key",
-    note = "leave the argument out of the key with `#[cache(skip(name))]`, or give the key with `#[cache(key = ...)]`"
-)]
-pub trait KeyArg: Serialize {}
-
-impl<T: Serialize + ?Sized> KeyArg for T {}
-
-#[derive(Debug)]
-enum KeyPart {
-    /// The bincode bytes of the arguments follow the identity in the L1 key.
-    Args,
-    /// A key given in the attribute.
-    Custom,
-}
-
-/// Which results of a function are stored: the attribute picks one from the
-/// return type.
-pub trait ReturnPolicy<R> {
-    /// The part of the result that is stored.
-    type Stored: Serialize + DeserializeOwned;
-    /// The part to store, or the result itself when it is not stored.
-    fn stored(result: R) -> std::result::Result<Self::Stored, R>;
-    /// The result rebuilt from a stored part.
-    fn result(stored: Self::Stored) -> R;
-}
-
-/// Every result is stored (`T`, and `Option<T>` with `None` cached).
-#[derive(Debug)]
-pub enum CacheAll {}
-
-/// Only `Ok` values are stored; errors reach this caller only.
-#[derive(Debug)]
-pub enum CacheOk {}
-
-/// Only `Some` values are stored (`cache_none = false`).
-#[derive(Debug)]
-pub enum CacheSome {}
-
-impl<T: Serialize + DeserializeOwned> ReturnPolicy<T> for CacheAll {
-    type Stored = T;
-    fn stored(result: T) -> std::result::Result<T, T> {
-        Ok(result)
-    }
-    fn result(stored: T) -> T {
-        stored
-    }
-}
-
-impl<T: Serialize + DeserializeOwned, E> ReturnPolicy<std::result::Result<T, E>> for CacheOk {
-    type Stored = T;
-    fn stored(
-        result: std::result::Result<T, E>,
-    ) -> std::result::Result<T, std::result::Result<T, E>> {
-        result.map_err(Err)
-    }
-    fn result(stored: T) -> std::result::Result<T, E> {
-        Ok(stored)
-    }
-}
-
-impl<T: Serialize + DeserializeOwned> ReturnPolicy<Option<T>> for CacheSome {
-    type Stored = T;
-    fn stored(result: Option<T>) -> std::result::Result<T, Option<T>> {
-        result.ok_or(None)
-    }
-    fn result(stored: T) -> Option<T> {
-        Some(stored)
-    }
-}
-
-/// Where a cached function keeps results in process: the attribute picks
-/// [`WithL1`] (the default) or [`WithoutL1`] (`l1 = false`).
-pub trait L1Mode<T>: 'static {
-    /// Whether results are kept at all.
-    const KEEPS: bool;
-    /// The result in what L1 kept.
-    fn unpack(kept: &Kept) -> Option<T>;
-    /// What L1 keeps of `value`, `size` bytes encoded.
-    fn pack(value: &T, size: usize) -> Option<Kept>;
-}
-
-/// Results are kept decoded in the shared L1 tier, and a hit returns a clone.
-#[derive(Debug)]
-pub enum WithL1 {}
-
-/// Results are not kept in process: every call reads the backend.
-#[derive(Debug)]
-pub enum WithoutL1 {}
-
-/// A result that the L1 tier can hand out: it is cloned for every hit.
-#[diagnostic::on_unimplemented(
-    message = "`{Self}` is returned from the in-process L1 tier by cloning, so it must be `Clone + Send + Sync + 'static`",
-    label = "the results of this function are kept in L1",
-    note = "derive `Clone` for it, or keep this function's results out of L1 with `#[cache(l1 = false)]`"
-)]
-pub trait L1Value: Clone + Send + Sync + 'static {}
-
-impl<T: Clone + Send + Sync + 'static> L1Value for T {}
-
-/// Fails to compile, with [`L1Value`]'s explanation, when policy `P`
-/// stores a result that L1 cannot hold; `#[cache]` calls it first so that
-/// this is the first error a user sees.
-pub fn check_l1_value<P: ReturnPolicy<R>, R>()
-where
-    P::Stored: L1Value,
-{
-}
-
-/// A cached function's result as the L1 tier holds it.
-#[derive(Clone)]
-pub struct Kept {
-    value: Arc<dyn Any + Send + Sync>,
-    /// The encoded size, charged against L1's byte bound.
-    size: usize,
-}
-
-impl std::fmt::Debug for Kept {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Kept").field("size", &self.size).finish()
-    }
-}
-
-impl StoreValue for Kept {
-    fn size(&self) -> usize {
-        self.size
-    }
-}
-
-impl<T: L1Value> L1Mode<T> for WithL1 {
-    const KEEPS: bool = true;
-
-    fn unpack(kept: &Kept) -> Option<T> {
-        // Keys start with the function's identity, and one function stores
-        // one type, so the downcast fails only across a bug.
-        kept.value.downcast_ref::<T>().cloned()
-    }
-
-    fn pack(value: &T, size: usize) -> Option<Kept> {
-        // Size 0: the value could not be encoded, so it is not in the backend either.
-        (size > 0).then(|| Kept {
-            value: Arc::new(value.clone()),
-            size,
-        })
-    }
-}
-
-impl<T> L1Mode<T> for WithoutL1 {
-    const KEEPS: bool = false;
-
-    fn unpack(_: &Kept) -> Option<T> {
-        None
-    }
-
-    fn pack(_: &T, _: usize) -> Option<Kept> {
-        None
-    }
 }
 
 /// Why a load stored nothing.
@@ -603,18 +392,6 @@ struct Registry {
 
 static REGISTRY: LazyLock<Mutex<Registry>> = LazyLock::new(Mutex::default);
 
-/// Keeps a copy of `value` in L1 for `call`, if mode `M` keeps results.
-fn keep_in_l1<T, M: L1Mode<T>>(
-    call: &Call,
-    value: &T,
-    size: usize,
-    expires_at: Option<SystemTime>,
-) {
-    if let (Some(l1), Some(kept)) = (shared_l1(), M::pack(value, size)) {
-        l1.insert(&call.l1, kept, expires_at);
-    }
-}
-
 /// The backend the configuration selects, built once for every cached
 /// function that names none (so they share its connections).
 fn configured_backend() -> Result<Arc<dyn Backend>> {
@@ -631,28 +408,4 @@ fn configured_backend() -> Result<Arc<dyn Backend>> {
             backend: "configured",
             reason,
         })
-}
-
-/// The L1 tier every cached function shares, sized by the `l1_*` settings;
-/// `None` when `l1_max_entries` is 0 or the settings do not parse (logged:
-/// the functions then read the backend every time).
-fn shared_l1() -> Option<&'static L1<Kept>> {
-    static SHARED: OnceLock<Option<L1<Kept>>> = OnceLock::new();
-    SHARED
-        .get_or_init(|| {
-            let settings = ConfigSource::from_process()
-                .and_then(|config| config.extract::<CoreSettings>(None, CORE_SETTINGS))
-                .inspect_err(|error| {
-                    tracing::error!(%error, "#[cache]: the L1 settings do not parse; cached functions run without L1");
-                })
-                .ok()?;
-            (settings.l1_max_entries > 0).then(|| {
-                L1::new(L1Config {
-                    max_entries: settings.l1_max_entries,
-                    max_bytes: settings.l1_max_bytes,
-                    max_ttl: settings.l1_ttl,
-                })
-            })
-        })
-        .as_ref()
 }

@@ -1,0 +1,48 @@
+//! The keys of one call of a cached function.
+
+use serde::Serialize;
+use smallvec::SmallVec;
+
+/// One call's keys: the L1 key (the function's identity and the serialized
+/// arguments or custom key) and what the backend key is built from.
+#[derive(Debug)]
+pub struct Call {
+    pub(super) l1: SmallVec<[u8; 64]>,
+    /// The key given to the cache (`name:hash` or `name:custom`), built on an L1 miss;
+    /// `None` when the arguments could not be serialized: the call runs uncached.
+    pub(super) part: Option<KeyPart>,
+}
+
+impl Call {
+    /// Adds an argument to the key. Arguments are serialized with bincode in
+    /// order, which gives the bytes of the tuple of all of them.
+    pub fn arg<T: KeyArg + ?Sized>(&mut self, value: &T) {
+        if self.part.is_none() {
+            return;
+        }
+        let encoded =
+            bincode::serde::encode_into_std_write(value, &mut self.l1, bincode::config::standard());
+        if let Err(error) = encoded {
+            tracing::warn!(%error, "an argument cannot be serialized: the call runs uncached");
+            self.part = None;
+        }
+    }
+}
+
+/// An argument that can be part of a cache key: any `serde::Serialize` type.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be part of a cache key: it does not implement `serde::Serialize`",
+    label = "this argument is hashed into the key",
+    note = "leave the argument out of the key with `#[cache(skip(name))]`, or give the key with `#[cache(key = ...)]`"
+)]
+pub trait KeyArg: Serialize {}
+
+impl<T: Serialize + ?Sized> KeyArg for T {}
+
+#[derive(Debug)]
+pub(super) enum KeyPart {
+    /// The bincode bytes of the arguments follow the identity in the L1 key.
+    Args,
+    /// A key given in the attribute.
+    Custom,
+}

@@ -1,0 +1,137 @@
+//! Cached functions' results kept decoded in process: the L1 tier they
+//! share, and whether a function uses it.
+
+use std::any::Any;
+use std::sync::{Arc, OnceLock};
+use std::time::SystemTime;
+
+use super::call::Call;
+use super::policy::ReturnPolicy;
+use crate::L1Config;
+use crate::config::{CORE_SETTINGS, ConfigSource, CoreSettings};
+use crate::l1::L1;
+use crate::store::StoreValue;
+
+/// Where a cached function keeps results in process: the attribute picks
+/// [`WithL1`] (the default) or [`WithoutL1`] (`l1 = false`).
+pub trait L1Mode<T>: 'static {
+    /// Whether results are kept at all.
+    const KEEPS: bool;
+    /// The result in what L1 kept.
+    fn unpack(kept: &Kept) -> Option<T>;
+    /// What L1 keeps of `value`, `size` bytes encoded.
+    fn pack(value: &T, size: usize) -> Option<Kept>;
+}
+
+/// Results are kept decoded in the shared L1 tier, and a hit returns a clone.
+#[derive(Debug)]
+pub enum WithL1 {}
+
+/// Results are not kept in process: every call reads the backend.
+#[derive(Debug)]
+pub enum WithoutL1 {}
+
+/// A result that the L1 tier can hand out: it is cloned for every hit.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is returned from the in-process L1 tier by cloning, so it must be `Clone + Send + Sync + 'static`",
+    label = "the results of this function are kept in L1",
+    note = "derive `Clone` for it, or keep this function's results out of L1 with `#[cache(l1 = false)]`"
+)]
+pub trait L1Value: Clone + Send + Sync + 'static {}
+
+impl<T: Clone + Send + Sync + 'static> L1Value for T {}
+
+/// Fails to compile, with [`L1Value`]'s explanation, when policy `P`
+/// stores a result that L1 cannot hold; `#[cache]` calls it first so that
+/// this is the first error a user sees.
+pub fn check_l1_value<P: ReturnPolicy<R>, R>()
+where
+    P::Stored: L1Value,
+{
+}
+
+/// A cached function's result as the L1 tier holds it.
+#[derive(Clone)]
+pub struct Kept {
+    value: Arc<dyn Any + Send + Sync>,
+    /// The encoded size, charged against L1's byte bound.
+    size: usize,
+}
+
+impl std::fmt::Debug for Kept {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Kept").field("size", &self.size).finish()
+    }
+}
+
+impl StoreValue for Kept {
+    fn size(&self) -> usize {
+        self.size
+    }
+}
+
+impl<T: L1Value> L1Mode<T> for WithL1 {
+    const KEEPS: bool = true;
+
+    fn unpack(kept: &Kept) -> Option<T> {
+        // Keys start with the function's identity, and one function stores
+        // one type, so the downcast fails only across a bug.
+        kept.value.downcast_ref::<T>().cloned()
+    }
+
+    fn pack(value: &T, size: usize) -> Option<Kept> {
+        // Size 0: the value could not be encoded, so it is not in the backend either.
+        (size > 0).then(|| Kept {
+            value: Arc::new(value.clone()),
+            size,
+        })
+    }
+}
+
+impl<T> L1Mode<T> for WithoutL1 {
+    const KEEPS: bool = false;
+
+    fn unpack(_: &Kept) -> Option<T> {
+        None
+    }
+
+    fn pack(_: &T, _: usize) -> Option<Kept> {
+        None
+    }
+}
+
+/// Keeps a copy of `value` in L1 for `call`, if mode `M` keeps results.
+pub(super) fn keep_in_l1<T, M: L1Mode<T>>(
+    call: &Call,
+    value: &T,
+    size: usize,
+    expires_at: Option<SystemTime>,
+) {
+    if let (Some(l1), Some(kept)) = (shared_l1(), M::pack(value, size)) {
+        l1.insert(&call.l1, kept, expires_at);
+    }
+}
+
+/// The L1 tier every cached function shares, sized by the `l1_*` settings;
+/// `None` when `l1_max_entries` is 0 or the settings do not parse (logged:
+/// the functions then read the backend every time).
+pub(super) fn shared_l1() -> Option<&'static L1<Kept>> {
+    static SHARED: OnceLock<Option<L1<Kept>>> = OnceLock::new();
+    SHARED
+        .get_or_init(|| {
+            let settings = ConfigSource::from_process()
+                .and_then(|config| config.extract::<CoreSettings>(None, CORE_SETTINGS))
+                .inspect_err(|error| {
+                    tracing::error!(%error, "#[cache]: the L1 settings do not parse; cached functions run without L1");
+                })
+                .ok()?;
+            (settings.l1_max_entries > 0).then(|| {
+                L1::new(L1Config {
+                    max_entries: settings.l1_max_entries,
+                    max_bytes: settings.l1_max_bytes,
+                    max_ttl: settings.l1_ttl,
+                })
+            })
+        })
+        .as_ref()
+}

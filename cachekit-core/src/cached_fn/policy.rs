@@ -1,0 +1,59 @@
+//! Which results of a cached function are stored, by return type.
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// Which results of a function are stored: the attribute picks one from the
+/// return type.
+pub trait ReturnPolicy<R> {
+    /// The part of the result that is stored.
+    type Stored: Serialize + DeserializeOwned;
+    /// The part to store, or the result itself when it is not stored.
+    fn stored(result: R) -> std::result::Result<Self::Stored, R>;
+    /// The result rebuilt from a stored part.
+    fn result(stored: Self::Stored) -> R;
+}
+
+/// Every result is stored (`T`, and `Option<T>` with `None` cached).
+#[derive(Debug)]
+pub enum CacheAll {}
+
+/// Only `Ok` values are stored; errors reach this caller only.
+#[derive(Debug)]
+pub enum CacheOk {}
+
+/// Only `Some` values are stored (`cache_none = false`).
+#[derive(Debug)]
+pub enum CacheSome {}
+
+impl<T: Serialize + DeserializeOwned> ReturnPolicy<T> for CacheAll {
+    type Stored = T;
+    fn stored(result: T) -> std::result::Result<T, T> {
+        Ok(result)
+    }
+    fn result(stored: T) -> T {
+        stored
+    }
+}
+
+impl<T: Serialize + DeserializeOwned, E> ReturnPolicy<std::result::Result<T, E>> for CacheOk {
+    type Stored = T;
+    fn stored(
+        result: std::result::Result<T, E>,
+    ) -> std::result::Result<T, std::result::Result<T, E>> {
+        result.map_err(Err)
+    }
+    fn result(stored: T) -> std::result::Result<T, E> {
+        Ok(stored)
+    }
+}
+
+impl<T: Serialize + DeserializeOwned> ReturnPolicy<Option<T>> for CacheSome {
+    type Stored = T;
+    fn stored(result: Option<T>) -> std::result::Result<T, Option<T>> {
+        result.ok_or(None)
+    }
+    fn result(stored: T) -> Option<T> {
+        Some(stored)
+    }
+}
