@@ -152,8 +152,10 @@ impl CachedFn {
 
     /// [`CachedFn::get_or_insert`] for a plain `fn`: `body` runs on this
     /// thread; the cache's own work runs on a small runtime shared by all
-    /// plain cached functions, which this thread waits for (see
-    /// [`blocking`](crate::blocking) for what that means inside a runtime).
+    /// plain cached functions (thread `cachekit-blocking`), which this thread
+    /// waits for: blocking outside a runtime, in `block_in_place` on a
+    /// multi-thread runtime, and blocking a current-thread runtime for the
+    /// round trip.
     pub fn get_or_insert_blocking<P, M, R>(&'static self, call: Call, body: impl FnOnce() -> R) -> R
     where
         P: ReturnPolicy<R> + 'static,
