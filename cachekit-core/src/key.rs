@@ -55,7 +55,7 @@ pub fn build(namespace: &str, key: &str, max_len: usize) -> String {
     let keep_key = !key.is_empty()
         && !key.starts_with(HASH_MARK)
         && namespace_len + 1 + key.len() <= max_len
-        && key.bytes().all(is_key_byte);
+        && all_key_bytes(key.as_bytes());
 
     let mut out = String::with_capacity(namespace_len + 1 + key.len().min(max_len));
     if keep_namespace {
@@ -86,13 +86,60 @@ pub(crate) fn lock_key(key: &str) -> String {
 /// as long as the arguments serialize to the same bytes.
 pub fn args_hash<T: Serialize + ?Sized>(args: &T) -> Result<String> {
     let mut out = String::with_capacity(32);
-    push_hex(&mut out, &hash128(&encode_args(args)?));
+    push_hex(&mut out, &args_digest(args)?);
     Ok(out)
 }
 
-fn encode_args<T: Serialize + ?Sized>(args: &T) -> Result<Vec<u8>> {
-    bincode::serde::encode_to_vec(args, bincode::config::standard())
-        .map_err(|e| Error::Codec(format!("cannot serialize the arguments for the key: {e}")))
+/// 128 bits of BLAKE3 over the bincode bytes of `args` (the same as
+/// [`hash128`] of those bytes), without allocating a buffer for them.
+fn args_digest<T: Serialize + ?Sized>(args: &T) -> Result<[u8; 16]> {
+    let mut writer = DigestWriter {
+        buffer: [0; DigestWriter::BUFFER],
+        len: 0,
+        hasher: None,
+    };
+    bincode::serde::encode_into_writer(args, &mut writer, bincode::config::standard())
+        .map_err(|e| Error::Codec(format!("cannot serialize the arguments for the key: {e}")))?;
+    Ok(writer.finish())
+}
+
+/// Takes bincode's bytes into a stack buffer, and only when they outgrow it
+/// into an incremental BLAKE3 hasher: the arguments of most calls are a few
+/// bytes, which one-shot `blake3::hash` takes faster than a hasher fed
+/// bincode's many small writes. The hasher is boxed because it is large
+/// (about 2 KiB), and the writer would otherwise copy it around.
+struct DigestWriter {
+    buffer: [u8; Self::BUFFER],
+    len: usize,
+    hasher: Option<Box<blake3::Hasher>>,
+}
+
+impl DigestWriter {
+    /// Bytes kept before hashing incrementally.
+    const BUFFER: usize = 128;
+
+    fn finish(self) -> [u8; 16] {
+        let bytes = &self.buffer[..self.len];
+        match self.hasher {
+            None => hash128(bytes),
+            Some(mut hasher) => truncate(&hasher.update(bytes).finalize()),
+        }
+    }
+}
+
+impl bincode::enc::write::Writer for DigestWriter {
+    fn write(&mut self, bytes: &[u8]) -> std::result::Result<(), bincode::error::EncodeError> {
+        let end = self.len + bytes.len();
+        if end <= Self::BUFFER {
+            self.buffer[self.len..end].copy_from_slice(bytes);
+            self.len = end;
+        } else {
+            let hasher = self.hasher.get_or_insert_with(Box::default);
+            hasher.update(&self.buffer[..self.len]).update(bytes);
+            self.len = 0;
+        }
+        Ok(())
+    }
 }
 
 /// The key of one call of `function` with `args`: the function's name and
@@ -102,7 +149,7 @@ pub fn for_call<T: Serialize + ?Sized>(function: &str, args: &T) -> Result<Strin
     let mut out = String::with_capacity(function.len() + 33);
     out.push_str(function);
     out.push(':');
-    push_hex(&mut out, &hash128(&encode_args(args)?));
+    push_hex(&mut out, &args_digest(args)?);
     Ok(out)
 }
 
@@ -118,7 +165,7 @@ pub fn validate(key: &str, max_len: usize) -> Result<()> {
             "the key is longer than the backend allows",
         ));
     }
-    if !key.bytes().all(is_key_byte) {
+    if !all_key_bytes(key.as_bytes()) {
         return Err(Error::invalid_key(
             key,
             "the key contains a space, a control character or non-ASCII",
@@ -129,7 +176,11 @@ pub fn validate(key: &str, max_len: usize) -> Result<()> {
 
 /// 128 bits of BLAKE3: the stable hash behind keys.
 fn hash128(bytes: &[u8]) -> [u8; 16] {
-    let full = blake3::hash(bytes);
+    truncate(&blake3::hash(bytes))
+}
+
+/// The first 128 bits of a BLAKE3 hash.
+fn truncate(full: &blake3::Hash) -> [u8; 16] {
     let mut out = [0; 16];
     out.copy_from_slice(&full.as_bytes()[..16]);
     out
@@ -140,18 +191,32 @@ fn push_hashed(out: &mut String, bytes: &[u8]) {
     push_hex(out, &hash128(bytes));
 }
 
-/// Lowercase hex, without the formatting machinery (this runs on every cached call).
-fn push_hex(out: &mut String, bytes: &[u8]) {
+/// Lowercase hex, without the formatting machinery (this runs on every
+/// cached call): the digits go to a stack buffer, then into `out` at once,
+/// rather than one `push` (and capacity check) per digit.
+fn push_hex(out: &mut String, bytes: &[u8; 16]) {
+    /// Word-aligned, so that `from_utf8` checks it a word at a time.
+    #[repr(align(8))]
+    struct Digits([u8; 32]);
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    for &b in bytes {
-        out.push(char::from(DIGITS[usize::from(b >> 4)]));
-        out.push(char::from(DIGITS[usize::from(b & 0xf)]));
+    let mut hex = Digits([0; 32]);
+    for (pair, &b) in hex.0.chunks_exact_mut(2).zip(bytes) {
+        pair[0] = DIGITS[usize::from(b >> 4)];
+        pair[1] = DIGITS[usize::from(b & 0xf)];
     }
+    out.push_str(std::str::from_utf8(&hex.0).expect("hex digits are ASCII"));
 }
 
 /// Printable ASCII other than space.
 fn is_key_byte(b: u8) -> bool {
-    (0x21..=0x7e).contains(&b)
+    b.wrapping_sub(0x21) < 0x7f - 0x21
+}
+
+/// Whether every byte is a key byte. Folds over all of them rather than
+/// stopping at the first bad one, so that the compiler checks many bytes per
+/// instruction (keys are checked on every operation, and are nearly always good).
+fn all_key_bytes(bytes: &[u8]) -> bool {
+    bytes.iter().fold(true, |ok, &b| ok & is_key_byte(b))
 }
 
 fn is_namespace_byte(b: u8) -> bool {
@@ -284,14 +349,27 @@ mod tests {
     }
 
     #[test]
+    fn argument_hashes_are_of_the_bincode_bytes_however_long() {
+        // Around and past the writer's buffer, which changes how bytes are hashed.
+        for len in [0, 1, 100, 125, 126, 127, 128, 129, 300, 5000] {
+            let args = (7_u8, "a".repeat(len), vec![len as u64; len % 7]);
+            let bytes = bincode::serde::encode_to_vec(&args, bincode::config::standard()).unwrap();
+            let mut expected = String::new();
+            push_hex(&mut expected, &hash128(&bytes));
+            assert_eq!(args_hash(&args).unwrap(), expected, "{len}");
+        }
+    }
+
+    #[test]
     fn validate_refuses_unsafe_keys() {
-        for bad in ["", "a b", "a\r\nb", "é", &"k".repeat(251)] {
+        for bad in ["", "a b", "a\r\nb", "é", "a\x7fb", "\0", &"k".repeat(251)] {
             assert!(
                 matches!(validate(bad, MAX_KEY_LEN), Err(Error::InvalidKey { .. })),
                 "{bad:?} accepted"
             );
         }
         validate(&"k".repeat(250), MAX_KEY_LEN).unwrap();
+        validate("!~", MAX_KEY_LEN).unwrap();
     }
 
     #[test]
