@@ -1,7 +1,10 @@
 //! `MemcachedBackend`: the `Backend` over a fleet of memcached servers.
 
 use std::borrow::Cow;
+use std::future::{Future, poll_fn};
+use std::pin::pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -11,7 +14,7 @@ use cachekit_core::{Backend, Capabilities, Error, Result, Touch, key};
 use tokio::time::{Instant, timeout_at};
 
 use crate::config::MemcachedBackendConfig;
-use crate::connection::ConnectionError;
+use crate::connection::{self, ConnectionError};
 use crate::protocol::{Request, Response};
 use crate::ring;
 use crate::server::Server;
@@ -142,6 +145,10 @@ impl MemcachedBackend {
     /// retried up to `retry_attempts` times, each time on the key's owner
     /// then (another server once the failing one is ejected). All operations
     /// sent here are idempotent.
+    ///
+    /// The first attempt on an open connection takes no timer: the
+    /// connection's watchdog bounds the call by `timeout`. Connecting, and
+    /// every retry, run under a timer for what is left of the `timeout`.
     async fn execute(
         &self,
         operation: &'static str,
@@ -154,17 +161,29 @@ impl MemcachedBackend {
         loop {
             let server = self.pick(key);
             let mut used = None;
-            let answer = timeout_at(deadline, async {
-                let connection = server.pool.connection().await?;
-                used = Some(Arc::clone(&connection));
-                connection.call(request).await
-            })
-            .await;
+            let mut connecting = pin!(server.pool.connection());
+            let ready = poll_fn(|cx| Poll::Ready(connecting.as_mut().poll(cx))).await;
+            let answer = match ready {
+                Poll::Ready(Ok(connection)) if attempt == 0 => Ok(connection.call(request).await),
+                ready => {
+                    timeout_at(deadline, async {
+                        let connection = match ready {
+                            Poll::Ready(connection) => connection,
+                            Poll::Pending => connecting.await,
+                        }?;
+                        used = Some(Arc::clone(&connection));
+                        connection.call(request).await
+                    })
+                    .await
+                }
+            };
             let failure = match answer {
                 Ok(Ok(response)) => {
                     server.succeeded();
                     return Ok(response);
                 }
+                // The watchdog closed the connection.
+                Ok(Err(ConnectionError::TimedOut)) => None,
                 Ok(Err(error)) => Some(error),
                 Err(_) => {
                     // The answer may still come: this connection can no longer be trusted.
@@ -403,7 +422,7 @@ impl Backend for MemcachedBackend {
     }
 
     fn operation_timeout(&self) -> Option<Duration> {
-        Some(self.inner.config.timeout)
+        Some(connection::longest_call(self.inner.config.timeout))
     }
 
     fn as_touch(&self) -> Option<&dyn Touch> {
