@@ -57,6 +57,18 @@ impl Slot {
     }
 }
 
+/// What [`Pool::choose`] found.
+enum Choice {
+    /// Use this open connection.
+    Use(Arc<Connection>),
+    /// Open a connection in the vacant slot `index`; `least` is the least
+    /// busy open connection, if any.
+    Open {
+        index: usize,
+        least: Option<Arc<Connection>>,
+    },
+}
+
 impl Pool {
     /// A pool of up to `size` (at least one) connections to `address`,
     /// opened on demand, each failing once a request goes unanswered for
@@ -75,6 +87,16 @@ impl Pool {
         }
     }
 
+    /// The connection [`connection`](Self::connection) would return without
+    /// waiting, if it would: `None` when it would open one (or wait for
+    /// another caller opening one).
+    pub(crate) fn ready(&self) -> Option<Arc<Connection>> {
+        match self.choose() {
+            Choice::Use(connection) => Some(connection),
+            Choice::Open { .. } => None,
+        }
+    }
+
     /// A connection to use: the first open one with fewer than [`BUSY`]
     /// requests in flight; else a new one, if the pool is not full; else the
     /// least busy one. A closed connection is reopened when its slot is
@@ -83,27 +105,9 @@ impl Pool {
     /// While another caller opens a connection, this one uses the least busy
     /// open connection rather than wait, if there is one.
     pub(crate) async fn connection(&self) -> Result<Arc<Connection>, ConnectionError> {
-        let mut least: Option<(usize, Arc<Connection>)> = None;
-        let mut vacant = None;
-        for (index, slot) in self.slots.iter().enumerate() {
-            match slot.open() {
-                Some(connection) => {
-                    let load = connection.in_flight();
-                    if load < BUSY {
-                        return Ok(connection);
-                    }
-                    if least.as_ref().is_none_or(|(least, _)| load < *least) {
-                        least = Some((load, connection));
-                    }
-                }
-                None if vacant.is_none() => vacant = Some(index),
-                None => {}
-            }
-        }
-        let least = least.map(|(_, connection)| connection);
-        let Some(index) = vacant else {
-            // Full, and every connection busy.
-            return Ok(least.expect("a pool has at least one slot"));
+        let (index, least) = match self.choose() {
+            Choice::Use(connection) => return Ok(connection),
+            Choice::Open { index, least } => (index, least),
         };
         let slot = &self.slots[index];
         let opening = match (slot.opening.try_lock(), least) {
@@ -123,6 +127,35 @@ impl Pool {
             .unwrap_or_else(PoisonError::into_inner) = Some(Arc::clone(&connection));
         drop(opening);
         Ok(connection)
+    }
+
+    /// The first open connection with fewer than [`BUSY`] requests in
+    /// flight; else the first vacant slot, if any; else the least busy
+    /// connection.
+    fn choose(&self) -> Choice {
+        let mut least: Option<(usize, Arc<Connection>)> = None;
+        let mut vacant = None;
+        for (index, slot) in self.slots.iter().enumerate() {
+            match slot.open() {
+                Some(connection) => {
+                    let load = connection.in_flight();
+                    if load < BUSY {
+                        return Choice::Use(connection);
+                    }
+                    if least.as_ref().is_none_or(|(least, _)| load < *least) {
+                        least = Some((load, connection));
+                    }
+                }
+                None if vacant.is_none() => vacant = Some(index),
+                None => {}
+            }
+        }
+        let least = least.map(|(_, connection)| connection);
+        match vacant {
+            Some(index) => Choice::Open { index, least },
+            // Full, and every connection busy.
+            None => Choice::Use(least.expect("a pool has at least one slot")),
+        }
     }
 }
 
