@@ -192,20 +192,31 @@ fn push_hashed(out: &mut String, bytes: &[u8]) {
 }
 
 /// Lowercase hex, without the formatting machinery (this runs on every
-/// cached call): the digits go to a stack buffer, then into `out` at once,
-/// rather than one `push` (and capacity check) per digit.
+/// cached call): each byte's two digits come from a table into a stack
+/// buffer, which goes into `out` at once, rather than one `push` (and
+/// capacity check) per digit.
 fn push_hex(out: &mut String, bytes: &[u8; 16]) {
     /// Word-aligned, so that `from_utf8` checks it a word at a time.
     #[repr(align(8))]
     struct Digits([u8; 32]);
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut hex = Digits([0; 32]);
     for (pair, &b) in hex.0.chunks_exact_mut(2).zip(bytes) {
-        pair[0] = DIGITS[usize::from(b >> 4)];
-        pair[1] = DIGITS[usize::from(b & 0xf)];
+        pair.copy_from_slice(&HEX_PAIRS[usize::from(b)]);
     }
     out.push_str(std::str::from_utf8(&hex.0).expect("hex digits are ASCII"));
 }
+
+/// The two lowercase hex digits of every byte.
+const HEX_PAIRS: [[u8; 2]; 256] = {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut pairs = [[0; 2]; 256];
+    let mut b = 0;
+    while b < 256 {
+        pairs[b] = [DIGITS[b >> 4], DIGITS[b & 0xf]];
+        b += 1;
+    }
+    pairs
+};
 
 /// Printable ASCII other than space.
 fn is_key_byte(b: u8) -> bool {
