@@ -185,18 +185,37 @@ impl Cache {
                 tracing::warn!(%key, %error, "backend read failed: running the loader uncached");
             }
         }
+        // Boxed: loading makes a large future, which would otherwise make
+        // the future of every call large, hits included (costlier to move).
+        Box::pin(self.load_shared(&key, ttl, backend_ok, loader)).await
+    }
 
+    /// Loads a miss for [`Cache::try_get_or_insert_with`]: once per key in
+    /// this process at a time (single-flight), a follower decoding the
+    /// leader's payload.
+    async fn load_shared<T, E, F, Fut>(
+        &self,
+        key: &str,
+        ttl: Option<Duration>,
+        backend_ok: bool,
+        loader: F,
+    ) -> Result<T, E>
+    where
+        T: Serialize + DeserializeOwned,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
         let mut loaded: Option<T> = None;
         let run = || async {
-            let (value, payload) = self.load(&key, ttl, backend_ok, loader).await?;
+            let (value, payload) = self.load(key, ttl, backend_ok, loader).await?;
             loaded = Some(value);
             payload.ok_or(LoadError::Unshared)
         };
-        match self.inner.flights.join(&key, run).await {
+        match self.inner.flights.join(key, run).await {
             Joined::Led(Err(LoadError::Loader(error))) => Err(error),
             Joined::Led(_) => Ok(loaded.expect("a leader that did not fail loaded a value")),
             Joined::Followed(payload, run) => {
-                if let Some(value) = self.decode(&key, &payload) {
+                if let Some(value) = self.decode(key, &payload) {
                     return Ok(value);
                 }
                 // Another caller in this process stored a different type under
