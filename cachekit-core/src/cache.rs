@@ -42,6 +42,8 @@ struct Inner {
     backend: Arc<dyn Backend>,
     capabilities: Capabilities,
     namespace: String,
+    /// The namespace part of every key.
+    prefix: key::Prefix,
     max_key_len: usize,
     default_ttl: Option<Duration>,
     l1: Option<L1>,
@@ -80,7 +82,7 @@ impl Cache {
 
     /// The backend key for `key` in this cache's namespace.
     pub fn backend_key(&self, key: &str) -> String {
-        key::build(&self.inner.namespace, key, self.inner.max_key_len)
+        self.inner.prefix.build(key, self.inner.max_key_len)
     }
 
     /// The value under `key`, or `None` on a miss. Unreadable bytes (corrupt,
@@ -622,11 +624,13 @@ impl CacheBuilder {
             .default_ttl
             .or(Some(settings.default_ttl))
             .filter(|ttl| !ttl.is_zero());
+        let namespace = self.namespace.unwrap_or(settings.namespace);
         Ok(Cache {
             inner: Arc::new(Inner {
                 guard: Guard::new(backend.name(), reliability, backend.operation_timeout()),
                 capabilities,
-                namespace: self.namespace.unwrap_or(settings.namespace),
+                prefix: key::Prefix::new(&namespace),
+                namespace,
                 max_key_len: backend_key_len - key::LOCK_MARK.len(),
                 default_ttl,
                 l1: l1.map(L1::new),

@@ -43,33 +43,50 @@ const HASH_MARK: char = '~';
 /// The key for `key` in `namespace`, at most `max_len` bytes (clamped to
 /// between a hashed namespace and key, and [`MAX_KEY_LEN`]).
 pub fn build(namespace: &str, key: &str, max_len: usize) -> String {
-    let max_len = max_len.clamp(2 * HASHED_LEN + 1, MAX_KEY_LEN);
-    let keep_namespace = !namespace.is_empty()
-        && namespace.len() <= MAX_NAMESPACE_LEN
-        && namespace.bytes().all(is_namespace_byte);
-    let namespace_len = if keep_namespace {
-        namespace.len()
-    } else {
-        HASHED_LEN
-    };
-    let keep_key = !key.is_empty()
-        && !key.starts_with(HASH_MARK)
-        && namespace_len + 1 + key.len() <= max_len
-        && all_key_bytes(key.as_bytes());
+    Prefix::new(namespace).build(key, max_len)
+}
 
-    let mut out = String::with_capacity(namespace_len + 1 + key.len().min(max_len));
-    if keep_namespace {
-        out.push_str(namespace);
-    } else {
-        push_hashed(&mut out, namespace.as_bytes());
+/// The namespace part of keys, as [`build`] makes it: made once for a cache
+/// rather than checked (or hashed) again for every key.
+#[derive(Debug, Clone)]
+pub(crate) struct Prefix {
+    /// The namespace as written, or `~` and its hash.
+    part: String,
+}
+
+impl Prefix {
+    /// The namespace part for `namespace`.
+    pub(crate) fn new(namespace: &str) -> Prefix {
+        let keep = !namespace.is_empty()
+            && namespace.len() <= MAX_NAMESPACE_LEN
+            && namespace.bytes().all(is_namespace_byte);
+        let part = if keep {
+            namespace.to_owned()
+        } else {
+            let mut part = String::with_capacity(HASHED_LEN);
+            push_hashed(&mut part, namespace.as_bytes());
+            part
+        };
+        Prefix { part }
     }
-    out.push(':');
-    if keep_key {
-        out.push_str(key);
-    } else {
-        push_hashed(&mut out, key.as_bytes());
+
+    /// The key for `key` in this namespace, as [`build`] makes it.
+    pub(crate) fn build(&self, key: &str, max_len: usize) -> String {
+        let max_len = max_len.clamp(2 * HASHED_LEN + 1, MAX_KEY_LEN);
+        let keep_key = !key.is_empty()
+            && !key.starts_with(HASH_MARK)
+            && self.part.len() + 1 + key.len() <= max_len
+            && all_key_bytes(key.as_bytes());
+        let mut out = String::with_capacity(self.part.len() + 1 + key.len().min(max_len));
+        out.push_str(&self.part);
+        out.push(':');
+        if keep_key {
+            out.push_str(key);
+        } else {
+            push_hashed(&mut out, key.as_bytes());
+        }
+        out
     }
-    out
 }
 
 /// The lock key for a built data key: the lock mark after its namespace
