@@ -135,9 +135,11 @@ impl DigestWriter {
     /// Bytes kept before hashing incrementally.
     const BUFFER: usize = 128;
 
-    fn finish(self) -> [u8; 16] {
+    /// The digest of the bytes written. By reference: moving the writer
+    /// would copy its buffer.
+    fn finish(&mut self) -> [u8; 16] {
         let bytes = &self.buffer[..self.len];
-        match self.hasher {
+        match self.hasher.take() {
             None => hash128(bytes),
             Some(mut hasher) => truncate(&hasher.update(bytes).finalize()),
         }
