@@ -411,7 +411,11 @@ impl Connection {
     pub(crate) async fn call(&self, request: Request<'_>) -> Result<Response, ConnectionError> {
         let requests = slice::from_ref(&request);
         let waiter = |reply, _| Waiter::One(reply);
-        match poll_fn(|cx| Poll::Ready(self.submit(requests, cx.waker(), waiter))).await? {
+        // Taken out of the `match`, whose scrutinee's temporaries would
+        // otherwise stay in the future across the awaits below (and make it
+        // larger, hence costlier to move and allocate).
+        let turn = poll_fn(|cx| Poll::Ready(self.submit(requests, cx.waker(), waiter))).await?;
+        match turn {
             Turn::Wait(reply) => reply.await.unwrap_or(Err(ConnectionError::Closed)),
             Turn::Read(mut role) => {
                 role.read_own().await?;
@@ -437,7 +441,11 @@ impl Connection {
             expected,
             reply,
         };
-        match poll_fn(|cx| Poll::Ready(self.submit(requests, cx.waker(), waiter))).await? {
+        // Taken out of the `match`, whose scrutinee's temporaries would
+        // otherwise stay in the future across the awaits below (and make it
+        // larger, hence costlier to move and allocate).
+        let turn = poll_fn(|cx| Poll::Ready(self.submit(requests, cx.waker(), waiter))).await?;
+        match turn {
             Turn::Wait(reply) => reply.await.unwrap_or(Err(ConnectionError::Closed)),
             Turn::Read(mut role) => {
                 role.read_own().await?;
