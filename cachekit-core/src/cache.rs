@@ -42,6 +42,8 @@ struct Inner {
     backend: Arc<dyn Backend>,
     capabilities: Capabilities,
     namespace: String,
+    /// The namespace part of every key.
+    prefix: key::Prefix,
     max_key_len: usize,
     default_ttl: Option<Duration>,
     l1: Option<L1>,
@@ -80,7 +82,7 @@ impl Cache {
 
     /// The backend key for `key` in this cache's namespace.
     pub fn backend_key(&self, key: &str) -> String {
-        key::build(&self.inner.namespace, key, self.inner.max_key_len)
+        self.inner.prefix.build(key, self.inner.max_key_len)
     }
 
     /// The value under `key`, or `None` on a miss. Unreadable bytes (corrupt,
@@ -202,7 +204,25 @@ impl Cache {
                 tracing::warn!(%key, %error, "backend read failed: running the loader uncached");
             }
         }
+        // Boxed: loading makes a large future, which would otherwise make
+        // the future of every call large, hits included (costlier to move).
+        Box::pin(self.load_shared(key, ttl, backend_ok, loader)).await
+    }
 
+    /// Loads a miss for [`Cache::fetch`]: once per key in this process at a
+    /// time (single-flight), a follower decoding the leader's payload.
+    async fn load_shared<T, E, F, Fut>(
+        &self,
+        key: &str,
+        ttl: Option<Duration>,
+        backend_ok: bool,
+        loader: F,
+    ) -> Result<Fetched<T>, E>
+    where
+        T: Serialize + DeserializeOwned,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
         let mut loaded: Option<T> = None;
         let run = || async {
             let (value, payload) = self.load(key, ttl, backend_ok, loader).await?;
@@ -690,11 +710,13 @@ impl CacheBuilder {
             .default_ttl
             .or(Some(settings.default_ttl))
             .filter(|ttl| !ttl.is_zero());
+        let namespace = self.namespace.unwrap_or(settings.namespace);
         Ok(Cache {
             inner: Arc::new(Inner {
                 guard: Guard::new(backend.name(), reliability, backend.operation_timeout()),
                 capabilities,
-                namespace: self.namespace.unwrap_or(settings.namespace),
+                prefix: key::Prefix::new(&namespace),
+                namespace,
                 max_key_len: backend_key_len - key::LOCK_MARK.len(),
                 default_ttl,
                 l1: l1.map(L1::new),

@@ -18,7 +18,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -56,7 +56,7 @@ pub fn encode<T: Serialize + ?Sized>(value: &T, expires_at: Option<SystemTime>) 
 }
 
 /// Verifies the envelope around `bytes` and returns its payload.
-pub fn open(bytes: Bytes) -> Result<Opened> {
+pub fn open(mut bytes: Bytes) -> Result<Opened> {
     if bytes.len() < HEADER_LEN {
         return Err(corrupt(format!(
             "{} bytes is shorter than the envelope header",
@@ -78,8 +78,11 @@ pub fn open(bytes: Bytes) -> Result<Opened> {
     }
     let millis = u64::from_le_bytes(bytes[4..12].try_into().expect("8 bytes"));
     let expires_at = (millis != 0).then(|| UNIX_EPOCH + Duration::from_millis(millis));
+    // Advanced rather than sliced: slicing clones, which makes a `Bytes`
+    // still owned by one `Vec` (as a backend's copy is) allocate to share it.
+    bytes.advance(HEADER_LEN);
     Ok(Opened {
-        payload: bytes.slice(HEADER_LEN..),
+        payload: bytes,
         expires_at,
     })
 }

@@ -43,33 +43,50 @@ const HASH_MARK: char = '~';
 /// The key for `key` in `namespace`, at most `max_len` bytes (clamped to
 /// between a hashed namespace and key, and [`MAX_KEY_LEN`]).
 pub fn build(namespace: &str, key: &str, max_len: usize) -> String {
-    let max_len = max_len.clamp(2 * HASHED_LEN + 1, MAX_KEY_LEN);
-    let keep_namespace = !namespace.is_empty()
-        && namespace.len() <= MAX_NAMESPACE_LEN
-        && namespace.bytes().all(is_namespace_byte);
-    let namespace_len = if keep_namespace {
-        namespace.len()
-    } else {
-        HASHED_LEN
-    };
-    let keep_key = !key.is_empty()
-        && !key.starts_with(HASH_MARK)
-        && namespace_len + 1 + key.len() <= max_len
-        && key.bytes().all(is_key_byte);
+    Prefix::new(namespace).build(key, max_len)
+}
 
-    let mut out = String::with_capacity(namespace_len + 1 + key.len().min(max_len));
-    if keep_namespace {
-        out.push_str(namespace);
-    } else {
-        push_hashed(&mut out, namespace.as_bytes());
+/// The namespace part of keys, as [`build`] makes it: made once for a cache
+/// rather than checked (or hashed) again for every key.
+#[derive(Debug, Clone)]
+pub(crate) struct Prefix {
+    /// The namespace as written, or `~` and its hash.
+    part: String,
+}
+
+impl Prefix {
+    /// The namespace part for `namespace`.
+    pub(crate) fn new(namespace: &str) -> Prefix {
+        let keep = !namespace.is_empty()
+            && namespace.len() <= MAX_NAMESPACE_LEN
+            && namespace.bytes().all(is_namespace_byte);
+        let part = if keep {
+            namespace.to_owned()
+        } else {
+            let mut part = String::with_capacity(HASHED_LEN);
+            push_hashed(&mut part, namespace.as_bytes());
+            part
+        };
+        Prefix { part }
     }
-    out.push(':');
-    if keep_key {
-        out.push_str(key);
-    } else {
-        push_hashed(&mut out, key.as_bytes());
+
+    /// The key for `key` in this namespace, as [`build`] makes it.
+    pub(crate) fn build(&self, key: &str, max_len: usize) -> String {
+        let max_len = max_len.clamp(2 * HASHED_LEN + 1, MAX_KEY_LEN);
+        let keep_key = !key.is_empty()
+            && !key.starts_with(HASH_MARK)
+            && self.part.len() + 1 + key.len() <= max_len
+            && all_key_bytes(key.as_bytes());
+        let mut out = String::with_capacity(self.part.len() + 1 + key.len().min(max_len));
+        out.push_str(&self.part);
+        out.push(':');
+        if keep_key {
+            out.push_str(key);
+        } else {
+            push_hashed(&mut out, key.as_bytes());
+        }
+        out
     }
-    out
 }
 
 /// The lock key for a built data key: the lock mark after its namespace
@@ -86,29 +103,82 @@ pub(crate) fn lock_key(key: &str) -> String {
 /// as long as the arguments serialize to the same bytes.
 pub fn args_hash<T: Serialize + ?Sized>(args: &T) -> Result<String> {
     let mut out = String::with_capacity(32);
-    push_hex(&mut out, &hash128(&encode_args(args)?));
+    push_hex(&mut out, &args_digest(args)?);
     Ok(out)
 }
 
-fn encode_args<T: Serialize + ?Sized>(args: &T) -> Result<Vec<u8>> {
-    bincode::serde::encode_to_vec(args, bincode::config::standard())
-        .map_err(|e| Error::Codec(format!("cannot serialize the arguments for the key: {e}")))
+/// 128 bits of BLAKE3 over the bincode bytes of `args` (the same as
+/// [`hash128`] of those bytes), without allocating a buffer for them.
+fn args_digest<T: Serialize + ?Sized>(args: &T) -> Result<[u8; 16]> {
+    let mut writer = DigestWriter {
+        buffer: [0; DigestWriter::BUFFER],
+        len: 0,
+        hasher: None,
+    };
+    bincode::serde::encode_into_writer(args, &mut writer, bincode::config::standard())
+        .map_err(|e| Error::Codec(format!("cannot serialize the arguments for the key: {e}")))?;
+    Ok(writer.finish())
+}
+
+/// Takes bincode's bytes into a stack buffer, and only when they outgrow it
+/// into an incremental BLAKE3 hasher: the arguments of most calls are a few
+/// bytes, which one-shot `blake3::hash` takes faster than a hasher fed
+/// bincode's many small writes. The hasher is boxed because it is large
+/// (about 2 KiB), and the writer would otherwise copy it around.
+struct DigestWriter {
+    buffer: [u8; Self::BUFFER],
+    len: usize,
+    hasher: Option<Box<blake3::Hasher>>,
+}
+
+impl DigestWriter {
+    /// Bytes kept before hashing incrementally.
+    const BUFFER: usize = 128;
+
+    /// The digest of the bytes written. By reference: moving the writer
+    /// would copy its buffer.
+    fn finish(&mut self) -> [u8; 16] {
+        let bytes = &self.buffer[..self.len];
+        match self.hasher.take() {
+            None => hash128(bytes),
+            Some(mut hasher) => truncate(&hasher.update(bytes).finalize()),
+        }
+    }
+}
+
+impl bincode::enc::write::Writer for DigestWriter {
+    fn write(&mut self, bytes: &[u8]) -> std::result::Result<(), bincode::error::EncodeError> {
+        let end = self.len + bytes.len();
+        if end <= Self::BUFFER {
+            self.buffer[self.len..end].copy_from_slice(bytes);
+            self.len = end;
+        } else {
+            let hasher = self.hasher.get_or_insert_with(Box::default);
+            hasher.update(&self.buffer[..self.len]).update(bytes);
+            self.len = 0;
+        }
+        Ok(())
+    }
 }
 
 /// The key of one call of `function` with `args`: the function's name and
 /// the hash of its arguments (`users::profile:3f2a...`). Give it to a
 /// [`Cache`](crate::Cache), which adds the namespace.
 pub fn for_call<T: Serialize + ?Sized>(function: &str, args: &T) -> Result<String> {
-    Ok(for_encoded_call(function, &encode_args(args)?))
+    Ok(call_key(function, &args_digest(args)?))
 }
 
 /// [`for_call`] for arguments already serialized with bincode's standard
 /// configuration (as `#[cache]` does once per call, for its L1 key).
 pub fn for_encoded_call(function: &str, encoded_args: &[u8]) -> String {
+    call_key(function, &hash128(encoded_args))
+}
+
+fn call_key(function: &str, digest: &[u8; 16]) -> String {
     let mut out = String::with_capacity(function.len() + 33);
     out.push_str(function);
     out.push(':');
-    push_hex(&mut out, &hash128(encoded_args));
+    push_hex(&mut out, digest);
     out
 }
 
@@ -124,7 +194,7 @@ pub fn validate(key: &str, max_len: usize) -> Result<()> {
             "the key is longer than the backend allows",
         ));
     }
-    if !key.bytes().all(is_key_byte) {
+    if !all_key_bytes(key.as_bytes()) {
         return Err(Error::invalid_key(
             key,
             "the key contains a space, a control character or non-ASCII",
@@ -135,7 +205,11 @@ pub fn validate(key: &str, max_len: usize) -> Result<()> {
 
 /// 128 bits of BLAKE3: the stable hash behind keys.
 fn hash128(bytes: &[u8]) -> [u8; 16] {
-    let full = blake3::hash(bytes);
+    truncate(&blake3::hash(bytes))
+}
+
+/// The first 128 bits of a BLAKE3 hash.
+fn truncate(full: &blake3::Hash) -> [u8; 16] {
     let mut out = [0; 16];
     out.copy_from_slice(&full.as_bytes()[..16]);
     out
@@ -146,18 +220,43 @@ fn push_hashed(out: &mut String, bytes: &[u8]) {
     push_hex(out, &hash128(bytes));
 }
 
-/// Lowercase hex, without the formatting machinery (this runs on every cached call).
-fn push_hex(out: &mut String, bytes: &[u8]) {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    for &b in bytes {
-        out.push(char::from(DIGITS[usize::from(b >> 4)]));
-        out.push(char::from(DIGITS[usize::from(b & 0xf)]));
+/// Lowercase hex, without the formatting machinery (this runs on every
+/// cached call): each byte's two digits come from a table into a stack
+/// buffer, which goes into `out` at once, rather than one `push` (and
+/// capacity check) per digit.
+fn push_hex(out: &mut String, bytes: &[u8; 16]) {
+    /// Word-aligned, so that `from_utf8` checks it a word at a time.
+    #[repr(align(8))]
+    struct Digits([u8; 32]);
+    let mut hex = Digits([0; 32]);
+    for (pair, &b) in hex.0.chunks_exact_mut(2).zip(bytes) {
+        pair.copy_from_slice(&HEX_PAIRS[usize::from(b)]);
     }
+    out.push_str(std::str::from_utf8(&hex.0).expect("hex digits are ASCII"));
 }
+
+/// The two lowercase hex digits of every byte.
+const HEX_PAIRS: [[u8; 2]; 256] = {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut pairs = [[0; 2]; 256];
+    let mut b = 0;
+    while b < 256 {
+        pairs[b] = [DIGITS[b >> 4], DIGITS[b & 0xf]];
+        b += 1;
+    }
+    pairs
+};
 
 /// Printable ASCII other than space.
 fn is_key_byte(b: u8) -> bool {
-    (0x21..=0x7e).contains(&b)
+    b.wrapping_sub(0x21) < 0x7f - 0x21
+}
+
+/// Whether every byte is a key byte. Folds over all of them rather than
+/// stopping at the first bad one, so that the compiler checks many bytes per
+/// instruction (keys are checked on every operation, and are nearly always good).
+fn all_key_bytes(bytes: &[u8]) -> bool {
+    bytes.iter().fold(true, |ok, &b| ok & is_key_byte(b))
 }
 
 fn is_namespace_byte(b: u8) -> bool {
@@ -290,14 +389,27 @@ mod tests {
     }
 
     #[test]
+    fn argument_hashes_are_of_the_bincode_bytes_however_long() {
+        // Around and past the writer's buffer, which changes how bytes are hashed.
+        for len in [0, 1, 100, 125, 126, 127, 128, 129, 300, 5000] {
+            let args = (7_u8, "a".repeat(len), vec![len as u64; len % 7]);
+            let bytes = bincode::serde::encode_to_vec(&args, bincode::config::standard()).unwrap();
+            let mut expected = String::new();
+            push_hex(&mut expected, &hash128(&bytes));
+            assert_eq!(args_hash(&args).unwrap(), expected, "{len}");
+        }
+    }
+
+    #[test]
     fn validate_refuses_unsafe_keys() {
-        for bad in ["", "a b", "a\r\nb", "é", &"k".repeat(251)] {
+        for bad in ["", "a b", "a\r\nb", "é", "a\x7fb", "\0", &"k".repeat(251)] {
             assert!(
                 matches!(validate(bad, MAX_KEY_LEN), Err(Error::InvalidKey { .. })),
                 "{bad:?} accepted"
             );
         }
         validate(&"k".repeat(250), MAX_KEY_LEN).unwrap();
+        validate("!~", MAX_KEY_LEN).unwrap();
     }
 
     #[test]

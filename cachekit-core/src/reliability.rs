@@ -131,9 +131,15 @@ impl Guard {
                     }
                 }
             }
+            // Read before written: on the hot path nothing changes, and a
+            // read leaves the cache line shared between threads.
             _ => {
-                self.failures.store(0, Ordering::Release);
-                if self.open_until.swap(0, Ordering::AcqRel) != 0 {
+                if self.failures.load(Ordering::Acquire) != 0 {
+                    self.failures.store(0, Ordering::Release);
+                }
+                if self.open_until.load(Ordering::Acquire) != 0
+                    && self.open_until.swap(0, Ordering::AcqRel) != 0
+                {
                     tracing::info!(
                         backend = self.backend,
                         "backend answering again: circuit closed"

@@ -1,6 +1,8 @@
 //! `MemcachedBackend`: the `Backend` over a fleet of memcached servers.
 
 use std::borrow::Cow;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,7 +13,7 @@ use cachekit_core::{Backend, Capabilities, Error, Result, Touch, key};
 use tokio::time::{Instant, timeout_at};
 
 use crate::config::MemcachedBackendConfig;
-use crate::connection::ConnectionError;
+use crate::connection::{self, ConnectionError};
 use crate::protocol::{Request, Response};
 use crate::ring;
 use crate::server::Server;
@@ -142,54 +144,104 @@ impl MemcachedBackend {
     /// retried up to `retry_attempts` times, each time on the key's owner
     /// then (another server once the failing one is ejected). All operations
     /// sent here are idempotent.
+    ///
+    /// The first attempt on an open connection takes no timer: the
+    /// connection's watchdog bounds the call by `timeout`. Connecting, and
+    /// every retry, run under a timer for what is left of the `timeout`.
     async fn execute(
         &self,
         operation: &'static str,
         key: &str,
         request: Request<'_>,
     ) -> Result<Response> {
-        let config = &self.inner.config;
-        let deadline = Instant::now() + config.timeout;
-        let mut attempt = 0;
-        loop {
-            let server = self.pick(key);
-            let mut used = None;
-            let answer = timeout_at(deadline, async {
-                let connection = server.pool.connection().await?;
-                used = Some(Arc::clone(&connection));
-                connection.call(request).await
-            })
-            .await;
-            let failure = match answer {
-                Ok(Ok(response)) => {
-                    server.succeeded();
-                    return Ok(response);
+        let deadline = Instant::now() + self.inner.config.timeout;
+        let server = self.pick(key);
+        let Some(connection) = server.pool.ready() else {
+            return self
+                .attempt_until(deadline, 0, operation, key, request)
+                .await;
+        };
+        match connection.call(request).await {
+            Ok(response) => {
+                server.succeeded();
+                Ok(response)
+            }
+            Err(error) => match self.failed(server, operation, 0, error) {
+                Ok(()) => {
+                    self.attempt_until(deadline, 1, operation, key, request)
+                        .await
                 }
-                Ok(Err(error)) => Some(error),
-                Err(_) => {
-                    // The answer may still come: this connection can no longer be trusted.
-                    if let Some(connection) = used {
-                        connection.close();
+                Err(error) => Err(error),
+            },
+        }
+    }
+
+    /// Attempts from number `attempt` on, each under a timer for what is
+    /// left until `deadline`, as [`execute`](Self::execute) describes.
+    ///
+    /// Boxed: connecting and timers make a large future, which would
+    /// otherwise make every operation's future large (and costlier to
+    /// allocate and move), though only the first attempt on an open
+    /// connection is common.
+    fn attempt_until<'a>(
+        &'a self,
+        deadline: Instant,
+        mut attempt: u32,
+        operation: &'static str,
+        key: &'a str,
+        request: Request<'a>,
+    ) -> Pin<Box<dyn Future<Output = Result<Response>> + Send + 'a>> {
+        Box::pin(async move {
+            loop {
+                let server = self.pick(key);
+                let mut used = None;
+                let answer = timeout_at(deadline, async {
+                    let connection = server.pool.connection().await?;
+                    used = Some(Arc::clone(&connection));
+                    connection.call(request).await
+                })
+                .await;
+                let error = match answer {
+                    Ok(Ok(response)) => {
+                        server.succeeded();
+                        return Ok(response);
                     }
-                    None
-                }
-            };
-            server.failed();
-            match failure {
-                None => {
-                    return Err(Error::Timeout {
-                        backend: Self::NAME,
-                        operation,
-                        after: config.timeout,
-                    });
-                }
-                Some(error) if attempt >= config.retry_attempts => {
-                    return Err(unavailable(&server.name, &error));
-                }
-                Some(error) => {
-                    tracing::debug!(server = %server.name, %error, attempt, "memcached {operation} failed: retrying");
-                    attempt += 1;
-                }
+                    Ok(Err(error)) => error,
+                    Err(_) => {
+                        // The answer may still come: this connection can no longer be trusted.
+                        if let Some(connection) = used {
+                            connection.close();
+                        }
+                        ConnectionError::TimedOut
+                    }
+                };
+                self.failed(server, operation, attempt, error)?;
+                attempt += 1;
+            }
+        })
+    }
+
+    /// Records that attempt number `attempt` on `server` failed with
+    /// `error`: `Ok` if the operation is to be retried, else its error.
+    fn failed(
+        &self,
+        server: &Server,
+        operation: &'static str,
+        attempt: u32,
+        error: ConnectionError,
+    ) -> Result<()> {
+        server.failed();
+        let config = &self.inner.config;
+        match error {
+            ConnectionError::TimedOut => Err(Error::Timeout {
+                backend: Self::NAME,
+                operation,
+                after: config.timeout,
+            }),
+            error if attempt >= config.retry_attempts => Err(unavailable(&server.name, &error)),
+            error => {
+                tracing::debug!(server = %server.name, %error, attempt, "memcached {operation} failed: retrying");
+                Ok(())
             }
         }
     }
@@ -403,7 +455,7 @@ impl Backend for MemcachedBackend {
     }
 
     fn operation_timeout(&self) -> Option<Duration> {
-        Some(self.inner.config.timeout)
+        Some(connection::longest_call(self.inner.config.timeout))
     }
 
     fn as_touch(&self) -> Option<&dyn Touch> {

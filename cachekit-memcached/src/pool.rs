@@ -28,6 +28,8 @@ pub(crate) struct Pool {
     address: String,
     /// The connect timeout of each connection.
     connect_timeout: Duration,
+    /// How long a request may go unanswered before its connection fails.
+    timeout: Duration,
     /// The connections, filled in this order; `max_pool_size` of them.
     slots: Box<[Slot]>,
 }
@@ -55,14 +57,43 @@ impl Slot {
     }
 }
 
+/// What [`Pool::choose`] found.
+enum Choice {
+    /// Use this open connection.
+    Use(Arc<Connection>),
+    /// Open a connection in the vacant slot `index`; `least` is the least
+    /// busy open connection, if any.
+    Open {
+        index: usize,
+        least: Option<Arc<Connection>>,
+    },
+}
+
 impl Pool {
     /// A pool of up to `size` (at least one) connections to `address`,
-    /// opened on demand.
-    pub(crate) fn new(address: String, connect_timeout: Duration, size: usize) -> Self {
+    /// opened on demand, each failing once a request goes unanswered for
+    /// longer than `timeout`.
+    pub(crate) fn new(
+        address: String,
+        connect_timeout: Duration,
+        timeout: Duration,
+        size: usize,
+    ) -> Self {
         Pool {
             address,
             connect_timeout,
+            timeout,
             slots: (0..size.max(1)).map(|_| Slot::default()).collect(),
+        }
+    }
+
+    /// The connection [`connection`](Self::connection) would return without
+    /// waiting, if it would: `None` when it would open one (or wait for
+    /// another caller opening one).
+    pub(crate) fn ready(&self) -> Option<Arc<Connection>> {
+        match self.choose() {
+            Choice::Use(connection) => Some(connection),
+            Choice::Open { .. } => None,
         }
     }
 
@@ -74,27 +105,9 @@ impl Pool {
     /// While another caller opens a connection, this one uses the least busy
     /// open connection rather than wait, if there is one.
     pub(crate) async fn connection(&self) -> Result<Arc<Connection>, ConnectionError> {
-        let mut least: Option<(usize, Arc<Connection>)> = None;
-        let mut vacant = None;
-        for (index, slot) in self.slots.iter().enumerate() {
-            match slot.open() {
-                Some(connection) => {
-                    let load = connection.in_flight();
-                    if load < BUSY {
-                        return Ok(connection);
-                    }
-                    if least.as_ref().is_none_or(|(least, _)| load < *least) {
-                        least = Some((load, connection));
-                    }
-                }
-                None if vacant.is_none() => vacant = Some(index),
-                None => {}
-            }
-        }
-        let least = least.map(|(_, connection)| connection);
-        let Some(index) = vacant else {
-            // Full, and every connection busy.
-            return Ok(least.expect("a pool has at least one slot"));
+        let (index, least) = match self.choose() {
+            Choice::Use(connection) => return Ok(connection),
+            Choice::Open { index, least } => (index, least),
         };
         let slot = &self.slots[index];
         let opening = match (slot.opening.try_lock(), least) {
@@ -106,13 +119,43 @@ impl Pool {
         if let Some(connection) = slot.open() {
             return Ok(connection);
         }
-        let connection = Arc::new(Connection::connect(&self.address, self.connect_timeout).await?);
+        let connection =
+            Arc::new(Connection::connect(&self.address, self.connect_timeout, self.timeout).await?);
         *slot
             .connection
             .lock()
             .unwrap_or_else(PoisonError::into_inner) = Some(Arc::clone(&connection));
         drop(opening);
         Ok(connection)
+    }
+
+    /// The first open connection with fewer than [`BUSY`] requests in
+    /// flight; else the first vacant slot, if any; else the least busy
+    /// connection.
+    fn choose(&self) -> Choice {
+        let mut least: Option<(usize, Arc<Connection>)> = None;
+        let mut vacant = None;
+        for (index, slot) in self.slots.iter().enumerate() {
+            match slot.open() {
+                Some(connection) => {
+                    let load = connection.in_flight();
+                    if load < BUSY {
+                        return Choice::Use(connection);
+                    }
+                    if least.as_ref().is_none_or(|(least, _)| load < *least) {
+                        least = Some((load, connection));
+                    }
+                }
+                None if vacant.is_none() => vacant = Some(index),
+                None => {}
+            }
+        }
+        let least = least.map(|(_, connection)| connection);
+        match vacant {
+            Some(index) => Choice::Open { index, least },
+            // Full, and every connection busy.
+            None => Choice::Use(least.expect("a pool has at least one slot")),
+        }
     }
 }
 
@@ -163,7 +206,12 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn connections_fill_in_order_and_the_least_busy_is_used_when_all_are_busy() {
         let server = SilentServer::start();
-        let pool = Pool::new(server.address(), Duration::from_secs(2), 2);
+        let pool = Pool::new(
+            server.address(),
+            Duration::from_secs(2),
+            Duration::from_secs(10),
+            2,
+        );
         let first = connection(&pool).await;
         let mut calls = vec![load(&first, BUSY - 1).await];
         assert!(
@@ -197,7 +245,12 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_pool_of_one_shares_its_connection_however_busy() {
         let server = SilentServer::start();
-        let pool = Pool::new(server.address(), Duration::from_secs(2), 1);
+        let pool = Pool::new(
+            server.address(),
+            Duration::from_secs(2),
+            Duration::from_secs(10),
+            1,
+        );
         let only = connection(&pool).await;
         let call = load(&only, BUSY * 2).await;
         assert!(Arc::ptr_eq(&connection(&pool).await, &only));
@@ -207,7 +260,12 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_closed_connection_is_replaced_in_its_slot() {
         let server = SilentServer::start();
-        let pool = Pool::new(server.address(), Duration::from_secs(2), 3);
+        let pool = Pool::new(
+            server.address(),
+            Duration::from_secs(2),
+            Duration::from_secs(10),
+            3,
+        );
         let first = connection(&pool).await;
         assert!(Arc::ptr_eq(&connection(&pool).await, &first));
         first.close();

@@ -30,6 +30,7 @@ impl Server {
             pool: Pool::new(
                 name.to_owned(),
                 config.connect_timeout,
+                config.timeout,
                 config.max_pool_size,
             ),
             eject_after: config.retry_attempts.max(1),
@@ -47,8 +48,14 @@ impl Server {
 
     /// Records an answer: the server is healthy (again).
     pub(crate) fn succeeded(&self) {
-        self.failures.store(0, Ordering::Release);
-        if self.ejected_until.swap(0, Ordering::AcqRel) != 0 {
+        // Read before written: on the hot path nothing changes, and a read
+        // leaves the cache line shared between threads.
+        if self.failures.load(Ordering::Acquire) != 0 {
+            self.failures.store(0, Ordering::Release);
+        }
+        if self.ejected_until.load(Ordering::Acquire) != 0
+            && self.ejected_until.swap(0, Ordering::AcqRel) != 0
+        {
             tracing::info!(server = %self.name, "memcached server answers again: back in the ring");
         }
     }

@@ -3,8 +3,10 @@
 
 mod common;
 
-use std::sync::Arc;
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
 use cachekit_core::config::ConfigSource;
@@ -41,6 +43,50 @@ async fn a_server_that_never_answers_times_out_instead_of_hanging() {
             started.elapsed()
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_stops_answering_on_an_open_connection_times_out() {
+    // Answers the first request (a miss), then holds the connection unanswered.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    let (done, finished) = mpsc::channel::<()>();
+    let server = std::thread::spawn(move || {
+        let (connection, _) = listener.accept().unwrap();
+        connection
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(&connection).read_line(&mut line).unwrap();
+        (&connection).write_all(b"EN\r\n").unwrap();
+        let _ = finished.recv_timeout(Duration::from_secs(10));
+    });
+    let timeout = Duration::from_millis(300);
+    let backend = MemcachedBackend::new(MemcachedBackendConfig {
+        servers: vec![address],
+        timeout,
+        max_pool_size: 1,
+        ..Default::default()
+    })
+    .unwrap();
+    assert_eq!(backend.get("k").await.unwrap(), None);
+    let started = Instant::now();
+    let result = backend.get("k").await;
+    assert!(
+        matches!(
+            result,
+            Err(Error::Timeout {
+                backend: "memcached",
+                ..
+            })
+        ),
+        "{result:?}"
+    );
+    // Not a performance assertion: the call must end near its timeout, never hang.
+    let took = started.elapsed();
+    assert!(took >= timeout && took < timeout * 4, "took {took:?}");
+    done.send(()).unwrap();
+    server.join().unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
