@@ -13,7 +13,7 @@ use cachekit_core::{Backend, Capabilities, Error, Result, Touch, key};
 use tokio::time::{Instant, timeout_at};
 
 use crate::config::MemcachedBackendConfig;
-use crate::connection::{self, ConnectionError};
+use crate::connection::ConnectionError;
 use crate::protocol::{Request, Response};
 use crate::ring;
 use crate::server::Server;
@@ -145,9 +145,13 @@ impl MemcachedBackend {
     /// then (another server once the failing one is ejected). All operations
     /// sent here are idempotent.
     ///
-    /// The first attempt on an open connection takes no timer: the
-    /// connection's watchdog bounds the call by `timeout`. Connecting, and
-    /// every retry, run under a timer for what is left of the `timeout`.
+    /// The timer runs in the caller's task, not in the connection's tasks:
+    /// those live on the runtime that opened the connection, which may be
+    /// blocked (a plain cached function on a current-thread runtime) while
+    /// another runtime waits on the connection.
+    ///
+    /// The common case, a first attempt on an open connection, is inline;
+    /// connecting and retries are in [`attempt_until`](Self::attempt_until).
     async fn execute(
         &self,
         operation: &'static str,
@@ -161,19 +165,21 @@ impl MemcachedBackend {
                 .attempt_until(deadline, 0, operation, key, request)
                 .await;
         };
-        match connection.call(request).await {
-            Ok(response) => {
+        let error = match timeout_at(deadline, connection.call(request)).await {
+            Ok(Ok(response)) => {
                 server.succeeded();
-                Ok(response)
+                return Ok(response);
             }
-            Err(error) => match self.failed(server, operation, 0, error) {
-                Ok(()) => {
-                    self.attempt_until(deadline, 1, operation, key, request)
-                        .await
-                }
-                Err(error) => Err(error),
-            },
-        }
+            Ok(Err(error)) => Failure::Connection(error),
+            Err(_) => {
+                // The answer may still come: this connection can no longer be trusted.
+                connection.close();
+                Failure::TimedOut
+            }
+        };
+        self.failed(server, operation, 0, error)?;
+        self.attempt_until(deadline, 1, operation, key, request)
+            .await
     }
 
     /// Attempts from number `attempt` on, each under a timer for what is
@@ -206,13 +212,13 @@ impl MemcachedBackend {
                         server.succeeded();
                         return Ok(response);
                     }
-                    Ok(Err(error)) => error,
+                    Ok(Err(error)) => Failure::Connection(error),
                     Err(_) => {
                         // The answer may still come: this connection can no longer be trusted.
                         if let Some(connection) = used {
                             connection.close();
                         }
-                        ConnectionError::TimedOut
+                        Failure::TimedOut
                     }
                 };
                 self.failed(server, operation, attempt, error)?;
@@ -228,23 +234,33 @@ impl MemcachedBackend {
         server: &Server,
         operation: &'static str,
         attempt: u32,
-        error: ConnectionError,
+        error: Failure,
     ) -> Result<()> {
         server.failed();
         let config = &self.inner.config;
         match error {
-            ConnectionError::TimedOut => Err(Error::Timeout {
+            Failure::TimedOut => Err(Error::Timeout {
                 backend: Self::NAME,
                 operation,
                 after: config.timeout,
             }),
-            error if attempt >= config.retry_attempts => Err(unavailable(&server.name, &error)),
-            error => {
+            Failure::Connection(error) if attempt >= config.retry_attempts => {
+                Err(unavailable(&server.name, &error))
+            }
+            Failure::Connection(error) => {
                 tracing::debug!(server = %server.name, %error, attempt, "memcached {operation} failed: retrying");
                 Ok(())
             }
         }
     }
+}
+
+/// Why an attempt failed.
+enum Failure {
+    /// The operation's deadline passed: not retried.
+    TimedOut,
+    /// The connection failed: retried while attempts are left.
+    Connection(ConnectionError),
 }
 
 fn unavailable(server: &str, error: &ConnectionError) -> Error {
@@ -455,7 +471,7 @@ impl Backend for MemcachedBackend {
     }
 
     fn operation_timeout(&self) -> Option<Duration> {
-        Some(connection::longest_call(self.inner.config.timeout))
+        Some(self.inner.config.timeout)
     }
 
     fn as_touch(&self) -> Option<&dyn Touch> {

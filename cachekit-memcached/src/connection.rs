@@ -24,14 +24,9 @@
 //! Failure is final: an I/O or protocol error, the end of the stream, a
 //! `CLIENT_ERROR` or `ERROR` answer (see [`ProtocolError::Rejected`]) or
 //! [`Connection::close`] fails every waiting call, ends both tasks and closes
-//! the socket.
-//!
-//! Timeout: a watchdog task, ticking only while requests are in flight (or
-//! were sent within the last tick), fails the connection with
-//! [`ConnectionError::TimedOut`] once its oldest unanswered request is older
-//! than the connection's timeout (found at most one tick late), since the
-//! answer it missed would be taken for the answer to the next request. Calls
-//! pay no timer of their own: each only counts itself in.
+//! the socket. Nothing here times out: the caller bounds each call and closes
+//! the connection when a call runs out of time, since the answer it missed
+//! would be taken for the answer to the next request.
 
 use std::collections::VecDeque;
 use std::future::{Future, poll_fn};
@@ -52,21 +47,6 @@ use tokio::sync::{Notify, oneshot};
 use tokio::task::AbortHandle;
 
 use crate::protocol::{ProtocolError, Request, Response, encode, parse};
-
-/// How many ticks the watchdog divides the timeout into: a request is found
-/// overdue at most one tick after its timeout.
-const WATCHDOG_TICKS: u32 = 8;
-
-/// The watchdog's tick for `timeout`.
-fn watchdog_tick(timeout: Duration) -> Duration {
-    (timeout / WATCHDOG_TICKS).max(Duration::from_millis(1))
-}
-
-/// The longest a call on a connection with `timeout` can go unanswered: the
-/// watchdog finds it overdue at most one tick late.
-pub(crate) fn longest_call(timeout: Duration) -> Duration {
-    timeout + watchdog_tick(timeout)
-}
 
 /// The initial capacity of the read buffer, and how much it grows by (bytes).
 const READ_BUFFER: usize = 16 * 1024;
@@ -92,9 +72,6 @@ pub(crate) enum ConnectionError {
     /// [`Connection::close`] was called.
     #[error("the connection was closed")]
     Closed,
-    /// A request went unanswered for longer than the connection's timeout.
-    #[error("no answer within the timeout")]
-    TimedOut,
     /// The server's bytes are not valid responses to the requests sent.
     #[error("protocol error: {0}")]
     Protocol(ProtocolError),
@@ -105,8 +82,6 @@ pub(crate) enum ConnectionError {
 enum Failure {
     /// Closed by [`Connection::close`].
     Closed,
-    /// Closed by the watchdog: a request went unanswered too long.
-    TimedOut,
     /// An I/O error, by kind and message (`io::Error` is not `Clone`).
     Io(io::ErrorKind, String),
     /// A protocol error.
@@ -137,7 +112,6 @@ impl Failure {
     fn error(&self) -> ConnectionError {
         match self {
             Failure::Closed => ConnectionError::Closed,
-            Failure::TimedOut => ConnectionError::TimedOut,
             Failure::Io(kind, message) => {
                 ConnectionError::Io(io::Error::new(*kind, message.clone()))
             }
@@ -175,8 +149,6 @@ struct Shared {
     wake_writer: Notify,
     /// Wakes the reader task when requests are in flight and nobody reads.
     wake_reader: Notify,
-    /// Wakes the parked watchdog task when a request is sent.
-    wake_watchdog: Notify,
     /// Whether the connection failed (`State::failure` is set), readable
     /// without the lock.
     failed: AtomicBool,
@@ -187,9 +159,8 @@ struct Shared {
     /// Requests queued or sent whose responses have not been read yet,
     /// readable without the lock: how busy the connection is, for the pool.
     in_flight: AtomicUsize,
-    /// Aborts the reader, writer and watchdog tasks; set right after they
-    /// are spawned.
-    tasks: OnceLock<[AbortHandle; 3]>,
+    /// Aborts the reader and writer tasks; set right after they are spawned.
+    tasks: OnceLock<[AbortHandle; 2]>,
 }
 
 /// The mutable part of [`Shared`].
@@ -214,11 +185,6 @@ struct State {
     /// One waiter per call, in the order of their requests. Only the holder
     /// of the read role removes waiters (and [`Shared::fail`], all at once).
     waiters: VecDeque<Waiter>,
-    /// How many waiters were ever queued: the front waiter is number
-    /// `submitted - waiters.len()`, counting from 0.
-    submitted: u64,
-    /// Whether the watchdog task waits for [`Shared::wake_watchdog`].
-    watchdog_parked: bool,
 }
 
 /// The read half of the socket, with the bytes read and not yet parsed:
@@ -342,13 +308,10 @@ struct ReadRole<'a> {
 
 impl Connection {
     /// Connects to `address` (`"host:port"`) within `connect_timeout`, with
-    /// `TCP_NODELAY` on, and starts the connection's reader and writer tasks,
-    /// and its watchdog, which fails it once a request goes unanswered for
-    /// longer than `timeout`.
+    /// `TCP_NODELAY` on, and starts the connection's reader and writer tasks.
     pub(crate) async fn connect(
         address: &str,
         connect_timeout: Duration,
-        timeout: Duration,
     ) -> Result<Connection, ConnectionError> {
         let stream = match tokio::time::timeout(connect_timeout, TcpStream::connect(address)).await
         {
@@ -374,12 +337,9 @@ impl Connection {
                 })),
                 reading_caller: None,
                 waiters: VecDeque::new(),
-                submitted: 0,
-                watchdog_parked: true,
             }),
             wake_writer: Notify::new(),
             wake_reader: Notify::new(),
-            wake_watchdog: Notify::new(),
             failed: AtomicBool::new(false),
             idle: AtomicBool::new(true),
             in_flight: AtomicUsize::new(0),
@@ -387,14 +347,9 @@ impl Connection {
         });
         let reader = tokio::spawn(read_loop(Arc::clone(&shared)));
         let writer = tokio::spawn(write_loop(Arc::clone(&shared)));
-        let watchdog = tokio::spawn(watch_loop(Arc::clone(&shared), timeout));
-        let tasks = shared.tasks.get_or_init(|| {
-            [
-                reader.abort_handle(),
-                writer.abort_handle(),
-                watchdog.abort_handle(),
-            ]
-        });
+        let tasks = shared
+            .tasks
+            .get_or_init(|| [reader.abort_handle(), writer.abort_handle()]);
         // A failure before the handles were set could not abort the tasks.
         if shared.lock().failure.is_some() {
             tasks.iter().for_each(AbortHandle::abort);
@@ -402,12 +357,10 @@ impl Connection {
         Ok(Connection { shared })
     }
 
-    /// Sends `request` and returns its response; fails with
-    /// [`ConnectionError::TimedOut`] if the connection's watchdog finds it
-    /// (or an older request) unanswered for longer than the timeout.
+    /// Sends `request` and returns its response.
     ///
-    /// A caller that bounds it more tightly must [`close`](Self::close) the
-    /// connection when it runs out of time.
+    /// Never times out: bound it with `tokio::time::timeout`, and
+    /// [`close`](Self::close) the connection if it runs out of time.
     pub(crate) async fn call(&self, request: Request<'_>) -> Result<Response, ConnectionError> {
         let requests = slice::from_ref(&request);
         let waiter = |reply, _| Waiter::One(reply);
@@ -428,7 +381,7 @@ impl Connection {
 
     /// Sends all `requests` in one write and returns their responses, in order.
     ///
-    /// Times out like [`call`](Self::call).
+    /// Never times out, like [`call`](Self::call).
     pub(crate) async fn call_many(
         &self,
         requests: &[Request<'_>],
@@ -512,7 +465,7 @@ impl Connection {
         let shared = &*self.shared;
         // Made before locking, unless the caller will likely read itself.
         let mut channel = (!shared.idle.load(Ordering::Relaxed)).then(oneshot::channel);
-        let (turn, write, wake_reader, wake_watchdog) = {
+        let (turn, write, wake_reader) = {
             let mut state = shared.lock();
             if let Some(failure) = &state.failure {
                 return Err(failure.error());
@@ -546,8 +499,6 @@ impl Connection {
                     Turn::Wait(response)
                 }
             };
-            state.submitted += 1;
-            let wake_watchdog = mem::replace(&mut state.watchdog_parked, false);
             // Nobody reads while a request is in flight: the reader task must.
             let wake_reader = state.read_side.is_some();
             let write = if state.writing {
@@ -562,7 +513,7 @@ impl Connection {
                     _ => Write::ByWriter,
                 }
             };
-            (turn, write, wake_reader, wake_watchdog)
+            (turn, write, wake_reader)
         };
         match write {
             Write::Now(socket, chunk) => shared.write_now(&socket, chunk),
@@ -571,9 +522,6 @@ impl Connection {
         }
         if wake_reader {
             shared.wake_reader.notify_one();
-        }
-        if wake_watchdog {
-            shared.wake_watchdog.notify_one();
         }
         Ok(turn)
     }
@@ -1042,49 +990,6 @@ async fn write_loop(shared: Arc<Shared>) {
     }
 }
 
-/// The watchdog task: while requests are in flight, or were sent within the
-/// last tick, ticks [`WATCHDOG_TICKS`] times per `timeout` and fails the
-/// connection with [`Failure::TimedOut`] once the oldest unanswered request
-/// was sent before the tick one `timeout` ago; otherwise parks until a
-/// request is sent. Runs until the connection fails.
-async fn watch_loop(shared: Arc<Shared>, timeout: Duration) {
-    let tick = watchdog_tick(timeout);
-    // `State::submitted` at each of the last ticks, oldest first.
-    let ticks = WATCHDOG_TICKS as usize;
-    let mut marks = VecDeque::with_capacity(ticks + 1);
-    loop {
-        shared.wake_watchdog.notified().await;
-        marks.clear();
-        loop {
-            let overdue = {
-                let mut state = shared.lock();
-                if state.failure.is_some() {
-                    return;
-                }
-                let submitted = state.submitted;
-                let busy = !state.waiters.is_empty();
-                if !busy && marks.back() == Some(&submitted) {
-                    state.watchdog_parked = true;
-                    break;
-                }
-                marks.push_back(submitted);
-                let oldest = if marks.len() > ticks {
-                    marks.pop_front()
-                } else {
-                    None
-                };
-                // Waiters numbered below `oldest` were sent over `timeout` ago.
-                let front = submitted - state.waiters.len() as u64;
-                busy && oldest.is_some_and(|oldest| front < oldest)
-            };
-            if overdue {
-                return shared.fail(Failure::TimedOut);
-            }
-            tokio::time::sleep(tick).await;
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::future::Future;
@@ -1112,7 +1017,7 @@ mod tests {
 
     /// Connects to `address`, failing the test if it cannot.
     async fn connect(address: &str) -> Connection {
-        Connection::connect(address, CONNECT_TIMEOUT, PATIENCE)
+        Connection::connect(address, CONNECT_TIMEOUT)
             .await
             .expect("connects")
     }
@@ -1580,53 +1485,6 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn the_watchdog_fails_every_call_a_silent_server_leaves_unanswered() {
-        let server = SilentServer::start();
-        let timeout = Duration::from_millis(200);
-        let connection = Arc::new(
-            Connection::connect(&server.address(), CONNECT_TIMEOUT, timeout)
-                .await
-                .expect("connects"),
-        );
-        let callers: Vec<_> = (0..4)
-            .map(|_| {
-                let connection = Arc::clone(&connection);
-                tokio::spawn(async move { connection.call(Request::Get { key: "k" }).await })
-            })
-            .collect();
-        let batch = [Request::Noop, Request::Get { key: "k" }];
-        let many = bounded(connection.call_many(&batch)).await;
-        assert!(matches!(many, Err(ConnectionError::TimedOut)), "{many:?}");
-        for caller in callers {
-            let result = bounded(caller).await.expect("the caller ends");
-            assert!(
-                matches!(result, Err(ConnectionError::TimedOut)),
-                "{result:?}"
-            );
-        }
-        assert!(connection.is_closed());
-        let later = bounded(connection.call(Request::Noop)).await;
-        assert!(matches!(later, Err(ConnectionError::TimedOut)), "{later:?}");
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn the_watchdog_leaves_answered_and_idle_connections_alone() {
-        let server = ServerProcess::memcached();
-        let timeout = Duration::from_millis(100);
-        let connection = Connection::connect(&server.address(), CONNECT_TIMEOUT, timeout)
-            .await
-            .expect("connects");
-        for round in 0..3 {
-            for _ in 0..100 {
-                assert_eq!(call(&connection, Request::Noop).await, Response::Noop);
-            }
-            // Idle for several timeouts: the watchdog parks, then wakes again.
-            tokio::time::sleep(timeout * 3).await;
-            assert!(!connection.is_closed(), "round {round}");
-        }
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_silent_server_times_a_call_out_and_close_fails_the_rest() {
         let server = SilentServer::start();
         let connection = Arc::new(connect(&server.address()).await);
@@ -1719,8 +1577,7 @@ mod tests {
             .unwrap()
             .port();
         let started = Instant::now();
-        let result =
-            Connection::connect(&format!("127.0.0.1:{port}"), CONNECT_TIMEOUT, PATIENCE).await;
+        let result = Connection::connect(&format!("127.0.0.1:{port}"), CONNECT_TIMEOUT).await;
         assert!(
             matches!(result, Err(ConnectionError::Connect(_))),
             "{result:?}"
