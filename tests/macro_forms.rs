@@ -405,3 +405,101 @@ fn same_name_in_one_namespace_runs_the_second_uncached() {
     assert_eq!(clash_a::A::get_stats().errors, 0);
     assert_eq!(clash_a::B::get_stats().errors, 2, "B runs uncached");
 }
+
+mod generic_impl {
+    use std::marker::PhantomData;
+
+    use serde::de::DeserializeOwned;
+    use serde::{Deserialize, Serialize};
+
+    #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+    pub(crate) struct User {
+        pub(crate) id: u64,
+        pub(crate) name: String,
+    }
+
+    #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+    pub(crate) struct Admin {
+        pub(crate) id: u64,
+        pub(crate) name: String,
+    }
+
+    pub(crate) trait Load {
+        fn load(id: u64) -> Self;
+    }
+
+    impl Load for User {
+        fn load(id: u64) -> Self {
+            User {
+                id,
+                name: "user".into(),
+            }
+        }
+    }
+
+    impl Load for Admin {
+        fn load(id: u64) -> Self {
+            Admin {
+                id,
+                name: "admin".into(),
+            }
+        }
+    }
+
+    pub(crate) struct Repo<T>(pub(crate) PhantomData<T>);
+
+    impl<T: Load + Clone + Send + Sync + Serialize + DeserializeOwned + 'static> Repo<T> {
+        #[cachekit::cache]
+        pub(crate) fn get(&self, id: u64) -> T {
+            T::load(id)
+        }
+    }
+}
+
+/// One `static` serves every instantiation of a generic `impl`: each `Self`
+/// type gets its own state, and since their keys would clash, the second
+/// type runs uncached instead of reading the first one's values.
+#[test]
+fn instantiations_of_a_generic_impl_never_share_values() {
+    use generic_impl::{Admin, Repo, User};
+    use std::marker::PhantomData;
+    let users = Repo::<User>(PhantomData);
+    let admins = Repo::<Admin>(PhantomData);
+    assert_eq!(users.get(1).name, "user");
+    assert_eq!(admins.get(1).name, "admin");
+    assert_eq!(admins.get(1).name, "admin");
+    assert_eq!(users.get(1).name, "user");
+    assert_eq!(Repo::<User>::get_stats().l1_hits, 1);
+    assert_eq!(Repo::<Admin>::get_stats().errors, 2, "runs uncached");
+}
+
+pub(crate) struct LabelA;
+pub(crate) struct LabelB;
+
+/// Two expansions from one `macro_rules!` invocation share file, line and
+/// column: they still get their own state.
+macro_rules! labels {
+    ($($ty:ident),*) => {$(
+        impl $ty {
+            #[cache]
+            pub(crate) fn label(id: u64) -> String {
+                format!("{}-{id}", stringify!($ty))
+            }
+        }
+    )*};
+}
+
+labels!(LabelA, LabelB);
+
+#[test]
+fn expansions_from_one_macro_invocation_never_share_values() {
+    assert_eq!(LabelA::label(1), "LabelA-1");
+    assert_eq!(LabelB::label(1), "LabelB-1");
+    assert_eq!(LabelB::label(1), "LabelB-1");
+    assert_eq!(LabelA::label_stats().errors, 0);
+    assert_eq!(
+        LabelB::label_stats().errors,
+        2,
+        "same name and namespace: runs uncached"
+    );
+}

@@ -1,12 +1,16 @@
 //! The code `#[cache]` writes: the function, now cached, and its companions
 //! `<name>_invalidate`, `<name>_refresh` and `<name>_stats`.
 //!
+//! The companions are optional API: unused ones do not warn.
+//!
 //! Every generated item declares its own `static` [`CachedFn`]; the ones of
 //! one attribute share their state through the attribute's site. This keeps
 //! the items independent of each other, so they expand the same way in a
 //! module and in an `impl` block (where calling a sibling would need `Self::`).
 //!
 //! [`CachedFn`]: https://docs.rs/cachekit/latest/cachekit/cached_fn/struct.CachedFn.html
+
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use proc_macro2::{Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned};
@@ -28,9 +32,17 @@ pub(crate) fn expand(function: &Function, options: &Options, krate: &TokenStream
         .filter(|attr| attr.path().is_ident("cfg") || attr.path().is_ident("cfg_attr"))
         .collect();
     let output = &function.output;
-    let state = state(function, options, krate);
+    let state = state(function, options, krate, next_expansion());
+    // A method's `Self` type tells apart the instantiations of a generic
+    // `impl` (they share the `static`); the companions are methods of the
+    // same `impl`, so `Self` is the same type there.
+    let self_type = if sig.receiver().is_some() {
+        quote!(::core::any::type_name::<Self>())
+    } else {
+        quote!("")
+    };
     let state_name = state_ident();
-    let call = call(function, options);
+    let call = call(function, options, &self_type);
     let is_async = sig.asyncness.is_some();
     let policy = match function.policy {
         Policy::All => quote!(#krate::__private::CacheAll),
@@ -96,7 +108,7 @@ pub(crate) fn expand(function: &Function, options: &Options, krate: &TokenStream
 
         #(#cfgs)*
         #[doc = #invalidate_doc]
-        #[allow(unused_variables, unused_mut, clippy::needless_pass_by_value)]
+        #[allow(dead_code, unused_variables, unused_mut, clippy::needless_pass_by_value)]
         #vis #invalidate_sig {
             #state
             #call
@@ -105,6 +117,7 @@ pub(crate) fn expand(function: &Function, options: &Options, krate: &TokenStream
 
         #(#cfgs)*
         #[doc = #refresh_doc]
+        #[allow(dead_code)]
         #vis #refresh_sig {
             #state
             #call
@@ -113,9 +126,10 @@ pub(crate) fn expand(function: &Function, options: &Options, krate: &TokenStream
 
         #(#cfgs)*
         #[doc = #stats_doc]
+        #[allow(dead_code)]
         #vis fn #stats_name() -> #krate::CacheStats {
             #state
-            #state_name.stats()
+            #state_name.stats(#self_type)
         }
     }
 }
@@ -125,8 +139,22 @@ fn state_ident() -> Ident {
     Ident::new("__CACHEKIT_FN", Span::mixed_site())
 }
 
+/// A number unique to this expansion among all `#[cache]` expansions of the
+/// crate being compiled: two expansions from one `macro_rules!` invocation
+/// share their file, line and column, and must not share their state.
+fn next_expansion() -> usize {
+    static EXPANSIONS: AtomicUsize = AtomicUsize::new(0);
+    EXPANSIONS.fetch_add(1, Ordering::Relaxed)
+}
+
 /// The `static` holding the function's cache state.
-fn state(function: &Function, options: &Options, krate: &TokenStream) -> TokenStream {
+fn state(
+    function: &Function,
+    options: &Options,
+    krate: &TokenStream,
+    expansion: usize,
+) -> TokenStream {
+    let expansion = expansion.to_string();
     let name = function.item.sig.ident.to_string();
     let state_name = state_ident();
     let namespace = match &options.namespace {
@@ -158,7 +186,8 @@ fn state(function: &Function, options: &Options, krate: &TokenStream) -> TokenSt
                 ttl: #ttl,
                 site: ::core::concat!(
                     ::core::module_path!(), "::", #name, "@",
-                    ::core::file!(), ":", ::core::line!(), ":", ::core::column!()
+                    ::core::file!(), ":", ::core::line!(), ":", ::core::column!(),
+                    "#", #expansion
                 ),
             },
             #backend,
@@ -167,11 +196,11 @@ fn state(function: &Function, options: &Options, krate: &TokenStream) -> TokenSt
 }
 
 /// The statements building `__cachekit_call`, the keys of this call.
-fn call(function: &Function, options: &Options) -> TokenStream {
+fn call(function: &Function, options: &Options, self_type: &TokenStream) -> TokenStream {
     let state_name = state_ident();
     if let Some(key) = &options.key {
         return quote_spanned! {key.span()=>
-            let __cachekit_call = #state_name.call_with_key(#key);
+            let __cachekit_call = #state_name.call_with_key(#self_type, #key);
         };
     }
     let args = function.args.iter().filter(|arg| !arg.skipped).map(|arg| {
@@ -181,7 +210,7 @@ fn call(function: &Function, options: &Options) -> TokenStream {
         quote_spanned! {arg.ty.span()=> __cachekit_call.arg(&#name); }
     });
     quote! {
-        let mut __cachekit_call = #state_name.call();
+        let mut __cachekit_call = #state_name.call(#self_type);
         #(#args)*
     }
 }

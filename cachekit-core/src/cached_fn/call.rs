@@ -7,6 +7,8 @@ use smallvec::SmallVec;
 /// arguments or custom key) and what the backend key is built from.
 #[derive(Debug)]
 pub struct Call {
+    /// The state of the function called.
+    pub(super) state: &'static super::State,
     pub(super) l1: SmallVec<[u8; 64]>,
     /// The key given to the cache (`name:hash` or `name:custom`), built on an L1 miss;
     /// `None` when the arguments could not be serialized: the call runs uncached.

@@ -58,9 +58,10 @@ pub struct FnSpec {
     pub namespace: Option<&'static str>,
     /// The TTL given in the attribute; `None` for the configured default.
     pub ttl: Option<Duration>,
-    /// Where the attribute is (`file:line:column`). The function and its
-    /// companions (`_invalidate`, `_refresh`, `_stats`) each declare a
-    /// [`CachedFn`]; the ones from one attribute share their state.
+    /// Which expansion of the attribute this is (its place and a number
+    /// unique in the crate). The function and its companions (`_invalidate`,
+    /// `_refresh`, `_stats`) each declare a [`CachedFn`]; the ones of one
+    /// expansion share their state.
     pub site: &'static str,
 }
 
@@ -68,11 +69,16 @@ pub struct FnSpec {
 pub type BackendFn = fn() -> Result<Arc<dyn Backend>>;
 
 /// The state of one cached function: a `static` the attribute declares.
+///
+/// A `static` in a method of a generic `impl` is shared by every
+/// instantiation, so methods pass the name of their `Self` type (`""` for
+/// functions without `self`), and each type gets its own state.
 #[derive(Debug)]
 pub struct CachedFn {
     spec: FnSpec,
     backend: Option<BackendFn>,
-    state: OnceLock<Arc<State>>,
+    /// The state of the first `Self` type seen: the common, and fast, case.
+    first: OnceLock<(&'static str, &'static State)>,
 }
 
 #[derive(Debug)]
@@ -101,24 +107,29 @@ impl CachedFn {
         CachedFn {
             spec,
             backend,
-            state: OnceLock::new(),
+            first: OnceLock::new(),
         }
     }
 
-    /// Starts the keys of a call; add each argument that is part of the key
-    /// with [`Call::arg`], in order.
-    pub fn call(&'static self) -> Call {
+    /// Starts the keys of a call of the function for `self_type` (see
+    /// [`CachedFn`]); add each argument that is part of the key with
+    /// [`Call::arg`], in order.
+    pub fn call(&'static self, self_type: &'static str) -> Call {
+        let state = self.state(self_type);
         Call {
-            l1: SmallVec::from_slice(&self.state().id),
+            state,
+            l1: SmallVec::from_slice(&state.id),
             part: Some(KeyPart::Args),
         }
     }
 
     /// The keys of a call whose key is given in the attribute (`key = ...`).
-    pub fn call_with_key(&'static self, key: impl Display) -> Call {
-        let mut l1 = SmallVec::from_slice(&self.state().id);
+    pub fn call_with_key(&'static self, self_type: &'static str, key: impl Display) -> Call {
+        let state = self.state(self_type);
+        let mut l1 = SmallVec::from_slice(&state.id);
         l1.extend_from_slice(key.to_string().as_bytes());
         Call {
+            state,
             l1,
             part: Some(KeyPart::Custom),
         }
@@ -232,8 +243,8 @@ impl CachedFn {
 
     /// This function's counters since its first call. A call that ran
     /// uncached because the backend could not be built counts as an error.
-    pub fn stats(&'static self) -> CacheStats {
-        let state = self.state();
+    pub fn stats(&'static self, self_type: &'static str) -> CacheStats {
+        let state = self.state(self_type);
         let mut stats = state.cache.as_ref().map(Cache::stats).unwrap_or_default();
         stats.l1_hits += state.l1_hits.load(Ordering::Relaxed);
         stats.errors += state.uncached.load(Ordering::Relaxed);
@@ -248,7 +259,7 @@ impl CachedFn {
         }
         call.part.as_ref()?;
         let value = M::unpack(&shared_l1()?.get(&call.l1)?)?;
-        self.state().l1_hits.fetch_add(1, Ordering::Relaxed);
+        call.state.l1_hits.fetch_add(1, Ordering::Relaxed);
         Some(value)
     }
 
@@ -306,7 +317,7 @@ impl CachedFn {
 
     /// The cache and backend key of a call, or `None` to run it uncached.
     fn prepare(&'static self, call: &Call) -> Option<(&'static Cache, String)> {
-        let state = self.state();
+        let state = call.state;
         let Some(cache) = &state.cache else {
             state.uncached.fetch_add(1, Ordering::Relaxed);
             return None;
@@ -322,49 +333,69 @@ impl CachedFn {
         Some((cache, cache.backend_key(&part)))
     }
 
-    fn state(&'static self) -> &'static State {
-        self.state.get_or_init(|| {
-            let mut registry = REGISTRY.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(state) = registry.states.get(self.spec.site) {
-                return Arc::clone(state);
-            }
-            let cache = self.build(&mut registry).inspect_err(|error| {
-                tracing::error!(
-                    function = self.spec.name,
-                    module = self.spec.module,
-                    %error,
-                    "#[cache]: the cache cannot be built; the function runs uncached"
-                );
-            });
-            let state = Arc::new(State {
-                cache: cache.ok(),
-                id: (registry.states.len() as u64 + 1).to_le_bytes(),
-                l1_hits: AtomicU64::new(0),
-                uncached: AtomicU64::new(0),
-            });
-            registry.states.insert(self.spec.site, Arc::clone(&state));
-            state
-        })
+    /// The state for `self_type`, made on first use.
+    fn state(&'static self, self_type: &'static str) -> &'static State {
+        let &(first_type, first) = self
+            .first
+            .get_or_init(|| (self_type, self.registered(self_type)));
+        if first_type == self_type {
+            first
+        } else {
+            self.registered(self_type)
+        }
     }
 
-    fn build(&self, registry: &mut Registry) -> Result<Cache> {
+    /// The state of this expansion for `self_type` in the registry, made
+    /// if missing. States live as long as the process: one per function and
+    /// `Self` type.
+    fn registered(&'static self, self_type: &'static str) -> &'static State {
+        let mut registry = REGISTRY.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(state) = registry.states.get(&(self.spec.site, self_type)) {
+            return state;
+        }
+        let cache = self.build(&mut registry, self_type).inspect_err(|error| {
+            tracing::error!(
+                function = self.spec.name,
+                module = self.spec.module,
+                self_type,
+                %error,
+                "#[cache]: the cache cannot be built; the function runs uncached"
+            );
+        });
+        let state: &'static State = Box::leak(Box::new(State {
+            cache: cache.ok(),
+            id: (registry.states.len() as u64 + 1).to_le_bytes(),
+            l1_hits: AtomicU64::new(0),
+            uncached: AtomicU64::new(0),
+        }));
+        registry.states.insert((self.spec.site, self_type), state);
+        state
+    }
+
+    fn build(&self, registry: &mut Registry, self_type: &'static str) -> Result<Cache> {
         let namespace = match self.spec.namespace {
             Some(namespace) => namespace.to_owned(),
             None => self.spec.module.replace("::", "."),
         };
-        // Two functions with one namespace and name would share keys and
-        // could serve each other's values: the second one runs uncached.
-        let owner = registry
+        // Two functions with one namespace and name (same-named methods of
+        // two types, or of two instantiations of a generic type) would share
+        // keys and could serve each other's values: the second runs uncached.
+        let me = (self.spec.site, self_type);
+        let owner = *registry
             .owners
             .entry((namespace.clone(), self.spec.name))
-            .or_insert(self.spec.site);
-        if *owner != self.spec.site {
+            .or_insert(me);
+        if owner != me {
             return Err(Error::Config {
                 setting: "namespace".into(),
                 origin: crate::ConfigOrigin::Code,
                 reason: format!(
-                    "the cached functions at {} and {} are both `{}` in namespace `{namespace}`, so their keys would clash; give one a `#[cache(namespace = \"...\")]`",
-                    owner, self.spec.site, self.spec.name
+                    "the cached functions at {} ({}) and {} ({}) are both `{}` in namespace `{namespace}`, so their keys would clash; give one a `#[cache(namespace = \"...\")]`, or a `key = ...` that tells them apart",
+                    owner.0,
+                    display_type(owner.1),
+                    me.0,
+                    display_type(me.1),
+                    self.spec.name
                 ),
             });
         }
@@ -384,12 +415,23 @@ impl CachedFn {
     }
 }
 
-/// The state of every cached function, by attribute site, and which site
-/// owns each namespace and name.
+/// A function's identity: its expansion's site and its `Self` type.
+type Identity = (&'static str, &'static str);
+
+/// The state of every cached function, and which function owns each
+/// namespace and name.
 #[derive(Default)]
 struct Registry {
-    states: HashMap<&'static str, Arc<State>>,
-    owners: HashMap<(String, &'static str), &'static str>,
+    states: HashMap<Identity, &'static State>,
+    owners: HashMap<(String, &'static str), Identity>,
+}
+
+fn display_type(self_type: &str) -> &str {
+    if self_type.is_empty() {
+        "no self"
+    } else {
+        self_type
+    }
 }
 
 static REGISTRY: LazyLock<Mutex<Registry>> = LazyLock::new(Mutex::default);
