@@ -503,3 +503,28 @@ fn expansions_from_one_macro_invocation_never_share_values() {
         "same name and namespace: runs uncached"
     );
 }
+
+static BOXED_RUNS: AtomicUsize = AtomicUsize::new(0);
+
+/// The error type of a plain fn need not be `Send`: only stored values
+/// cross to the cache's runtime.
+#[cache(l1 = false)]
+fn parse_port(text: String) -> Result<u16, Box<dyn std::error::Error>> {
+    BOXED_RUNS.fetch_add(1, Ordering::SeqCst);
+    Ok(text.parse::<u16>()?)
+}
+
+#[test]
+fn plain_fn_with_a_non_send_error() {
+    assert_eq!(parse_port("8080".into()).unwrap(), 8080);
+    assert_eq!(parse_port("8080".into()).unwrap(), 8080);
+    assert!(parse_port("x".into()).is_err());
+    assert!(parse_port("x".into()).is_err());
+    assert_eq!(
+        BOXED_RUNS.load(Ordering::SeqCst),
+        3,
+        "Ok cached, errors not"
+    );
+    assert!(parse_port_refresh("x".into()).is_err());
+    assert_eq!(parse_port_refresh("8080".into()).unwrap(), 8080);
+}

@@ -100,6 +100,13 @@ impl<T> L1Mode<T> for WithoutL1 {
     }
 }
 
+/// Drops the L1 copy of `call`'s result, if any.
+pub(super) fn forget_in_l1(call: &Call) {
+    if let Some(l1) = shared_l1() {
+        l1.remove(&call.l1);
+    }
+}
+
 /// Keeps a copy of `value` in L1 for `call`, if mode `M` keeps results.
 pub(super) fn keep_in_l1<T, M: L1Mode<T>>(
     call: &Call,

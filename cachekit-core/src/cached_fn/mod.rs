@@ -34,6 +34,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, OnceLock};
 use std::time::Duration;
 
+use serde::Serialize;
 use smallvec::SmallVec;
 
 pub use call::{Call, KeyArg};
@@ -45,7 +46,7 @@ use crate::cache::Fetched;
 use crate::config::ConfigSource;
 use crate::{Backend, Cache, CacheStats, Error, Result, blocking, key, resolve};
 use call::KeyPart;
-use kept::{keep_in_l1, shared_l1};
+use kept::{forget_in_l1, keep_in_l1, shared_l1};
 
 /// What `#[cache]` records about a function at compile time.
 #[derive(Debug, Clone, Copy)]
@@ -166,13 +167,13 @@ impl CachedFn {
     /// plain cached functions (thread `cachekit-blocking`), which this thread
     /// waits for: blocking outside a runtime, in `block_in_place` on a
     /// multi-thread runtime, and blocking a current-thread runtime for the
-    /// round trip.
+    /// round trip. Only the stored part of the result crosses threads, so
+    /// only it must be `Send` (an error type need not be).
     pub fn get_or_insert_blocking<P, M, R>(&'static self, call: Call, body: impl FnOnce() -> R) -> R
     where
-        P: ReturnPolicy<R> + 'static,
+        P: ReturnPolicy<R>,
         M: L1Mode<P::Stored>,
-        P::Stored: Send,
-        R: Send + 'static,
+        P::Stored: Send + 'static,
     {
         if let Some(stored) = self.l1_hit::<P::Stored, M>(&call) {
             return P::result(stored);
@@ -181,17 +182,37 @@ impl CachedFn {
             return body();
         };
         let ttl = self.spec.ttl;
-        blocking::run_with_body(body, move |run_body| async move {
+        let mut returned = None;
+        let split = || match P::stored(body()) {
+            Ok(stored) => Some(stored),
+            Err(result) => {
+                returned = Some(result);
+                None
+            }
+        };
+        let stored = blocking::run_with_body(split, move |run_body| async move {
             let fetched = cache
                 .fetch(&wire, ttl, || async {
                     match run_body.await {
-                        Some(result) => P::stored(result).map_err(NotStored::Returned),
+                        Some(Some(stored)) => Ok(stored),
+                        Some(None) => Err(NotStored::Returned(())),
                         None => Err(NotStored::Abandoned),
                     }
                 })
                 .await;
-            self.finish::<P, M, R>(&call, fetched)
-        })
+            match fetched {
+                Ok(fetched) => {
+                    keep_in_l1::<_, M>(&call, &fetched.value, fetched.size, fetched.expires_at);
+                    Some(Some(fetched.value))
+                }
+                Err(NotStored::Returned(())) => Some(None),
+                Err(NotStored::Abandoned) => None,
+            }
+        });
+        match stored {
+            Some(stored) => P::result(stored),
+            None => returned.expect("a result the policy does not store stays on this thread"),
+        }
     }
 
     /// Runs `body` whatever is cached and stores its result (by policy `P`)
@@ -201,34 +222,48 @@ impl CachedFn {
         P: ReturnPolicy<R>,
         M: L1Mode<P::Stored>,
     {
-        let result = body.await;
-        self.keep::<P, M, R>(call, result).await
+        match P::stored(body.await) {
+            Ok(stored) => P::result(self.replace::<_, M>(&call, stored).await),
+            Err(result) => {
+                self.drop_stale(call).await;
+                result
+            }
+        }
     }
 
     /// [`CachedFn::refresh`] for a plain `fn`.
     pub fn refresh_blocking<P, M, R>(&'static self, call: Call, body: impl FnOnce() -> R) -> R
     where
-        P: ReturnPolicy<R> + 'static,
+        P: ReturnPolicy<R>,
         M: L1Mode<P::Stored>,
-        P::Stored: Send,
-        R: Send + 'static,
+        P::Stored: Send + 'static,
     {
-        blocking::run_with_body(body, move |run_body| async move {
-            let result = run_body.await?;
-            Some(self.keep::<P, M, R>(call, result).await)
-        })
+        match P::stored(body()) {
+            Ok(stored) => {
+                let stored = blocking::run_with_body(
+                    move || stored,
+                    move |stored| async move { Some(self.replace::<_, M>(&call, stored.await?).await) },
+                );
+                P::result(stored)
+            }
+            Err(result) => {
+                blocking::run(self.drop_stale(call));
+                result
+            }
+        }
     }
 
     /// Removes the stored result of `call` from L1 and the backend; `true`
     /// if the backend had one.
     pub async fn invalidate(&'static self, call: Call) -> Result<bool> {
-        if let Some(l1) = shared_l1() {
-            l1.remove(&call.l1);
-        }
-        match self.prepare(&call) {
+        forget_in_l1(&call);
+        let removed = match self.prepare(&call) {
             Some((cache, wire)) => cache.remove(&wire).await,
             None => Ok(false),
-        }
+        };
+        // Again: a read in flight may have kept the old value meanwhile.
+        forget_in_l1(&call);
+        removed
     }
 
     /// [`CachedFn::invalidate`] for a plain `fn`.
@@ -280,38 +315,29 @@ impl CachedFn {
         }
     }
 
-    /// Stores `result` for `call` if policy `P` keeps it, else drops the
-    /// entry it would have replaced; returns `result`.
-    async fn keep<P: ReturnPolicy<R>, M: L1Mode<P::Stored>, R>(
-        &'static self,
-        call: Call,
-        result: R,
-    ) -> R {
-        if let Some(l1) = shared_l1() {
-            l1.remove(&call.l1);
-        }
-        let Some((cache, wire)) = self.prepare(&call) else {
-            return result;
+    /// Stores `stored` for `call` in the backend and L1, in place of what
+    /// was there; returns it.
+    async fn replace<T, M>(&'static self, call: &Call, stored: T) -> T
+    where
+        T: Serialize,
+        M: L1Mode<T>,
+    {
+        forget_in_l1(call);
+        let Some((cache, wire)) = self.prepare(call) else {
+            return stored;
         };
-        match P::stored(result) {
-            Ok(stored) => {
-                let storing = cache.store(&wire, &stored, self.spec.ttl);
-                match storing.await {
-                    Ok((size, expires_at)) => {
-                        keep_in_l1::<_, M>(&call, &stored, size, expires_at);
-                    }
-                    Err(error) => {
-                        tracing::warn!(key = %wire, %error, "storing a refreshed value failed")
-                    }
-                }
-                P::result(stored)
-            }
-            Err(result) => {
-                if let Err(error) = cache.remove(&wire).await {
-                    tracing::warn!(key = %wire, %error, "removing a stale entry failed");
-                }
-                result
-            }
+        let storing = cache.store(&wire, &stored, self.spec.ttl);
+        match storing.await {
+            Ok((size, expires_at)) => keep_in_l1::<_, M>(call, &stored, size, expires_at),
+            Err(error) => tracing::warn!(key = %wire, %error, "storing a refreshed value failed"),
+        }
+        stored
+    }
+
+    /// Removes the entry a result the policy does not store would have replaced.
+    async fn drop_stale(&'static self, call: Call) {
+        if let Err(error) = self.invalidate(call).await {
+            tracing::warn!(%error, "removing a stale entry failed");
         }
     }
 
