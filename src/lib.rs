@@ -80,9 +80,11 @@
 /// the key yourself, e.g. `key = format!("{}/{id}", self.tenant)`.
 ///
 /// Two cached functions with the same name in one namespace (methods of two
-/// types in one module) would share keys: cachekit notices at the second
-/// one's first call, logs an error and runs it uncached; give one a
-/// `namespace`.
+/// types in one module, or a method of a generic type used with two types)
+/// would share keys: cachekit notices at the second one's first call, logs
+/// an error and runs it uncached. Give one a `namespace`, or for a generic
+/// type a `key` that includes the type
+/// (`key = format!("{}/{id}", std::any::type_name::<T>())`).
 ///
 /// # What is stored
 ///
@@ -93,7 +95,9 @@
 /// `return` and a local `Result` alias work as usual.
 ///
 /// Results are also kept in the in-process L1 tier (bounded by the `l1_*`
-/// settings, and never past the backend entry's expiry). A hit there costs
+/// settings, and never past the expiry of the entry this process read or
+/// wrote; an invalidation by another process reaches this one's copy when
+/// it expires, within `l1_ttl`). A hit there costs
 /// one serialization of the arguments, one map read and a clone of the
 /// value, so the stored type must also be `Clone + Send + Sync + 'static`;
 /// for one that is not, write `l1 = false`.
@@ -109,7 +113,13 @@
 /// - `name_stats() -> CacheStats`: L1 hits, backend hits, misses, loads and
 ///   errors since the first call.
 ///
-/// They are `async` when the function is, and methods when it is one.
+/// They are `async` when the function is, and methods when it is one. So
+/// `#[cache]` cannot go on a method of a trait `impl` (the companions are not
+/// members of the trait): cache a helper that the trait method calls.
+///
+/// A cached body that calls its own function with the same arguments (or
+/// two functions that call each other with the same arguments) waits for
+/// itself: the single-flight wait has no timeout.
 ///
 /// # Plain functions and runtimes
 ///
@@ -119,7 +129,11 @@
 /// blocking outside a runtime, inside [`tokio::task::block_in_place`] on a
 /// multi-thread runtime, and blocking the thread on a current-thread runtime
 /// for the round trip (no panic, no deadlock: the work runs elsewhere and
-/// every operation has a timeout). An L1 hit needs no runtime at all.
+/// every operation has a timeout; if async code on that runtime opened the
+/// backend connection, the first such call waits out the timeout and runs
+/// uncached, see `docs/guide.md`). An L1 hit needs no runtime at all. Only
+/// the stored part of the result crosses threads, so it must be `Send`;
+/// an error type need not be.
 ///
 /// # Misuse
 ///
