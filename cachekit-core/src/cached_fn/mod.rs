@@ -364,7 +364,10 @@ impl CachedFn {
         let &(first_type, first) = self
             .first
             .get_or_init(|| (self_type, self.registered(self_type)));
-        if first_type == self_type {
+        // By address first: the same type's name is one `&'static str`, and a
+        // `memcmp` of the empty name (a dangling pointer) was measured at
+        // about 100 ns here, through a masked load's fault assist.
+        if std::ptr::eq(first_type, self_type) || first_type == self_type {
             first
         } else {
             self.registered(self_type)
