@@ -8,7 +8,7 @@ use std::time::SystemTime;
 use super::call::Call;
 use super::policy::ReturnPolicy;
 use crate::L1Config;
-use crate::config::{CORE_SETTINGS, ConfigSource, CoreSettings};
+use crate::config::{CORE_SETTINGS, CoreSettings};
 use crate::l1::L1;
 use crate::store::StoreValue;
 
@@ -126,7 +126,7 @@ pub(super) fn shared_l1() -> Option<&'static L1<Kept>> {
     static SHARED: OnceLock<Option<L1<Kept>>> = OnceLock::new();
     SHARED
         .get_or_init(|| {
-            let settings = ConfigSource::from_process()
+            let settings = super::process_config()
                 .and_then(|config| config.extract::<CoreSettings>(None, CORE_SETTINGS))
                 .inspect_err(|error| {
                     tracing::error!(%error, "#[cache]: the L1 settings do not parse; cached functions run without L1");

@@ -158,8 +158,11 @@ impl CachedFn {
                 P::stored(body.await).map_err(NotStored::Returned)
             })
             .await;
-        self.finish::<P, M, R>(&call, fetched)
-            .expect("an async load is never abandoned")
+        match keep_fetched::<_, M, _>(&call, fetched) {
+            Ok(stored) => P::result(stored),
+            Err(NotStored::Returned(result)) => result,
+            Err(NotStored::Abandoned) => unreachable!("an async load is never abandoned"),
+        }
     }
 
     /// [`CachedFn::get_or_insert`] for a plain `fn`: `body` runs on this
@@ -200,11 +203,8 @@ impl CachedFn {
                     }
                 })
                 .await;
-            match fetched {
-                Ok(fetched) => {
-                    keep_in_l1::<_, M>(&call, &fetched.value, fetched.size, fetched.expires_at);
-                    Some(Some(fetched.value))
-                }
+            match keep_fetched::<_, M, _>(&call, fetched) {
+                Ok(stored) => Some(Some(stored)),
                 Err(NotStored::Returned(())) => Some(None),
                 Err(NotStored::Abandoned) => None,
             }
@@ -296,23 +296,6 @@ impl CachedFn {
         let value = M::unpack(&shared_l1()?.get(&call.l1)?)?;
         call.state.l1_hits.fetch_add(1, Ordering::Relaxed);
         Some(value)
-    }
-
-    /// A load's outcome as the function's result, kept in L1 when stored;
-    /// `None` if the caller abandoned it.
-    fn finish<P: ReturnPolicy<R>, M: L1Mode<P::Stored>, R>(
-        &self,
-        call: &Call,
-        fetched: std::result::Result<Fetched<P::Stored>, NotStored<R>>,
-    ) -> Option<R> {
-        match fetched {
-            Ok(fetched) => {
-                keep_in_l1::<_, M>(call, &fetched.value, fetched.size, fetched.expires_at);
-                Some(P::result(fetched.value))
-            }
-            Err(NotStored::Returned(result)) => Some(result),
-            Err(NotStored::Abandoned) => None,
-        }
     }
 
     /// Stores `stored` for `call` in the backend and L1, in place of what
@@ -440,6 +423,7 @@ impl CachedFn {
             .shared_backend(backend)
             .namespace(namespace)
             .without_l1()
+            .config(process_config()?.clone())
             .build()
     }
 }
@@ -465,14 +449,38 @@ fn display_type(self_type: &str) -> &str {
 
 static REGISTRY: LazyLock<Mutex<Registry>> = LazyLock::new(Mutex::default);
 
+/// A fetched value, kept in L1 for `call` (by mode `M`) and handed on.
+fn keep_fetched<T, M: L1Mode<T>, X>(
+    call: &Call,
+    fetched: std::result::Result<Fetched<T>, NotStored<X>>,
+) -> std::result::Result<T, NotStored<X>> {
+    fetched.map(|fetched| {
+        keep_in_l1::<_, M>(call, &fetched.value, fetched.size, fetched.expires_at);
+        fetched.value
+    })
+}
+
+/// This process's configuration (`cachekit.toml` and `CACHEKIT_*`), read
+/// once for all cached functions rather than once per function.
+pub(super) fn process_config() -> Result<&'static ConfigSource> {
+    static CONFIG: OnceLock<std::result::Result<ConfigSource, String>> = OnceLock::new();
+    CONFIG
+        .get_or_init(|| ConfigSource::from_process().map_err(|e| e.to_string()))
+        .as_ref()
+        .map_err(|reason| Error::Unavailable {
+            backend: "configured",
+            reason: reason.clone(),
+        })
+}
+
 /// The backend the configuration selects, built once for every cached
 /// function that names none (so they share its connections).
 fn configured_backend() -> Result<Arc<dyn Backend>> {
     static CONFIGURED: OnceLock<std::result::Result<Arc<dyn Backend>, String>> = OnceLock::new();
     CONFIGURED
         .get_or_init(|| {
-            let config = ConfigSource::from_process().map_err(|e| e.to_string())?;
-            resolve::resolve(None, &config)
+            let config = process_config().map_err(|e| e.to_string())?;
+            resolve::resolve(None, config)
                 .map(|resolved| resolved.backend)
                 .map_err(|e| e.to_string())
         })
