@@ -17,6 +17,7 @@ use crate::connection::ConnectionError;
 use crate::protocol::{Request, Response};
 use crate::ring;
 use crate::server::Server;
+use crate::watchdog;
 
 /// Longest TTL memcached takes as a duration; longer values are read as a
 /// Unix timestamp, so cachekit clamps to it.
@@ -145,13 +146,11 @@ impl MemcachedBackend {
     /// then (another server once the failing one is ejected). All operations
     /// sent here are idempotent.
     ///
-    /// The timer runs in the caller's task, not in the connection's tasks:
-    /// those live on the runtime that opened the connection, which may be
-    /// blocked (a plain cached function on a current-thread runtime) while
-    /// another runtime waits on the connection.
-    ///
-    /// The common case, a first attempt on an open connection, is inline;
-    /// connecting and retries are in [`attempt_until`](Self::attempt_until).
+    /// The common case, a first attempt on an open connection, is inline and
+    /// sets no timer: the [watchdog](crate::watchdog) bounds the call by
+    /// `timeout`. Connecting and retries are in
+    /// [`attempt_until`](Self::attempt_until), under a timer for what is
+    /// left of the `timeout`.
     async fn execute(
         &self,
         operation: &'static str,
@@ -165,17 +164,12 @@ impl MemcachedBackend {
                 .attempt_until(deadline, 0, operation, key, request)
                 .await;
         };
-        let error = match timeout_at(deadline, connection.call(request)).await {
-            Ok(Ok(response)) => {
+        let error = match connection.call(request).await {
+            Ok(response) => {
                 server.succeeded();
                 return Ok(response);
             }
-            Ok(Err(error)) => Failure::Connection(error),
-            Err(_) => {
-                // The answer may still come: this connection can no longer be trusted.
-                connection.close();
-                Failure::TimedOut
-            }
+            Err(error) => Failure::from(error),
         };
         self.failed(server, operation, 0, error)?;
         self.attempt_until(deadline, 1, operation, key, request)
@@ -212,7 +206,7 @@ impl MemcachedBackend {
                         server.succeeded();
                         return Ok(response);
                     }
-                    Ok(Err(error)) => Failure::Connection(error),
+                    Ok(Err(error)) => Failure::from(error),
                     Err(_) => {
                         // The answer may still come: this connection can no longer be trusted.
                         if let Some(connection) = used {
@@ -261,6 +255,16 @@ enum Failure {
     TimedOut,
     /// The connection failed: retried while attempts are left.
     Connection(ConnectionError),
+}
+
+impl From<ConnectionError> for Failure {
+    fn from(error: ConnectionError) -> Self {
+        match error {
+            // The watchdog failed the connection.
+            ConnectionError::TimedOut => Failure::TimedOut,
+            error => Failure::Connection(error),
+        }
+    }
 }
 
 fn unavailable(server: &str, error: &ConnectionError) -> Error {
@@ -471,7 +475,7 @@ impl Backend for MemcachedBackend {
     }
 
     fn operation_timeout(&self) -> Option<Duration> {
-        Some(self.inner.config.timeout)
+        Some(watchdog::longest_call(self.inner.config.timeout))
     }
 
     fn as_touch(&self) -> Option<&dyn Touch> {

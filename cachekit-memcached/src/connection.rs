@@ -24,9 +24,13 @@
 //! Failure is final: an I/O or protocol error, the end of the stream, a
 //! `CLIENT_ERROR` or `ERROR` answer (see [`ProtocolError::Rejected`]) or
 //! [`Connection::close`] fails every waiting call, ends both tasks and closes
-//! the socket. Nothing here times out: the caller bounds each call and closes
-//! the connection when a call runs out of time, since the answer it missed
-//! would be taken for the answer to the next request.
+//! the socket.
+//!
+//! Timeout: the [watchdog](crate::watchdog) fails the connection with
+//! [`ConnectionError::TimedOut`] once a call has waited longer than the
+//! connection's timeout, since the answer it missed would be taken for the
+//! answer to the next request. Calls pay no timer of their own: each counts
+//! itself in [`State::queued`], under the lock it takes anyway.
 
 use std::collections::VecDeque;
 use std::future::{Future, poll_fn};
@@ -35,11 +39,12 @@ use std::mem;
 use std::pin::pin;
 use std::slice;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
-use std::task::{Poll, Waker};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
+use futures_util::task::AtomicWaker;
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -47,6 +52,7 @@ use tokio::sync::{Notify, oneshot};
 use tokio::task::AbortHandle;
 
 use crate::protocol::{ProtocolError, Request, Response, encode, parse};
+use crate::watchdog::{self, Progress, Watched};
 
 /// The initial capacity of the read buffer, and how much it grows by (bytes).
 const READ_BUFFER: usize = 16 * 1024;
@@ -72,6 +78,9 @@ pub(crate) enum ConnectionError {
     /// [`Connection::close`] was called.
     #[error("the connection was closed")]
     Closed,
+    /// A call waited longer than the connection's timeout.
+    #[error("no answer within the timeout")]
+    TimedOut,
     /// The server's bytes are not valid responses to the requests sent.
     #[error("protocol error: {0}")]
     Protocol(ProtocolError),
@@ -82,6 +91,8 @@ pub(crate) enum ConnectionError {
 enum Failure {
     /// Closed by [`Connection::close`].
     Closed,
+    /// Failed by the watchdog: a call waited longer than the timeout.
+    TimedOut,
     /// An I/O error, by kind and message (`io::Error` is not `Clone`).
     Io(io::ErrorKind, String),
     /// A protocol error.
@@ -112,6 +123,7 @@ impl Failure {
     fn error(&self) -> ConnectionError {
         match self {
             Failure::Closed => ConnectionError::Closed,
+            Failure::TimedOut => ConnectionError::TimedOut,
             Failure::Io(kind, message) => {
                 ConnectionError::Io(io::Error::new(*kind, message.clone()))
             }
@@ -149,6 +161,11 @@ struct Shared {
     wake_writer: Notify,
     /// Wakes the reader task when requests are in flight and nobody reads.
     wake_reader: Notify,
+    /// The last caller to read its own responses, woken when the connection
+    /// fails. Registered at each of its polls and never cleared, so that a
+    /// task that calls again and again registers (clones its waker) once;
+    /// a caller woken after it stopped reading just finds nothing to do.
+    reading_caller: AtomicWaker,
     /// Whether the connection failed (`State::failure` is set), readable
     /// without the lock.
     failed: AtomicBool,
@@ -179,12 +196,12 @@ struct State {
     /// The read role: here while nobody reads, taken by the reader (boxed,
     /// so that passing it around copies little).
     read_side: Option<Box<ReadSide>>,
-    /// The waker of the caller holding the read role, if one does, woken
-    /// when the connection fails.
-    reading_caller: Option<Waker>,
     /// One waiter per call, in the order of their requests. Only the holder
     /// of the read role removes waiters (and [`Shared::fail`], all at once).
     waiters: VecDeque<Waiter>,
+    /// Calls ever queued (waiters ever pushed), for the watchdog: the
+    /// waiter at the front is number `queued - waiters.len()`.
+    queued: u64,
 }
 
 /// The read half of the socket, with the bytes read and not yet parsed:
@@ -232,7 +249,7 @@ enum Waiter {
 
 impl Waiter {
     /// Fails the call with `error` (ignored if the caller is gone; a reading
-    /// caller is woken through [`State::reading_caller`] instead).
+    /// caller is woken through [`Shared::reading_caller`] instead).
     fn fail(self, error: ConnectionError) {
         match self {
             Waiter::One(reply) => {
@@ -297,8 +314,6 @@ struct ReadRole<'a> {
     shared: &'a Shared,
     /// The read side; `None` only once given back.
     side: Option<Box<ReadSide>>,
-    /// The caller's waker, as registered in [`State::reading_caller`].
-    waker: Waker,
     /// How many responses the caller waits for.
     expected: usize,
     /// The failure its last response calls for (see [`Failure::after`]),
@@ -308,10 +323,12 @@ struct ReadRole<'a> {
 
 impl Connection {
     /// Connects to `address` (`"host:port"`) within `connect_timeout`, with
-    /// `TCP_NODELAY` on, and starts the connection's reader and writer tasks.
+    /// `TCP_NODELAY` on, starts the connection's reader and writer tasks, and
+    /// has the watchdog fail it once a call waits longer than `timeout`.
     pub(crate) async fn connect(
         address: &str,
         connect_timeout: Duration,
+        timeout: Duration,
     ) -> Result<Connection, ConnectionError> {
         let stream = match tokio::time::timeout(connect_timeout, TcpStream::connect(address)).await
         {
@@ -335,16 +352,19 @@ impl Connection {
                     replies: Vec::new(),
                     own: Vec::new(),
                 })),
-                reading_caller: None,
                 waiters: VecDeque::new(),
+                queued: 0,
             }),
             wake_writer: Notify::new(),
             wake_reader: Notify::new(),
+            reading_caller: AtomicWaker::new(),
             failed: AtomicBool::new(false),
             idle: AtomicBool::new(true),
             in_flight: AtomicUsize::new(0),
             tasks: OnceLock::new(),
         });
+        let watched: Weak<dyn Watched> = Arc::downgrade(&shared) as Weak<Shared>;
+        watchdog::watch(watched, timeout).map_err(ConnectionError::Connect)?;
         let reader = tokio::spawn(read_loop(Arc::clone(&shared)));
         let writer = tokio::spawn(write_loop(Arc::clone(&shared)));
         let tasks = shared
@@ -357,17 +377,19 @@ impl Connection {
         Ok(Connection { shared })
     }
 
-    /// Sends `request` and returns its response.
+    /// Sends `request` and returns its response; fails with
+    /// [`ConnectionError::TimedOut`] (and fails the connection) if it waits
+    /// longer than the connection's timeout.
     ///
-    /// Never times out: bound it with `tokio::time::timeout`, and
-    /// [`close`](Self::close) the connection if it runs out of time.
+    /// A caller that bounds it more tightly must [`close`](Self::close) the
+    /// connection when it runs out of time.
     pub(crate) async fn call(&self, request: Request<'_>) -> Result<Response, ConnectionError> {
         let requests = slice::from_ref(&request);
         let waiter = |reply, _| Waiter::One(reply);
         // Taken out of the `match`, whose scrutinee's temporaries would
         // otherwise stay in the future across the awaits below (and make it
         // larger, hence costlier to move and allocate).
-        let turn = poll_fn(|cx| Poll::Ready(self.submit(requests, cx.waker(), waiter))).await?;
+        let turn = self.submit(requests, waiter)?;
         match turn {
             Turn::Wait(reply) => reply.await.unwrap_or(Err(ConnectionError::Closed)),
             Turn::Read(mut role) => {
@@ -381,7 +403,7 @@ impl Connection {
 
     /// Sends all `requests` in one write and returns their responses, in order.
     ///
-    /// Never times out, like [`call`](Self::call).
+    /// Times out like [`call`](Self::call).
     pub(crate) async fn call_many(
         &self,
         requests: &[Request<'_>],
@@ -397,7 +419,7 @@ impl Connection {
         // Taken out of the `match`, whose scrutinee's temporaries would
         // otherwise stay in the future across the awaits below (and make it
         // larger, hence costlier to move and allocate).
-        let turn = poll_fn(|cx| Poll::Ready(self.submit(requests, cx.waker(), waiter))).await?;
+        let turn = self.submit(requests, waiter)?;
         match turn {
             Turn::Wait(reply) => reply.await.unwrap_or(Err(ConnectionError::Closed)),
             Turn::Read(mut role) => {
@@ -452,14 +474,12 @@ impl Connection {
     /// Queues the encoded `requests` with a waiter for their responses, and
     /// writes them now if the connection is idle, or wakes the writer.
     ///
-    /// If the connection is idle, the caller takes the read role, and its
-    /// `waker` is registered to be woken if the connection fails; otherwise
+    /// If the connection is idle, the caller takes the read role; otherwise
     /// it waits on a channel, made into a waiter by `waiter` (given the reply
     /// sender and the number of requests).
     fn submit<T>(
         &self,
         requests: &[Request<'_>],
-        waker: &Waker,
         waiter: fn(oneshot::Sender<Result<T, ConnectionError>>, usize) -> Waiter,
     ) -> Result<Turn<'_, T>, ConnectionError> {
         let shared = &*self.shared;
@@ -480,14 +500,12 @@ impl Connection {
             let turn = match state.read_side.take() {
                 Some(side) if idle => {
                     shared.idle.store(false, Ordering::Relaxed);
-                    state.reading_caller = Some(waker.clone());
                     state.waiters.push_back(Waiter::Reader {
                         remaining: requests.len(),
                     });
                     Turn::Read(ReadRole {
                         shared,
                         side: Some(side),
-                        waker: waker.clone(),
                         expected: requests.len(),
                         failure: None,
                     })
@@ -499,6 +517,7 @@ impl Connection {
                     Turn::Wait(response)
                 }
             };
+            state.queued += 1;
             // Nobody reads while a request is in flight: the reader task must.
             let wake_reader = state.read_side.is_some();
             let write = if state.writing {
@@ -523,6 +542,7 @@ impl Connection {
         if wake_reader {
             shared.wake_reader.notify_one();
         }
+        watchdog::nudge();
         Ok(turn)
     }
 }
@@ -606,14 +626,10 @@ impl ReadRole<'_> {
             if side.own.len() == self.expected {
                 return Ok(());
             }
-            let waker = &mut self.waker;
             let mut read = pin!(side.read_more());
             let read = poll_fn(|cx| {
-                if !waker.will_wake(cx.waker()) {
-                    // Polled from another task now: `fail` must wake that one.
-                    waker.clone_from(cx.waker());
-                    shared.lock().reading_caller = Some(cx.waker().clone());
-                }
+                // No clone when this task registered last (as it usually did).
+                shared.reading_caller.register(cx.waker());
                 // Checked after the waker is registered: a failure from now
                 // on wakes it.
                 if shared.failed.load(Ordering::Acquire) {
@@ -671,7 +687,6 @@ impl ReadRole<'_> {
                 failure = failure.or(Some(Failure::Protocol(ProtocolError::Unsolicited)));
             }
             state.read_side = Some(side);
-            state.reading_caller = None;
             shared.idle.store(!in_flight, Ordering::Relaxed);
             in_flight
         };
@@ -696,7 +711,6 @@ impl Drop for ReadRole<'_> {
         side.own.clear();
         let mut state = self.shared.lock();
         if state.failure.is_some() {
-            state.reading_caller = None;
             drop(state);
             drop(side);
             return;
@@ -708,7 +722,6 @@ impl Drop for ReadRole<'_> {
             }
         }
         state.read_side = Some(side);
-        state.reading_caller = None;
         let in_flight = !state.waiters.is_empty();
         self.shared.idle.store(!in_flight, Ordering::Relaxed);
         drop(state);
@@ -868,7 +881,7 @@ impl Shared {
     /// then drops the read half) and aborts the tasks (which drops the halves
     /// they hold), so the socket closes.
     fn fail(&self, failure: Failure) {
-        let (waiters, read_side, reading_caller) = {
+        let (waiters, read_side) = {
             let mut state = self.lock();
             if state.failure.is_some() {
                 return;
@@ -879,22 +892,31 @@ impl Shared {
             self.idle.store(false, Ordering::Relaxed);
             state.socket = None;
             state.queue = BytesMut::new();
-            (
-                mem::take(&mut state.waiters),
-                state.read_side.take(),
-                state.reading_caller.take(),
-            )
+            (mem::take(&mut state.waiters), state.read_side.take())
         };
         drop(read_side);
         for waiter in waiters {
             waiter.fail(failure.error());
         }
-        if let Some(reading_caller) = reading_caller {
-            reading_caller.wake();
-        }
+        self.reading_caller.wake();
         if let Some(tasks) = self.tasks.get() {
             tasks.iter().for_each(AbortHandle::abort);
         }
+    }
+}
+
+impl Watched for Shared {
+    fn progress(&self) -> Progress {
+        let state = self.lock();
+        Progress {
+            closed: state.failure.is_some(),
+            queued: state.queued,
+            answered: state.queued - state.waiters.len() as u64,
+        }
+    }
+
+    fn time_out(&self) {
+        self.fail(Failure::TimedOut);
     }
 }
 
@@ -1017,7 +1039,7 @@ mod tests {
 
     /// Connects to `address`, failing the test if it cannot.
     async fn connect(address: &str) -> Connection {
-        Connection::connect(address, CONNECT_TIMEOUT)
+        Connection::connect(address, CONNECT_TIMEOUT, PATIENCE)
             .await
             .expect("connects")
     }
@@ -1509,6 +1531,76 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_watchdog_fails_every_call_a_silent_server_leaves_unanswered() {
+        let server = SilentServer::start();
+        let timeout = Duration::from_millis(200);
+        let connection = Arc::new(
+            Connection::connect(&server.address(), CONNECT_TIMEOUT, timeout)
+                .await
+                .expect("connects"),
+        );
+        let started = Instant::now();
+        let callers: Vec<_> = (0..4)
+            .map(|_| {
+                let connection = Arc::clone(&connection);
+                tokio::spawn(async move { connection.call(Request::Get { key: "k" }).await })
+            })
+            .collect();
+        let batch = [Request::Noop, Request::Get { key: "k" }];
+        let many = bounded(connection.call_many(&batch)).await;
+        assert!(matches!(many, Err(ConnectionError::TimedOut)), "{many:?}");
+        assert!(started.elapsed() >= timeout, "failed before the timeout");
+        for caller in callers {
+            let result = bounded(caller).await.expect("the caller ends");
+            assert!(
+                matches!(result, Err(ConnectionError::TimedOut)),
+                "{result:?}"
+            );
+        }
+        assert!(connection.is_closed());
+        let later = bounded(connection.call(Request::Noop)).await;
+        assert!(matches!(later, Err(ConnectionError::TimedOut)), "{later:?}");
+    }
+
+    /// What a watchdog task (on the runtime that opened the connection)
+    /// would get wrong: a plain `#[cache]` function blocks a current-thread
+    /// runtime while another runtime calls on that runtime's connection.
+    #[test]
+    fn calls_time_out_while_the_runtime_that_opened_the_connection_is_blocked() {
+        let server = SilentServer::start();
+        let address = server.address();
+        let (opened, connection) = std::sync::mpsc::channel();
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        let opener = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                let timeout = Duration::from_millis(200);
+                let connection = Connection::connect(&address, CONNECT_TIMEOUT, timeout)
+                    .await
+                    .expect("connects");
+                opened.send(Arc::new(connection)).unwrap();
+                // Blocks this runtime: its reactor and tasks stand still.
+                let _ = released.recv_timeout(PATIENCE);
+            });
+        });
+        let connection = connection.recv_timeout(PATIENCE).expect("opened");
+        let caller = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let result = caller.block_on(bounded(connection.call(Request::Noop)));
+        assert!(
+            matches!(result, Err(ConnectionError::TimedOut)),
+            "{result:?}"
+        );
+        release.send(()).unwrap();
+        opener.join().unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn close_and_drop_close_the_socket() {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let address = listener.local_addr().unwrap().to_string();
@@ -1577,7 +1669,8 @@ mod tests {
             .unwrap()
             .port();
         let started = Instant::now();
-        let result = Connection::connect(&format!("127.0.0.1:{port}"), CONNECT_TIMEOUT).await;
+        let result =
+            Connection::connect(&format!("127.0.0.1:{port}"), CONNECT_TIMEOUT, PATIENCE).await;
         assert!(
             matches!(result, Err(ConnectionError::Connect(_))),
             "{result:?}"

@@ -27,6 +27,7 @@ mod pool;
 mod protocol;
 mod ring;
 mod server;
+mod watchdog;
 
 pub use backend::{MAX_TTL, MemcachedBackend};
 pub use config::{MemcachedBackendConfig, SETTINGS};

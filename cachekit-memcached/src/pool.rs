@@ -28,6 +28,8 @@ pub(crate) struct Pool {
     address: String,
     /// The connect timeout of each connection.
     connect_timeout: Duration,
+    /// How long a call may wait for its answer on a connection.
+    timeout: Duration,
     /// The connections, filled in this order; `max_pool_size` of them.
     slots: Box<[Slot]>,
 }
@@ -69,11 +71,17 @@ enum Choice {
 
 impl Pool {
     /// A pool of up to `size` (at least one) connections to `address`,
-    /// opened on demand.
-    pub(crate) fn new(address: String, connect_timeout: Duration, size: usize) -> Self {
+    /// opened on demand, each failing a call that waits longer than `timeout`.
+    pub(crate) fn new(
+        address: String,
+        connect_timeout: Duration,
+        timeout: Duration,
+        size: usize,
+    ) -> Self {
         Pool {
             address,
             connect_timeout,
+            timeout,
             slots: (0..size.max(1)).map(|_| Slot::default()).collect(),
         }
     }
@@ -110,7 +118,8 @@ impl Pool {
         if let Some(connection) = slot.open() {
             return Ok(connection);
         }
-        let connection = Arc::new(Connection::connect(&self.address, self.connect_timeout).await?);
+        let connection =
+            Arc::new(Connection::connect(&self.address, self.connect_timeout, self.timeout).await?);
         *slot
             .connection
             .lock()
@@ -196,7 +205,12 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn connections_fill_in_order_and_the_least_busy_is_used_when_all_are_busy() {
         let server = SilentServer::start();
-        let pool = Pool::new(server.address(), Duration::from_secs(2), 2);
+        let pool = Pool::new(
+            server.address(),
+            Duration::from_secs(2),
+            Duration::from_secs(10),
+            2,
+        );
         let first = connection(&pool).await;
         let mut calls = vec![load(&first, BUSY - 1).await];
         assert!(
@@ -230,7 +244,12 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_pool_of_one_shares_its_connection_however_busy() {
         let server = SilentServer::start();
-        let pool = Pool::new(server.address(), Duration::from_secs(2), 1);
+        let pool = Pool::new(
+            server.address(),
+            Duration::from_secs(2),
+            Duration::from_secs(10),
+            1,
+        );
         let only = connection(&pool).await;
         let call = load(&only, BUSY * 2).await;
         assert!(Arc::ptr_eq(&connection(&pool).await, &only));
@@ -240,7 +259,12 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_closed_connection_is_replaced_in_its_slot() {
         let server = SilentServer::start();
-        let pool = Pool::new(server.address(), Duration::from_secs(2), 3);
+        let pool = Pool::new(
+            server.address(),
+            Duration::from_secs(2),
+            Duration::from_secs(10),
+            3,
+        );
         let first = connection(&pool).await;
         assert!(Arc::ptr_eq(&connection(&pool).await, &first));
         first.close();

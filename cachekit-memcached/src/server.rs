@@ -30,6 +30,7 @@ impl Server {
             pool: Pool::new(
                 name.to_owned(),
                 config.connect_timeout,
+                config.timeout,
                 config.max_pool_size,
             ),
             eject_after: config.retry_attempts.max(1),
