@@ -82,13 +82,26 @@ impl Cache {
 
     /// The backend key for `key` in this cache's namespace.
     pub fn backend_key(&self, key: &str) -> String {
+        self.key(key).to_string()
+    }
+
+    /// [`Cache::backend_key`], held inline.
+    pub(crate) fn key(&self, key: &str) -> key::Built {
         self.inner.prefix.build(key, self.inner.max_key_len)
+    }
+
+    /// The backend key for the call of cached function `function` whose
+    /// arguments have `digest` (the key of [`key::for_call`] in this cache).
+    pub(crate) fn call_key(&self, function: &str, digest: &[u8; 16]) -> key::Built {
+        self.inner
+            .prefix
+            .build_call(function, digest, self.inner.max_key_len)
     }
 
     /// The value under `key`, or `None` on a miss. Unreadable bytes (corrupt,
     /// another type, an older format) are a miss and a warning.
     pub async fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
-        let key = self.backend_key(key);
+        let key = self.key(key);
         Ok(self
             .read(&key)
             .await?
@@ -104,7 +117,7 @@ impl Cache {
         value: &T,
         ttl: Option<Duration>,
     ) -> Result<()> {
-        let key = self.backend_key(key);
+        let key = self.key(key);
         let ttl = self.effective_ttl(ttl)?;
         let bytes = codec::encode(value, expiry(ttl))?;
         self.write(&key, bytes, ttl).await
@@ -112,13 +125,18 @@ impl Cache {
 
     /// Removes `key`; `true` if the backend had it.
     pub async fn delete(&self, key: &str) -> Result<bool> {
-        self.remove(&self.backend_key(key)).await
+        self.remove(&self.key(key)).await
     }
 
     /// Whether `key` is present.
     pub async fn exists(&self, key: &str) -> Result<bool> {
-        let key = self.backend_key(key);
-        if self.inner.l1.as_ref().is_some_and(|l1| l1.contains(&key)) {
+        let key = self.key(key);
+        if self
+            .inner
+            .l1
+            .as_ref()
+            .is_some_and(|l1| l1.contains(key.as_str()))
+        {
             return Ok(true);
         }
         self.call("exists", self.inner.backend.exists(&key)).await
@@ -162,7 +180,7 @@ impl Cache {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
-        let key = self.backend_key(key);
+        let key = self.key(key);
         Ok(self.fetch(&key, ttl, loader).await?.value)
     }
 
@@ -299,7 +317,7 @@ impl Cache {
             .backend
             .as_lock()
             .ok_or(self.unsupported(Capability::Lock))?;
-        let key = key::lock_key(&self.backend_key(key));
+        let key = key::lock_key(&self.key(key));
         match self.call("lock", lock.try_lock(&key, lease)).await? {
             Some(token) => Ok(LockGuard::new(Arc::clone(&self.inner.backend), key, token)),
             None => Err(Error::LockContended { key }),
@@ -314,7 +332,7 @@ impl Cache {
             .backend
             .as_ttl_inspect()
             .ok_or(self.unsupported(Capability::TtlInspect))?;
-        let key = self.backend_key(key);
+        let key = self.key(key);
         self.call("ttl", inspect.ttl(&key)).await
     }
 
@@ -327,7 +345,7 @@ impl Cache {
             .backend
             .as_touch()
             .ok_or(self.unsupported(Capability::Touch))?;
-        let key = self.backend_key(key);
+        let key = self.key(key);
         let ttl = self.effective_ttl(ttl)?;
         // The L1 copy may be bound by the old, longer lifetime.
         self.forget_l1(&key);

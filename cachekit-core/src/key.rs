@@ -17,6 +17,7 @@ use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use arrayvec::ArrayString;
 use serde::Serialize;
 
 use crate::{Error, Result};
@@ -43,8 +44,12 @@ const HASH_MARK: char = '~';
 /// The key for `key` in `namespace`, at most `max_len` bytes (clamped to
 /// between a hashed namespace and key, and [`MAX_KEY_LEN`]).
 pub fn build(namespace: &str, key: &str, max_len: usize) -> String {
-    Prefix::new(namespace).build(key, max_len)
+    Prefix::new(namespace).build(key, max_len).to_string()
 }
+
+/// A built key, held inline: a key is built for every operation, and a heap
+/// allocation (and its free) cost more than the key's bytes.
+pub(crate) type Built = ArrayString<MAX_KEY_LEN>;
 
 /// The namespace part of keys, as [`build`] makes it: made once for a cache
 /// rather than checked (or hashed) again for every key.
@@ -63,30 +68,54 @@ impl Prefix {
         let part = if keep {
             namespace.to_owned()
         } else {
-            let mut part = String::with_capacity(HASHED_LEN);
-            push_hashed(&mut part, namespace.as_bytes());
-            part
+            hashed(namespace.as_bytes()).to_string()
         };
         Prefix { part }
     }
 
     /// The key for `key` in this namespace, as [`build`] makes it.
-    pub(crate) fn build(&self, key: &str, max_len: usize) -> String {
-        let max_len = max_len.clamp(2 * HASHED_LEN + 1, MAX_KEY_LEN);
+    pub(crate) fn build(&self, key: &str, max_len: usize) -> Built {
+        let max_len = clamp_len(max_len);
         let keep_key = !key.is_empty()
             && !key.starts_with(HASH_MARK)
             && self.part.len() + 1 + key.len() <= max_len
             && all_key_bytes(key.as_bytes());
-        let mut out = String::with_capacity(self.part.len() + 1 + key.len().min(max_len));
+        if keep_key {
+            self.join(&[key])
+        } else {
+            self.join(&[&hashed(key.as_bytes())])
+        }
+    }
+
+    /// The key for the call of `function` whose arguments have `digest`:
+    /// [`build`](Self::build) of [`for_call`]'s key, without making that
+    /// key first.
+    pub(crate) fn build_call(&self, function: &str, digest: &[u8; 16], max_len: usize) -> Built {
+        // `build` keeps `function:hex` as written exactly when this holds
+        // (the hex digits and `:` are key bytes).
+        let keep = !function.starts_with(HASH_MARK)
+            && self.part.len() + 1 + function.len() + 1 + 2 * digest.len() <= clamp_len(max_len)
+            && all_key_bytes(function.as_bytes());
+        if keep {
+            self.join(&[function, ":", &Hex::of(digest)])
+        } else {
+            self.build(&call_key(function, digest), max_len)
+        }
+    }
+
+    /// This namespace part, `:`, and `parts` (which fit).
+    fn join(&self, parts: &[&str]) -> Built {
+        let mut out = Built::new();
         out.push_str(&self.part);
         out.push(':');
-        if keep_key {
-            out.push_str(key);
-        } else {
-            push_hashed(&mut out, key.as_bytes());
-        }
+        parts.iter().for_each(|part| out.push_str(part));
         out
     }
+}
+
+/// `max_len` clamped to between a hashed namespace and key, and [`MAX_KEY_LEN`].
+fn clamp_len(max_len: usize) -> usize {
+    max_len.clamp(2 * HASHED_LEN + 1, MAX_KEY_LEN)
 }
 
 /// The lock key for a built data key: the lock mark after its namespace
@@ -102,9 +131,7 @@ pub(crate) fn lock_key(key: &str) -> String {
 /// cached function's key. Stable across processes, machines and Rust versions
 /// as long as the arguments serialize to the same bytes.
 pub fn args_hash<T: Serialize + ?Sized>(args: &T) -> Result<String> {
-    let mut out = String::with_capacity(32);
-    push_hex(&mut out, &args_digest(args)?);
-    Ok(out)
+    Ok(Hex::of(&args_digest(args)?).to_string())
 }
 
 /// 128 bits of BLAKE3 over the bincode bytes of `args` (the same as
@@ -168,17 +195,11 @@ pub fn for_call<T: Serialize + ?Sized>(function: &str, args: &T) -> Result<Strin
     Ok(call_key(function, &args_digest(args)?))
 }
 
-/// [`for_call`] for arguments already serialized with bincode's standard
-/// configuration (as `#[cache]` does once per call, for its L1 key).
-pub fn for_encoded_call(function: &str, encoded_args: &[u8]) -> String {
-    call_key(function, &hash128(encoded_args))
-}
-
 fn call_key(function: &str, digest: &[u8; 16]) -> String {
     let mut out = String::with_capacity(function.len() + 33);
     out.push_str(function);
     out.push(':');
-    push_hex(&mut out, digest);
+    out.push_str(&Hex::of(digest));
     out
 }
 
@@ -204,7 +225,7 @@ pub fn validate(key: &str, max_len: usize) -> Result<()> {
 }
 
 /// 128 bits of BLAKE3: the stable hash behind keys.
-fn hash128(bytes: &[u8]) -> [u8; 16] {
+pub(crate) fn hash128(bytes: &[u8]) -> [u8; 16] {
     truncate(&blake3::hash(bytes))
 }
 
@@ -215,24 +236,36 @@ fn truncate(full: &blake3::Hash) -> [u8; 16] {
     out
 }
 
-fn push_hashed(out: &mut String, bytes: &[u8]) {
+/// A hashed part: `~` and the hex of the hash of `bytes`.
+fn hashed(bytes: &[u8]) -> ArrayString<HASHED_LEN> {
+    let mut out = ArrayString::new();
     out.push(HASH_MARK);
-    push_hex(out, &hash128(bytes));
+    out.push_str(&Hex::of(&hash128(bytes)));
+    out
 }
 
-/// Lowercase hex, without the formatting machinery (this runs on every
-/// cached call): each byte's two digits come from a table into a stack
-/// buffer, which goes into `out` at once, rather than one `push` (and
-/// capacity check) per digit.
-fn push_hex(out: &mut String, bytes: &[u8; 16]) {
-    /// Word-aligned, so that `from_utf8` checks it a word at a time.
-    #[repr(align(8))]
-    struct Digits([u8; 32]);
-    let mut hex = Digits([0; 32]);
-    for (pair, &b) in hex.0.chunks_exact_mut(2).zip(bytes) {
-        pair.copy_from_slice(&HEX_PAIRS[usize::from(b)]);
+/// 128 bits in lowercase hex, made without the formatting machinery (this
+/// runs on every cached call): each byte's two digits come from a table,
+/// rather than one `push` (and capacity check) per digit.
+#[repr(align(8))] // so that `from_utf8` checks it a word at a time
+struct Hex([u8; 32]);
+
+impl Hex {
+    fn of(bytes: &[u8; 16]) -> Hex {
+        let mut hex = Hex([0; 32]);
+        for (pair, &b) in hex.0.chunks_exact_mut(2).zip(bytes) {
+            pair.copy_from_slice(&HEX_PAIRS[usize::from(b)]);
+        }
+        hex
     }
-    out.push_str(std::str::from_utf8(&hex.0).expect("hex digits are ASCII"));
+}
+
+impl std::ops::Deref for Hex {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        std::str::from_utf8(&self.0).expect("hex digits are ASCII")
+    }
 }
 
 /// The two lowercase hex digits of every byte.
@@ -281,9 +314,7 @@ pub(crate) fn random_token() -> String {
     material.extend_from_slice(&std::process::id().to_le_bytes());
     material.extend_from_slice(&nanos.to_le_bytes());
     material.extend_from_slice(&count.to_le_bytes());
-    let mut out = String::with_capacity(32);
-    push_hex(&mut out, &hash128(&material));
-    out
+    Hex::of(&hash128(&material)).to_string()
 }
 
 #[cfg(test)]
@@ -394,9 +425,31 @@ mod tests {
         for len in [0, 1, 100, 125, 126, 127, 128, 129, 300, 5000] {
             let args = (7_u8, "a".repeat(len), vec![len as u64; len % 7]);
             let bytes = bincode::serde::encode_to_vec(&args, bincode::config::standard()).unwrap();
-            let mut expected = String::new();
-            push_hex(&mut expected, &hash128(&bytes));
+            let expected = Hex::of(&hash128(&bytes)).to_string();
             assert_eq!(args_hash(&args).unwrap(), expected, "{len}");
+        }
+    }
+
+    #[test]
+    fn call_keys_built_in_one_step_equal_the_two_step_keys() {
+        // `#[cache]` builds `namespace:function:hash` at once; it must be the
+        // key a `Cache` makes of `for_call`'s key, or entries written one way
+        // would be missed the other.
+        let long = "f".repeat(240);
+        let functions = ["profile", "", "~tilde", "with space", "a:b", "ünï", &long];
+        let namespaces = ["app.users", &"n".repeat(64), "needs hashing!"];
+        let args = (42_u64, "x");
+        let digest = args_digest(&args).unwrap();
+        for namespace in namespaces {
+            let prefix = Prefix::new(namespace);
+            for function in functions {
+                for max_len in [0, 67, 100, 200, MAX_KEY_LEN, 1000] {
+                    let two_step = prefix.build(&for_call(function, &args).unwrap(), max_len);
+                    let one_step = prefix.build_call(function, &digest, max_len);
+                    assert_eq!(one_step, two_step, "{namespace:?} {function:?} {max_len}");
+                    assert_safe(&one_step);
+                }
+            }
         }
     }
 

@@ -325,21 +325,21 @@ impl CachedFn {
     }
 
     /// The cache and backend key of a call, or `None` to run it uncached.
-    fn prepare(&'static self, call: &Call) -> Option<(&'static Cache, String)> {
+    fn prepare(&'static self, call: &Call) -> Option<(&'static Cache, key::Built)> {
         let state = call.state;
         let Some(cache) = &state.cache else {
             state.uncached.fetch_add(1, Ordering::Relaxed);
             return None;
         };
         let id_len = state.id.len();
-        let part = match call.part.as_ref()? {
-            KeyPart::Args => key::for_encoded_call(self.spec.name, &call.l1[id_len..]),
+        let wire = match call.part.as_ref()? {
+            KeyPart::Args => cache.call_key(self.spec.name, &key::hash128(&call.l1[id_len..])),
             KeyPart::Custom => {
                 let custom = String::from_utf8_lossy(&call.l1[id_len..]);
-                format!("{}:{custom}", self.spec.name)
+                cache.key(&format!("{}:{custom}", self.spec.name))
             }
         };
-        Some((cache, cache.backend_key(&part)))
+        Some((cache, wire))
     }
 
     /// The state for `self_type`, made on first use.
