@@ -165,6 +165,12 @@ mod tests {
     }
 
     #[test]
+    fn the_checksum_is_crc32c_over_the_header_then_the_payload() {
+        // CRC-32C's check value: other implementations must agree with it.
+        assert_eq!(checksum(b"1234", b"56789"), 0xE306_9283);
+    }
+
+    #[test]
     fn every_single_bit_flip_is_detected() {
         let bytes = encode(&profile(), None).unwrap();
         for i in 0..bytes.len() {

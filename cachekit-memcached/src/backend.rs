@@ -17,7 +17,6 @@ use crate::connection::ConnectionError;
 use crate::protocol::{Request, Response};
 use crate::ring;
 use crate::server::Server;
-use crate::watchdog;
 
 /// Longest TTL memcached takes as a duration; longer values are read as a
 /// Unix timestamp, so cachekit clamps to it.
@@ -474,8 +473,10 @@ impl Backend for MemcachedBackend {
         Ok(values)
     }
 
+    /// The configured `timeout`: the watchdog finds a call late at most an
+    /// eighth of it after it (and a thread's scheduling delay).
     fn operation_timeout(&self) -> Option<Duration> {
-        Some(watchdog::longest_call(self.inner.config.timeout))
+        Some(self.inner.config.timeout)
     }
 
     fn as_touch(&self) -> Option<&dyn Touch> {

@@ -91,8 +91,13 @@ pub(crate) enum ConnectionError {
 enum Failure {
     /// Closed by [`Connection::close`].
     Closed,
-    /// Failed by the watchdog: a call waited longer than the timeout.
-    TimedOut,
+    /// Failed by the watchdog: the calls numbered below `late` (numbering
+    /// the calls queued from 0) waited longer than the timeout; the others
+    /// did not, and fail as closed.
+    TimedOut {
+        /// The calls below this number timed out.
+        late: u64,
+    },
     /// An I/O error, by kind and message (`io::Error` is not `Clone`).
     Io(io::ErrorKind, String),
     /// A protocol error.
@@ -119,11 +124,19 @@ impl Failure {
         Some(Failure::Protocol(ProtocolError::Rejected(rejected)))
     }
 
-    /// The error a call gets for this failure.
+    /// The error of call number `call` (see [`State::queued`]).
+    fn error_for(&self, call: u64) -> ConnectionError {
+        match self {
+            Failure::TimedOut { late } if call < *late => ConnectionError::TimedOut,
+            failure => failure.error(),
+        }
+    }
+
+    /// The error a call gets for this failure: for a timeout, that of a
+    /// call that did not time out itself.
     fn error(&self) -> ConnectionError {
         match self {
-            Failure::Closed => ConnectionError::Closed,
-            Failure::TimedOut => ConnectionError::TimedOut,
+            Failure::Closed | Failure::TimedOut { .. } => ConnectionError::Closed,
             Failure::Io(kind, message) => {
                 ConnectionError::Io(io::Error::new(*kind, message.clone()))
             }
@@ -316,6 +329,8 @@ struct ReadRole<'a> {
     side: Option<Box<ReadSide>>,
     /// How many responses the caller waits for.
     expected: usize,
+    /// The caller's number among the calls queued (see [`State::queued`]).
+    call: u64,
     /// The failure its last response calls for (see [`Failure::after`]),
     /// applied once the role is given back.
     failure: Option<Failure>,
@@ -505,6 +520,7 @@ impl Connection {
                     });
                     Turn::Read(ReadRole {
                         shared,
+                        call: state.queued,
                         side: Some(side),
                         expected: requests.len(),
                         failure: None,
@@ -640,7 +656,7 @@ impl ReadRole<'_> {
             match read.await {
                 Some(Ok(())) => {}
                 Some(Err(failure)) => return Err(shared.fail_with(failure)),
-                None => return Err(shared.failure().error()),
+                None => return Err(shared.failure().error_for(self.call)),
             }
         }
     }
@@ -881,7 +897,7 @@ impl Shared {
     /// then drops the read half) and aborts the tasks (which drops the halves
     /// they hold), so the socket closes.
     fn fail(&self, failure: Failure) {
-        let (waiters, read_side) = {
+        let (waiters, first, read_side) = {
             let mut state = self.lock();
             if state.failure.is_some() {
                 return;
@@ -892,11 +908,12 @@ impl Shared {
             self.idle.store(false, Ordering::Relaxed);
             state.socket = None;
             state.queue = BytesMut::new();
-            (mem::take(&mut state.waiters), state.read_side.take())
+            let first = state.queued - state.waiters.len() as u64;
+            (mem::take(&mut state.waiters), first, state.read_side.take())
         };
         drop(read_side);
-        for waiter in waiters {
-            waiter.fail(failure.error());
+        for (call, waiter) in (first..).zip(waiters) {
+            waiter.fail(failure.error_for(call));
         }
         self.reading_caller.wake();
         if let Some(tasks) = self.tasks.get() {
@@ -915,8 +932,8 @@ impl Watched for Shared {
         }
     }
 
-    fn time_out(&self) {
-        self.fail(Failure::TimedOut);
+    fn time_out(&self, late: u64) {
+        self.fail(Failure::TimedOut { late });
     }
 }
 
@@ -1531,7 +1548,7 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn the_watchdog_fails_every_call_a_silent_server_leaves_unanswered() {
+    async fn the_watchdog_times_out_late_calls_and_closes_the_younger_ones() {
         let server = SilentServer::start();
         let timeout = Duration::from_millis(200);
         let connection = Arc::new(
@@ -1540,26 +1557,38 @@ mod tests {
                 .expect("connects"),
         );
         let started = Instant::now();
-        let callers: Vec<_> = (0..4)
-            .map(|_| {
-                let connection = Arc::clone(&connection);
-                tokio::spawn(async move { connection.call(Request::Get { key: "k" }).await })
-            })
-            .collect();
-        let batch = [Request::Noop, Request::Get { key: "k" }];
-        let many = bounded(connection.call_many(&batch)).await;
-        assert!(matches!(many, Err(ConnectionError::TimedOut)), "{many:?}");
+        let first = tokio::spawn({
+            let connection = Arc::clone(&connection);
+            async move {
+                let batch = [Request::Noop, Request::Get { key: "k" }];
+                connection.call_many(&batch).await
+            }
+        });
+        tokio::time::sleep(timeout / 2).await;
+        let second_queued = Instant::now();
+        let second = bounded(connection.call(Request::Get { key: "k" })).await;
+        let first = bounded(first).await.expect("the first caller ends");
+        assert!(matches!(first, Err(ConnectionError::TimedOut)), "{first:?}");
         assert!(started.elapsed() >= timeout, "failed before the timeout");
-        for caller in callers {
-            let result = bounded(caller).await.expect("the caller ends");
-            assert!(
-                matches!(result, Err(ConnectionError::TimedOut)),
-                "{result:?}"
-            );
+        // The younger call had not waited a timeout when the connection
+        // failed (unless the watchdog ran very late): it is closed, and so
+        // retried by the backend.
+        match second {
+            Err(ConnectionError::Closed) => {}
+            Err(ConnectionError::TimedOut) => assert!(second_queued.elapsed() >= timeout),
+            other => panic!("{other:?}"),
         }
         assert!(connection.is_closed());
         let later = bounded(connection.call(Request::Noop)).await;
-        assert!(matches!(later, Err(ConnectionError::TimedOut)), "{later:?}");
+        assert!(matches!(later, Err(ConnectionError::Closed)), "{later:?}");
+    }
+
+    #[test]
+    fn a_timeout_fails_only_the_calls_before_its_mark_as_timed_out() {
+        let failure = Failure::TimedOut { late: 3 };
+        assert!(matches!(failure.error_for(2), ConnectionError::TimedOut));
+        assert!(matches!(failure.error_for(3), ConnectionError::Closed));
+        assert!(matches!(failure.error(), ConnectionError::Closed));
     }
 
     /// What a watchdog task (on the runtime that opened the connection)

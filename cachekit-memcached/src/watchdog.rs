@@ -1,4 +1,4 @@
-//! The watchdog: one thread per process that bounds every request on an open
+//! The watchdog: one thread per process that bounds every call on an open
 //! connection by the connection's timeout, so that a call pays no timer of
 //! its own.
 //!
@@ -12,27 +12,29 @@
 //! runtime (a plain `#[cache]` function waiting on a current-thread runtime)
 //! would leave the calls of every other runtime on its connections unbounded.
 //!
-//! How a late request is found: each connection counts the requests it ever
-//! queued and the ones it got an answer for. While requests are in flight,
-//! the thread looks every [`TICKS`]th of the shortest timeout among them and
-//! notes, per connection, how many requests had been queued at that moment
-//! (a mark). Once a mark is older than the timeout, a connection that has
-//! not yet answered as many requests as that mark counted holds a request
-//! older than the timeout: the watchdog fails the connection, which fails
-//! its calls with a timeout (the answer that would have come can no longer
-//! be matched to its request). A request is found late at most two ticks
-//! after its timeout ([`longest_call`]).
+//! How a late call is found: each connection counts the calls it ever
+//! queued and the ones answered. While calls are in flight, the thread looks
+//! every [`TICKS`]th of the shortest timeout of the connections it watches
+//! and notes, per connection, how many calls had been queued by then (a
+//! mark). Once a mark is older than the timeout, a connection that has not
+//! answered as many calls as that mark counted holds a call older than the
+//! timeout. The watchdog then fails the connection (the answer that would
+//! have come can no longer be matched to its request): the calls queued
+//! before the mark with a timeout, the younger ones as closed (so they are
+//! retried). A call is found late at most two ticks (an eighth of its
+//! timeout) after its timeout, plus however late the thread gets to run.
 //!
-//! When nothing is in flight, the thread sleeps until a call queues a request.
+//! When nothing is in flight, the thread sleeps until a call is queued.
 
 use std::collections::VecDeque;
 use std::io;
+use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
 use std::thread::{self, Thread};
 use std::time::{Duration, Instant};
 
-/// How many looks per timeout the watchdog takes while requests are in flight.
+/// How many looks per timeout the watchdog takes while calls are in flight.
 const TICKS: u32 = 16;
 
 /// The shortest pause between two looks.
@@ -40,14 +42,15 @@ const MIN_TICK: Duration = Duration::from_millis(1);
 
 /// A connection the watchdog looks after.
 pub(crate) trait Watched: Send + Sync {
-    /// Where the connection's requests stand.
+    /// Where the connection's calls stand.
     fn progress(&self) -> Progress;
 
-    /// Fails the connection and its calls with a timeout.
-    fn time_out(&self);
+    /// Fails the connection: the calls numbered below `late` (numbering the
+    /// calls queued from 0) with a timeout, the others as closed.
+    fn time_out(&self, late: u64);
 }
 
-/// Where a connection's requests stand.
+/// Where a connection's calls stand.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Progress {
     /// Whether the connection failed or closed: it needs no watching.
@@ -64,13 +67,7 @@ fn tick(timeout: Duration) -> Duration {
     (timeout / TICKS).max(MIN_TICK)
 }
 
-/// The longest a call on a connection with `timeout` goes unanswered before
-/// it fails: the watchdog finds it late at most two ticks after the timeout.
-pub(crate) fn longest_call(timeout: Duration) -> Duration {
-    timeout + 2 * tick(timeout)
-}
-
-/// Watches `connection`, whose requests must be answered within `timeout`,
+/// Watches `connection`, whose calls must be answered within `timeout`,
 /// until it closes or is dropped. Starts the watchdog thread on first use;
 /// fails only if the thread cannot be started.
 pub(crate) fn watch(connection: Weak<dyn Watched>, timeout: Duration) -> io::Result<()> {
@@ -81,14 +78,19 @@ pub(crate) fn watch(connection: Weak<dyn Watched>, timeout: Duration) -> io::Res
         seen: 0,
         marks: VecDeque::new(),
     });
+    // Its tick may be shorter than the pause the watchdog is in.
+    ASLEEP.store(false, Ordering::SeqCst);
+    if let Some(thread) = THREAD.get() {
+        thread.unpark();
+    }
     Ok(())
 }
 
-/// Wakes the watchdog if it sleeps. Called after each request is counted in
+/// Wakes the watchdog if it sleeps. Called after each call is counted in
 /// [`Progress::queued`]: one read of a flag unless the watchdog sleeps.
 pub(crate) fn nudge() {
     // SeqCst, paired with the watchdog's store before its last look: either
-    // that look saw the request, or this sees the watchdog asleep.
+    // that look saw the call, or this sees the watchdog asleep.
     if ASLEEP.load(Ordering::SeqCst) && ASLEEP.swap(false, Ordering::SeqCst) {
         if let Some(thread) = THREAD.get() {
             thread.unpark();
@@ -114,46 +116,47 @@ struct Entry {
     timeout: Duration,
     /// [`Progress::queued`] at the last look.
     seen: u64,
-    /// When the watchdog looked, and how many requests had been queued by
-    /// then; oldest first, one each tick at most.
+    /// When the watchdog looked, and how many calls had been queued by
+    /// then; oldest first, at most two a tick.
     marks: VecDeque<Mark>,
 }
 
 #[derive(Debug, Clone, Copy)]
 struct Mark {
+    /// A time after the count was read.
     at: Instant,
+    /// Calls queued by `at`.
     queued: u64,
 }
 
 impl Entry {
-    /// Notes `progress` at `now`; `true` if a request has been in flight
-    /// for longer than the timeout.
-    fn look(&mut self, now: Instant, progress: Progress) -> bool {
+    /// Notes `progress`, read after `now` and before `read_at`. If a call
+    /// has waited longer than the timeout, returns the count of a mark older
+    /// than the timeout that the connection has not answered as many calls
+    /// as (see [`Watched::time_out`]).
+    fn look(&mut self, now: Instant, read_at: Instant, progress: Progress) -> Option<u64> {
         self.seen = progress.queued;
         let tick = tick(self.timeout);
-        if self
-            .marks
-            .back()
-            .is_none_or(|last| now - last.at >= tick / 2)
-        {
+        // Stamped after the reading, so that every call a mark counts was
+        // queued before the mark's time.
+        let spaced = |last: &Mark| read_at.saturating_duration_since(last.at) >= tick / 2;
+        if self.marks.back().is_none_or(spaced) {
             self.marks.push_back(Mark {
-                at: now,
+                at: read_at,
                 queued: progress.queued,
             });
         }
+        // Aged by `now`, from before the reading: never early.
+        let old = |mark: &Mark| now.saturating_duration_since(mark.at) >= self.timeout;
         // Only the newest mark older than the timeout matters.
-        let old = |mark: Option<&Mark>| mark.is_some_and(|m| now - m.at >= self.timeout);
-        while old(self.marks.get(1)) {
+        while self.marks.get(1).is_some_and(old) {
             self.marks.pop_front();
         }
-        old(self.marks.front())
-            && self
-                .marks
-                .front()
-                .is_some_and(|mark| progress.answered < mark.queued)
+        let mark = self.marks.front().filter(|mark| old(mark))?;
+        (progress.answered < mark.queued).then_some(mark.queued)
     }
 
-    /// Whether requests are in flight, or were queued since the last look.
+    /// Whether calls are in flight, or were queued since the last look.
     fn busy(&self, progress: Progress) -> bool {
         progress.answered < progress.queued || progress.queued != self.seen
     }
@@ -171,7 +174,7 @@ fn start() -> io::Result<()> {
     Ok(())
 }
 
-/// The watchdog thread: looks while requests are in flight, sleeps otherwise.
+/// The watchdog thread: looks while calls are in flight, sleeps otherwise.
 fn run() {
     let _ = THREAD.set(thread::current());
     loop {
@@ -180,7 +183,7 @@ fn run() {
             continue;
         }
         // Nothing in flight: announce sleep, then look once more, so that a
-        // request queued meanwhile is either seen or nudges.
+        // call queued meanwhile is either seen or nudges.
         ASLEEP.store(true, Ordering::SeqCst);
         if let Some(pause) = look() {
             ASLEEP.store(false, Ordering::SeqCst);
@@ -193,35 +196,52 @@ fn run() {
     }
 }
 
-/// Looks at every watched connection, fails those with a request older
-/// than their timeout and forgets the closed ones. Returns the pause until
-/// the next look, or `None` if nothing is in flight.
+/// Looks at every watched connection, fails those with a call older than
+/// their timeout and forgets the closed ones. Returns the pause until the
+/// next look, or `None` if nothing is in flight. The pause is the shortest
+/// tick of all the connections, busy or not, so that one that gets busy
+/// meanwhile is not looked at late.
 fn look() -> Option<Duration> {
     let now = Instant::now();
-    let mut pause: Option<Duration> = None;
-    let mut late: Vec<Arc<dyn Watched>> = Vec::new();
+    let mut busy = false;
+    let mut pause = Duration::MAX;
+    // Dropped, and failed, once the list is unlocked: dropping the last
+    // reference to a connection, and failing one, run wakers and may log.
+    let mut held: Vec<Arc<dyn Watched>> = Vec::new();
+    let mut late: Vec<(Arc<dyn Watched>, u64)> = Vec::new();
     lock(&WATCHED).retain_mut(|entry| {
         let Some(connection) = entry.connection.upgrade() else {
             return false;
         };
         let progress = connection.progress();
+        let read_at = Instant::now();
         if progress.closed {
+            held.push(connection);
             return false;
         }
-        if entry.busy(progress) {
-            let tick = tick(entry.timeout);
-            pause = Some(pause.map_or(tick, |pause| pause.min(tick)));
+        busy |= entry.busy(progress);
+        pause = pause.min(tick(entry.timeout));
+        match entry.look(now, read_at, progress) {
+            Some(queued) => {
+                late.push((connection, queued));
+                false
+            }
+            None => {
+                held.push(connection);
+                true
+            }
         }
-        if entry.look(now, progress) {
-            late.push(connection);
-            return false;
-        }
-        true
     });
-    // Failed outside the lock: failing wakes callers, which may connect
-    // (and so register) at once.
-    late.iter().for_each(|connection| connection.time_out());
-    pause
+    drop(held);
+    for (connection, queued) in late {
+        // A panicking waker or log subscriber must not end the watchdog:
+        // later calls would go unbounded.
+        let failing = panic::catch_unwind(AssertUnwindSafe(|| connection.time_out(queued)));
+        if failing.is_err() {
+            tracing::error!("a panic while failing a timed-out memcached connection");
+        }
+    }
+    busy.then_some(pause)
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -233,11 +253,103 @@ mod tests {
     use super::*;
     use std::sync::atomic::AtomicU64;
 
+    const TIMEOUT: Duration = Duration::from_millis(160);
+    const TICK: Duration = Duration::from_millis(10);
+
+    fn entry() -> Entry {
+        let none: Weak<Fake> = Weak::new();
+        Entry {
+            connection: none,
+            timeout: TIMEOUT,
+            seen: 0,
+            marks: VecDeque::new(),
+        }
+    }
+
+    fn progress(queued: u64, answered: u64) -> Progress {
+        Progress {
+            closed: false,
+            queued,
+            answered,
+        }
+    }
+
+    /// Looks at `entry` at `start + at` with the given counts.
+    fn look_at(
+        entry: &mut Entry,
+        start: Instant,
+        at: Duration,
+        queued: u64,
+        answered: u64,
+    ) -> Option<u64> {
+        let now = start + at;
+        entry.look(now, now, progress(queued, answered))
+    }
+
+    #[test]
+    fn a_call_left_unanswered_is_late_once_a_mark_counting_it_is_older_than_the_timeout() {
+        let (mut entry, start) = (entry(), Instant::now());
+        assert_eq!(entry.look(start, start, progress(0, 0)), None);
+        // Call 0 queued after the first mark: that mark does not count it.
+        let mut late = None;
+        let mut ticks = 0;
+        while late.is_none() {
+            ticks += 1;
+            assert!(ticks < 100, "never found late");
+            late = look_at(&mut entry, start, TICK * ticks, 1, 0);
+        }
+        // The first mark counting it was taken one tick in; found exactly
+        // when that mark is a timeout old, not before.
+        assert_eq!(TICK * ticks, TICK + TIMEOUT);
+        assert_eq!(late, Some(1));
+    }
+
+    #[test]
+    fn calls_answered_within_the_timeout_are_never_late() {
+        let (mut entry, start) = (entry(), Instant::now());
+        // One call a tick, each answered three ticks later, for a long time.
+        for tick in 0..1000_u32 {
+            let queued = u64::from(tick);
+            let answered = queued.saturating_sub(3);
+            let late = look_at(&mut entry, start, TICK * tick, queued, answered);
+            assert_eq!(late, None, "tick {tick}");
+        }
+        assert!(
+            entry.marks.len() <= 2 * TICKS as usize + 2,
+            "{}",
+            entry.marks.len()
+        );
+    }
+
+    #[test]
+    fn a_mark_is_stamped_after_the_count_it_holds_was_read() {
+        // The look began at `start`, but the count was read a tick later,
+        // after call 0 was queued: the call must not be aged from `start`.
+        let (mut entry, start) = (entry(), Instant::now());
+        assert_eq!(entry.look(start, start + TICK, progress(1, 0)), None);
+        let just_before = start + TICK + TIMEOUT - Duration::from_millis(1);
+        assert_eq!(entry.look(just_before, just_before, progress(1, 0)), None);
+        let at_timeout = start + TICK + TIMEOUT;
+        assert_eq!(entry.look(at_timeout, at_timeout, progress(1, 0)), Some(1));
+    }
+
+    #[test]
+    fn marks_from_before_an_idle_spell_do_not_age_new_calls() {
+        let (mut entry, start) = (entry(), Instant::now());
+        assert_eq!(look_at(&mut entry, start, Duration::ZERO, 5, 5), None);
+        // Idle for ten timeouts, then call 5 is queued and read at once.
+        let back = TIMEOUT * 10;
+        assert_eq!(look_at(&mut entry, start, back, 6, 5), None);
+        assert_eq!(look_at(&mut entry, start, back + TIMEOUT / 2, 6, 5), None);
+        assert_eq!(look_at(&mut entry, start, back + TIMEOUT, 6, 5), Some(6));
+    }
+
     /// A connection whose counts the test sets.
     #[derive(Default)]
     struct Fake {
         queued: AtomicU64,
         answered: AtomicU64,
+        late: AtomicU64,
         timed_out: AtomicBool,
     }
 
@@ -250,7 +362,8 @@ mod tests {
             }
         }
 
-        fn time_out(&self) {
+        fn time_out(&self, late: u64) {
+            self.late.store(late, Ordering::SeqCst);
             self.timed_out.store(true, Ordering::SeqCst);
         }
     }
@@ -262,48 +375,53 @@ mod tests {
         fake
     }
 
-    /// Waits (bounded) until `done`, or `within` has passed; returns when.
-    fn wait_until(within: Duration, done: impl Fn() -> bool) -> Option<Duration> {
+    /// Waits (bounded) until `done`; whether it happened within `within`.
+    fn wait_until(within: Duration, done: impl Fn() -> bool) -> bool {
         let started = Instant::now();
         while started.elapsed() < within {
             if done() {
-                return Some(started.elapsed());
+                return true;
             }
             thread::sleep(Duration::from_millis(1));
         }
-        None
+        false
     }
 
     #[test]
-    fn an_unanswered_request_times_out_after_the_timeout_and_not_before() {
+    fn the_thread_times_out_an_unanswered_call_and_not_before_its_timeout() {
         let timeout = Duration::from_millis(200);
         let fake = watched(timeout);
-        // Let the watchdog fall asleep first: the request must wake it.
-        thread::sleep(Duration::from_millis(50));
         let queued_at = Instant::now();
         fake.queued.store(1, Ordering::SeqCst);
         nudge();
-        wait_until(Duration::from_secs(10), || {
+        let timed_out = wait_until(Duration::from_secs(10), || {
             fake.timed_out.load(Ordering::SeqCst)
-        })
-        .expect("the request times out");
+        });
+        assert!(timed_out, "the call never timed out");
         let after = queued_at.elapsed();
         assert!(after >= timeout, "timed out early: {after:?}");
+        assert_eq!(fake.late.load(Ordering::SeqCst), 1);
     }
 
     #[test]
-    fn answered_requests_never_time_out() {
-        let timeout = Duration::from_millis(100);
-        let fake = watched(timeout);
-        for request in 1..=40 {
-            fake.queued.store(request, Ordering::SeqCst);
-            nudge();
-            thread::sleep(Duration::from_millis(10));
-            fake.answered.store(request, Ordering::SeqCst);
-        }
-        // Four timeouts of steady traffic, each request answered in a tenth of it.
-        thread::sleep(timeout * 2);
-        assert!(!fake.timed_out.load(Ordering::SeqCst));
+    fn a_busy_connection_with_a_long_timeout_does_not_delay_a_short_one() {
+        // The long one alone would let the watchdog pause 3.75 s at a time.
+        let long = watched(Duration::from_secs(60));
+        long.queued.store(1, Ordering::SeqCst);
+        nudge();
+        thread::sleep(Duration::from_millis(50));
+        let short = watched(Duration::from_millis(100));
+        short.queued.store(1, Ordering::SeqCst);
+        nudge();
+        // A bound on correctness (timeout and two ticks, with room for a
+        // slow machine), not on speed: 3.75 s would mean the short
+        // connection waited on the long one's pause.
+        let timed_out = wait_until(Duration::from_secs(2), || {
+            short.timed_out.load(Ordering::SeqCst)
+        });
+        assert!(timed_out, "the short timeout was not kept");
+        assert!(!long.timed_out.load(Ordering::SeqCst));
+        long.answered.store(1, Ordering::SeqCst);
     }
 
     #[test]
@@ -314,12 +432,11 @@ mod tests {
         nudge();
         drop(fake);
         let forgotten = wait_until(Duration::from_secs(10), || {
-            lock(&WATCHED).iter().all(|entry| {
-                !entry
-                    .connection
-                    .ptr_eq(&(weak.clone() as Weak<dyn Watched>))
-            })
+            let weak: Weak<dyn Watched> = weak.clone();
+            lock(&WATCHED)
+                .iter()
+                .all(|entry| !entry.connection.ptr_eq(&weak))
         });
-        assert!(forgotten.is_some());
+        assert!(forgotten);
     }
 }
