@@ -72,10 +72,12 @@
 ///
 /// # Keys
 ///
-/// A call's key is `namespace:function:hash`, the hash being 128 bits of
-/// BLAKE3 over the bincode encoding of the arguments, in order, without the
-/// skipped ones. It is the same in every process and build, so services
-/// sharing a backend share entries. Arguments must be `serde::Serialize`;
+/// A call's key is `namespace:function:args`. `args` stands for the bincode
+/// encoding of the arguments, in order, without the skipped ones: its hex
+/// when it is at most 15 bytes (`users:profile:2a` for `profile(42)`), else
+/// the hex of 128 bits of BLAKE3 over it (32 digits), so keys stay short and
+/// no two argument lists share one. It is the same in every process and
+/// build, so services sharing a backend share entries. Arguments must be `serde::Serialize`;
 /// `self` is never part of the key: to include it (or a field of it), give
 /// the key yourself, e.g. `key = format!("{}/{id}", self.tenant)`.
 ///

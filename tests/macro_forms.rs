@@ -81,7 +81,7 @@ async fn namespace_and_ttl_reach_the_backend() {
     assert_eq!(USERS_RUNS.load(Ordering::SeqCst), 1);
     let key = format!(
         "users:user_name:{}",
-        cachekit::key::args_hash(&(7u64,)).unwrap()
+        cachekit::key::args_part(&(7u64,)).unwrap()
     );
     let ttl = shared_backend().as_ttl_inspect().unwrap().ttl(&key).await;
     match ttl.unwrap() {

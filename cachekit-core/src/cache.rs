@@ -91,11 +91,11 @@ impl Cache {
     }
 
     /// The backend key for the call of cached function `function` whose
-    /// arguments have `digest` (the key of [`key::for_call`] in this cache).
-    pub(crate) fn call_key(&self, function: &str, digest: &[u8; 16]) -> key::Built {
+    /// arguments part is `args` (the key of [`key::for_call`] in this cache).
+    pub(crate) fn call_key(&self, function: &str, args: &str) -> key::Built {
         self.inner
             .prefix
-            .build_call(function, digest, self.inner.max_key_len)
+            .build_call(function, args, self.inner.max_key_len)
     }
 
     /// The value under `key`, or `None` on a miss. Unreadable bytes (corrupt,

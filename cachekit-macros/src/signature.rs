@@ -77,7 +77,7 @@ impl Function {
                 }),
                 pat => errors.push(spanned(
                     pat,
-                    "#[cache] needs a plain argument name here (`name: Type`), to hash the argument into the key or to `skip(name)` it",
+                    "#[cache] needs a plain argument name here (`name: Type`), to put the argument into the key or to `skip(name)` it",
                 )),
             }
         }

@@ -34,7 +34,7 @@ impl Call {
 /// An argument that can be part of a cache key: any `serde::Serialize` type.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be part of a cache key: it does not implement `serde::Serialize`",
-    label = "this argument is hashed into the key",
+    label = "this argument goes into the key",
     note = "leave the argument out of the key with `#[cache(skip(name))]`, or give the key with `#[cache(key = ...)]`"
 )]
 pub trait KeyArg: Serialize {}

@@ -6,9 +6,10 @@
 //! code: the same single-flight, backend lock and degradation. What it adds:
 //!
 //! - **A key per call**: the function's namespace (default: its module path,
-//!   `my_crate.users`), its name, and the BLAKE3 hash of its serialized
-//!   arguments (`my_crate.users:profile:3f2a...`), or a `key = ...` given in
-//!   the attribute in place of the arguments.
+//!   `my_crate.users`), its name, and its arguments: the hex of their
+//!   bincode bytes when short (`my_crate.users:profile:2a` for
+//!   `profile(42)`), else of their BLAKE3 hash (see [`key`](crate::key)),
+//!   or a `key = ...` given in the attribute in place of the arguments.
 //! - **An L1 hit that neither hashes nor decodes**: every cached function
 //!   shares one L1 tier of decoded results, keyed by the function's identity
 //!   and its serialized arguments, so a hit costs one serialization, one map
@@ -333,7 +334,9 @@ impl CachedFn {
         };
         let id_len = state.id.len();
         let wire = match call.part.as_ref()? {
-            KeyPart::Args => cache.call_key(self.spec.name, &key::hash128(&call.l1[id_len..])),
+            KeyPart::Args => {
+                cache.call_key(self.spec.name, &key::encoded_args_part(&call.l1[id_len..]))
+            }
             KeyPart::Custom => {
                 let custom = String::from_utf8_lossy(&call.l1[id_len..]);
                 cache.key(&format!("{}:{custom}", self.spec.name))
