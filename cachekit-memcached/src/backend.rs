@@ -13,7 +13,7 @@ use cachekit_core::{Backend, Capabilities, Error, Result, Touch, key};
 use tokio::time::{Instant, timeout_at};
 
 use crate::config::MemcachedBackendConfig;
-use crate::connection::ConnectionError;
+use crate::connection::{Connection, ConnectionError};
 use crate::protocol::{Request, Response};
 use crate::ring;
 use crate::server::Server;
@@ -168,6 +168,13 @@ impl MemcachedBackend {
                 server.succeeded();
                 return Ok(response);
             }
+            // Closed by the server while idle (restarted), and nothing sent:
+            // not the server failing now.
+            Err(ConnectionError::Stale) => {
+                return self
+                    .attempt_until(deadline, 0, operation, key, request)
+                    .await;
+            }
             Err(error) => Failure::from(error),
         };
         self.failed(server, operation, 0, error)?;
@@ -263,6 +270,20 @@ impl From<ConnectionError> for Failure {
             ConnectionError::TimedOut => Failure::TimedOut,
             error => Failure::Connection(error),
         }
+    }
+}
+
+/// Runs `call` on a connection of `server`'s pool, and once more on a new
+/// one if the first had been closed by the server while idle (nothing was
+/// sent on it).
+async fn on_connection<T, F, Fut>(server: &Server, call: F) -> Result<T, ConnectionError>
+where
+    F: Fn(Arc<Connection>) -> Fut,
+    Fut: Future<Output = Result<T, ConnectionError>>,
+{
+    match call(server.pool.connection().await?).await {
+        Err(ConnectionError::Stale) => call(server.pool.connection().await?).await,
+        answer => answer,
     }
 }
 
@@ -383,9 +404,12 @@ impl Backend for MemcachedBackend {
         let mut failures = Vec::new();
         for server in self.inner.servers.iter() {
             let deadline = Instant::now() + self.inner.config.timeout;
-            let answer = timeout_at(deadline, async {
-                server.pool.connection().await?.call(Request::Noop).await
-            })
+            let answer = timeout_at(
+                deadline,
+                on_connection(server, |connection| async move {
+                    connection.call(Request::Noop).await
+                }),
+            )
             .await;
             match answer {
                 Ok(Ok(Response::Noop)) => {}
@@ -436,9 +460,13 @@ impl Backend for MemcachedBackend {
                 .map(|&p| Request::Get { key: &wire_keys[p] })
                 .collect();
             async move {
-                let answers = timeout_at(deadline, async {
-                    server.pool.connection().await?.call_many(&requests).await
-                })
+                let requests = &requests;
+                let answers = timeout_at(
+                    deadline,
+                    on_connection(server, |connection| async move {
+                        connection.call_many(requests).await
+                    }),
+                )
                 .await;
                 match answers {
                     Ok(Ok(answers)) => {

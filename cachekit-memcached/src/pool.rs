@@ -52,7 +52,6 @@ impl Slot {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()?;
-        // Checked unlocked: this may probe the socket.
         (!connection.is_closed()).then_some(connection)
     }
 }

@@ -197,6 +197,23 @@ async fn stopping_one_of_three_servers_under_load_loses_no_call_and_it_rejoins()
     assert_eq!(common::raw(&victim, &format!("mg {key} v")), "VA 4\r\nback");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_server_is_reached_on_a_new_connection_and_not_counted_as_failing() {
+    let mut servers = common::servers(1);
+    // A single failure would eject it.
+    let backend = common::backend(&servers, |c| c.retry_attempts = 1);
+    let address = servers[0].address();
+    backend
+        .set("k", Bytes::from_static(b"v"), None)
+        .await
+        .expect("stored");
+    servers[0].restart();
+    // The pooled connection is now closed by the server: the call finds out
+    // before sending, and goes out on a new one.
+    assert_eq!(backend.get("k").await.expect("answered"), None);
+    assert_eq!(backend.live_servers(), [address.as_str()]);
+}
+
 /// Placement over all three servers, as a backend with every server live sees it.
 fn ring_owner(servers: &[String], key: &str) -> String {
     let backend = MemcachedBackend::new(MemcachedBackendConfig {
