@@ -316,8 +316,10 @@ enum Turn<'a, T> {
 
 /// Who writes the requests a caller just queued.
 enum Write {
-    /// The caller, now: it took the write role, and these bytes.
-    Now(Arc<OwnedWriteHalf>, BytesMut),
+    /// The caller wrote them all, at once.
+    Written,
+    /// The caller's write failed: the connection is to fail.
+    Failed(io::Error),
     /// The writer task, which the caller handed the write role.
     ByWriter,
     /// The holder of the write role, before it gives the role up.
@@ -540,21 +542,22 @@ impl Connection {
             let write = if state.writing {
                 // The role holder writes these bytes before giving the role up.
                 Write::Queued
+            } else if idle {
+                // Idle: write at once, without waking the writer task, and
+                // under the lock: the write does not wait, and nobody else
+                // has a request to queue but callers arriving this instant.
+                state.write_now()
             } else {
+                // Requests in flight: let the writer task gather more first.
                 state.writing = true;
-                match state.socket.clone() {
-                    // Idle: write at once, without waking the writer task.
-                    Some(socket) if idle => Write::Now(socket, state.queue.split()),
-                    // Requests in flight: let the writer task gather more first.
-                    _ => Write::ByWriter,
-                }
+                Write::ByWriter
             };
             (turn, write, wake_reader)
         };
         match write {
-            Write::Now(socket, chunk) => shared.write_now(&socket, chunk),
+            Write::Failed(error) => shared.fail(error.into()),
             Write::ByWriter => shared.wake_writer.notify_one(),
-            Write::Queued => {}
+            Write::Written | Write::Queued => {}
         }
         if wake_reader {
             shared.wake_reader.notify_one();
@@ -568,6 +571,39 @@ impl Drop for Connection {
     /// Closes the connection.
     fn drop(&mut self) {
         self.close();
+    }
+}
+
+impl State {
+    /// Writes what the socket takes of the queue without waiting, for a
+    /// caller that found nobody writing; if bytes remain, takes the write
+    /// role for the writer task, which the caller then wakes.
+    fn write_now(&mut self) -> Write {
+        let Some(socket) = self.socket.as_deref() else {
+            self.writing = true;
+            return Write::ByWriter;
+        };
+        match socket.try_write(&self.queue) {
+            Ok(written) if written == self.queue.len() => {
+                self.queue.clear();
+                Write::Written
+            }
+            Ok(written) => {
+                self.queue.advance(written);
+                self.writing = true;
+                Write::ByWriter
+            }
+            Err(error)
+                if matches!(
+                    error.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                ) =>
+            {
+                self.writing = true;
+                Write::ByWriter
+            }
+            Err(error) => Write::Failed(error),
+        }
     }
 }
 
@@ -757,45 +793,6 @@ impl Shared {
     /// Why the connection failed ([`Failure::Closed`] if it has not).
     fn failure(&self) -> Failure {
         self.lock().failure.clone().unwrap_or(Failure::Closed)
-    }
-
-    /// Writes what the socket takes of `chunk` without waiting, as the holder
-    /// of the write role; then gives the role up, or hands it to the writer
-    /// task if bytes remain.
-    fn write_now(&self, socket: &OwnedWriteHalf, mut chunk: BytesMut) {
-        let rest = match socket.try_write(&chunk) {
-            Ok(written) if written == chunk.len() => None,
-            Ok(written) => {
-                chunk.advance(written);
-                Some(chunk)
-            }
-            // The writer task waits until the socket takes the rest.
-            Err(error)
-                if matches!(
-                    error.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
-                ) =>
-            {
-                Some(chunk)
-            }
-            Err(error) => return self.fail(error.into()),
-        };
-        let mut state = self.lock();
-        if state.failure.is_some() {
-            return;
-        }
-        if let Some(mut rest) = rest {
-            // Put the rest back in front of what was queued meanwhile; the two
-            // are usually adjacent in memory, and then this copies nothing.
-            rest.unsplit(mem::take(&mut state.queue));
-            state.queue = rest;
-        }
-        if state.queue.is_empty() {
-            state.writing = false;
-        } else {
-            drop(state);
-            self.wake_writer.notify_one();
-        }
     }
 
     /// Writes the queue until it is empty, as the holder of the write role,
