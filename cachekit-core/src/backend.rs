@@ -48,6 +48,17 @@ pub trait Backend: fmt::Debug + Send + Sync {
         Ok(values)
     }
 
+    /// Stores every `(key, value)` of `entries`, expiring after `ttl`
+    /// (`None`: never). The default stores one entry at a time, stopping at
+    /// the first error; network backends override it with one round trip per
+    /// server. Not atomic: on an error, some entries may be stored.
+    async fn set_many(&self, entries: &[(&str, Bytes)], ttl: Option<Duration>) -> Result<()> {
+        for (key, value) in entries {
+            self.set(key, value.clone(), ttl).await?;
+        }
+        Ok(())
+    }
+
     /// The longest one operation can take, when the backend enforces a
     /// timeout of its own. A [`Cache`](crate::Cache) whose operation timeout
     /// is no shorter then adds no timer of its own (one timer per operation

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use cachekit_core::cached_fn::{CacheAll, CachedFn, FnSpec, WithoutL1};
 use cachekit_core::config::ConfigSource;
-use cachekit_core::{Backend, Cache, key};
+use cachekit_core::{Backend, Bytes, Cache, codec, key};
 use cachekit_memcached::{MemcachedBackend, MemcachedBackendConfig};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
@@ -168,6 +168,19 @@ async fn run(servers: Vec<String>) {
         name: "`get_many` of 100 keys over 3 servers (median)",
         figure: micros(many),
         ratio: ratio(many, raw),
+    });
+    let envelope = codec::encode(&value, None).unwrap();
+    let entries: Vec<(&str, Bytes)> = refs.iter().map(|&k| (k, envelope.clone())).collect();
+    let set_many = median(
+        timed(|| async {
+            backend.set_many(&entries, None).await.unwrap();
+        })
+        .await,
+    );
+    rows.push(Row {
+        name: "`set_many` of 100 keys over 3 servers (median)",
+        figure: micros(set_many),
+        ratio: ratio(set_many, raw),
     });
 
     // 64 tasks over three servers: cachekit vs memcache::exp::AsyncMemcache.

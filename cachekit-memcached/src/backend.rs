@@ -227,6 +227,84 @@ impl MemcachedBackend {
         })
     }
 
+    /// Sends `requests` (the one for each of `keys`, in order) in one batch
+    /// per owning server, all servers at once, within one `timeout`; returns
+    /// the answers in order.
+    async fn batch(
+        &self,
+        operation: &'static str,
+        keys: &[&str],
+        requests: Vec<Request<'_>>,
+    ) -> Result<Vec<Response>> {
+        // Positions of the keys each server owns.
+        let mut batches: Vec<(usize, Vec<usize>)> = Vec::new();
+        for (position, key) in keys.iter().enumerate() {
+            let server = self.owner_index(key);
+            match batches.iter_mut().find(|(s, _)| *s == server) {
+                Some((_, positions)) => positions.push(position),
+                None => batches.push((server, vec![position])),
+            }
+        }
+        let deadline = Instant::now() + self.inner.config.timeout;
+        let asks = batches.iter().map(|(server, positions)| {
+            let server = &self.inner.servers[*server];
+            let batch: Vec<Request<'_>> = positions.iter().map(|&p| requests[p]).collect();
+            async move {
+                let batch = &batch;
+                let answers = timeout_at(
+                    deadline,
+                    on_connection(server, |connection| async move {
+                        connection.call_many(batch).await
+                    }),
+                )
+                .await;
+                match answers {
+                    Ok(Ok(answers)) => {
+                        server.succeeded();
+                        Ok(answers)
+                    }
+                    Ok(Err(error)) => {
+                        server.failed();
+                        Err(match error {
+                            ConnectionError::TimedOut => self.timed_out(operation),
+                            error => unavailable(&server.name, &error),
+                        })
+                    }
+                    Err(_) => {
+                        server.failed();
+                        Err(self.timed_out(operation))
+                    }
+                }
+            }
+        });
+        let answered = futures_util::future::join_all(asks).await;
+        let mut ordered: Vec<Option<Response>> = (0..keys.len()).map(|_| None).collect();
+        for ((_, positions), answers) in batches.into_iter().zip(answered) {
+            // A connection answers each of its requests, in order.
+            for (position, answer) in positions.into_iter().zip(answers?) {
+                ordered[position] = Some(answer);
+            }
+        }
+        ordered
+            .into_iter()
+            .map(|answer| {
+                answer.ok_or_else(|| Error::Unavailable {
+                    backend: Self::NAME,
+                    reason: format!("{operation}: fewer answers than requests"),
+                })
+            })
+            .collect()
+    }
+
+    /// The error of `operation` running out of time.
+    fn timed_out(&self, operation: &'static str) -> Error {
+        Error::Timeout {
+            backend: Self::NAME,
+            operation,
+            after: self.inner.config.timeout,
+        }
+    }
+
     /// Records that attempt number `attempt` on `server` failed with
     /// `error`: `Ok` if the operation is to be retried, else its error.
     fn failed(
@@ -239,11 +317,7 @@ impl MemcachedBackend {
         server.failed();
         let config = &self.inner.config;
         match error {
-            Failure::TimedOut => Err(Error::Timeout {
-                backend: Self::NAME,
-                operation,
-                after: config.timeout,
-            }),
+            Failure::TimedOut => Err(self.timed_out(operation)),
             Failure::Connection(error) if attempt >= config.retry_attempts => {
                 Err(unavailable(&server.name, &error))
             }
@@ -436,69 +510,60 @@ impl Backend for MemcachedBackend {
     }
 
     async fn get_many(&self, keys: &[&str]) -> Result<Vec<Option<Bytes>>> {
-        let mut values = vec![None; keys.len()];
-        // One batch per server, in one round trip each.
-        let mut batches: Vec<(usize, Vec<usize>)> = Vec::new();
         let wire_keys = keys
             .iter()
             .map(|key| self.wire_key(key))
             .collect::<Result<Vec<_>>>()?;
-        for (position, key) in keys.iter().enumerate() {
-            let server = self.owner_index(key);
-            match batches.iter_mut().find(|(s, _)| *s == server) {
-                Some((_, positions)) => positions.push(position),
-                None => batches.push((server, vec![position])),
-            }
-        }
-        // The batches go out together: the servers answer in parallel.
-        let deadline = Instant::now() + self.inner.config.timeout;
-        let config = &self.inner.config;
-        let asks = batches.iter().map(|(server, positions)| {
-            let server = &self.inner.servers[*server];
-            let requests: Vec<Request<'_>> = positions
-                .iter()
-                .map(|&p| Request::Get { key: &wire_keys[p] })
-                .collect();
-            async move {
-                let requests = &requests;
-                let answers = timeout_at(
-                    deadline,
-                    on_connection(server, |connection| async move {
-                        connection.call_many(requests).await
-                    }),
-                )
-                .await;
-                match answers {
-                    Ok(Ok(answers)) => {
-                        server.succeeded();
-                        Ok(answers)
-                    }
-                    Ok(Err(error)) => {
-                        server.failed();
-                        Err(unavailable(&server.name, &error))
-                    }
-                    Err(_) => {
-                        server.failed();
-                        Err(Error::Timeout {
-                            backend: Self::NAME,
-                            operation: "get_many",
-                            after: config.timeout,
-                        })
-                    }
+        let requests = wire_keys.iter().map(|key| Request::Get { key }).collect();
+        self.batch("get_many", keys, requests)
+            .await?
+            .into_iter()
+            .map(|answer| match answer {
+                Response::Value(value) => Ok(Some(value)),
+                Response::Miss => Ok(None),
+                other => Err(unexpected("get_many", other)),
+            })
+            .collect()
+    }
+
+    /// Every key and value is checked before anything is sent; the entries
+    /// then go out in one batch per server, all servers at once. Not atomic:
+    /// on an error, entries for other servers may be stored.
+    async fn set_many(&self, entries: &[(&str, Bytes)], ttl: Option<Duration>) -> Result<()> {
+        let limit = self.inner.config.max_item_size;
+        let wire_keys = entries
+            .iter()
+            .map(|(key, value)| {
+                if value.len() > limit {
+                    return Err(Error::ValueTooLarge {
+                        size: value.len(),
+                        limit,
+                    });
                 }
-            }
-        });
-        let answered = futures_util::future::join_all(asks).await;
-        for ((_, positions), answers) in batches.into_iter().zip(answered) {
-            for (position, answer) in positions.into_iter().zip(answers?) {
-                values[position] = match answer {
-                    Response::Value(value) => Some(value),
-                    Response::Miss => None,
-                    other => return Err(unexpected("get_many", other)),
-                };
+                self.wire_key(key)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let ttl = ttl_seconds(ttl);
+        let requests = wire_keys
+            .iter()
+            .zip(entries)
+            .map(|(key, (_, value))| Request::Set { key, value, ttl })
+            .collect();
+        let keys: Vec<&str> = entries.iter().map(|(key, _)| *key).collect();
+        let answers = self.batch("set_many", &keys, requests).await?;
+        for (answer, (_, value)) in answers.into_iter().zip(entries) {
+            match answer {
+                Response::Stored => {}
+                Response::ServerError(message) if message.contains("too large") => {
+                    return Err(Error::ValueTooLarge {
+                        size: value.len(),
+                        limit,
+                    });
+                }
+                other => return Err(unexpected("set_many", other)),
             }
         }
-        Ok(values)
+        Ok(())
     }
 
     /// The configured `timeout`: the watchdog finds a call late at most an

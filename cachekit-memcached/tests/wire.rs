@@ -205,6 +205,47 @@ async fn get_many_answers_keys_spread_over_servers() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn set_many_stores_keys_spread_over_servers_and_checks_all_before_sending() {
+    let servers = common::servers(3);
+    let backend = common::backend(&servers, |c| c.max_item_size = 1000);
+    let keys: Vec<String> = (0..90).map(|i| format!("setmany:{i}")).collect();
+    let entries: Vec<(&str, Bytes)> = keys
+        .iter()
+        .map(|key| (key.as_str(), Bytes::from(key.clone())))
+        .collect();
+    backend
+        .set_many(&entries, Some(Duration::from_secs(60)))
+        .await
+        .unwrap();
+    let counts: Vec<u64> = servers
+        .iter()
+        .map(|s| common::item_count(&s.address()))
+        .collect();
+    assert_eq!(counts.iter().sum::<u64>(), 90);
+    assert!(counts.iter().all(|&c| c > 0), "{counts:?}");
+    for key in keys.iter().step_by(7) {
+        let owner = backend.server_for(key).to_string();
+        let stored = common::raw(&owner, &format!("mg {key} v"));
+        assert_eq!(stored, format!("VA {}\r\n{key}", key.len()));
+    }
+
+    // One entry too large: refused with its size, and nothing is sent.
+    let fresh = [
+        ("setmany:fresh", Bytes::from_static(b"v")),
+        ("setmany:big", Bytes::from(vec![0u8; 1001])),
+    ];
+    match backend.set_many(&fresh, None).await {
+        Err(Error::ValueTooLarge {
+            size: 1001,
+            limit: 1000,
+        }) => {}
+        other => panic!("expected ValueTooLarge, got {other:?}"),
+    }
+    let owner = backend.server_for("setmany:fresh").to_string();
+    assert_eq!(common::raw(&owner, "mg setmany:fresh v"), "EN");
+}
+
 #[test]
 fn registered_for_resolution() {
     let names: Vec<&str> = cachekit_core::resolve::factories()

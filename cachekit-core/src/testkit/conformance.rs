@@ -24,6 +24,7 @@ pub async fn conformance(backend: Arc<dyn Backend>) {
     run.values_are_opaque_bytes().await;
     run.keys_are_validated().await;
     run.get_many_matches_get().await;
+    run.set_many_matches_set().await;
     run.size_limit().await;
     run.ttl_clamp().await;
     run.cache_checks_capabilities().await;
@@ -186,6 +187,35 @@ impl Run {
             assert_eq!(value, expected, "{name}: get_many for key {i}");
             b.delete(k).await.unwrap();
         }
+    }
+
+    async fn set_many_matches_set(&self) {
+        let (b, name) = (&self.backend, self.name());
+        let keys: Vec<String> = (0..20).map(|i| self.key(&format!("setmany{i}"))).collect();
+        let entries: Vec<(&str, Bytes)> = keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| (k.as_str(), Bytes::from(format!("v{i}"))))
+            .collect();
+        b.set_many(&entries, None).await.unwrap();
+        for (key, value) in &entries {
+            assert_eq!(
+                b.get(key).await.unwrap().as_ref(),
+                Some(value),
+                "{name}: set_many stored {key}"
+            );
+            b.delete(key).await.unwrap();
+        }
+        let bad = [
+            (keys[0].as_str(), Bytes::from_static(b"v")),
+            ("a b", Bytes::new()),
+        ];
+        let refused = b.set_many(&bad, None).await;
+        assert!(
+            matches!(refused, Err(Error::InvalidKey { .. })),
+            "{name}: set_many with an unsafe key must be InvalidKey, got {refused:?}"
+        );
+        b.delete(&keys[0]).await.unwrap();
     }
 
     async fn size_limit(&self) {
