@@ -74,10 +74,14 @@
 ///
 /// A call's key is `namespace:function:args`. `args` stands for the bincode
 /// encoding of the arguments, in order, without the skipped ones: its hex
-/// when it is at most 15 bytes (`users:profile:2a` for `profile(42)`), else
-/// the hex of 128 bits of BLAKE3 over it (32 digits), so keys stay short and
-/// no two argument lists share one. It is the same in every process and
-/// build, so services sharing a backend share entries. Arguments must be `serde::Serialize`;
+/// when it is at most 15 bytes (`users:profile:2a` for `profile(42)` with
+/// an `id: u64`), else the hex of 128 bits of BLAKE3 over it (32 digits), so
+/// keys stay short, and distinct arguments get distinct keys (the hashed
+/// ones up to BLAKE3's collision resistance). It is the same in every
+/// process and build of one cachekit version, so services sharing a backend
+/// share entries; a version that changes the key format says so in its
+/// release notes (before 0.1.0, short arguments stopped being hashed).
+/// Arguments must be `serde::Serialize`;
 /// `self` is never part of the key: to include it (or a field of it), give
 /// the key yourself, e.g. `key = format!("{}/{id}", self.tenant)`.
 ///

@@ -211,7 +211,7 @@ impl bincode::enc::write::Writer for ArgsWriter {
 
 /// The key of one call of `function` with `args`: the function's name and
 /// the arguments part ([`args_part`]), as `#[cache]` makes it:
-/// `profile:2a` for `profile(42)`, `profile:3f2a...` (32 hex digits) for
+/// `profile:2a` for `profile(42_u64)`, `profile:3f2a...` (32 hex digits) for
 /// longer arguments. Give it to a [`Cache`](crate::Cache), which adds the
 /// namespace.
 pub fn for_call<T: Serialize + ?Sized>(function: &str, args: &T) -> Result<String> {

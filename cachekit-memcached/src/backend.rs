@@ -169,8 +169,10 @@ impl MemcachedBackend {
                 return Ok(response);
             }
             // Closed by the server while idle (restarted), and nothing sent:
-            // not the server failing now.
+            // not the server failing now. Its other idle connections likely
+            // are too: they are replaced at once.
             Err(ConnectionError::Stale) => {
+                server.pool.check_idle();
                 return self
                     .attempt_until(deadline, 0, operation, key, request)
                     .await;
@@ -198,6 +200,9 @@ impl MemcachedBackend {
         request: Request<'a>,
     ) -> Pin<Box<dyn Future<Output = Result<Response>> + Send + 'a>> {
         Box::pin(async move {
+            // A connection found closed while idle, as in `execute`, is
+            // replaced once without counting; a new one found so counts.
+            let mut stale_seen = false;
             loop {
                 let server = self.pick(key);
                 let mut used = None;
@@ -211,6 +216,11 @@ impl MemcachedBackend {
                     Ok(Ok(response)) => {
                         server.succeeded();
                         return Ok(response);
+                    }
+                    Ok(Err(ConnectionError::Stale)) if !stale_seen => {
+                        stale_seen = true;
+                        server.pool.check_idle();
+                        continue;
                     }
                     Ok(Err(error)) => Failure::from(error),
                     Err(_) => {
@@ -349,14 +359,17 @@ impl From<ConnectionError> for Failure {
 
 /// Runs `call` on a connection of `server`'s pool, and once more on a new
 /// one if the first had been closed by the server while idle (nothing was
-/// sent on it).
+/// sent on it; the pool's other such connections are replaced too).
 async fn on_connection<T, F, Fut>(server: &Server, call: F) -> Result<T, ConnectionError>
 where
     F: Fn(Arc<Connection>) -> Fut,
     Fut: Future<Output = Result<T, ConnectionError>>,
 {
     match call(server.pool.connection().await?).await {
-        Err(ConnectionError::Stale) => call(server.pool.connection().await?).await,
+        Err(ConnectionError::Stale) => {
+            server.pool.check_idle();
+            call(server.pool.connection().await?).await
+        }
         answer => answer,
     }
 }
@@ -534,13 +547,15 @@ impl Backend for MemcachedBackend {
         let wire_keys = entries
             .iter()
             .map(|(key, value)| {
+                // The key first, as `set` checks it.
+                let wire = self.wire_key(key)?;
                 if value.len() > limit {
                     return Err(Error::ValueTooLarge {
                         size: value.len(),
                         limit,
                     });
                 }
-                self.wire_key(key)
+                Ok(wire)
             })
             .collect::<Result<Vec<_>>>()?;
         let ttl = ttl_seconds(ttl);

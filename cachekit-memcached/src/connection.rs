@@ -459,6 +459,14 @@ impl Connection {
         self.shared.failed.load(Ordering::Acquire)
     }
 
+    /// Checks an idle connection, without blocking, for the server having
+    /// closed it, and fails it if so (as a call on it would); `true` if it
+    /// is (now) closed.
+    pub(crate) fn check_idle(&self) -> bool {
+        let state = self.shared.lock();
+        state.failure.is_some() || self.shared.unless_closed_while_idle(state).is_none()
+    }
+
     /// How many requests are queued or sent and not answered yet (meaningless
     /// once the connection [`is_closed`](Self::is_closed): an answer nobody
     /// asked for is counted off before it fails the connection).
@@ -493,21 +501,13 @@ impl Connection {
         // Made before locking, unless the caller will likely read itself.
         let mut channel = (!shared.idle.load(Ordering::Relaxed)).then(oneshot::channel);
         let (turn, write, wake_reader) = {
-            let mut state = shared.lock();
+            let state = shared.lock();
             if let Some(failure) = &state.failure {
                 return Err(failure.error());
             }
-            if let Some(side) = state
-                .read_side
-                .as_ref()
-                .filter(|_| state.waiters.is_empty())
-            {
-                if let Err(failure) = side.probe_idle() {
-                    drop(state);
-                    shared.fail(failure);
-                    return Err(ConnectionError::Stale);
-                }
-            }
+            let Some(mut state) = shared.unless_closed_while_idle(state) else {
+                return Err(ConnectionError::Stale);
+            };
             for request in requests {
                 encode(request, &mut state.queue);
             }
@@ -895,8 +895,34 @@ impl Shared {
     /// then drops the read half) and aborts the tasks (which drops the halves
     /// they hold), so the socket closes.
     fn fail(&self, failure: Failure) {
+        self.fail_locked(self.lock(), failure);
+    }
+
+    /// Checks the connection, if idle, for the server having closed it
+    /// (without blocking); if so, fails it before the lock is let go (so
+    /// that nobody probes again, the probe may have taken the byte that gave
+    /// the close away, and sends) and returns `None`; else the lock.
+    fn unless_closed_while_idle<'a>(
+        &self,
+        state: MutexGuard<'a, State>,
+    ) -> Option<MutexGuard<'a, State>> {
+        let idle = state
+            .read_side
+            .as_ref()
+            .filter(|_| state.waiters.is_empty());
+        match idle.map_or(Ok(()), |side| side.probe_idle()) {
+            Ok(()) => Some(state),
+            Err(failure) => {
+                self.fail_locked(state, failure);
+                None
+            }
+        }
+    }
+
+    /// [`fail`](Self::fail), with the state already locked: the failure is
+    /// set before anyone else can lock it.
+    fn fail_locked(&self, mut state: MutexGuard<'_, State>, failure: Failure) {
         let (waiters, first, read_side) = {
-            let mut state = self.lock();
             if state.failure.is_some() {
                 return;
             }
@@ -907,7 +933,9 @@ impl Shared {
             state.socket = None;
             state.queue = BytesMut::new();
             let first = state.queued - state.waiters.len() as u64;
-            (mem::take(&mut state.waiters), first, state.read_side.take())
+            let taken = (mem::take(&mut state.waiters), first, state.read_side.take());
+            drop(state);
+            taken
         };
         drop(read_side);
         for (call, waiter) in (first..).zip(waiters) {

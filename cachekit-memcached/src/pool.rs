@@ -127,6 +127,22 @@ impl Pool {
         Ok(connection)
     }
 
+    /// Fails the idle connections the server has closed, so that they are
+    /// replaced rather than tried one by one: called once a call found one
+    /// (a restarted server closed them all).
+    pub(crate) fn check_idle(&self) {
+        for slot in self.slots.iter() {
+            let connection = slot
+                .connection
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone();
+            if let Some(connection) = connection {
+                connection.check_idle();
+            }
+        }
+    }
+
     /// The first open connection with fewer than [`BUSY`] requests in
     /// flight; else the first vacant slot, if any; else the least busy
     /// connection.
@@ -161,7 +177,7 @@ impl Pool {
 mod tests {
     use std::future::Future;
 
-    use cachekit_core::testkit::SilentServer;
+    use cachekit_core::testkit::{ServerProcess, SilentServer};
     use tokio::task::JoinHandle;
 
     use super::*;
@@ -271,5 +287,32 @@ mod tests {
         assert!(!Arc::ptr_eq(&second, &first));
         assert!(!second.is_closed());
         assert!(Arc::ptr_eq(&connection(&pool).await, &second));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn check_idle_replaces_every_idle_connection_a_stopped_server_closed() {
+        let mut server = ServerProcess::memcached();
+        let timeout = Duration::from_secs(10);
+        let pool = Pool::new(server.address(), Duration::from_secs(2), timeout, 2);
+        // An open connection in each slot, as a busy moment leaves them.
+        let address = server.address();
+        for slot in pool.slots.iter() {
+            let connecting = Connection::connect(&address, Duration::from_secs(2), timeout);
+            let connection = bounded(connecting).await.expect("connects");
+            *slot.connection.lock().unwrap() = Some(Arc::new(connection));
+        }
+        let stopped = tokio::task::spawn_blocking(move || {
+            server.stop();
+            server
+        });
+        let _server = bounded(stopped).await.expect("stopped");
+        // The closes reach the runtime's reactor while this task sleeps.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(pool.ready().is_some(), "noticed only when checked");
+        pool.check_idle();
+        assert!(
+            pool.ready().is_none(),
+            "both connections are to be replaced"
+        );
     }
 }

@@ -8,7 +8,7 @@
 //! - **A key per call**: the function's namespace (default: its module path,
 //!   `my_crate.users`), its name, and its arguments: the hex of their
 //!   bincode bytes when short (`my_crate.users:profile:2a` for
-//!   `profile(42)`), else of their BLAKE3 hash (see [`key`](crate::key)),
+//!   `profile(42_u64)`), else of their BLAKE3 hash (see [`key`](crate::key)),
 //!   or a `key = ...` given in the attribute in place of the arguments.
 //! - **An L1 hit that neither hashes nor decodes**: every cached function
 //!   shares one L1 tier of decoded results, keyed by the function's identity
