@@ -20,10 +20,7 @@ async fn keys_land_on_every_server_where_the_ring_says() {
             .await
             .unwrap();
     }
-    let counts: Vec<u64> = servers
-        .iter()
-        .map(|s| common::item_count(&s.address()))
-        .collect();
+    let counts = common::item_counts(&servers);
     assert_eq!(counts.iter().sum::<u64>(), 300);
     assert!(
         counts.iter().all(|&c| c >= 60),
@@ -218,10 +215,7 @@ async fn set_many_stores_keys_spread_over_servers_and_checks_all_before_sending(
         .set_many(&entries, Some(Duration::from_secs(60)))
         .await
         .unwrap();
-    let counts: Vec<u64> = servers
-        .iter()
-        .map(|s| common::item_count(&s.address()))
-        .collect();
+    let counts = common::item_counts(&servers);
     assert_eq!(counts.iter().sum::<u64>(), 90);
     assert!(counts.iter().all(|&c| c > 0), "{counts:?}");
     for key in keys.iter().step_by(7) {

@@ -69,3 +69,8 @@ pub fn item_count(address: &str) -> u64 {
     }
     panic!("no curr_items in stats of {address}");
 }
+
+/// [`item_count`] of each of `servers`, in order.
+pub fn item_counts(servers: &[ServerProcess]) -> Vec<u64> {
+    servers.iter().map(|s| item_count(&s.address())).collect()
+}
