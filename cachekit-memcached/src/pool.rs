@@ -193,6 +193,16 @@ mod tests {
             .expect("finished in time")
     }
 
+    /// A pool of `size` to `server`.
+    fn silent_pool(server: &SilentServer, size: usize) -> Pool {
+        Pool::new(
+            server.address(),
+            Duration::from_secs(2),
+            Duration::from_secs(10),
+            size,
+        )
+    }
+
     /// A connection from `pool`, failing the test if there is none.
     async fn connection(pool: &Pool) -> Arc<Connection> {
         bounded(pool.connection()).await.expect("a connection")
@@ -220,12 +230,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn connections_fill_in_order_and_the_least_busy_is_used_when_all_are_busy() {
         let server = SilentServer::start();
-        let pool = Pool::new(
-            server.address(),
-            Duration::from_secs(2),
-            Duration::from_secs(10),
-            2,
-        );
+        let pool = silent_pool(&server, 2);
         let first = connection(&pool).await;
         let mut calls = vec![load(&first, BUSY - 1).await];
         assert!(
@@ -259,12 +264,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_pool_of_one_shares_its_connection_however_busy() {
         let server = SilentServer::start();
-        let pool = Pool::new(
-            server.address(),
-            Duration::from_secs(2),
-            Duration::from_secs(10),
-            1,
-        );
+        let pool = silent_pool(&server, 1);
         let only = connection(&pool).await;
         let call = load(&only, BUSY * 2).await;
         assert!(Arc::ptr_eq(&connection(&pool).await, &only));
@@ -274,12 +274,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_closed_connection_is_replaced_in_its_slot() {
         let server = SilentServer::start();
-        let pool = Pool::new(
-            server.address(),
-            Duration::from_secs(2),
-            Duration::from_secs(10),
-            3,
-        );
+        let pool = silent_pool(&server, 3);
         let first = connection(&pool).await;
         assert!(Arc::ptr_eq(&connection(&pool).await, &first));
         first.close();
