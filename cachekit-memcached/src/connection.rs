@@ -460,11 +460,10 @@ impl Connection {
     }
 
     /// Checks an idle connection, without blocking, for the server having
-    /// closed it, and fails it if so (as a call on it would); `true` if it
-    /// is (now) closed.
-    pub(crate) fn check_idle(&self) -> bool {
-        let state = self.shared.lock();
-        state.failure.is_some() || self.shared.unless_closed_while_idle(state).is_none()
+    /// closed it, and fails it if so (as a call on it would).
+    pub(crate) fn check_idle(&self) {
+        // A failed connection has no read side left to probe.
+        drop(self.shared.unless_closed_while_idle(self.shared.lock()));
     }
 
     /// How many requests are queued or sent and not answered yet (meaningless
