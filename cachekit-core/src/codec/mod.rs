@@ -1,0 +1,440 @@
+//! Values on the wire: serde + bincode inside a small versioned envelope.
+//!
+//! ```text
+//! offset  size  field
+//! 0       2     magic "CK"
+//! 2       1     format version (3)
+//! 3       1     flags (0; reserved)
+//! 4       8     expiry, Unix milliseconds, little endian (0: none)
+//! 12      4     CRC-32C of bytes 2..12 and the payload, little endian
+//! 16      ..    payload:
+//!         8       shape fingerprint of the value, little endian (see `shape`)
+//!         ..      the value in bincode's standard configuration
+//! ```
+//!
+//! The expiry lets a process that reads an entry written elsewhere bound its
+//! in-process copy by the entry's lifetime (an L1 copy never outlives the L2
+//! entry). The shape fingerprint lets a reader tell an entry written by
+//! another type (a changed return type, reordered struct fields) from one of
+//! its own: such an entry is refused, never decoded into wrong data.
+//!
+//! Nothing a backend returns can crash the reader: bytes that are not a
+//! valid envelope of this version, a payload that does not decode as the
+//! requested type, or one whose shape differs, are an [`Error::Codec`], which
+//! [`Cache`](crate::Cache) turns into a miss and a warning. Payloads are read
+//! by a bounded reader (see `reader`): no declared length is allocated before
+//! the bytes are there, and nesting is limited to [`MAX_DEPTH`] levels.
+
+mod reader;
+mod shape;
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::{Error, Result};
+use reader::Reader;
+pub use shape::MAX_DEPTH;
+
+const MAGIC: &[u8; 2] = b"CK";
+/// The envelope format version written by this release. Version 1 (before
+/// 0.1.0 was released) had a CRC-32 (IEEE) in place of the CRC-32C; version
+/// 2 had no shape fingerprint.
+pub const FORMAT_VERSION: u8 = 3;
+/// Size of the envelope header in bytes, before the payload.
+pub const HEADER_LEN: usize = 16;
+/// Size of the shape fingerprint at the start of the payload.
+const SHAPE_LEN: usize = 8;
+
+/// An envelope whose header and checksum were verified.
+#[derive(Debug, Clone)]
+pub struct Opened {
+    /// The payload: the shape fingerprint, then the bincode bytes.
+    pub payload: Bytes,
+    /// When the writer meant the entry to expire, if ever.
+    pub expires_at: Option<SystemTime>,
+}
+
+/// Encodes `value` in an envelope that records `expires_at`.
+///
+/// Refused with [`Error::Codec`]: values nested deeper than [`MAX_DEPTH`],
+/// sequences or maps without a known length, and values whose collections
+/// hold more zero-sized elements than the encoding has bytes (`Vec<()>`),
+/// which the bounded reader could not tell from a forged length.
+pub fn encode<T: Serialize + ?Sized>(value: &T, expires_at: Option<SystemTime>) -> Result<Bytes> {
+    // The shape first: it refuses too deep a value before bincode's
+    // serializer recurses into it.
+    let shape = shape::shape_of(value)
+        .map_err(|e| Error::Codec(format!("cannot encode the value: {e}")))?;
+    let mut out = BytesMut::with_capacity(HEADER_LEN + SHAPE_LEN + 64).writer();
+    out.get_mut().put_slice(MAGIC);
+    out.get_mut().put_u8(FORMAT_VERSION);
+    out.get_mut().put_u8(0);
+    out.get_mut().put_u64_le(expiry_millis(expires_at));
+    out.get_mut().put_u32_le(0);
+    out.get_mut().put_u64_le(shape.finish());
+    bincode::serde::encode_into_std_write(value, &mut out, bincode::config::standard())
+        .map_err(|e| Error::Codec(format!("cannot encode the value: {e}")))?;
+    let mut buf = out.into_inner();
+    let body = buf.len() - HEADER_LEN - SHAPE_LEN;
+    if shape.elements > body as u64 {
+        return Err(Error::Codec(format!(
+            "cannot encode the value: its collections hold {} elements in {body} bytes \
+             (zero-sized elements, such as in `Vec<()>`, are not stored)",
+            shape.elements
+        )));
+    }
+    let crc = checksum(&buf[2..12], &buf[HEADER_LEN..]);
+    buf[12..16].copy_from_slice(&crc.to_le_bytes());
+    Ok(buf.freeze())
+}
+
+/// Verifies the envelope around `bytes` and returns its payload.
+pub fn open(mut bytes: Bytes) -> Result<Opened> {
+    if bytes.len() < HEADER_LEN + SHAPE_LEN {
+        return Err(corrupt(format!(
+            "{} bytes is shorter than the envelope header",
+            bytes.len()
+        )));
+    }
+    if &bytes[..2] != MAGIC {
+        return Err(corrupt("not a cachekit envelope (bad magic)".into()));
+    }
+    if bytes[2] != FORMAT_VERSION {
+        return Err(corrupt(format!(
+            "envelope format version {} (this release reads {FORMAT_VERSION})",
+            bytes[2]
+        )));
+    }
+    let stored = u32::from_le_bytes(bytes[12..16].try_into().expect("4 bytes"));
+    if stored != checksum(&bytes[2..12], &bytes[HEADER_LEN..]) {
+        return Err(corrupt("checksum mismatch".into()));
+    }
+    let millis = u64::from_le_bytes(bytes[4..12].try_into().expect("8 bytes"));
+    let expires_at = (millis != 0).then(|| {
+        UNIX_EPOCH
+            .checked_add(Duration::from_millis(millis))
+            .unwrap_or(UNIX_EPOCH)
+    });
+    // Advanced rather than sliced: slicing clones, which makes a `Bytes`
+    // still owned by one `Vec` (as a backend's copy is) allocate to share it.
+    bytes.advance(HEADER_LEN);
+    Ok(Opened {
+        payload: bytes,
+        expires_at,
+    })
+}
+
+/// Decodes a verified payload into a `T`: every byte must be used, and the
+/// shape `T` reads must be the shape the writer wrote.
+pub fn decode_payload<T: DeserializeOwned>(payload: &[u8]) -> Result<T> {
+    let Some((shape, body)) = payload.split_first_chunk::<SHAPE_LEN>() else {
+        return Err(corrupt(format!(
+            "a payload of {} bytes has no shape fingerprint",
+            payload.len()
+        )));
+    };
+    let mut reader = Reader::new(body);
+    let value = T::deserialize(&mut reader).map_err(|e| {
+        corrupt(format!(
+            "payload does not decode as the requested type: {e}"
+        ))
+    })?;
+    if reader.remaining() != 0 {
+        return Err(corrupt(format!(
+            "payload has {} trailing bytes after the requested type",
+            reader.remaining()
+        )));
+    }
+    if reader.shape.finish() != u64::from_le_bytes(*shape) {
+        return Err(corrupt(
+            "the entry was written by another type (its shape differs from the requested type's)"
+                .into(),
+        ));
+    }
+    Ok(value)
+}
+
+/// Opens and decodes in one step.
+pub fn decode<T: DeserializeOwned>(bytes: Bytes) -> Result<T> {
+    decode_payload(&open(bytes)?.payload)
+}
+
+fn expiry_millis(expires_at: Option<SystemTime>) -> u64 {
+    expires_at
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |d| {
+            u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
+        })
+}
+
+/// CRC-32C (Castagnoli): computed by the CPU's `crc32` instruction (SSE 4.2,
+/// ARMv8), without the 16 KiB of tables a table-driven CRC-32 reads, which
+/// are cold again after each network round trip (a software fallback
+/// remains for other CPUs).
+fn checksum(header: &[u8], payload: &[u8]) -> u32 {
+    crc32c::crc32c_append(crc32c::crc32c(header), payload)
+}
+
+fn corrupt(reason: String) -> Error {
+    Error::Codec(format!("stored bytes are unreadable: {reason}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    struct Profile {
+        id: u64,
+        name: String,
+        tags: Vec<String>,
+        score: Option<f64>,
+    }
+
+    fn profile() -> Profile {
+        Profile {
+            id: 7,
+            name: "Ada".into(),
+            tags: vec!["x".into(), "y".into()],
+            score: Some(1.5),
+        }
+    }
+
+    /// An envelope around `body` with a valid checksum and the shape of `T`'s
+    /// `sample`, as a writer of `T` with a bug (or an attacker) would make it.
+    fn forged<T: Serialize>(sample: &T, body: &[u8]) -> Bytes {
+        let shape = shape::shape_of(sample).unwrap().finish();
+        let mut buf = BytesMut::new();
+        buf.put_slice(MAGIC);
+        buf.put_u8(FORMAT_VERSION);
+        buf.put_u8(0);
+        buf.put_u64_le(0);
+        buf.put_u32_le(0);
+        buf.put_u64_le(shape);
+        buf.put_slice(body);
+        let crc = checksum(&buf[2..12], &buf[HEADER_LEN..]);
+        buf[12..16].copy_from_slice(&crc.to_le_bytes());
+        buf.freeze()
+    }
+
+    #[test]
+    fn round_trip_keeps_value_and_expiry() {
+        let expiry = UNIX_EPOCH + Duration::from_millis(1_900_000_000_123);
+        let bytes = encode(&profile(), Some(expiry)).unwrap();
+        let opened = open(bytes.clone()).unwrap();
+        assert_eq!(opened.expires_at, Some(expiry));
+        assert_eq!(decode::<Profile>(bytes).unwrap(), profile());
+        assert_eq!(open(encode(&1u8, None).unwrap()).unwrap().expires_at, None);
+    }
+
+    #[test]
+    fn the_checksum_is_crc32c_over_the_header_then_the_payload() {
+        // CRC-32C's check value: other implementations must agree with it.
+        assert_eq!(checksum(b"1234", b"56789"), 0xE306_9283);
+    }
+
+    #[test]
+    fn every_single_bit_flip_is_detected() {
+        let bytes = encode(&profile(), None).unwrap();
+        for i in 0..bytes.len() {
+            for bit in 0..8 {
+                let mut bad = bytes.to_vec();
+                bad[i] ^= 1 << bit;
+                assert!(
+                    decode::<Profile>(Bytes::from(bad)).is_err(),
+                    "flip at byte {i} bit {bit} passed"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn truncated_envelopes_are_errors() {
+        let bytes = encode(&profile(), None).unwrap();
+        for len in 0..bytes.len() {
+            assert!(
+                matches!(decode::<Profile>(bytes.slice(..len)), Err(Error::Codec(_))),
+                "len {len}"
+            );
+        }
+    }
+
+    #[test]
+    fn random_bytes_are_errors_not_panics() {
+        // xorshift: deterministic, no dependency.
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        for round in 0..2000 {
+            let len = (round % 97) as usize;
+            let mut buf = Vec::with_capacity(len + HEADER_LEN);
+            if round % 2 == 0 {
+                buf.extend_from_slice(&[b'C', b'K', FORMAT_VERSION, 0]);
+            }
+            for _ in 0..len {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                buf.push(state as u8);
+            }
+            assert!(decode::<Profile>(Bytes::from(buf)).is_err());
+        }
+    }
+
+    #[test]
+    fn other_versions_and_foreign_types_are_errors() {
+        let mut bytes = encode(&profile(), None).unwrap().to_vec();
+        bytes[2] = FORMAT_VERSION + 1;
+        assert!(decode::<Profile>(Bytes::from(bytes)).is_err());
+        let number = encode(&5u64, None).unwrap();
+        assert!(decode::<Profile>(number).is_err());
+        let string = encode("hello", None).unwrap();
+        assert!(
+            decode::<u8>(string).is_err(),
+            "trailing bytes must not pass"
+        );
+    }
+
+    #[test]
+    fn declared_lengths_beyond_the_payload_are_errors_not_allocations() {
+        // A `String` of 2^40 bytes, then of `u64::MAX`: bincode 2 allocates
+        // these before reading (an abort, a "capacity overflow" panic).
+        for len in [1_u64 << 40, u64::MAX] {
+            let mut body = vec![253];
+            body.extend_from_slice(&len.to_le_bytes());
+            body.extend_from_slice(b"abc");
+            let error = decode::<String>(forged(&String::new(), &body)).unwrap_err();
+            assert!(error.to_string().contains("remain"), "{error}");
+            let error = decode::<Vec<u64>>(forged(&Vec::<u64>::new(), &body)).unwrap_err();
+            assert!(error.to_string().contains("cannot hold"), "{error}");
+        }
+    }
+
+    #[test]
+    fn a_number_read_as_a_string_is_refused() {
+        // Written by `fn label(n) -> u64`, read after a deploy by `-> String`:
+        // in bincode, the number's bytes are a valid string length.
+        let written = encode(&1_700_000_000_000_u64, None).unwrap();
+        let error = decode::<String>(written).unwrap_err();
+        assert!(matches!(error, Error::Codec(_)), "{error}");
+    }
+
+    #[test]
+    fn reordered_fields_are_refused_not_swapped() {
+        #[derive(Serialize)]
+        struct Before {
+            id: u64,
+            name: String,
+            email: String,
+        }
+        #[derive(Debug, Deserialize)]
+        #[allow(dead_code)]
+        struct After {
+            id: u64,
+            email: String,
+            name: String,
+        }
+        let written = encode(
+            &Before {
+                id: 1,
+                name: "Ada".into(),
+                email: "ada@example.com".into(),
+            },
+            None,
+        )
+        .unwrap();
+        let error = decode::<After>(written).unwrap_err();
+        assert!(error.to_string().contains("another type"), "{error}");
+    }
+
+    #[test]
+    fn a_new_enum_variant_still_reads_entries_written_before() {
+        // One enum before and after a deploy (serde names it `Status` both times).
+        #[derive(Serialize)]
+        #[serde(rename = "Status")]
+        enum Old {
+            A(u8),
+            B,
+        }
+        #[derive(Debug, PartialEq, Deserialize)]
+        #[serde(rename = "Status")]
+        enum New {
+            A(u8),
+            B,
+            C(String),
+        }
+        assert_eq!(
+            decode::<New>(encode(&Old::A(3), None).unwrap()).unwrap(),
+            New::A(3)
+        );
+        assert_eq!(
+            decode::<New>(encode(&Old::B, None).unwrap()).unwrap(),
+            New::B
+        );
+        #[derive(Debug, Deserialize)]
+        #[serde(rename = "Status")]
+        #[allow(dead_code)]
+        enum Moved {
+            B,
+            A(u8),
+        }
+        assert!(decode::<Moved>(encode(&Old::B, None).unwrap()).is_err());
+        // Swapped unit variants: the same bytes, another meaning.
+        #[derive(Serialize)]
+        #[serde(rename = "Light")]
+        enum Written {
+            Red,
+            #[allow(dead_code)]
+            Green,
+        }
+        #[derive(Debug, Deserialize)]
+        #[serde(rename = "Light")]
+        enum Read {
+            Green,
+            Red,
+        }
+        let error = decode::<Read>(encode(&Written::Red, None).unwrap()).unwrap_err();
+        assert!(error.to_string().contains("another type"), "{error}");
+        let _ = (Read::Green, Read::Red);
+    }
+
+    #[derive(Debug, Serialize, Deserialize)]
+    enum Nest {
+        Leaf,
+        Node(Box<Nest>),
+    }
+
+    #[test]
+    fn nesting_is_bounded_when_writing_and_reading() {
+        let mut deep = Nest::Leaf;
+        for _ in 0..=MAX_DEPTH {
+            deep = Nest::Node(Box::new(deep));
+        }
+        let error = encode(&deep, None).unwrap_err();
+        assert!(error.to_string().contains("deeper than"), "{error}");
+        let mut fits = Nest::Leaf;
+        for _ in 0..MAX_DEPTH {
+            fits = Nest::Node(Box::new(fits));
+        }
+        decode::<Nest>(encode(&fits, None).unwrap()).unwrap();
+        // 200,000 levels under a valid checksum: refused, on this thread's stack.
+        let mut body = vec![1_u8; 200_000];
+        body.push(0);
+        let error = decode::<Nest>(forged(&Nest::Leaf, &body)).unwrap_err();
+        assert!(error.to_string().contains("deeper than"), "{error}");
+        for value in [deep, fits] {
+            std::mem::forget(value); // a deep `Box` chain would drop recursively
+        }
+    }
+
+    #[test]
+    fn zero_sized_elements_are_not_stored() {
+        let error = encode(&vec![(); 10], None).unwrap_err();
+        assert!(error.to_string().contains("zero-sized"), "{error}");
+        // A unit-only map or set with as many elements as bytes would pass
+        // encoding; the reader's element budget then matches the writer's.
+        decode::<Vec<()>>(encode(&Vec::<()>::new(), None).unwrap()).unwrap();
+    }
+}

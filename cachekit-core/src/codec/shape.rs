@@ -1,0 +1,475 @@
+//! The shape fingerprint of a stored value: a hash of the serde data-model
+//! calls that describe it (which primitive, which struct with which fields
+//! in which order, which enum variant by index and name), without the
+//! primitive values themselves.
+//!
+//! The writer hashes the calls its value's `Serialize` makes ([`shape_of`]);
+//! the reader hashes the calls the requested type's `Deserialize` makes while
+//! it decodes (the [`reader`](super::reader) feeds the same [`Shape`]). The
+//! two agree exactly when the reader asks for what the writer wrote, so an
+//! entry written by another type (a deploy that changed a return type, a
+//! struct whose fields were reordered or renamed, an enum whose variants
+//! moved) is detected rather than decoded into wrong data. It follows the
+//! value, not the whole type: an enum that gained a variant still reads the
+//! entries written before, whose variants are unchanged.
+//!
+//! The same walk bounds what is stored: values nested deeper than
+//! [`MAX_DEPTH`] are refused, so that nothing is stored that the bounded
+//! reader would refuse to read back.
+
+use std::fmt;
+
+use serde::ser::{self, Serialize};
+
+/// Deepest nesting of compound values (options, structs, tuples, sequences,
+/// maps, enum variants) that is stored or read. A bound, so that a crafted
+/// entry cannot overflow the reader's stack (each level is a few frames of
+/// the value's `Deserialize`); 128 as in `serde_json`, which leaves room on
+/// a 2 MiB thread stack in a debug build.
+pub const MAX_DEPTH: u32 = 128;
+
+/// One serde data-model call, as hashed.
+#[derive(Debug, Clone, Copy)]
+#[repr(u8)]
+pub(super) enum Tag {
+    Bool = 1,
+    I8,
+    I16,
+    I32,
+    I64,
+    I128,
+    U8,
+    U16,
+    U32,
+    U64,
+    U128,
+    F32,
+    F64,
+    Char,
+    Str,
+    Bytes,
+    None,
+    Some,
+    Unit,
+    UnitStruct,
+    NewtypeStruct,
+    Seq,
+    Tuple,
+    TupleStruct,
+    Map,
+    Struct,
+    Field,
+    Enum,
+    UnitVariant,
+    NewtypeVariant,
+    TupleVariant,
+    StructVariant,
+}
+
+/// The running fingerprint of one value, its current nesting depth, and how
+/// many collection elements it declared.
+#[derive(Debug, Clone)]
+pub(super) struct Shape {
+    hash: u64,
+    depth: u32,
+    /// Elements of every sequence and map, summed (see [`Shape::elements`]).
+    pub(super) elements: u64,
+}
+
+/// Odd constant of the multiply-rotate mix (the 64-bit golden ratio).
+const K: u64 = 0x9e37_79b9_7f4a_7c15;
+
+impl Shape {
+    pub(super) fn new() -> Self {
+        Shape {
+            hash: 0,
+            depth: 0,
+            elements: 0,
+        }
+    }
+
+    /// The fingerprint of the calls so far.
+    pub(super) fn finish(&self) -> u64 {
+        // murmur3's final mix, so that every input bit moves every output bit.
+        let mut h = self.hash;
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+        h ^ (h >> 33)
+    }
+
+    fn word(&mut self, word: u64) {
+        self.hash = (self.hash.rotate_left(23) ^ word).wrapping_mul(K);
+    }
+
+    /// Records a call; `n` is a length or an index that belongs to it.
+    pub(super) fn tag(&mut self, tag: Tag, n: u64) {
+        self.word(tag as u64 | (n << 8));
+    }
+
+    /// Records a name (of a struct, field, enum or variant), by content:
+    /// fingerprints are compared across processes and builds.
+    pub(super) fn name(&mut self, name: &str) {
+        self.word(name.len() as u64);
+        let mut chunks = name.as_bytes().chunks_exact(8);
+        for chunk in &mut chunks {
+            self.word(u64::from_le_bytes(chunk.try_into().expect("8 bytes")));
+        }
+        let mut tail = [0; 8];
+        tail[..chunks.remainder().len()].copy_from_slice(chunks.remainder());
+        self.word(u64::from_le_bytes(tail));
+    }
+
+    /// Enters a compound value; an error past [`MAX_DEPTH`].
+    pub(super) fn enter(&mut self) -> Result<(), TooDeep> {
+        if self.depth >= MAX_DEPTH {
+            return Err(TooDeep);
+        }
+        self.depth += 1;
+        Ok(())
+    }
+
+    /// Leaves the compound value entered last.
+    pub(super) fn leave(&mut self) {
+        self.depth -= 1;
+    }
+}
+
+/// A value nested deeper than [`MAX_DEPTH`].
+#[derive(Debug)]
+pub(super) struct TooDeep;
+
+impl fmt::Display for TooDeep {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "the value is nested deeper than {MAX_DEPTH} levels")
+    }
+}
+
+/// The shape of `value` as its `Serialize` describes it.
+pub(super) fn shape_of<T: Serialize + ?Sized>(value: &T) -> Result<Shape, WalkError> {
+    let mut shape = Shape::new();
+    value.serialize(&mut shape)?;
+    Ok(shape)
+}
+
+/// Why a value's shape could not be taken.
+#[derive(Debug)]
+pub(super) struct WalkError(pub(super) String);
+
+impl fmt::Display for WalkError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for WalkError {}
+
+impl ser::Error for WalkError {
+    fn custom<T: fmt::Display>(msg: T) -> Self {
+        WalkError(msg.to_string())
+    }
+}
+
+impl From<TooDeep> for WalkError {
+    fn from(error: TooDeep) -> Self {
+        WalkError(error.to_string())
+    }
+}
+
+type Walk = Result<(), WalkError>;
+
+impl Shape {
+    /// Enters a compound value for the serializer: recorded, and counted in depth.
+    fn open(&mut self, tag: Tag, n: u64) -> Result<&mut Self, WalkError> {
+        self.tag(tag, n);
+        self.enter()?;
+        Ok(self)
+    }
+
+    /// Serializes `value` one level down.
+    fn nested<T: Serialize + ?Sized>(&mut self, tag: Tag, n: u64, value: &T) -> Walk {
+        self.open(tag, n)?;
+        value.serialize(&mut *self)?;
+        self.leave();
+        Ok(())
+    }
+
+    fn declare(&mut self, len: Option<usize>) -> Result<u64, WalkError> {
+        // bincode refuses sequences without a length; say so here first.
+        let len = len.ok_or_else(|| {
+            WalkError("a sequence or map without a known length cannot be stored".into())
+        })?;
+        self.elements = self.elements.saturating_add(len as u64);
+        Ok(len as u64)
+    }
+}
+
+impl ser::Serializer for &mut Shape {
+    type Ok = ();
+    type Error = WalkError;
+    type SerializeSeq = Self;
+    type SerializeTuple = Self;
+    type SerializeTupleStruct = Self;
+    type SerializeTupleVariant = Self;
+    type SerializeMap = Self;
+    type SerializeStruct = Self;
+    type SerializeStructVariant = Self;
+
+    fn is_human_readable(&self) -> bool {
+        // As bincode's serializer: types then choose their compact form.
+        false
+    }
+
+    fn serialize_bool(self, _: bool) -> Walk {
+        self.tag(Tag::Bool, 0);
+        Ok(())
+    }
+    fn serialize_i8(self, _: i8) -> Walk {
+        self.tag(Tag::I8, 0);
+        Ok(())
+    }
+    fn serialize_i16(self, _: i16) -> Walk {
+        self.tag(Tag::I16, 0);
+        Ok(())
+    }
+    fn serialize_i32(self, _: i32) -> Walk {
+        self.tag(Tag::I32, 0);
+        Ok(())
+    }
+    fn serialize_i64(self, _: i64) -> Walk {
+        self.tag(Tag::I64, 0);
+        Ok(())
+    }
+    fn serialize_i128(self, _: i128) -> Walk {
+        self.tag(Tag::I128, 0);
+        Ok(())
+    }
+    fn serialize_u8(self, _: u8) -> Walk {
+        self.tag(Tag::U8, 0);
+        Ok(())
+    }
+    fn serialize_u16(self, _: u16) -> Walk {
+        self.tag(Tag::U16, 0);
+        Ok(())
+    }
+    fn serialize_u32(self, _: u32) -> Walk {
+        self.tag(Tag::U32, 0);
+        Ok(())
+    }
+    fn serialize_u64(self, _: u64) -> Walk {
+        self.tag(Tag::U64, 0);
+        Ok(())
+    }
+    fn serialize_u128(self, _: u128) -> Walk {
+        self.tag(Tag::U128, 0);
+        Ok(())
+    }
+    fn serialize_f32(self, _: f32) -> Walk {
+        self.tag(Tag::F32, 0);
+        Ok(())
+    }
+    fn serialize_f64(self, _: f64) -> Walk {
+        self.tag(Tag::F64, 0);
+        Ok(())
+    }
+    fn serialize_char(self, _: char) -> Walk {
+        self.tag(Tag::Char, 0);
+        Ok(())
+    }
+    fn serialize_str(self, _: &str) -> Walk {
+        self.tag(Tag::Str, 0);
+        Ok(())
+    }
+    fn serialize_bytes(self, _: &[u8]) -> Walk {
+        self.tag(Tag::Bytes, 0);
+        Ok(())
+    }
+    fn serialize_none(self) -> Walk {
+        self.tag(Tag::None, 0);
+        Ok(())
+    }
+    fn serialize_some<T: Serialize + ?Sized>(self, value: &T) -> Walk {
+        self.nested(Tag::Some, 0, value)
+    }
+    fn serialize_unit(self) -> Walk {
+        self.tag(Tag::Unit, 0);
+        Ok(())
+    }
+    fn serialize_unit_struct(self, name: &'static str) -> Walk {
+        self.tag(Tag::UnitStruct, 0);
+        self.name(name);
+        Ok(())
+    }
+    fn serialize_unit_variant(self, name: &'static str, index: u32, variant: &'static str) -> Walk {
+        self.tag(Tag::Enum, 0);
+        self.name(name);
+        self.tag(Tag::UnitVariant, index.into());
+        self.name(variant);
+        Ok(())
+    }
+    fn serialize_newtype_struct<T: Serialize + ?Sized>(
+        self,
+        name: &'static str,
+        value: &T,
+    ) -> Walk {
+        self.open(Tag::NewtypeStruct, 0)?.name(name);
+        value.serialize(&mut *self)?;
+        self.leave();
+        Ok(())
+    }
+    fn serialize_newtype_variant<T: Serialize + ?Sized>(
+        self,
+        name: &'static str,
+        index: u32,
+        variant: &'static str,
+        value: &T,
+    ) -> Walk {
+        self.open(Tag::Enum, 0)?.name(name);
+        self.tag(Tag::NewtypeVariant, index.into());
+        self.name(variant);
+        value.serialize(&mut *self)?;
+        self.leave();
+        Ok(())
+    }
+    fn serialize_seq(self, len: Option<usize>) -> Result<Self, WalkError> {
+        self.declare(len)?;
+        self.open(Tag::Seq, 0)
+    }
+    fn serialize_tuple(self, len: usize) -> Result<Self, WalkError> {
+        self.open(Tag::Tuple, len as u64)
+    }
+    fn serialize_tuple_struct(self, name: &'static str, len: usize) -> Result<Self, WalkError> {
+        let this = self.open(Tag::TupleStruct, len as u64)?;
+        this.name(name);
+        Ok(this)
+    }
+    fn serialize_tuple_variant(
+        self,
+        name: &'static str,
+        index: u32,
+        variant: &'static str,
+        len: usize,
+    ) -> Result<Self, WalkError> {
+        let this = self.open(Tag::Enum, 0)?;
+        this.name(name);
+        this.tag(Tag::TupleVariant, index.into());
+        this.name(variant);
+        this.tag(Tag::Tuple, len as u64);
+        Ok(this)
+    }
+    fn serialize_map(self, len: Option<usize>) -> Result<Self, WalkError> {
+        self.declare(len)?;
+        self.open(Tag::Map, 0)
+    }
+    fn serialize_struct(self, name: &'static str, len: usize) -> Result<Self, WalkError> {
+        let this = self.open(Tag::Struct, len as u64)?;
+        this.name(name);
+        Ok(this)
+    }
+    fn serialize_struct_variant(
+        self,
+        name: &'static str,
+        index: u32,
+        variant: &'static str,
+        len: usize,
+    ) -> Result<Self, WalkError> {
+        let this = self.open(Tag::Enum, 0)?;
+        this.name(name);
+        this.tag(Tag::StructVariant, index.into());
+        this.name(variant);
+        this.tag(Tag::Struct, len as u64);
+        Ok(this)
+    }
+}
+
+impl ser::SerializeSeq for &mut Shape {
+    type Ok = ();
+    type Error = WalkError;
+    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Walk {
+        value.serialize(&mut **self)
+    }
+    fn end(self) -> Walk {
+        self.leave();
+        Ok(())
+    }
+}
+
+impl ser::SerializeTuple for &mut Shape {
+    type Ok = ();
+    type Error = WalkError;
+    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Walk {
+        value.serialize(&mut **self)
+    }
+    fn end(self) -> Walk {
+        self.leave();
+        Ok(())
+    }
+}
+
+impl ser::SerializeTupleStruct for &mut Shape {
+    type Ok = ();
+    type Error = WalkError;
+    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Walk {
+        value.serialize(&mut **self)
+    }
+    fn end(self) -> Walk {
+        self.leave();
+        Ok(())
+    }
+}
+
+impl ser::SerializeTupleVariant for &mut Shape {
+    type Ok = ();
+    type Error = WalkError;
+    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Walk {
+        value.serialize(&mut **self)
+    }
+    fn end(self) -> Walk {
+        self.leave();
+        Ok(())
+    }
+}
+
+impl ser::SerializeMap for &mut Shape {
+    type Ok = ();
+    type Error = WalkError;
+    fn serialize_key<T: Serialize + ?Sized>(&mut self, key: &T) -> Walk {
+        key.serialize(&mut **self)
+    }
+    fn serialize_value<T: Serialize + ?Sized>(&mut self, value: &T) -> Walk {
+        value.serialize(&mut **self)
+    }
+    fn end(self) -> Walk {
+        self.leave();
+        Ok(())
+    }
+}
+
+impl ser::SerializeStruct for &mut Shape {
+    type Ok = ();
+    type Error = WalkError;
+    fn serialize_field<T: Serialize + ?Sized>(&mut self, key: &'static str, value: &T) -> Walk {
+        self.tag(Tag::Field, 0);
+        self.name(key);
+        value.serialize(&mut **self)
+    }
+    fn end(self) -> Walk {
+        self.leave();
+        Ok(())
+    }
+}
+
+impl ser::SerializeStructVariant for &mut Shape {
+    type Ok = ();
+    type Error = WalkError;
+    fn serialize_field<T: Serialize + ?Sized>(&mut self, key: &'static str, value: &T) -> Walk {
+        self.tag(Tag::Field, 0);
+        self.name(key);
+        value.serialize(&mut **self)
+    }
+    fn end(self) -> Walk {
+        self.leave();
+        Ok(())
+    }
+}
