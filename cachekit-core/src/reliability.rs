@@ -74,6 +74,8 @@ impl Guard {
         operation: &'static str,
         future: impl Future<Output = Result<T>>,
     ) -> Result<T> {
+        // Held across the await: a probe dropped before its answer (a
+        // caller's timeout, `select!`) gives its slot back for the next call.
         let probe = self.admit()?;
         let result = if self.backend_bounded {
             future.await
@@ -87,7 +89,7 @@ impl Guard {
                 }),
             }
         };
-        self.record(&result, probe);
+        self.record(&result, probe.is_some());
         result
     }
 
@@ -97,11 +99,11 @@ impl Guard {
         self.open_until.load(Ordering::Acquire) != 0
     }
 
-    /// `Ok(is_probe)` if the call may go ahead.
-    fn admit(&self) -> Result<bool> {
+    /// `Ok` if the call may go ahead, with the probe slot if it is the probe.
+    fn admit(&self) -> Result<Option<Probe<'_>>> {
         let until = self.open_until.load(Ordering::Acquire);
         if until == 0 {
-            return Ok(false);
+            return Ok(None);
         }
         if now_nanos() >= until
             && self
@@ -109,7 +111,7 @@ impl Guard {
                 .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
                 .is_ok()
         {
-            return Ok(true);
+            return Ok(Some(Probe { guard: self }));
         }
         Err(Error::Unavailable {
             backend: self.backend,
@@ -125,7 +127,7 @@ impl Guard {
             Err(error) if error.is_backend_failure() => {
                 let failures = self.failures.fetch_add(1, Ordering::AcqRel) + 1;
                 if probe || failures >= self.config.failure_threshold {
-                    let until = now_nanos() + nanos(self.config.open_for);
+                    let until = now_nanos().saturating_add(nanos(self.config.open_for));
                     if self.open_until.swap(until.max(1), Ordering::AcqRel) == 0 {
                         tracing::warn!(backend = self.backend, %error, "backend failing: circuit opened");
                     }
@@ -147,9 +149,18 @@ impl Guard {
                 }
             }
         }
-        if probe {
-            self.probing.store(false, Ordering::Release);
-        }
+    }
+}
+
+/// The one call let through an open breaker; its slot is free again once
+/// it is dropped, answered or not.
+struct Probe<'g> {
+    guard: &'g Guard,
+}
+
+impl Drop for Probe<'_> {
+    fn drop(&mut self) {
+        self.guard.probing.store(false, Ordering::Release);
     }
 }
 
@@ -209,6 +220,30 @@ mod tests {
         tokio::time::advance(Duration::from_secs(6)).await;
         guard.call("get", async { Ok(()) }).await.unwrap();
         assert!(!guard.is_open(), "a good probe closes");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_probe_dropped_before_its_answer_lets_the_next_call_probe() {
+        let config = ReliabilityConfig {
+            operation_timeout: Duration::from_secs(10),
+            failure_threshold: 1,
+            open_for: Duration::from_secs(5),
+        };
+        let guard = Guard::new("test", config, None);
+        assert!(guard.call("get", async { down() }).await.is_err());
+        tokio::time::advance(Duration::from_secs(6)).await;
+        // The probe's caller gives up (a timeout of its own) before the answer.
+        let dropped = tokio::time::timeout(
+            Duration::from_millis(100),
+            guard.call("get", std::future::pending::<Result<()>>()),
+        )
+        .await;
+        assert!(dropped.is_err(), "the probe was still waiting");
+        guard
+            .call("get", async { Ok(()) })
+            .await
+            .expect("the next call probes, and its success closes the breaker");
+        assert!(!guard.is_open());
     }
 
     #[tokio::test(start_paused = true)]
