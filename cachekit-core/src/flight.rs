@@ -33,6 +33,12 @@ impl Flights {
         Fut: Future<Output = Result<Bytes, E>>,
     {
         let cell = self.calls.entry(key.to_owned()).or_default().clone();
+        // Leaves the flight however this call ends, dropped included.
+        let _leave = Leave {
+            flights: self,
+            key,
+            cell: &cell,
+        };
         let mut load = Some(load);
         let mut led = None;
         let shared = cell
@@ -47,8 +53,6 @@ impl Flights {
             })
             .await
             .cloned();
-        self.calls
-            .remove_if(key, |_, current| Arc::ptr_eq(current, &cell));
         match (led, load) {
             (Some(result), _) => Joined::Led(result),
             // The cell errs only with this caller's own load, so a caller that
@@ -59,6 +63,26 @@ impl Flights {
             ),
             (None, None) => unreachable!("a caller that ran its load led"),
         }
+    }
+}
+
+/// A caller's place in a flight. When it goes (done, failed or dropped),
+/// the flight is forgotten if it has a result, or if no other caller waits
+/// on it (a waiter leads it next, so it stays for the callers arriving).
+struct Leave<'a> {
+    flights: &'a Flights,
+    key: &'a str,
+    cell: &'a Arc<OnceCell<Bytes>>,
+}
+
+impl Drop for Leave<'_> {
+    fn drop(&mut self) {
+        // Under the map's shard lock, where callers join: the count of
+        // holders (the map and this caller) cannot grow meanwhile.
+        self.flights.calls.remove_if(self.key, |_, current| {
+            Arc::ptr_eq(current, self.cell)
+                && (current.initialized() || Arc::strong_count(current) == 2)
+        });
     }
 }
 
@@ -95,6 +119,56 @@ mod tests {
         }
         assert_eq!(runs.load(Ordering::SeqCst), 1);
         assert!(flights.calls.is_empty(), "finished flights are forgotten");
+    }
+
+    #[tokio::test]
+    async fn a_dropped_leader_hands_over_and_leaves_nothing_behind() {
+        let flights = Flights::default();
+        let slow = flights.join("k", || async {
+            std::future::pending::<Result<Bytes, ()>>().await
+        });
+        // Dropped mid-load, alone: the flight is forgotten.
+        assert!(
+            tokio::time::timeout(Duration::from_millis(10), slow)
+                .await
+                .is_err()
+        );
+        assert!(
+            flights.calls.is_empty(),
+            "a dropped lone leader leaves no flight"
+        );
+
+        // Dropped with a waiter: the waiter leads at once.
+        let flights = Arc::new(Flights::default());
+        let leader = {
+            let flights = flights.clone();
+            tokio::spawn(async move {
+                flights
+                    .join("k", std::future::pending::<Result<Bytes, ()>>)
+                    .await;
+            })
+        };
+        tokio::task::yield_now().await;
+        let waiter = {
+            let flights = flights.clone();
+            tokio::spawn(async move {
+                match flights
+                    .join("k", || async { Ok::<_, ()>(Bytes::from_static(b"v")) })
+                    .await
+                {
+                    Joined::Led(result) => result.unwrap(),
+                    Joined::Followed(payload, _) => payload,
+                }
+            })
+        };
+        tokio::task::yield_now().await;
+        leader.abort();
+        let value = tokio::time::timeout(Duration::from_secs(5), waiter)
+            .await
+            .expect("the waiter did not wait for a dropped leader")
+            .unwrap();
+        assert_eq!(value, Bytes::from_static(b"v"));
+        assert!(flights.calls.is_empty());
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
