@@ -28,7 +28,8 @@ pub struct MemoryBackend {
 #[derive(Debug)]
 struct Inner {
     store: Store,
-    locks: DashMap<String, (LockToken, Instant)>,
+    /// Held locks: the token and the end of the lease (`None`: beyond the clock).
+    locks: DashMap<String, (LockToken, Option<Instant>)>,
 }
 
 impl MemoryBackend {
@@ -168,13 +169,14 @@ impl Lock for MemoryBackend {
         Self::check(key)?;
         let now = Instant::now();
         let token = LockToken::random();
+        let until = now.checked_add(lease);
         match self.inner.locks.entry(key.to_owned()) {
-            Entry::Occupied(mut held) if held.get().1 <= now => {
-                held.insert((token.clone(), now + lease));
+            Entry::Occupied(mut held) if held.get().1.is_some_and(|end| end <= now) => {
+                held.insert((token.clone(), until));
             }
             Entry::Occupied(_) => return Ok(None),
             Entry::Vacant(free) => {
-                free.insert((token.clone(), now + lease));
+                free.insert((token.clone(), until));
             }
         }
         Ok(Some(token))
@@ -186,7 +188,9 @@ impl Lock for MemoryBackend {
         Ok(self
             .inner
             .locks
-            .remove_if(key, |_, (held, until)| held == token && *until > now)
+            .remove_if(key, |_, (held, until)| {
+                held == token && until.is_none_or(|end| end > now)
+            })
             .is_some())
     }
 }

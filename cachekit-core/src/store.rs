@@ -129,7 +129,8 @@ impl<K: StoreKey + ?Sized, V: StoreValue> Store<K, V> {
         let generation = self.generation.fetch_add(1, Ordering::Relaxed);
         let entry = Entry {
             value,
-            expires_at: ttl.map(|ttl| Instant::now() + ttl),
+            // A TTL beyond what the clock counts is none.
+            expires_at: ttl.and_then(|ttl| Instant::now().checked_add(ttl)),
             generation,
         };
         let mut order = self
@@ -178,7 +179,7 @@ impl<K: StoreKey + ?Sized, V: StoreValue> Store<K, V> {
         let now = Instant::now();
         match self.map.get_mut(key) {
             Some(mut entry) if !entry.is_expired(now) => {
-                entry.expires_at = ttl.map(|ttl| now + ttl);
+                entry.expires_at = ttl.and_then(|ttl| now.checked_add(ttl));
                 true
             }
             _ => false,
