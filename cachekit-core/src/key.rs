@@ -53,9 +53,9 @@ const HASH_MARK: char = '~';
 pub const MAX_PLAIN_ARGS: usize = 15;
 
 /// The key for `key` in `namespace`, at most `max_len` bytes (clamped to
-/// between a hashed namespace and key, and [`MAX_KEY_LEN`]).
+/// between a hashed namespace and key, 67 bytes, and [`MAX_KEY_LEN`]).
 pub fn build(namespace: &str, key: &str, max_len: usize) -> String {
-    Prefix::new(namespace).build(key, max_len).to_string()
+    Prefix::new(namespace, 0, max_len).build(key).to_string()
 }
 
 /// A built key, held inline: a key is built for every operation, and a heap
@@ -66,30 +66,50 @@ pub(crate) type Built = ArrayString<MAX_KEY_LEN>;
 /// rather than checked (or hashed) again for every key.
 #[derive(Debug, Clone)]
 pub(crate) struct Prefix {
-    /// The namespace as written, or `~` and its hash.
+    /// The namespace as written (and `@v` and the version, if any), or `~`
+    /// and a hash.
     part: String,
+    /// The longest key, clamped as in [`build`].
+    max_len: usize,
 }
 
 impl Prefix {
-    /// The namespace part for `namespace`.
-    pub(crate) fn new(namespace: &str) -> Prefix {
+    /// The namespace part for `namespace` at `version` (0: none), in keys
+    /// of at most `max_len` bytes. A version other than 0 gives other keys:
+    /// `users@v2:42` for `users:42`, so that entries written under another
+    /// version are never read.
+    pub(crate) fn new(namespace: &str, version: u32, max_len: usize) -> Prefix {
+        let max_len = clamp_len(max_len);
+        let suffix = if version == 0 {
+            String::new()
+        } else {
+            format!("@v{version}")
+        };
+        // Kept only if a hashed key still fits after it: every key then fits.
+        // `@` is never in a kept namespace, so the suffix cannot be forged.
         let keep = !namespace.is_empty()
             && namespace.len() <= MAX_NAMESPACE_LEN
+            && namespace.len() + suffix.len() + 1 + HASHED_LEN <= max_len
             && namespace.bytes().all(is_namespace_byte);
         let part = if keep {
-            namespace.to_owned()
-        } else {
+            format!("{namespace}{suffix}")
+        } else if version == 0 {
             hashed(namespace.as_bytes()).to_string()
+        } else {
+            // 0xff is never in UTF-8, so no namespace hashes the same.
+            let mut input = namespace.as_bytes().to_vec();
+            input.push(0xff);
+            input.extend_from_slice(&version.to_le_bytes());
+            hashed(&input).to_string()
         };
-        Prefix { part }
+        Prefix { part, max_len }
     }
 
     /// The key for `key` in this namespace, as [`build`] makes it.
-    pub(crate) fn build(&self, key: &str, max_len: usize) -> Built {
-        let max_len = clamp_len(max_len);
+    pub(crate) fn build(&self, key: &str) -> Built {
         let keep_key = !key.is_empty()
             && !key.starts_with(HASH_MARK)
-            && self.part.len() + 1 + key.len() <= max_len
+            && self.part.len() + 1 + key.len() <= self.max_len
             && all_key_bytes(key.as_bytes());
         if keep_key {
             self.join(&[key])
@@ -101,16 +121,16 @@ impl Prefix {
     /// The key for the call of `function` whose arguments part (see
     /// [`args_part`]) is `args`: [`build`](Self::build) of [`for_call`]'s
     /// key, without making that key first.
-    pub(crate) fn build_call(&self, function: &str, args: &str, max_len: usize) -> Built {
+    pub(crate) fn build_call(&self, function: &str, args: &str) -> Built {
         // `build` keeps `function:args` as written exactly when this holds
         // (the hex digits and `:` are key bytes).
         let keep = !function.starts_with(HASH_MARK)
-            && self.part.len() + 1 + function.len() + 1 + args.len() <= clamp_len(max_len)
+            && self.part.len() + 1 + function.len() + 1 + args.len() <= self.max_len
             && all_key_bytes(function.as_bytes());
         if keep {
             self.join(&[function, ":", args])
         } else {
-            self.build(&call_key(function, args), max_len)
+            self.build(&call_key(function, args))
         }
     }
 
@@ -433,6 +453,55 @@ mod tests {
     }
 
     #[test]
+    fn no_key_is_longer_than_the_limit_asked_for() {
+        let namespaces = [
+            "a",
+            &"n".repeat(40),
+            &"n".repeat(63),
+            &"n".repeat(64),
+            "not kept!",
+        ];
+        let keys = ["k", &"k".repeat(60), "has space", &"k".repeat(300)];
+        for max_len in 67..=MAX_KEY_LEN {
+            for namespace in namespaces {
+                let prefix = Prefix::new(namespace, 0, max_len);
+                for key in keys {
+                    let built = prefix.build(key);
+                    assert!(
+                        built.len() <= max_len,
+                        "{namespace:?} {key:?} {max_len}: {built}"
+                    );
+                    assert_safe(&built);
+                    let call = prefix.build_call(key, "2a");
+                    assert!(
+                        call.len() <= max_len,
+                        "{namespace:?} {key:?} {max_len}: {call}"
+                    );
+                }
+            }
+        }
+        // A 64-byte namespace under a 90-byte limit: hashed, not kept.
+        assert!(build(&"n".repeat(64), "has space", 90).len() <= 90);
+    }
+
+    #[test]
+    fn a_version_gives_other_keys_that_fit() {
+        let plain = Prefix::new("users", 0, MAX_KEY_LEN);
+        let v2 = Prefix::new("users", 2, MAX_KEY_LEN);
+        assert_eq!(plain.build("42").as_str(), "users:42");
+        assert_eq!(v2.build("42").as_str(), "users@v2:42");
+        assert_eq!(lock_key(&v2.build("42")), "users@v2!lock:42");
+        let long = "n".repeat(64);
+        for max_len in [67, 100, 101, 102, MAX_KEY_LEN] {
+            let keys: HashSet<_> = (0..3)
+                .map(|version| Prefix::new(&long, version, max_len).build("k").to_string())
+                .collect();
+            assert_eq!(keys.len(), 3, "{max_len}");
+            assert!(keys.iter().all(|key| key.len() <= max_len), "{keys:?}");
+        }
+    }
+
+    #[test]
     fn keys_are_stable_across_runs() {
         // Pinned against an independent BLAKE3 (Python `blake3`) of the bincode
         // bytes: a change here changes every key in every deployed cache.
@@ -495,15 +564,15 @@ mod tests {
         let short = (42_u64, "x");
         let hashed = (42_u64, "x".repeat(40));
         for namespace in namespaces {
-            let prefix = Prefix::new(namespace);
-            for function in functions {
-                for max_len in [0, 67, 100, 200, MAX_KEY_LEN, 1000] {
+            for max_len in [0, 67, 100, 200, MAX_KEY_LEN, 1000] {
+                let prefix = Prefix::new(namespace, 0, max_len);
+                for function in functions {
                     for (two_step, args) in [
                         (for_call(function, &short), args_part_of(&short)),
                         (for_call(function, &hashed), args_part_of(&hashed)),
                     ] {
-                        let two_step = prefix.build(&two_step.unwrap(), max_len);
-                        let one_step = prefix.build_call(function, &args.unwrap(), max_len);
+                        let two_step = prefix.build(&two_step.unwrap());
+                        let one_step = prefix.build_call(function, &args.unwrap());
                         assert_eq!(one_step, two_step, "{namespace:?} {function:?} {max_len}");
                         assert_safe(&one_step);
                     }

@@ -24,6 +24,7 @@ mod stats;
 mod store;
 #[cfg(feature = "testkit")]
 pub mod testkit;
+mod throttle;
 
 pub use backend::{Backend, KeyTtl, Lock, LockToken, Touch, TtlInspect};
 pub use cache::{Cache, CacheBuilder};

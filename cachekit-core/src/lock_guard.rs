@@ -30,13 +30,16 @@ impl LockGuard {
     }
 
     /// Releases the lock; `false` if the lease had already run out and
-    /// someone else may hold it now.
+    /// someone else may hold it now. If this future is dropped before the
+    /// backend answers, the lock is released in the background, as on drop.
     pub async fn release(mut self) -> Result<bool> {
         let token = self
             .token
-            .take()
+            .as_ref()
             .expect("a guard holds its token until released");
-        unlock(&*self.backend, &self.key, &token).await
+        let released = unlock(&*self.backend, &self.key, token).await;
+        self.token = None;
+        released
     }
 }
 

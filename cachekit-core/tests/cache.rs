@@ -398,3 +398,149 @@ async fn open_breaker_skips_a_hanging_backend_at_once() {
         started.elapsed()
     );
 }
+
+#[tokio::test]
+async fn an_entry_written_by_another_type_is_a_miss_never_wrong_data() {
+    let cache = cache_over(Arc::new(MemoryBackend::new()));
+    // A deploy changes `fn label(n) -> u64` into `-> String`.
+    cache
+        .set("label", &1_700_000_000_000_u64, None)
+        .await
+        .unwrap();
+    let label = cache
+        .get_or_insert_with("label", None, || async { "fresh".to_string() })
+        .await;
+    assert_eq!(label, "fresh");
+
+    // A struct's fields reordered: bincode alone would swap them.
+    #[derive(Serialize)]
+    struct Before {
+        id: u64,
+        name: String,
+        email: String,
+    }
+    #[derive(Debug, PartialEq, Deserialize)]
+    #[serde(rename = "Before")]
+    struct After {
+        id: u64,
+        email: String,
+        name: String,
+    }
+    let before = Before {
+        id: 1,
+        name: "Ada".into(),
+        email: "ada@example.com".into(),
+    };
+    cache.set("user", &before, None).await.unwrap();
+    assert_eq!(cache.get::<After>("user").await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn ttls_and_leases_beyond_the_clock_do_not_panic() {
+    let cache = cache_over(Arc::new(MemoryBackend::new()));
+    cache.set("k", &1_u8, Some(Duration::MAX)).await.unwrap();
+    assert_eq!(cache.get::<u8>("k").await.unwrap(), Some(1));
+    assert!(cache.touch("k", Some(Duration::MAX)).await.unwrap());
+    let guard = cache.lock("k", Duration::MAX).await.unwrap();
+    assert!(guard.release().await.unwrap());
+    let value = Cache::builder()
+        .backend(MemoryBackend::new())
+        .lock_lease(Duration::MAX)
+        .default_ttl(Duration::MAX)
+        .config(ConfigSource::defaults_only())
+        .build()
+        .unwrap()
+        .get_or_insert_with("k", None, || async { 2_u8 })
+        .await;
+    assert_eq!(value, 2);
+}
+
+/// The in-memory backend, declaring (and enforcing) keys of at most 72
+/// bytes: memcached's limit with a 178-byte key prefix.
+#[derive(Debug)]
+struct ShortKeys(MemoryBackend);
+
+#[cachekit_core::async_trait]
+impl Backend for ShortKeys {
+    fn name(&self) -> &'static str {
+        "short-keys"
+    }
+    fn capabilities(&self) -> cachekit_core::Capabilities {
+        cachekit_core::Capabilities {
+            max_key_len: 72,
+            ..MemoryBackend::CAPABILITIES
+        }
+    }
+    async fn get(&self, key: &str) -> cachekit_core::Result<Option<Bytes>> {
+        cachekit_core::key::validate(key, 72)?;
+        self.0.get(key).await
+    }
+    async fn set(
+        &self,
+        key: &str,
+        value: Bytes,
+        ttl: Option<Duration>,
+    ) -> cachekit_core::Result<()> {
+        cachekit_core::key::validate(key, 72)?;
+        self.0.set(key, value, ttl).await
+    }
+    async fn delete(&self, key: &str) -> cachekit_core::Result<bool> {
+        cachekit_core::key::validate(key, 72)?;
+        self.0.delete(key).await
+    }
+    async fn exists(&self, key: &str) -> cachekit_core::Result<bool> {
+        cachekit_core::key::validate(key, 72)?;
+        self.0.exists(key).await
+    }
+    async fn health(&self) -> cachekit_core::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn keys_fit_the_backend_limit_whatever_the_namespace() {
+    let cache = Cache::builder()
+        .backend(ShortKeys(MemoryBackend::new()))
+        .namespace("n".repeat(64))
+        .without_l1()
+        .config(ConfigSource::defaults_only())
+        .build()
+        .unwrap();
+    for key in ["42", &"k".repeat(100), "has space"] {
+        cache.set(key, &1_u8, None).await.unwrap();
+        assert_eq!(cache.get::<u8>(key).await.unwrap(), Some(1), "{key}");
+        assert!(
+            cache.backend_key(key).len() <= 72 - 5,
+            "room for the lock mark"
+        );
+    }
+}
+
+/// Counts the WARN events of this thread's subscriber.
+struct CountWarnings(Arc<AtomicUsize>);
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for CountWarnings {
+    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        if *event.metadata().level() == tracing::Level::WARN {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_outage_warns_once_per_interval_not_once_per_call() {
+    use tracing_subscriber::layer::SubscriberExt;
+    let warnings = Arc::new(AtomicUsize::new(0));
+    let subscriber = tracing_subscriber::registry().with(CountWarnings(warnings.clone()));
+    let _scope = tracing::subscriber::set_default(subscriber);
+    let (cache, _backend) = failing_cache(Fault::Down);
+    for _ in 0..100 {
+        assert_eq!(
+            cache.get_or_insert_with("k", None, || async { 1_u8 }).await,
+            1
+        );
+    }
+    let warned = warnings.load(Ordering::SeqCst);
+    // The failed read (once) and the breaker opening (once).
+    assert!((1..=2).contains(&warned), "{warned} warnings for 100 calls");
+}

@@ -1,32 +1,30 @@
 //! The `Cache` handle: typed reads and writes, cache-aside with single-flight
-//! and the backend lock, capability-checked lock/ttl/touch, and graceful
-//! degradation when the backend fails.
+//! and the backend lock (`load`), capability-checked lock/ttl/touch, and
+//! graceful degradation when the backend fails.
+
+mod builder;
+mod load;
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::config::{CORE_SETTINGS, ConfigSource, CoreSettings};
-use crate::flight::{Flights, Joined};
+use crate::flight::Flights;
 use crate::l1::L1;
 use crate::reliability::Guard;
-use crate::resolve::{self, ResolvedFrom};
 use crate::stats::Counters;
+use crate::throttle::Throttle;
 use crate::{
-    Backend, CacheStats, Capabilities, Capability, Error, KeyTtl, L1Config, Lock, LockGuard,
-    LockToken, MemoryBackend, ReliabilityConfig, Result, codec, key,
+    Backend, CacheStats, Capabilities, Capability, Error, KeyTtl, LockGuard, Result, codec, key,
 };
-
-/// First pause between reads while another process holds the load lock.
-const LOCK_POLL_START: Duration = Duration::from_millis(5);
-/// Longest pause between those reads.
-const LOCK_POLL_MAX: Duration = Duration::from_millis(100);
+pub use builder::CacheBuilder;
+pub(crate) use load::Fetched;
 
 /// A cache: a namespace over a backend, with an optional in-process L1 tier.
 ///
@@ -42,16 +40,28 @@ struct Inner {
     backend: Arc<dyn Backend>,
     capabilities: Capabilities,
     namespace: String,
-    /// The namespace part of every key.
+    /// The namespace part of every key, and the longest key.
     prefix: key::Prefix,
-    max_key_len: usize,
     default_ttl: Option<Duration>,
     l1: Option<L1>,
     flights: Flights,
     guard: Guard,
     lock_lease: Duration,
     counters: Counters,
+    /// Whether the backend's lack of a lock was logged.
     said_no_lock: AtomicBool,
+    /// Warnings about the backend, shared with the other caches over it.
+    throttle: Arc<Throttle>,
+}
+
+/// A value found in L1 or the backend, decoded.
+struct Found<T> {
+    value: T,
+    /// Bytes of its payload.
+    size: usize,
+    /// The expiry recorded in the entry's envelope (`None` for none, and for
+    /// an L1 copy, which L1 bounds itself).
+    expires_at: Option<SystemTime>,
 }
 
 impl Cache {
@@ -75,7 +85,7 @@ impl Cache {
         &self.inner.namespace
     }
 
-    /// Counters since the cache was built.
+    /// Counters since the cache was built (see [`CacheStats`] for what each counts).
     pub fn stats(&self) -> CacheStats {
         self.inner.counters.snapshot()
     }
@@ -87,25 +97,24 @@ impl Cache {
 
     /// [`Cache::backend_key`], held inline.
     pub(crate) fn key(&self, key: &str) -> key::Built {
-        self.inner.prefix.build(key, self.inner.max_key_len)
+        self.inner.prefix.build(key)
     }
 
     /// The backend key for the call of cached function `function` whose
     /// arguments part is `args` (the key of [`key::for_call`] in this cache).
     pub(crate) fn call_key(&self, function: &str, args: &str) -> key::Built {
-        self.inner
-            .prefix
-            .build_call(function, args, self.inner.max_key_len)
+        self.inner.prefix.build_call(function, args)
     }
 
     /// The value under `key`, or `None` on a miss. Unreadable bytes (corrupt,
     /// another type, an older format) are a miss and a warning.
     pub async fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
         let key = self.key(key);
-        Ok(self
-            .read(&key)
-            .await?
-            .and_then(|payload| self.decode(&key, &payload)))
+        let found = self.lookup(&key).await?;
+        if found.is_none() {
+            Counters::bump(&self.inner.counters.misses);
+        }
+        Ok(found.map(|found| found.value))
     }
 
     /// Stores `value` under `key` for `ttl` (`None`: the cache's default TTL;
@@ -184,99 +193,6 @@ impl Cache {
         Ok(self.fetch(&key, ttl, loader).await?.value)
     }
 
-    /// [`Cache::try_get_or_insert_with`] for a built backend key, telling
-    /// also how big the entry is and when it expires, for a tier in front of
-    /// this cache (cached functions keep decoded results in one).
-    pub(crate) async fn fetch<T, E, F, Fut>(
-        &self,
-        key: &str,
-        ttl: Option<Duration>,
-        loader: F,
-    ) -> Result<Fetched<T>, E>
-    where
-        T: Serialize + DeserializeOwned,
-        F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<T, E>>,
-    {
-        let ttl = match self.effective_ttl(ttl) {
-            Ok(ttl) => ttl,
-            Err(error) => {
-                tracing::warn!(%key, %error, "running uncached");
-                return Ok(Fetched::uncached(loader().await?));
-            }
-        };
-        let mut backend_ok = true;
-        match self.read_entry(key).await {
-            Ok(Some((payload, expires_at))) => {
-                if let Some(value) = self.decode(key, &payload) {
-                    return Ok(Fetched {
-                        value,
-                        size: payload.len(),
-                        expires_at,
-                    });
-                }
-            }
-            Ok(None) => {}
-            Err(error) => {
-                backend_ok = false;
-                tracing::warn!(%key, %error, "backend read failed: running the loader uncached");
-            }
-        }
-        // Boxed: loading makes a large future, which would otherwise make
-        // the future of every call large, hits included (costlier to move).
-        Box::pin(self.load_shared(key, ttl, backend_ok, loader)).await
-    }
-
-    /// Loads a miss for [`Cache::fetch`]: once per key in this process at a
-    /// time (single-flight), a follower decoding the leader's payload.
-    async fn load_shared<T, E, F, Fut>(
-        &self,
-        key: &str,
-        ttl: Option<Duration>,
-        backend_ok: bool,
-        loader: F,
-    ) -> Result<Fetched<T>, E>
-    where
-        T: Serialize + DeserializeOwned,
-        F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<T, E>>,
-    {
-        let mut loaded: Option<T> = None;
-        let run = || async {
-            let (value, payload) = self.load(key, ttl, backend_ok, loader).await?;
-            loaded = Some(value);
-            payload.ok_or(LoadError::Unshared)
-        };
-        // A loaded value is as fresh as this process made it; its size is 0
-        // (not to be kept in front) when it could not be encoded.
-        let fresh = |value: T, payload: Option<&Bytes>| Fetched {
-            value,
-            size: payload.map_or(0, Bytes::len),
-            expires_at: expiry(ttl),
-        };
-        match self.inner.flights.join(key, run).await {
-            Joined::Led(Err(LoadError::Loader(error))) => Err(error),
-            Joined::Led(payload) => Ok(fresh(
-                loaded.expect("a leader that did not fail loaded a value"),
-                payload.as_ref().ok(),
-            )),
-            Joined::Followed(payload, run) => {
-                if let Some(value) = self.decode(key, &payload) {
-                    return Ok(fresh(value, Some(&payload)));
-                }
-                // Another caller in this process stored a different type under
-                // this key: load for this caller's type.
-                match run().await {
-                    Err(LoadError::Loader(error)) => Err(error),
-                    _ => Ok(fresh(
-                        loaded.expect("a load that did not fail loaded a value"),
-                        None,
-                    )),
-                }
-            }
-        }
-    }
-
     /// Encodes `value` and stores it under the built `key` for `ttl` (as in
     /// [`Cache::set`]); returns the encoded size and the expiry. The value is
     /// encoded before the future is returned, so the future does not borrow
@@ -352,46 +268,67 @@ impl Cache {
         self.call("touch", touch.touch(&key, ttl)).await
     }
 
-    /// Looks in L1, then the backend; returns the verified payload.
-    async fn read(&self, key: &str) -> Result<Option<Bytes>> {
-        Ok(self.read_entry(key).await?.map(|(payload, _)| payload))
-    }
-
-    /// [`Cache::read`], with the expiry recorded in the entry's envelope
-    /// (`None` for no expiry, and for an L1 copy, which L1 bounds itself).
-    async fn read_entry(&self, key: &str) -> Result<Option<(Bytes, Option<SystemTime>)>> {
+    /// Looks in L1, then the backend, and decodes: counts an L1 or a backend
+    /// hit, and leaves a miss for the caller to count (a caller that then
+    /// shares another caller's load does not miss). Unreadable bytes are
+    /// no value, and a warning.
+    async fn lookup<T: DeserializeOwned>(&self, key: &str) -> Result<Option<Found<T>>> {
         let counters = &self.inner.counters;
         if let Some(payload) = self.inner.l1.as_ref().and_then(|l1| l1.get(key)) {
+            let Some(value) = self.decode(key, &payload) else {
+                return Ok(None);
+            };
             Counters::bump(&counters.l1_hits);
-            return Ok(Some((payload, None)));
+            return Ok(Some(Found {
+                value,
+                size: payload.len(),
+                expires_at: None,
+            }));
         }
+        let Some(opened) = self.read(key).await? else {
+            return Ok(None);
+        };
+        let Some(value) = self.decode(key, &opened.payload) else {
+            return Ok(None);
+        };
+        Counters::bump(&counters.l2_hits);
+        if let Some(l1) = &self.inner.l1 {
+            l1.insert(key, opened.payload.clone(), opened.expires_at);
+        }
+        Ok(Some(Found {
+            value,
+            size: opened.payload.len(),
+            expires_at: opened.expires_at,
+        }))
+    }
+
+    /// The backend's entry under `key`, its envelope verified; an entry
+    /// that is not a valid envelope is none, and a warning. Counts nothing
+    /// but backend errors.
+    async fn read(&self, key: &str) -> Result<Option<codec::Opened>> {
         let Some(bytes) = self.call("get", self.inner.backend.get(key)).await? else {
-            Counters::bump(&counters.misses);
             return Ok(None);
         };
         match codec::open(bytes) {
-            Ok(opened) => {
-                Counters::bump(&counters.l2_hits);
-                if let Some(l1) = &self.inner.l1 {
-                    l1.insert(key, opened.payload.clone(), opened.expires_at);
-                }
-                Ok(Some((opened.payload, opened.expires_at)))
-            }
+            Ok(opened) => Ok(Some(opened)),
             Err(error) => {
-                Counters::bump(&counters.misses);
-                tracing::warn!(%key, %error, "unreadable cache entry treated as a miss");
+                self.warn(|suppressed| {
+                    tracing::warn!(%key, %error, suppressed, "unreadable cache entry treated as a miss");
+                });
                 Ok(None)
             }
         }
     }
 
-    /// Decodes a payload; a payload of another type is a miss and a warning.
+    /// Decodes a payload; a payload of another type is no value, and a warning.
     fn decode<T: DeserializeOwned>(&self, key: &str, payload: &[u8]) -> Option<T> {
         match codec::decode_payload(payload) {
             Ok(value) => Some(value),
             Err(error) => {
                 self.forget_l1(key);
-                tracing::warn!(%key, %error, "cache entry does not decode as the requested type: treated as a miss");
+                self.warn(|suppressed| {
+                    tracing::warn!(%key, %error, suppressed, "cache entry does not decode as the requested type: treated as a miss");
+                });
                 None
             }
         }
@@ -416,117 +353,6 @@ impl Cache {
         Ok(())
     }
 
-    /// Runs the loader for a miss (under the backend lock when there is one)
-    /// and stores its value. Returns the value and its payload, if it encodes.
-    async fn load<T, E, F, Fut>(
-        &self,
-        key: &str,
-        ttl: Option<Duration>,
-        backend_ok: bool,
-        loader: F,
-    ) -> Result<(T, Option<Bytes>), LoadError<E>>
-    where
-        T: Serialize + DeserializeOwned,
-        F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<T, E>>,
-    {
-        let lock = self.inner.backend.as_lock();
-        if lock.is_none() && !self.inner.said_no_lock.swap(true, Ordering::Relaxed) {
-            tracing::debug!(
-                backend = self.inner.backend.name(),
-                "backend has no lock: misses are de-duplicated by in-process single-flight only"
-            );
-        }
-        let mut held = None;
-        if let (true, Some(lock)) = (backend_ok, lock) {
-            match self.acquire_load_lock(lock, key).await {
-                LoadLock::Held(lock) => held = Some(lock),
-                LoadLock::FilledByOther(payload) => {
-                    if let Some(value) = self.decode(key, &payload) {
-                        return Ok((value, Some(payload)));
-                    }
-                }
-                LoadLock::Unavailable => {}
-            }
-        }
-        Counters::bump(&self.inner.counters.loads);
-        let value = match loader().await {
-            Ok(value) => value,
-            Err(error) => {
-                self.release_load_lock(held).await;
-                return Err(LoadError::Loader(error));
-            }
-        };
-        let payload = match codec::encode(&value, expiry(ttl)) {
-            Ok(bytes) => {
-                if backend_ok {
-                    if let Err(error) = self.write(key, bytes.clone(), ttl).await {
-                        tracing::warn!(%key, %error, "storing a loaded value failed: returned uncached");
-                    }
-                }
-                Some(bytes.slice(codec::HEADER_LEN..))
-            }
-            Err(error) => {
-                tracing::warn!(%key, %error, "loaded value cannot be encoded: returned uncached");
-                None
-            }
-        };
-        self.release_load_lock(held).await;
-        Ok((value, payload))
-    }
-
-    /// Takes the backend lock for loading `key`, or waits for the process
-    /// holding it to store the value, for at most the lock lease.
-    async fn acquire_load_lock<'l>(&self, lock: &'l dyn Lock, key: &str) -> LoadLock<'l> {
-        let lock_key = key::lock_key(key);
-        let deadline = tokio::time::Instant::now() + self.inner.lock_lease;
-        let mut pause = LOCK_POLL_START;
-        loop {
-            match self
-                .call("lock", lock.try_lock(&lock_key, self.inner.lock_lease))
-                .await
-            {
-                Ok(Some(token)) => {
-                    // Another process may have stored the value between our miss and now.
-                    return match self.read(key).await {
-                        Ok(Some(payload)) => {
-                            let _ = self.call("unlock", lock.unlock(&lock_key, &token)).await;
-                            LoadLock::FilledByOther(payload)
-                        }
-                        _ => LoadLock::Held(HeldLock {
-                            lock,
-                            key: lock_key,
-                            token,
-                        }),
-                    };
-                }
-                Ok(None) => {}
-                Err(error) => {
-                    tracing::warn!(%key, %error, "taking the load lock failed: loading without it");
-                    return LoadLock::Unavailable;
-                }
-            }
-            if tokio::time::Instant::now() + pause >= deadline {
-                tracing::warn!(%key, "the load lock holder did not finish within its lease: loading anyway");
-                return LoadLock::Unavailable;
-            }
-            tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(LOCK_POLL_MAX);
-            if let Ok(Some(payload)) = self.read(key).await {
-                return LoadLock::FilledByOther(payload);
-            }
-        }
-    }
-
-    async fn release_load_lock(&self, held: Option<HeldLock<'_>>) {
-        let Some(HeldLock { lock, key, token }) = held else {
-            return;
-        };
-        if let Err(error) = self.call("unlock", lock.unlock(&key, &token)).await {
-            tracing::warn!(%key, %error, "releasing the load lock failed: it ends with its lease");
-        }
-    }
-
     /// Runs a backend operation under the timeout and breaker, counting failures.
     async fn call<T>(
         &self,
@@ -538,6 +364,12 @@ impl Cache {
             Counters::bump(&self.inner.counters.errors);
         }
         result
+    }
+
+    /// Writes a warning about the backend, unless one was written for it
+    /// within the throttle's interval (see [`crate::throttle`]).
+    fn warn(&self, warn: impl FnOnce(u64)) {
+        self.inner.throttle.warn(warn);
     }
 
     fn forget_l1(&self, key: &str) {
@@ -566,184 +398,8 @@ impl Cache {
     }
 }
 
-/// A value read or loaded by [`Cache::fetch`], with what a tier in front of
-/// the cache needs to keep a copy.
-pub(crate) struct Fetched<T> {
-    pub(crate) value: T,
-    /// Bytes of the encoded payload; 0 when the value was not stored.
-    pub(crate) size: usize,
-    /// When the entry expires, as far as this process knows.
-    pub(crate) expires_at: Option<SystemTime>,
-}
-
-impl<T> Fetched<T> {
-    /// A value that was not stored: nothing to keep a copy of.
-    fn uncached(value: T) -> Self {
-        Fetched {
-            value,
-            size: 0,
-            expires_at: None,
-        }
-    }
-}
-
-/// Why a single-flight load produced nothing to share.
-enum LoadError<E> {
-    /// The loader failed; its error.
-    Loader(E),
-    /// The value could not be encoded: the leader returns it, others load again.
-    Unshared,
-}
-
-/// The outcome of asking for the backend's load lock.
-enum LoadLock<'l> {
-    /// This process loads, and releases the lock after.
-    Held(HeldLock<'l>),
-    /// Another process stored the value meanwhile.
-    FilledByOther(Bytes),
-    /// No lock to be had: load without one.
-    Unavailable,
-}
-
-/// A load lock this process holds.
-struct HeldLock<'l> {
-    lock: &'l dyn Lock,
-    key: String,
-    token: LockToken,
-}
-
+/// When an entry stored now for `ttl` expires; `None` for no expiry, and for
+/// a TTL beyond what the clock can count.
 fn expiry(ttl: Option<Duration>) -> Option<SystemTime> {
-    ttl.map(|ttl| SystemTime::now() + ttl)
-}
-
-/// Builds a [`Cache`]. Unset options come from the configuration
-/// ([`ConfigSource::from_process`]): `CACHEKIT_*` variables, `cachekit.toml`
-/// and the defaults.
-#[derive(Debug, Default)]
-#[must_use]
-pub struct CacheBuilder {
-    backend: Option<Arc<dyn Backend>>,
-    namespace: Option<String>,
-    default_ttl: Option<Duration>,
-    l1: Option<Option<L1Config>>,
-    reliability: Option<ReliabilityConfig>,
-    lock_lease: Option<Duration>,
-    config: Option<ConfigSource>,
-}
-
-impl CacheBuilder {
-    /// Stores entries in `backend`, ahead of the process default and the environment.
-    pub fn backend(self, backend: impl Backend + 'static) -> Self {
-        self.shared_backend(Arc::new(backend))
-    }
-
-    /// Like [`CacheBuilder::backend`], for a backend shared with other caches.
-    pub fn shared_backend(mut self, backend: Arc<dyn Backend>) -> Self {
-        self.backend = Some(backend);
-        self
-    }
-
-    /// The first part of every key (default: the `namespace` setting, `cachekit`).
-    pub fn namespace(mut self, namespace: impl Into<String>) -> Self {
-        self.namespace = Some(namespace.into());
-        self
-    }
-
-    /// TTL for entries stored without one; zero means no expiry.
-    pub fn default_ttl(mut self, ttl: Duration) -> Self {
-        self.default_ttl = Some(ttl);
-        self
-    }
-
-    /// Limits of the in-process L1 tier.
-    pub fn l1(mut self, config: L1Config) -> Self {
-        self.l1 = Some(Some(config));
-        self
-    }
-
-    /// No L1 tier: every read goes to the backend.
-    pub fn without_l1(mut self) -> Self {
-        self.l1 = Some(None);
-        self
-    }
-
-    /// Timeouts and circuit breaker.
-    pub fn reliability(mut self, config: ReliabilityConfig) -> Self {
-        self.reliability = Some(config);
-        self
-    }
-
-    /// Lease of the backend lock taken while loading a miss (default 30 s):
-    /// how long other processes wait for this one before loading themselves.
-    pub fn lock_lease(mut self, lease: Duration) -> Self {
-        self.lock_lease = Some(lease);
-        self
-    }
-
-    /// Reads unset options from `config` instead of this process's environment and file.
-    pub fn config(mut self, config: ConfigSource) -> Self {
-        self.config = Some(config);
-        self
-    }
-
-    /// Builds the cache, resolving the backend if none was given (see [`resolve`]).
-    pub fn build(self) -> Result<Cache> {
-        let config = match self.config {
-            Some(config) => config,
-            None => ConfigSource::from_process()?,
-        };
-        let settings: CoreSettings = config.extract(None, CORE_SETTINGS)?;
-        let resolved = resolve::resolve(self.backend, &config)?;
-        let in_process_only = resolved.from != ResolvedFrom::Explicit
-            && resolved.backend.name() == MemoryBackend::NAME;
-        let l1 = match self.l1 {
-            Some(l1) => l1,
-            // An L1 in front of in-process memory would only hold a second copy.
-            None if in_process_only || settings.l1_max_entries == 0 => None,
-            None => Some(L1Config {
-                max_entries: settings.l1_max_entries,
-                max_bytes: settings.l1_max_bytes,
-                max_ttl: settings.l1_ttl,
-            }),
-        };
-        let reliability = self.reliability.unwrap_or(ReliabilityConfig {
-            operation_timeout: settings.operation_timeout,
-            ..ReliabilityConfig::default()
-        });
-        let backend = resolved.backend;
-        let capabilities = backend.capabilities();
-        let backend_key_len = capabilities.max_key_len.min(key::MAX_KEY_LEN);
-        if backend_key_len < key::MIN_BACKEND_KEY_LEN {
-            return Err(Error::Config {
-                setting: "max_key_len".into(),
-                origin: crate::ConfigOrigin::Code,
-                reason: format!(
-                    "the {} backend allows keys of {backend_key_len} bytes; cachekit needs at least {} (shorten the key prefix)",
-                    backend.name(),
-                    key::MIN_BACKEND_KEY_LEN
-                ),
-            });
-        }
-        let default_ttl = self
-            .default_ttl
-            .or(Some(settings.default_ttl))
-            .filter(|ttl| !ttl.is_zero());
-        let namespace = self.namespace.unwrap_or(settings.namespace);
-        Ok(Cache {
-            inner: Arc::new(Inner {
-                guard: Guard::new(backend.name(), reliability, backend.operation_timeout()),
-                capabilities,
-                prefix: key::Prefix::new(&namespace),
-                namespace,
-                max_key_len: backend_key_len - key::LOCK_MARK.len(),
-                default_ttl,
-                l1: l1.map(L1::new),
-                flights: Flights::default(),
-                lock_lease: self.lock_lease.unwrap_or(Duration::from_secs(30)),
-                counters: Counters::default(),
-                said_no_lock: AtomicBool::new(false),
-                backend,
-            }),
-        })
-    }
+    ttl.and_then(|ttl| SystemTime::now().checked_add(ttl))
 }

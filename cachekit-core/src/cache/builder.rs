@@ -1,0 +1,162 @@
+//! `CacheBuilder`: a cache's options, with the configuration for the unset ones.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use super::{Cache, Inner};
+use crate::config::{CORE_SETTINGS, ConfigSource, CoreSettings};
+use crate::flight::Flights;
+use crate::l1::L1;
+use crate::reliability::Guard;
+use crate::resolve::{self, ResolvedFrom};
+use crate::stats::Counters;
+use crate::{
+    Backend, ConfigOrigin, Error, L1Config, MemoryBackend, ReliabilityConfig, Result, key, throttle,
+};
+
+/// Builds a [`Cache`]. Unset options come from the configuration
+/// ([`ConfigSource::from_process`]): `CACHEKIT_*` variables, `cachekit.toml`
+/// and the defaults.
+#[derive(Debug, Default)]
+#[must_use]
+pub struct CacheBuilder {
+    backend: Option<Arc<dyn Backend>>,
+    namespace: Option<String>,
+    version: u32,
+    default_ttl: Option<Duration>,
+    l1: Option<Option<L1Config>>,
+    reliability: Option<ReliabilityConfig>,
+    lock_lease: Option<Duration>,
+    config: Option<ConfigSource>,
+}
+
+impl CacheBuilder {
+    /// Stores entries in `backend`, ahead of the process default and the environment.
+    pub fn backend(self, backend: impl Backend + 'static) -> Self {
+        self.shared_backend(Arc::new(backend))
+    }
+
+    /// Like [`CacheBuilder::backend`], for a backend shared with other caches.
+    pub fn shared_backend(mut self, backend: Arc<dyn Backend>) -> Self {
+        self.backend = Some(backend);
+        self
+    }
+
+    /// The first part of every key (default: the `namespace` setting, `cachekit`).
+    pub fn namespace(mut self, namespace: impl Into<String>) -> Self {
+        self.namespace = Some(namespace.into());
+        self
+    }
+
+    /// A version of the cached data (default 0: none). Entries are read
+    /// only by caches of the same version: raise it when what is stored
+    /// changes meaning without changing type, to break with the entries
+    /// written before (they are never read, and expire with their TTL).
+    /// Changes of type need no version: an entry written by another type is
+    /// a miss anyway.
+    pub fn version(mut self, version: u32) -> Self {
+        self.version = version;
+        self
+    }
+
+    /// TTL for entries stored without one; zero means no expiry.
+    pub fn default_ttl(mut self, ttl: Duration) -> Self {
+        self.default_ttl = Some(ttl);
+        self
+    }
+
+    /// Limits of the in-process L1 tier.
+    pub fn l1(mut self, config: L1Config) -> Self {
+        self.l1 = Some(Some(config));
+        self
+    }
+
+    /// No L1 tier: every read goes to the backend.
+    pub fn without_l1(mut self) -> Self {
+        self.l1 = Some(None);
+        self
+    }
+
+    /// Timeouts and circuit breaker.
+    pub fn reliability(mut self, config: ReliabilityConfig) -> Self {
+        self.reliability = Some(config);
+        self
+    }
+
+    /// Lease of the backend lock taken while loading a miss (default 30 s):
+    /// how long other processes wait for this one before loading themselves.
+    pub fn lock_lease(mut self, lease: Duration) -> Self {
+        self.lock_lease = Some(lease);
+        self
+    }
+
+    /// Reads unset options from `config` instead of this process's environment and file.
+    pub fn config(mut self, config: ConfigSource) -> Self {
+        self.config = Some(config);
+        self
+    }
+
+    /// Builds the cache, resolving the backend if none was given (see [`resolve`]).
+    pub fn build(self) -> Result<Cache> {
+        let config = match self.config {
+            Some(config) => config,
+            None => ConfigSource::from_process()?,
+        };
+        let settings: CoreSettings = config.extract(None, CORE_SETTINGS)?;
+        let resolved = resolve::resolve(self.backend, &config)?;
+        let in_process_only = resolved.from != ResolvedFrom::Explicit
+            && resolved.backend.name() == MemoryBackend::NAME;
+        let l1 = match self.l1 {
+            Some(l1) => l1,
+            // An L1 in front of in-process memory would only hold a second copy.
+            None if in_process_only || settings.l1_max_entries == 0 => None,
+            None => Some(L1Config {
+                max_entries: settings.l1_max_entries,
+                max_bytes: settings.l1_max_bytes,
+                max_ttl: settings.l1_ttl,
+            }),
+        };
+        let reliability = self.reliability.unwrap_or(ReliabilityConfig {
+            operation_timeout: settings.operation_timeout,
+            ..ReliabilityConfig::default()
+        });
+        let backend = resolved.backend;
+        let capabilities = backend.capabilities();
+        let backend_key_len = capabilities.max_key_len.min(key::MAX_KEY_LEN);
+        if backend_key_len < key::MIN_BACKEND_KEY_LEN {
+            return Err(Error::Config {
+                setting: "max_key_len".into(),
+                origin: ConfigOrigin::Code,
+                reason: format!(
+                    "the {} backend allows keys of {backend_key_len} bytes; cachekit needs at least {} (shorten the key prefix)",
+                    backend.name(),
+                    key::MIN_BACKEND_KEY_LEN
+                ),
+            });
+        }
+        let default_ttl = self
+            .default_ttl
+            .or(Some(settings.default_ttl))
+            .filter(|ttl| !ttl.is_zero());
+        let namespace = self.namespace.unwrap_or(settings.namespace);
+        // Room for the lock mark that lock keys add.
+        let max_key_len = backend_key_len - key::LOCK_MARK.len();
+        Ok(Cache {
+            inner: Arc::new(Inner {
+                guard: Guard::new(backend.name(), reliability, backend.operation_timeout()),
+                capabilities,
+                prefix: key::Prefix::new(&namespace, self.version, max_key_len),
+                namespace,
+                default_ttl,
+                l1: l1.map(L1::new),
+                flights: Flights::default(),
+                lock_lease: self.lock_lease.unwrap_or(Duration::from_secs(30)),
+                counters: Counters::default(),
+                said_no_lock: AtomicBool::new(false),
+                throttle: throttle::of(&backend),
+                backend,
+            }),
+        })
+    }
+}

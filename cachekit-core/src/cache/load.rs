@@ -1,0 +1,265 @@
+//! Cache-aside: a lookup, and on a miss one load per key in this process
+//! (single-flight) and, on a backend with a lock, one across the processes
+//! sharing it.
+//!
+//! Everything a load holds is let go when its future is dropped (a caller's
+//! timeout, `select!`) or its loader panics: the flight's lead passes to a
+//! waiter ([`Flights`](crate::flight::Flights)), and the backend lock is
+//! released in the background ([`LockGuard`]), so nobody waits out a lease
+//! for a caller that is gone.
+
+use std::future::Future;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::{Cache, expiry};
+use crate::flight::Joined;
+use crate::stats::Counters;
+use crate::{Lock, LockGuard, codec, key};
+
+/// First pause between reads while another process holds the load lock.
+const LOCK_POLL_START: Duration = Duration::from_millis(5);
+/// Longest pause between those reads.
+const LOCK_POLL_MAX: Duration = Duration::from_millis(100);
+
+/// A value read or loaded by [`Cache::fetch`], with what a tier in front of
+/// the cache needs to keep a copy.
+pub(crate) struct Fetched<T> {
+    pub(crate) value: T,
+    /// Bytes of the encoded payload; 0 when the value was not stored.
+    pub(crate) size: usize,
+    /// When the entry expires, as far as this process knows.
+    pub(crate) expires_at: Option<SystemTime>,
+}
+
+/// Why a single-flight load produced nothing to share.
+enum LoadError<E> {
+    /// The loader failed; its error.
+    Loader(E),
+    /// The value could not be encoded: the leader returns it, others load again.
+    Unshared,
+}
+
+/// The outcome of asking for the backend's load lock.
+enum LoadLock {
+    /// This process loads; the guard releases the lock when dropped.
+    Held(LockGuard),
+    /// Another process stored the value meanwhile: its payload.
+    FilledByOther(Bytes),
+    /// No lock to be had: load without one.
+    Unavailable,
+}
+
+impl Cache {
+    /// [`Cache::try_get_or_insert_with`] for a built backend key, telling
+    /// also how big the entry is and when it expires, for a tier in front of
+    /// this cache (cached functions keep decoded results in one).
+    pub(crate) async fn fetch<T, E, F, Fut>(
+        &self,
+        key: &str,
+        ttl: Option<Duration>,
+        loader: F,
+    ) -> Result<Fetched<T>, E>
+    where
+        T: Serialize + DeserializeOwned,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        let counters = &self.inner.counters;
+        let ttl = match self.effective_ttl(ttl) {
+            Ok(ttl) => ttl,
+            Err(error) => {
+                self.warn(|suppressed| {
+                    tracing::warn!(%key, %error, suppressed, "running uncached");
+                });
+                Counters::bump(&counters.misses);
+                Counters::bump(&counters.loads);
+                return Ok(Fetched {
+                    value: loader().await?,
+                    size: 0,
+                    expires_at: None,
+                });
+            }
+        };
+        let backend_ok = match self.lookup(key).await {
+            Ok(Some(found)) => {
+                return Ok(Fetched {
+                    value: found.value,
+                    size: found.size,
+                    expires_at: found.expires_at,
+                });
+            }
+            Ok(None) => true,
+            Err(error) => {
+                self.warn(|suppressed| {
+                    tracing::warn!(%key, %error, suppressed, "backend read failed: running the loader uncached");
+                });
+                false
+            }
+        };
+        // Boxed: loading makes a large future, which would otherwise make
+        // the future of every call large, hits included (costlier to move).
+        Box::pin(self.load_shared(key, ttl, backend_ok, loader)).await
+    }
+
+    /// Loads a miss for [`Cache::fetch`]: once per key in this process at a
+    /// time (single-flight), a follower decoding the leader's payload.
+    async fn load_shared<T, E, F, Fut>(
+        &self,
+        key: &str,
+        ttl: Option<Duration>,
+        backend_ok: bool,
+        loader: F,
+    ) -> Result<Fetched<T>, E>
+    where
+        T: Serialize + DeserializeOwned,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        let mut loaded: Option<Fetched<T>> = None;
+        let run = || async {
+            let (fetched, payload) = self.load(key, ttl, backend_ok, loader).await?;
+            loaded = Some(fetched);
+            payload.ok_or(LoadError::Unshared)
+        };
+        match self.inner.flights.join(key, run).await {
+            Joined::Led(Err(LoadError::Loader(error))) => Err(error),
+            Joined::Led(_) => Ok(loaded.expect("a leader that did not fail loaded a value")),
+            Joined::Followed(payload, run) => {
+                if let Some(value) = self.decode(key, &payload) {
+                    Counters::bump(&self.inner.counters.coalesced);
+                    return Ok(Fetched {
+                        value,
+                        size: payload.len(),
+                        expires_at: expiry(ttl),
+                    });
+                }
+                // Another caller in this process stored a different type under
+                // this key: load for this caller's type.
+                match run().await {
+                    Err(LoadError::Loader(error)) => Err(error),
+                    _ => Ok(loaded.expect("a load that did not fail loaded a value")),
+                }
+            }
+        }
+    }
+
+    /// Runs the loader for a miss (under the backend lock when there is one)
+    /// and stores its value. Returns the value and its payload, if it
+    /// encodes (to share with followers).
+    async fn load<T, E, F, Fut>(
+        &self,
+        key: &str,
+        ttl: Option<Duration>,
+        backend_ok: bool,
+        loader: F,
+    ) -> Result<(Fetched<T>, Option<Bytes>), LoadError<E>>
+    where
+        T: Serialize + DeserializeOwned,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        let counters = &self.inner.counters;
+        let lock = self.inner.backend.as_lock();
+        if lock.is_none() && !self.inner.said_no_lock.swap(true, Ordering::Relaxed) {
+            tracing::debug!(
+                backend = self.inner.backend.name(),
+                "backend has no lock: misses are de-duplicated by in-process single-flight only"
+            );
+        }
+        let mut held = None;
+        if let (true, Some(lock)) = (backend_ok, lock) {
+            match self.acquire_load_lock(lock, key).await {
+                LoadLock::Held(guard) => held = Some(guard),
+                LoadLock::FilledByOther(payload) => {
+                    if let Some(value) = self.decode(key, &payload) {
+                        Counters::bump(&counters.l2_hits);
+                        let fetched = Fetched {
+                            value,
+                            size: payload.len(),
+                            expires_at: expiry(ttl),
+                        };
+                        return Ok((fetched, Some(payload)));
+                    }
+                }
+                LoadLock::Unavailable => {}
+            }
+        }
+        Counters::bump(&counters.misses);
+        Counters::bump(&counters.loads);
+        // On an error the guard is dropped, which releases the lock.
+        let value = loader().await.map_err(LoadError::Loader)?;
+        let payload = match codec::encode(&value, expiry(ttl)) {
+            Ok(bytes) => {
+                if backend_ok {
+                    if let Err(error) = self.write(key, bytes.clone(), ttl).await {
+                        self.warn(|suppressed| {
+                            tracing::warn!(%key, %error, suppressed, "storing a loaded value failed: returned uncached");
+                        });
+                    }
+                }
+                Some(bytes.slice(codec::HEADER_LEN..))
+            }
+            Err(error) => {
+                tracing::warn!(%key, %error, "loaded value cannot be encoded: returned uncached");
+                None
+            }
+        };
+        if let Some(guard) = held {
+            if let Err(error) = guard.release().await {
+                self.warn(|suppressed| {
+                    tracing::warn!(%key, %error, suppressed, "releasing the load lock failed: it ends with its lease");
+                });
+            }
+        }
+        let fetched = Fetched {
+            value,
+            size: payload.as_ref().map_or(0, Bytes::len),
+            expires_at: expiry(ttl),
+        };
+        Ok((fetched, payload))
+    }
+
+    /// Takes the backend lock for loading `key`, or waits for the process
+    /// holding it to store the value, for at most the lock lease.
+    async fn acquire_load_lock(&self, lock: &dyn Lock, key: &str) -> LoadLock {
+        let lock_key = key::lock_key(key);
+        let lease = self.inner.lock_lease;
+        let started = tokio::time::Instant::now();
+        let mut pause = LOCK_POLL_START;
+        loop {
+            match self.call("lock", lock.try_lock(&lock_key, lease)).await {
+                Ok(Some(token)) => {
+                    // Held by a guard at once: whatever happens next, it is released.
+                    let guard =
+                        LockGuard::new(std::sync::Arc::clone(&self.inner.backend), lock_key, token);
+                    // Another process may have stored the value between our miss and now.
+                    return match self.read(key).await {
+                        Ok(Some(opened)) => LoadLock::FilledByOther(opened.payload),
+                        _ => LoadLock::Held(guard),
+                    };
+                }
+                Ok(None) => {}
+                Err(error) => {
+                    self.warn(|suppressed| {
+                        tracing::warn!(%key, %error, suppressed, "taking the load lock failed: loading without it");
+                    });
+                    return LoadLock::Unavailable;
+                }
+            }
+            if started.elapsed() + pause >= lease {
+                tracing::warn!(%key, "the load lock holder did not finish within its lease: loading anyway");
+                return LoadLock::Unavailable;
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(LOCK_POLL_MAX);
+            if let Ok(Some(opened)) = self.read(key).await {
+                return LoadLock::FilledByOther(opened.payload);
+            }
+        }
+    }
+}
