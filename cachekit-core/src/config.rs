@@ -45,19 +45,55 @@ pub struct Setting {
     pub description: &'static str,
 }
 
-/// How a setting's value is written, in the file and in its variable.
+/// How a setting's value is written, in the file and in its variable, and
+/// the values it may take. A value out of range is an [`Error::Config`],
+/// whatever its source: a sane bound keeps a typo (or `u64::MAX`) from
+/// allocating without limit or overflowing a clock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SettingKind {
     /// Text, taken verbatim from the variable.
     Text,
-    /// A whole number.
-    Integer,
-    /// Seconds, a decimal number (`0.5`).
-    Seconds,
+    /// A whole number from `min` to `max`.
+    Integer {
+        /// The least value.
+        min: u64,
+        /// The greatest value.
+        max: u64,
+    },
+    /// Seconds, a decimal number (`0.5`, `1e-3`), from `min` to `max`.
+    Seconds {
+        /// The least value.
+        min: Duration,
+        /// The greatest value.
+        max: Duration,
+    },
     /// `true` or `false`.
     Bool,
     /// A list: a JSON-style array (`["a", "b"]`).
     List,
+}
+
+impl Setting {
+    /// Checks a value set in code against the declared range: the reason,
+    /// naming the bounds and the value, when it is outside.
+    pub fn check(&self, value: f64) -> std::result::Result<(), String> {
+        let (min, max, unit) = match self.kind {
+            SettingKind::Integer { min, max } => (min as f64, max as f64, ""),
+            SettingKind::Seconds { min, max } => (min.as_secs_f64(), max.as_secs_f64(), " seconds"),
+            SettingKind::Text | SettingKind::Bool | SettingKind::List => return Ok(()),
+        };
+        if value.is_finite() && (min..=max).contains(&value) {
+            Ok(())
+        } else {
+            Err(format!("must be from {min} to {max}{unit}, found {value}"))
+        }
+    }
+
+    /// Whether an empty value means something (the default is empty);
+    /// otherwise a variable set to nothing is an error, not the default.
+    fn allows_empty(&self) -> bool {
+        self.default == "\"\""
+    }
 }
 
 /// The core's own settings.
@@ -82,7 +118,10 @@ pub const CORE_SETTINGS: &[Setting] = &[
         key: "default_ttl",
         env: "CACHEKIT_DEFAULT_TTL",
         env_aliases: &[],
-        kind: SettingKind::Seconds,
+        kind: SettingKind::Seconds {
+            min: Duration::ZERO,
+            max: Duration::from_secs(10 * 365 * 86_400),
+        },
         default: "0",
         description: "TTL in seconds for entries stored without one; 0 means no expiry.",
     },
@@ -90,7 +129,10 @@ pub const CORE_SETTINGS: &[Setting] = &[
         key: "l1_max_entries",
         env: "CACHEKIT_L1_MAX_ENTRIES",
         env_aliases: &[],
-        kind: SettingKind::Integer,
+        kind: SettingKind::Integer {
+            min: 0,
+            max: 100_000_000,
+        },
         default: "10000",
         description: "Most entries in the in-process L1 tier; 0 turns L1 off.",
     },
@@ -98,7 +140,10 @@ pub const CORE_SETTINGS: &[Setting] = &[
         key: "l1_max_bytes",
         env: "CACHEKIT_L1_MAX_BYTES",
         env_aliases: &[],
-        kind: SettingKind::Integer,
+        kind: SettingKind::Integer {
+            min: 0,
+            max: 1 << 40,
+        },
         default: "67108864",
         description: "Most bytes in the in-process L1 tier.",
     },
@@ -106,7 +151,10 @@ pub const CORE_SETTINGS: &[Setting] = &[
         key: "l1_ttl",
         env: "CACHEKIT_L1_TTL",
         env_aliases: &[],
-        kind: SettingKind::Seconds,
+        kind: SettingKind::Seconds {
+            min: Duration::ZERO,
+            max: Duration::from_secs(86_400),
+        },
         default: "60",
         description: "Longest an L1 copy lives, in seconds: bounds staleness after another process changes an entry.",
     },
@@ -114,9 +162,20 @@ pub const CORE_SETTINGS: &[Setting] = &[
         key: "operation_timeout",
         env: "CACHEKIT_OPERATION_TIMEOUT",
         env_aliases: &[],
-        kind: SettingKind::Seconds,
+        kind: SettingKind::Seconds {
+            min: Duration::from_millis(1),
+            max: Duration::from_secs(3_600),
+        },
         default: "3.0",
         description: "Longest one backend operation may take, in seconds, on top of the backend's own timeouts.",
+    },
+    Setting {
+        key: "require_shared",
+        env: "CACHEKIT_REQUIRE_SHARED",
+        env_aliases: &[],
+        kind: SettingKind::Bool,
+        default: "false",
+        description: "Refuse a backend that is not shared across processes (in-process memory) unless named in code: for services whose instances must see one cache.",
     },
 ];
 
@@ -141,6 +200,8 @@ pub struct CoreSettings {
     /// `operation_timeout`.
     #[serde(with = "seconds")]
     pub operation_timeout: Duration,
+    /// `require_shared`.
+    pub require_shared: bool,
 }
 
 impl Default for CoreSettings {
@@ -153,6 +214,7 @@ impl Default for CoreSettings {
             l1_max_bytes: 64 << 20,
             l1_ttl: Duration::from_secs(60),
             operation_timeout: Duration::from_secs(3),
+            require_shared: false,
         }
     }
 }
@@ -170,7 +232,16 @@ impl ConfigSource {
     /// exist), else `./cachekit.toml` if present, and the environment.
     pub fn from_process() -> Result<Self> {
         let vars: BTreeMap<String, String> = std::env::vars().collect();
-        let file = match vars.get(CONFIG_FILE_VAR).filter(|v| !v.is_empty()) {
+        let file = match vars.get(CONFIG_FILE_VAR) {
+            Some(path) if path.trim().is_empty() => {
+                return Err(Error::Config {
+                    setting: "config file".into(),
+                    origin: ConfigOrigin::Env(CONFIG_FILE_VAR.into()),
+                    reason: format!(
+                        "{CONFIG_FILE_VAR} is set but empty; unset it to read ./{DEFAULT_CONFIG_FILE} if present, or name a file"
+                    ),
+                });
+            }
             Some(path) => Some(PathBuf::from(path)),
             None => Some(PathBuf::from(DEFAULT_CONFIG_FILE)).filter(|p| p.is_file()),
         };
@@ -234,6 +305,11 @@ impl ConfigSource {
             .filter(|v| !v.is_empty())
     }
 
+    /// Whether environment variable `name` is set, but to nothing (or blanks).
+    pub fn is_set_but_empty(&self, name: &str) -> bool {
+        self.vars.get(name).is_some_and(|v| v.trim().is_empty())
+    }
+
     /// The value of `setting` from its variable or, failing that, an alias;
     /// with the name of the variable that held it.
     pub fn setting_var(&self, setting: &Setting) -> Option<(&'static str, &str)> {
@@ -244,17 +320,82 @@ impl ConfigSource {
 
     /// Extracts `T` from the section `section` (`None`: the top level),
     /// layering `T::default()`, the file and the variables of `settings`.
-    /// A bad value is an [`Error::Config`] naming the setting and its origin.
+    /// A bad value is an [`Error::Config`] naming the setting, its origin
+    /// and the value: a variable set to nothing (unless the default is
+    /// empty), a number that does not parse, or one out of its declared range.
     pub fn extract<T>(&self, section: Option<&str>, settings: &[Setting]) -> Result<T>
     where
         T: Serialize + DeserializeOwned + Default,
     {
+        self.check_variables(settings)?;
         let figment = self.figment(section, T::default(), settings);
+        self.check_ranges(&figment, settings)?;
         let result = match section {
             Some(section) => figment.extract_inner(section),
             None => figment.extract(),
         };
         result.map_err(|error| self.config_error(error, section, settings))
+    }
+
+    /// Checks the variables of `settings` before they are layered: each
+    /// set one must hold a value of its kind.
+    fn check_variables(&self, settings: &[Setting]) -> Result<()> {
+        for setting in settings {
+            let names = std::iter::once(setting.env).chain(setting.env_aliases.iter().copied());
+            for name in names {
+                if self.is_set_but_empty(name) && !setting.allows_empty() {
+                    return Err(Error::Config {
+                        setting: setting.key.into(),
+                        origin: ConfigOrigin::Env(name.into()),
+                        reason: format!(
+                            "{name} is set but empty; unset it to use the default ({}), or give a value",
+                            setting.default
+                        ),
+                    });
+                }
+            }
+            let Some((name, raw)) = self.setting_var(setting) else {
+                continue;
+            };
+            if let Err(reason) = parse_variable(setting.kind, raw) {
+                return Err(Error::Config {
+                    setting: setting.key.into(),
+                    origin: ConfigOrigin::Env(name.into()),
+                    reason: format!("{reason} (value {raw:?})"),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks every numeric setting against its declared range, whatever
+    /// its source. Values of the wrong type are left to the extraction, which
+    /// says so.
+    fn check_ranges(&self, figment: &Figment, settings: &[Setting]) -> Result<()> {
+        for setting in settings {
+            let number = figment.find_value(setting.key).ok().and_then(|value| {
+                let num = value.to_num()?;
+                num.to_f64()
+                    .or_else(|| num.to_u128().map(|n| n as f64))
+                    .or_else(|| num.to_i128().map(|n| n as f64))
+            });
+            if let Some(reason) = number.and_then(|number| setting.check(number).err()) {
+                let origin = self.origin(setting);
+                // The value as written, which a float may not show exactly.
+                let reason = match self.setting_var(setting) {
+                    Some((_, raw)) if matches!(origin, ConfigOrigin::Env(_)) => {
+                        format!("{reason} (value {raw:?})")
+                    }
+                    _ => reason,
+                };
+                return Err(Error::Config {
+                    setting: setting.key.into(),
+                    origin,
+                    reason,
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Where the value of `setting` comes from.
@@ -360,18 +501,46 @@ impl Provider for DeclaredEnv<'_> {
             let Some((_, raw)) = self.source.setting_var(setting) else {
                 continue;
             };
-            let value = match setting.kind {
-                SettingKind::Text => Value::from(raw.to_owned()),
-                _ => raw
-                    .trim()
-                    .parse()
-                    .expect("parsing a figment value is infallible"),
+            // Checked by `check_variables`: a value that did not parse is not here.
+            let Ok(value) = parse_variable(setting.kind, raw) else {
+                continue;
             };
             if let Value::Dict(_, nested) = figment::util::nest(setting.key, value) {
                 merge_into(&mut dict, nested);
             }
         }
         Ok(Profile::Default.collect(dict))
+    }
+}
+
+/// The value of a variable of `kind`: numbers and booleans parsed as such
+/// (`1e3` is a number of seconds, not text), text verbatim, a list as an
+/// array if written as one (else as text, for the setting to split).
+fn parse_variable(kind: SettingKind, raw: &str) -> std::result::Result<Value, String> {
+    let trimmed = raw.trim();
+    match kind {
+        SettingKind::Text => Ok(Value::from(raw.to_owned())),
+        SettingKind::Integer { .. } => {
+            if let Ok(n) = trimmed.parse::<u64>() {
+                Ok(Value::from(n))
+            } else if let Ok(n) = trimmed.parse::<i64>() {
+                Ok(Value::from(n))
+            } else {
+                Err("expected a whole number".into())
+            }
+        }
+        SettingKind::Seconds { .. } => trimmed
+            .parse::<f64>()
+            .map(Value::from)
+            .map_err(|_| "expected a number of seconds (such as 2, 0.5 or 1e-3)".into()),
+        SettingKind::Bool => match trimmed.to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" | "on" => Ok(Value::from(true)),
+            "false" | "0" | "no" | "off" => Ok(Value::from(false)),
+            _ => Err("expected true or false".into()),
+        },
+        SettingKind::List => Ok(trimmed
+            .parse()
+            .expect("parsing a figment value is infallible")),
     }
 }
 

@@ -3,7 +3,9 @@
 //! Priority: an explicit backend > the process default
 //! ([`set_default_backend`]) > configuration (`backend` in the file or
 //! `CACHEKIT_BACKEND`, else the one backend whose variables are set) >
-//! in-process memory (L1-only: no server, no warning).
+//! in-process memory (L1-only: no server, no warning, unless
+//! `require_shared` is set: then a backend that configuration chose and
+//! that is not shared across processes is an error).
 //!
 //! Backend crates register a [`BackendFactory`] with `inventory::submit!`;
 //! the facade registers a factory without a constructor for each backend
@@ -96,6 +98,18 @@ pub enum ResolvedFrom {
     L1Only,
 }
 
+impl std::fmt::Display for ResolvedFrom {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ResolvedFrom::Explicit => f.write_str("named in code"),
+            ResolvedFrom::ProcessDefault => f.write_str("the process default"),
+            ResolvedFrom::Configured(origin) => write!(f, "named by {origin}"),
+            ResolvedFrom::Detected { variable } => write!(f, "selected by {variable}"),
+            ResolvedFrom::L1Only => f.write_str("nothing configured"),
+        }
+    }
+}
+
 /// A chosen backend and why it was chosen.
 #[derive(Debug, Clone)]
 pub struct Resolved {
@@ -129,9 +143,36 @@ pub fn resolve_with(
             from: ResolvedFrom::ProcessDefault,
         });
     }
-    let setting = &CORE_SETTINGS[0];
-    debug_assert_eq!(setting.key, "backend");
-    let named = config.extract::<CoreSettings>(None, CORE_SETTINGS)?.backend;
+    let settings: CoreSettings = config.extract(None, CORE_SETTINGS)?;
+    let resolved = configured(config, &settings.backend, factories)?;
+    if settings.require_shared && !resolved.backend.capabilities().shared {
+        return Err(Error::Config {
+            setting: "require_shared".into(),
+            origin: config.origin(&CORE_SETTINGS[REQUIRE_SHARED]),
+            reason: format!(
+                "the configuration chose the {} backend ({}), which is not shared across processes; \
+                 configure a shared backend (CACHEKIT_BACKEND, CACHEKIT_MEMCACHED_SERVERS, ...) or unset require_shared",
+                resolved.backend.name(),
+                resolved.from
+            ),
+        });
+    }
+    Ok(resolved)
+}
+
+/// Index of `backend` in [`CORE_SETTINGS`] (checked by a test).
+pub(crate) const BACKEND: usize = 0;
+/// Index of `require_shared` in [`CORE_SETTINGS`] (checked by a test).
+pub(crate) const REQUIRE_SHARED: usize = 7;
+
+/// The backend the configuration chooses: the one `named` (the `backend`
+/// setting), else the one detected.
+fn configured(
+    config: &ConfigSource,
+    named: &str,
+    factories: &[&BackendFactory],
+) -> Result<Resolved> {
+    let setting = &CORE_SETTINGS[BACKEND];
     let named = named.trim();
     if !named.is_empty() {
         let origin = config.origin(setting);
@@ -159,18 +200,26 @@ pub fn resolve_with(
 fn detect(config: &ConfigSource, factories: &[&BackendFactory]) -> Result<Resolved> {
     let mut found: Vec<(&BackendFactory, &'static str)> = Vec::new();
     for factory in factories {
-        let set = factory
+        // A generic variable such as REDIS_URL often serves other code; it
+        // selects a backend only when that backend is compiled in.
+        let vars = factory
             .selecting_vars
             .iter()
             .copied()
-            .find(|var| config.var(var).is_some());
-        // A generic variable such as REDIS_URL often serves other code; it
-        // selects a backend only when that backend is compiled in.
-        match set {
-            Some(var) if factory.build.is_some() || var.starts_with("CACHEKIT_") => {
-                found.push((factory, var));
-            }
-            _ => {}
+            .filter(|var| factory.build.is_some() || var.starts_with("CACHEKIT_"));
+        // Set to nothing is not unset: it would fall back to memory unseen.
+        if let Some(var) = vars.clone().find(|var| config.is_set_but_empty(var)) {
+            return Err(Error::Config {
+                setting: CORE_SETTINGS[BACKEND].key.into(),
+                origin: ConfigOrigin::Env((*var).into()),
+                reason: format!(
+                    "{var} is set but empty; unset it, or give a value to use the {} backend",
+                    factory.name
+                ),
+            });
+        }
+        if let Some(var) = vars.clone().find(|var| config.var(var).is_some()) {
+            found.push((factory, var));
         }
     }
     match found.as_slice() {
@@ -229,4 +278,15 @@ fn names(factories: &[&BackendFactory]) -> String {
         .map(|f| f.name)
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn setting_indexes_name_their_settings() {
+        assert_eq!(CORE_SETTINGS[BACKEND].key, "backend");
+        assert_eq!(CORE_SETTINGS[REQUIRE_SHARED].key, "require_shared");
+    }
 }

@@ -49,8 +49,8 @@ fn every_variable_sets_exactly_its_declared_key() {
     for setting in CORE_SETTINGS {
         let sample = match setting.kind {
             SettingKind::Text => "some_value-1",
-            SettingKind::Integer => "12345",
-            SettingKind::Seconds => "7.5",
+            SettingKind::Integer { .. } => "12345",
+            SettingKind::Seconds { .. } => "7.5",
             SettingKind::Bool => "true",
             SettingKind::List => "[\"a\"]",
         };
@@ -65,6 +65,7 @@ fn every_variable_sets_exactly_its_declared_key() {
             "l1_max_bytes" => expected.l1_max_bytes = 12345,
             "l1_ttl" => expected.l1_ttl = Duration::from_secs_f64(7.5),
             "operation_timeout" => expected.operation_timeout = Duration::from_secs_f64(7.5),
+            "require_shared" => expected.require_shared = true,
             other => panic!("setting {other} has no case in this test: add one"),
         }
         assert_eq!(
@@ -163,7 +164,8 @@ fn bad_file_value_names_the_file() {
         } => {
             assert_eq!(setting, "operation_timeout");
             assert_eq!(origin, ConfigOrigin::File(toml.path().into()));
-            assert!(reason.contains(">= 0"), "{reason}");
+            assert!(reason.contains("must be from 0.001 to 3600"), "{reason}");
+            assert!(reason.contains("-1"), "{reason}");
         }
         other => panic!("expected Config, got {other:?}"),
     }
@@ -181,8 +183,103 @@ fn missing_config_file_is_an_error() {
 }
 
 #[test]
-fn empty_variables_count_as_unset() {
-    let source = env(&[("CACHEKIT_NAMESPACE", "")]);
-    let settings: CoreSettings = source.extract(None, CORE_SETTINGS).unwrap();
-    assert_eq!(settings.namespace, "cachekit");
+fn a_variable_set_to_nothing_is_an_error_not_the_default() {
+    for (var, setting) in [
+        ("CACHEKIT_NAMESPACE", "namespace"),
+        ("CACHEKIT_L1_TTL", "l1_ttl"),
+        ("CACHEKIT_OPERATION_TIMEOUT", "operation_timeout"),
+        ("CACHEKIT_REQUIRE_SHARED", "require_shared"),
+    ] {
+        for empty in ["", "  "] {
+            let error = env(&[(var, empty)])
+                .extract::<CoreSettings>(None, CORE_SETTINGS)
+                .unwrap_err();
+            match &error {
+                Error::Config {
+                    setting: named,
+                    origin,
+                    reason,
+                } => {
+                    assert_eq!(named, setting);
+                    assert_eq!(origin, &ConfigOrigin::Env(var.into()));
+                    assert!(reason.contains("set but empty"), "{reason}");
+                }
+                other => panic!("{var}: expected Config, got {other:?}"),
+            }
+        }
+    }
+    // A setting whose default is empty may be set to nothing: it means the default.
+    let settings: CoreSettings = env(&[("CACHEKIT_BACKEND", "")])
+        .extract(None, CORE_SETTINGS)
+        .unwrap();
+    assert_eq!(settings.backend, "");
+}
+
+/// `source`'s error for the core settings: setting, origin and reason.
+fn config_error(source: &ConfigSource) -> (String, ConfigOrigin, String) {
+    match source.extract::<CoreSettings>(None, CORE_SETTINGS) {
+        Err(Error::Config {
+            setting,
+            origin,
+            reason,
+        }) => (setting, origin, reason),
+        other => panic!("expected a Config error, got {other:?}"),
+    }
+}
+
+#[test]
+fn numbers_out_of_range_name_the_setting_the_source_and_the_value() {
+    for (var, value) in [
+        ("CACHEKIT_L1_MAX_ENTRIES", "18446744073709551615"),
+        ("CACHEKIT_L1_MAX_BYTES", "18446744073709551615"),
+        ("CACHEKIT_L1_MAX_ENTRIES", "-1"),
+        ("CACHEKIT_DEFAULT_TTL", "1e30"),
+        ("CACHEKIT_L1_TTL", "inf"),
+        ("CACHEKIT_OPERATION_TIMEOUT", "NaN"),
+        ("CACHEKIT_OPERATION_TIMEOUT", "0"),
+    ] {
+        let (setting, origin, reason) = config_error(&env(&[(var, value)]));
+        let declared = CORE_SETTINGS.iter().find(|s| s.env == var).unwrap();
+        assert_eq!(setting, declared.key);
+        assert_eq!(origin, ConfigOrigin::Env(var.into()));
+        assert!(reason.contains("must be from"), "{var}={value}: {reason}");
+        assert!(reason.contains(value), "{var}={value}: {reason}");
+    }
+    let toml = file("l1_max_entries = 1000000000000\n");
+    let source =
+        ConfigSource::from_parts(Some(toml.path()), Vec::<(String, String)>::new()).unwrap();
+    let (setting, origin, reason) = config_error(&source);
+    assert_eq!(setting, "l1_max_entries");
+    assert_eq!(origin, ConfigOrigin::File(toml.path().into()));
+    assert!(reason.contains("1000000000000"), "{reason}");
+}
+
+#[test]
+fn seconds_may_be_written_with_an_exponent() {
+    let settings: CoreSettings = env(&[("CACHEKIT_OPERATION_TIMEOUT", "2.5e-1")])
+        .extract(None, CORE_SETTINGS)
+        .unwrap();
+    assert_eq!(settings.operation_timeout, Duration::from_millis(250));
+    for (var, value, expected) in [
+        ("CACHEKIT_L1_MAX_ENTRIES", "12.5", "whole number"),
+        ("CACHEKIT_REQUIRE_SHARED", "maybe", "true or false"),
+        ("CACHEKIT_L1_TTL", "soon", "number of seconds"),
+    ] {
+        let (_, origin, reason) = config_error(&env(&[(var, value)]));
+        assert_eq!(origin, ConfigOrigin::Env(var.into()));
+        assert!(
+            reason.contains(expected) && reason.contains(value),
+            "{reason}"
+        );
+    }
+}
+
+#[test]
+fn every_default_is_within_its_declared_range() {
+    for setting in CORE_SETTINGS {
+        let number = setting.default.parse::<f64>();
+        if let Ok(number) = number {
+            assert!(setting.check(number).is_ok(), "{}", setting.key);
+        }
+    }
 }

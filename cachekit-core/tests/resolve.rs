@@ -197,3 +197,53 @@ async fn process_default_is_used_by_caches_that_name_no_backend() {
         "L1-only mode keeps one in-process copy, not two"
     );
 }
+
+#[test]
+fn a_selecting_variable_set_to_nothing_is_an_error_not_memory() {
+    let error = resolve_with(
+        None,
+        None,
+        &env(&[("CACHEKIT_ALPHA_SERVERS", "")]),
+        &factories(),
+    )
+    .unwrap_err();
+    match error {
+        Error::Config { origin, reason, .. } => {
+            assert_eq!(origin, ConfigOrigin::Env("CACHEKIT_ALPHA_SERVERS".into()));
+            assert!(reason.contains("set but empty"), "{reason}");
+        }
+        other => panic!("expected Config, got {other:?}"),
+    }
+    // A generic variable of a backend not compiled in belongs to other code.
+    let resolved = resolve_with(None, None, &env(&[("BETA_URL", "")]), &factories()).unwrap();
+    assert_eq!(resolved.from, ResolvedFrom::L1Only);
+}
+
+#[test]
+fn require_shared_refuses_a_process_local_backend_from_configuration() {
+    for vars in [
+        vec![("CACHEKIT_REQUIRE_SHARED", "true")],
+        vec![
+            ("CACHEKIT_REQUIRE_SHARED", "true"),
+            ("CACHEKIT_BACKEND", "memory"),
+        ],
+    ] {
+        let error = resolve_with(None, None, &env(&vars), &factories()).unwrap_err();
+        match error {
+            Error::Config {
+                setting,
+                origin,
+                reason,
+            } => {
+                assert_eq!(setting, "require_shared");
+                assert_eq!(origin, ConfigOrigin::Env("CACHEKIT_REQUIRE_SHARED".into()));
+                assert!(reason.contains("memory"), "{reason}");
+            }
+            other => panic!("{vars:?}: expected Config, got {other:?}"),
+        }
+    }
+    // Named in code, a process-local backend is a choice, not an accident.
+    let config = env(&[("CACHEKIT_REQUIRE_SHARED", "true")]);
+    let explicit = resolve_with(Some(plain()), None, &config, &factories()).unwrap();
+    assert_eq!(explicit.from, ResolvedFrom::Explicit);
+}

@@ -21,7 +21,10 @@ pub const SETTINGS: &[Setting] = &[
         key: "memcached.connect_timeout",
         env: "CACHEKIT_MEMCACHED_CONNECT_TIMEOUT",
         env_aliases: &[],
-        kind: SettingKind::Seconds,
+        kind: SettingKind::Seconds {
+            min: Duration::from_millis(1),
+            max: Duration::from_secs(300),
+        },
         default: "2.0",
         description: "Connect timeout, seconds.",
     },
@@ -29,7 +32,10 @@ pub const SETTINGS: &[Setting] = &[
         key: "memcached.timeout",
         env: "CACHEKIT_MEMCACHED_TIMEOUT",
         env_aliases: &[],
-        kind: SettingKind::Seconds,
+        kind: SettingKind::Seconds {
+            min: Duration::from_millis(1),
+            max: Duration::from_secs(300),
+        },
         default: "1.0",
         description: "Timeout of one operation, retries included, seconds.",
     },
@@ -37,7 +43,7 @@ pub const SETTINGS: &[Setting] = &[
         key: "memcached.max_pool_size",
         env: "CACHEKIT_MEMCACHED_MAX_POOL_SIZE",
         env_aliases: &[],
-        kind: SettingKind::Integer,
+        kind: SettingKind::Integer { min: 1, max: 1_000 },
         default: "10",
         description: "Most connections per server; more open as load needs them (each carries up to 32 pipelined requests before the next opens).",
     },
@@ -45,7 +51,7 @@ pub const SETTINGS: &[Setting] = &[
         key: "memcached.retry_attempts",
         env: "CACHEKIT_MEMCACHED_RETRY_ATTEMPTS",
         env_aliases: &[],
-        kind: SettingKind::Integer,
+        kind: SettingKind::Integer { min: 0, max: 10 },
         default: "2",
         description: "Retries of a failed operation, and consecutive failures after which a server is ejected.",
     },
@@ -61,7 +67,10 @@ pub const SETTINGS: &[Setting] = &[
         key: "memcached.max_item_size",
         env: "CACHEKIT_MEMCACHED_MAX_ITEM_SIZE",
         env_aliases: &[],
-        kind: SettingKind::Integer,
+        kind: SettingKind::Integer {
+            min: 1 << 10,
+            max: 1 << 30,
+        },
         default: "1048576",
         description: "Largest value sent, bytes; larger ones are refused before sending (memcached's -I).",
     },
@@ -69,7 +78,10 @@ pub const SETTINGS: &[Setting] = &[
         key: "memcached.dead_time",
         env: "CACHEKIT_MEMCACHED_DEAD_TIME",
         env_aliases: &[],
-        kind: SettingKind::Seconds,
+        kind: SettingKind::Seconds {
+            min: Duration::from_millis(1),
+            max: Duration::from_secs(86_400),
+        },
         default: "30.0",
         description: "How long an ejected server stays out of the ring before it is tried again, seconds.",
     },
@@ -124,12 +136,7 @@ impl MemcachedBackendConfig {
     /// Reads `[memcached]` and the `CACHEKIT_MEMCACHED_*` variables from `source`, and validates.
     pub fn from_source(source: &ConfigSource) -> Result<Self> {
         let config: Self = source.extract(Some("memcached"), SETTINGS)?;
-        config.validate_with(|name| {
-            SETTINGS
-                .iter()
-                .find(|s| s.key.strip_prefix("memcached.") == Some(name))
-                .map_or(ConfigOrigin::Code, |s| source.origin(s))
-        })?;
+        config.validate_with(|field| source.origin(setting(field)))?;
         Ok(config)
     }
 
@@ -153,20 +160,19 @@ impl MemcachedBackendConfig {
         for server in &self.servers {
             parse_server(server).map_err(|reason| fail("servers", reason))?;
         }
-        for (field, value) in [
-            ("connect_timeout", self.connect_timeout),
-            ("timeout", self.timeout),
-            ("dead_time", self.dead_time),
-        ] {
-            if value.is_zero() {
-                return Err(fail(field, "must be greater than zero".into()));
-            }
-        }
-        if self.max_pool_size == 0 {
-            return Err(fail("max_pool_size", "must be at least 1".into()));
-        }
-        if self.max_item_size == 0 {
-            return Err(fail("max_item_size", "must be at least 1".into()));
+        // The declared ranges, for a config built in code as for one read.
+        let numbers = [
+            ("connect_timeout", self.connect_timeout.as_secs_f64()),
+            ("timeout", self.timeout.as_secs_f64()),
+            ("dead_time", self.dead_time.as_secs_f64()),
+            ("max_pool_size", self.max_pool_size as f64),
+            ("retry_attempts", f64::from(self.retry_attempts)),
+            ("max_item_size", self.max_item_size as f64),
+        ];
+        for (field, value) in numbers {
+            setting(field)
+                .check(value)
+                .map_err(|reason| fail(field, reason))?;
         }
         let room = key::MAX_KEY_LEN - key::MIN_BACKEND_KEY_LEN;
         if self.key_prefix.len() > room
@@ -182,6 +188,14 @@ impl MemcachedBackendConfig {
         }
         Ok(())
     }
+}
+
+/// The declaration of `field` (`timeout` for `memcached.timeout`).
+fn setting(field: &str) -> &'static Setting {
+    SETTINGS
+        .iter()
+        .find(|s| s.key.strip_prefix("memcached.") == Some(field))
+        .expect("every field is declared")
 }
 
 /// Checks `host:port` with a port in 1..=65535 (IPv6 hosts in brackets).

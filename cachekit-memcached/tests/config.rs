@@ -144,11 +144,41 @@ fn bad_values_name_the_setting_the_variable_and_the_value() {
             "my app",
             "memcached.key_prefix",
         ),
+        // Out of range: these panicked, allocated without bound or never ejected.
+        (
+            "CACHEKIT_MEMCACHED_MAX_POOL_SIZE",
+            "18446744073709551615",
+            "memcached.max_pool_size",
+        ),
+        (
+            "CACHEKIT_MEMCACHED_MAX_POOL_SIZE",
+            "1000000",
+            "memcached.max_pool_size",
+        ),
+        (
+            "CACHEKIT_MEMCACHED_RETRY_ATTEMPTS",
+            "4294967295",
+            "memcached.retry_attempts",
+        ),
+        ("CACHEKIT_MEMCACHED_TIMEOUT", "1e30", "memcached.timeout"),
+        ("CACHEKIT_MEMCACHED_DEAD_TIME", "inf", "memcached.dead_time"),
+        (
+            "CACHEKIT_MEMCACHED_MAX_ITEM_SIZE",
+            "100",
+            "memcached.max_item_size",
+        ),
+        // Set to nothing is not unset.
+        ("CACHEKIT_MEMCACHED_SERVERS", "", "memcached.servers"),
+        ("CACHEKIT_MEMCACHED_TIMEOUT", " ", "memcached.timeout"),
     ];
     for (var, value, setting) in cases {
         let (named, origin, reason) = config_error(from_vars(&[(var, value)]));
         assert_eq!(named, setting, "{var}={value}: {reason}");
         assert_eq!(origin, ConfigOrigin::Env(var.into()), "{var}={value}");
+        // The value as written (a server list's reason quotes the bad server).
+        if !value.trim().is_empty() && var != "CACHEKIT_MEMCACHED_SERVERS" {
+            assert!(reason.contains(value), "{var}={value}: {reason}");
+        }
         let message = Error::Config {
             setting: named,
             origin,
@@ -160,9 +190,35 @@ fn bad_values_name_the_setting_the_variable_and_the_value() {
 }
 
 #[test]
+fn a_bad_setting_is_an_error_everywhere_it_is_read_never_a_panic() {
+    let vars = [("CACHEKIT_MEMCACHED_MAX_POOL_SIZE", "18446744073709551615")];
+    let source = || ConfigSource::from_parts(None, vars).unwrap();
+    assert!(matches!(
+        MemcachedBackend::from_config(&source()),
+        Err(Error::Config { .. })
+    ));
+    let built = Cache::builder()
+        .config(
+            ConfigSource::from_parts(None, [("CACHEKIT_BACKEND", "memcached"), vars[0]]).unwrap(),
+        )
+        .build();
+    assert!(matches!(built, Err(Error::Config { .. })), "{built:?}");
+    // An empty server list does not fall back to memory.
+    let empty = ConfigSource::from_parts(None, [("CACHEKIT_MEMCACHED_SERVERS", "")]).unwrap();
+    let built = Cache::builder().config(empty).build();
+    match built {
+        Err(Error::Config { origin, .. }) => assert_eq!(
+            origin,
+            ConfigOrigin::Env("CACHEKIT_MEMCACHED_SERVERS".into())
+        ),
+        other => panic!("expected a Config error, got {other:?}"),
+    }
+}
+
+#[test]
 fn validation_names_the_field() {
     type Breaker = fn(&mut MemcachedBackendConfig);
-    let cases: [(Breaker, &str); 6] = [
+    let cases: [(Breaker, &str); 10] = [
         (|c| c.servers.clear(), "memcached.servers"),
         (
             |c| c.servers = vec!["mc1:11211".into(), "nope".into()],
@@ -174,6 +230,10 @@ fn validation_names_the_field() {
             "memcached.connect_timeout",
         ),
         (|c| c.max_pool_size = 0, "memcached.max_pool_size"),
+        (|c| c.max_pool_size = 1_000_000, "memcached.max_pool_size"),
+        (|c| c.retry_attempts = u32::MAX, "memcached.retry_attempts"),
+        (|c| c.dead_time = Duration::MAX, "memcached.dead_time"),
+        (|c| c.max_item_size = 0, "memcached.max_item_size"),
         (|c| c.key_prefix = "x".repeat(200), "memcached.key_prefix"),
     ];
     for (break_it, field) in cases {

@@ -75,11 +75,11 @@ async fn ttls_over_thirty_days_are_clamped_on_the_wire() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn values_over_the_item_size_are_refused_before_sending() {
     let servers = common::servers(1);
-    let backend = common::backend(&servers, |c| c.max_item_size = 1000);
-    match backend.set("big", Bytes::from(vec![0u8; 1001]), None).await {
+    let backend = common::backend(&servers, |c| c.max_item_size = 2048);
+    match backend.set("big", Bytes::from(vec![0u8; 2049]), None).await {
         Err(Error::ValueTooLarge {
-            size: 1001,
-            limit: 1000,
+            size: 2049,
+            limit: 2048,
         }) => {}
         other => panic!("expected ValueTooLarge, got {other:?}"),
     }
@@ -205,7 +205,7 @@ async fn get_many_answers_keys_spread_over_servers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn set_many_stores_keys_spread_over_servers_and_checks_all_before_sending() {
     let servers = common::servers(3);
-    let backend = common::backend(&servers, |c| c.max_item_size = 1000);
+    let backend = common::backend(&servers, |c| c.max_item_size = 2048);
     let keys: Vec<String> = (0..90).map(|i| format!("setmany:{i}")).collect();
     let entries: Vec<(&str, Bytes)> = keys
         .iter()
@@ -227,12 +227,12 @@ async fn set_many_stores_keys_spread_over_servers_and_checks_all_before_sending(
     // One entry too large: refused with its size, and nothing is sent.
     let fresh = [
         ("setmany:fresh", Bytes::from_static(b"v")),
-        ("setmany:big", Bytes::from(vec![0u8; 1001])),
+        ("setmany:big", Bytes::from(vec![0u8; 2049])),
     ];
     match backend.set_many(&fresh, None).await {
         Err(Error::ValueTooLarge {
-            size: 1001,
-            limit: 1000,
+            size: 2049,
+            limit: 2048,
         }) => {}
         other => panic!("expected ValueTooLarge, got {other:?}"),
     }
