@@ -229,7 +229,7 @@ fn detect(config: &ConfigSource, factories: &[&BackendFactory]) -> Result<Resolv
         }),
         [(factory, variable)] => {
             let origin = ConfigOrigin::Env((*variable).into());
-            let backend = build(factory, config, variable, origin)?;
+            let backend = build(factory, config, CORE_SETTINGS[BACKEND].key, origin)?;
             Ok(Resolved {
                 backend,
                 from: ResolvedFrom::Detected { variable },

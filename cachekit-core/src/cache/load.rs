@@ -30,7 +30,8 @@ const LOCK_POLL_MAX: Duration = Duration::from_millis(100);
 /// the cache needs to keep a copy.
 pub(crate) struct Fetched<T> {
     pub(crate) value: T,
-    /// Bytes of the encoded payload; 0 when the value was not stored.
+    /// Bytes of the encoded payload; 0 when this call did not read or store
+    /// it (it is then not to be kept in front).
     pub(crate) size: usize,
     /// When the entry expires, as far as this process knows.
     pub(crate) expires_at: Option<SystemTime>,
@@ -132,9 +133,10 @@ impl Cache {
             Joined::Followed(payload, run) => {
                 if let Some(value) = self.decode(key, &payload) {
                     Counters::bump(&self.inner.counters.coalesced);
+                    // Size 0: the leader keeps the copy in front, if it stored one.
                     return Ok(Fetched {
                         value,
-                        size: payload.len(),
+                        size: 0,
                         expires_at: expiry(ttl),
                     });
                 }
@@ -193,13 +195,15 @@ impl Cache {
         Counters::bump(&counters.loads);
         // On an error the guard is dropped, which releases the lock.
         let value = loader().await.map_err(LoadError::Loader)?;
+        let mut stored = false;
         let payload = match codec::encode(&value, expiry(ttl)) {
             Ok(bytes) => {
                 if backend_ok {
-                    if let Err(error) = self.write(key, bytes.clone(), ttl).await {
-                        self.warn(|suppressed| {
+                    match self.write(key, bytes.clone(), ttl).await {
+                        Ok(()) => stored = true,
+                        Err(error) => self.warn(|suppressed| {
                             tracing::warn!(%key, %error, suppressed, "storing a loaded value failed: returned uncached");
-                        });
+                        }),
                     }
                 }
                 Some(bytes.slice(codec::HEADER_LEN..))
@@ -216,9 +220,11 @@ impl Cache {
                 });
             }
         }
+        // A copy in front of the cache only of what the backend holds.
+        let size = payload.as_ref().filter(|_| stored).map_or(0, Bytes::len);
         let fetched = Fetched {
             value,
-            size: payload.as_ref().map_or(0, Bytes::len),
+            size,
             expires_at: expiry(ttl),
         };
         Ok((fetched, payload))
