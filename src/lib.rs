@@ -159,7 +159,7 @@ pub use cachekit_macros::cache;
 pub use cachekit_core::{
     Backend, Bytes, Cache, CacheBuilder, CacheStats, Capabilities, Capability, ConfigOrigin, Error,
     KeyTtl, L1Config, Lock, LockGuard, LockToken, MemoryBackend, ReliabilityConfig, Result, Touch,
-    TtlInspect, async_trait, cached_fn, clear_default_backend, codec, config, key, resolve,
+    TtlInspect, async_trait, cached_fn, clear_default_backend, codec, config, init, key, resolve,
     set_default_backend,
 };
 

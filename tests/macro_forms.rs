@@ -149,7 +149,10 @@ async fn skip_and_custom_key() {
     assert_eq!(STOCK_RUNS.load(Ordering::SeqCst), 1);
     let backend = shared_backend();
     assert!(
-        backend.exists("macro_forms:stock:sku:abc").await.unwrap(),
+        backend
+            .exists("cachekit:macro_forms:stock:sku:abc")
+            .await
+            .unwrap(),
         "the custom key is readable on the backend"
     );
     assert!(stock_invalidate(&pool, "abc").await.unwrap());
@@ -272,7 +275,9 @@ struct Repo {
 }
 
 impl Repo {
-    #[cache(namespace = "repo")]
+    /// The result depends on `self`'s prefix, but `self` is skipped: the
+    /// instances share entries (the first one's value wins).
+    #[cache(namespace = "repo", skip(self))]
     async fn lookup(&self, id: u64) -> String {
         self.runs.fetch_add(1, Ordering::SeqCst);
         format!("{}{id}", self.prefix)
@@ -302,7 +307,11 @@ async fn methods_and_associated_functions() {
         runs: AtomicUsize::new(0),
     };
     assert_eq!(a.lookup(1).await, "a-1");
-    assert_eq!(b.lookup(1).await, "a-1", "self is not part of the key");
+    assert_eq!(
+        b.lookup(1).await,
+        "a-1",
+        "skip(self): self is not part of the key"
+    );
     assert_eq!(b.runs.load(Ordering::SeqCst), 0);
     assert!(a.lookup_invalidate(1).await.unwrap());
     assert_eq!(b.lookup(1).await, "b-1");
@@ -314,6 +323,47 @@ async fn methods_and_associated_functions() {
     assert_eq!(Repo::make(3), vec![3, 3]);
     assert_eq!(Repo::make_stats().loads, 1);
     assert_eq!(Repo::lookup_stats().loads, 2);
+}
+
+static TENANT_RUNS: AtomicUsize = AtomicUsize::new(0);
+
+/// A `Self` that is `Serialize` is part of the key.
+#[derive(Clone, serde::Serialize)]
+struct Tenant {
+    name: String,
+}
+
+impl Tenant {
+    #[cache(namespace = "tenant")]
+    async fn greet(&self, id: u64) -> String {
+        TENANT_RUNS.fetch_add(1, Ordering::SeqCst);
+        format!("{}:{id}", self.name)
+    }
+
+    #[cache(namespace = "tenant")]
+    fn into_label(self) -> String {
+        TENANT_RUNS.fetch_add(1, Ordering::SeqCst);
+        format!("label {}", self.name)
+    }
+}
+
+#[tokio::test]
+async fn self_is_part_of_the_key_when_it_is_serialize() {
+    let a = Tenant { name: "a".into() };
+    let b = Tenant { name: "b".into() };
+    assert_eq!(a.greet(1).await, "a:1");
+    assert_eq!(
+        b.greet(1).await,
+        "b:1",
+        "instances with other state keep apart"
+    );
+    assert_eq!(a.greet(1).await, "a:1");
+    assert_eq!(TENANT_RUNS.load(Ordering::SeqCst), 2);
+    assert!(b.greet_invalidate(1).await.unwrap());
+    assert_eq!(a.clone().into_label(), "label a");
+    assert_eq!(b.clone().into_label(), "label b");
+    assert_eq!(a.into_label(), "label a");
+    assert_eq!(Tenant::into_label_stats().l1_hits, 1);
 }
 
 static FLIGHT_RUNS: AtomicUsize = AtomicUsize::new(0);
@@ -449,7 +499,7 @@ mod generic_impl {
     pub(crate) struct Repo<T>(pub(crate) PhantomData<T>);
 
     impl<T: Load + Clone + Send + Sync + Serialize + DeserializeOwned + 'static> Repo<T> {
-        #[cachekit::cache]
+        #[cachekit::cache(skip(self))]
         pub(crate) fn get(&self, id: u64) -> T {
             T::load(id)
         }
@@ -527,4 +577,121 @@ fn plain_fn_with_a_non_send_error() {
     );
     assert!(parse_port_refresh("x".into()).is_err());
     assert_eq!(parse_port_refresh("8080".into()).unwrap(), 8080);
+}
+
+/// An envelope of format version 3 around `body`, with a valid checksum and
+/// any shape: what a buggy or hostile writer could store.
+fn forged(body: &[u8]) -> cachekit::Bytes {
+    let mut envelope = b"CK\x03\x00".to_vec();
+    envelope.extend_from_slice(&0_u64.to_le_bytes()); // no expiry
+    envelope.extend_from_slice(&0_u32.to_le_bytes()); // checksum, below
+    envelope.extend_from_slice(&0_u64.to_le_bytes()); // shape
+    envelope.extend_from_slice(body);
+    let crc = crc32c::crc32c_append(crc32c::crc32c(&envelope[2..12]), &envelope[16..]);
+    envelope[12..16].copy_from_slice(&crc.to_le_bytes());
+    envelope.into()
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+enum Nest {
+    Leaf,
+    Node(Box<Nest>),
+}
+
+static NEST_RUNS: AtomicUsize = AtomicUsize::new(0);
+
+#[cache(namespace = "hostile", backend = shared_backend(), l1 = false)]
+async fn nest(n: u8) -> Nest {
+    NEST_RUNS.fetch_add(1, Ordering::SeqCst);
+    let _ = n;
+    Nest::Leaf
+}
+
+#[tokio::test]
+async fn a_deeply_nested_entry_is_a_miss_in_a_cached_function_and_on_a_plain_thread() {
+    // 200,000 levels of `Node` under a valid checksum.
+    let mut body = vec![1_u8; 200_000];
+    body.push(0);
+    let key = cachekit::key::for_call("nest", &(7_u8,)).unwrap();
+    let wire = cachekit::key::build("hostile", &key, 250);
+    shared_backend()
+        .set(&wire, forged(&body), None)
+        .await
+        .unwrap();
+    assert_eq!(nest(7).await, Nest::Leaf, "the body ran");
+    assert_eq!(NEST_RUNS.load(Ordering::SeqCst), 1);
+
+    shared_backend()
+        .set(&wire, forged(&body), None)
+        .await
+        .unwrap();
+    let cache = cachekit::Cache::builder()
+        .shared_backend(shared_backend())
+        .namespace("hostile")
+        .without_l1()
+        .config(cachekit::config::ConfigSource::defaults_only())
+        .build()
+        .unwrap();
+    let read = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(cache.get::<Nest>(&key))
+    });
+    assert_eq!(read.join().expect("no abort, no panic").unwrap(), None);
+}
+
+static LABEL_RUNS: AtomicUsize = AtomicUsize::new(0);
+
+/// After a deploy that changed `fn label(n: u64) -> u64` into this.
+#[cache(namespace = "deploy", backend = shared_backend(), l1 = false)]
+async fn label(n: u64) -> String {
+    LABEL_RUNS.fetch_add(1, Ordering::SeqCst);
+    format!("label {n}")
+}
+
+#[tokio::test]
+async fn an_entry_of_the_old_return_type_is_a_miss_after_a_deploy() {
+    let cache = cachekit::Cache::builder()
+        .shared_backend(shared_backend())
+        .namespace("deploy")
+        .config(cachekit::config::ConfigSource::defaults_only())
+        .build()
+        .unwrap();
+    let key = cachekit::key::for_call("label", &(3_u64,)).unwrap();
+    cache.set(&key, &1_700_000_000_000_u64, None).await.unwrap();
+    assert_eq!(label(3).await, "label 3");
+    assert_eq!(label(3).await, "label 3");
+    assert_eq!(LABEL_RUNS.load(Ordering::SeqCst), 1, "then stored anew");
+}
+
+static VERSIONED_RUNS: AtomicUsize = AtomicUsize::new(0);
+
+#[cache(namespace = "versioned", version = 2, backend = shared_backend(), l1 = false)]
+async fn versioned(n: u64) -> u64 {
+    VERSIONED_RUNS.fetch_add(1, Ordering::SeqCst);
+    n * 10
+}
+
+#[tokio::test]
+async fn a_version_breaks_with_entries_written_before() {
+    // What version 1 (no version) stored, with the same type.
+    let old = cachekit::Cache::builder()
+        .shared_backend(shared_backend())
+        .namespace("versioned")
+        .config(cachekit::config::ConfigSource::defaults_only())
+        .build()
+        .unwrap();
+    let key = cachekit::key::for_call("versioned", &(4_u64,)).unwrap();
+    old.set(&key, &999_u64, None).await.unwrap();
+    assert_eq!(versioned(4).await, 40, "the old entry is not read");
+    assert_eq!(versioned(4).await, 40);
+    assert_eq!(VERSIONED_RUNS.load(Ordering::SeqCst), 1);
+    assert!(
+        shared_backend()
+            .exists(&format!("versioned@v2:{key}"))
+            .await
+            .unwrap()
+    );
 }

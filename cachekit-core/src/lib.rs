@@ -28,6 +28,7 @@ mod throttle;
 
 pub use backend::{Backend, KeyTtl, Lock, LockToken, Touch, TtlInspect};
 pub use cache::{Cache, CacheBuilder};
+pub use cached_fn::init;
 pub use capability::{Capabilities, Capability};
 pub use error::{ConfigOrigin, Error, Result};
 pub use l1::L1Config;

@@ -171,6 +171,7 @@ fn state(
         }
         None => quote!(::core::option::Option::None),
     };
+    let version = options.version.as_ref().map_or(0, |version| version.0);
     let backend = match &options.backend {
         Some(expr) => quote_spanned! {expr.span()=>
             ::core::option::Option::Some(|| #krate::__private::IntoBackend::into_backend(#expr))
@@ -184,6 +185,7 @@ fn state(
                 name: #name,
                 namespace: #namespace,
                 ttl: #ttl,
+                version: #version,
                 site: ::core::concat!(
                     ::core::module_path!(), "::", #name, "@",
                     ::core::file!(), ":", ::core::line!(), ":", ::core::column!(),
@@ -195,7 +197,9 @@ fn state(
     }
 }
 
-/// The statements building `__cachekit_call`, the keys of this call.
+/// The statements building `__cachekit_call`, the keys of this call:
+/// `self` (unless skipped), then the arguments not skipped, in order; or the
+/// `key = ...` given.
 fn call(function: &Function, options: &Options, self_type: &TokenStream) -> TokenStream {
     let state_name = state_ident();
     if let Some(key) = &options.key {
@@ -203,6 +207,24 @@ fn call(function: &Function, options: &Options, self_type: &TokenStream) -> Toke
             let __cachekit_call = #state_name.call_with_key(#self_type, #key);
         };
     }
+    // Spanned at the receiver, so that a `Self` that is not `Serialize` is
+    // reported on `self`, with the ways out.
+    let receiver = function
+        .item
+        .sig
+        .receiver()
+        .filter(|_| !function.skip_self)
+        .map(|receiver| {
+            // A `&Self` as it is, `self` by reference, and `&*self` through
+            // a smart pointer (`self: Arc<Self>`).
+            let token = &receiver.self_token;
+            let value = match (&receiver.reference, &receiver.colon_token) {
+                (Some(_), None) => quote_spanned!(receiver.span()=> #token),
+                (None, None) => quote_spanned!(receiver.span()=> &#token),
+                (_, Some(_)) => quote_spanned!(receiver.span()=> &*#token),
+            };
+            quote_spanned! {receiver.span()=> __cachekit_call.receiver(#value); }
+        });
     let args = function.args.iter().filter(|arg| !arg.skipped).map(|arg| {
         let name = &arg.name;
         // Spanned at the argument's type, so that a type that is not
@@ -211,6 +233,7 @@ fn call(function: &Function, options: &Options, self_type: &TokenStream) -> Toke
     });
     quote! {
         let mut __cachekit_call = #state_name.call(#self_type);
+        #receiver
         #(#args)*
     }
 }

@@ -24,6 +24,34 @@ pub(crate) struct Options {
     pub(crate) cache_none: Option<bool>,
     /// Whether results are kept in the in-process L1 tier (default true).
     pub(crate) l1: Option<bool>,
+    /// A version of the stored data: raising it breaks with older entries.
+    pub(crate) version: Option<Version>,
+}
+
+/// A version of the stored data, a whole number.
+#[derive(Debug)]
+pub(crate) struct Version(pub(crate) u32);
+
+const VERSION_HELP: &str = "give a whole number from 0 to 4294967295 (`version = 2`); raise it when what the function returns changes meaning";
+
+impl FromMeta for Version {
+    fn from_expr(expr: &Expr) -> darling::Result<Self> {
+        match expr {
+            Expr::Lit(ExprLit {
+                lit: Lit::Int(int), ..
+            }) => int.base10_parse::<u32>().map(Version).map_err(|_| {
+                error(
+                    int.span(),
+                    format!("`version` is out of range; {VERSION_HELP}"),
+                )
+            }),
+            Expr::Group(group) => Version::from_expr(&group.expr),
+            _ => Err(error(
+                expr.span(),
+                format!("`version` must be an integer literal; {VERSION_HELP}"),
+            )),
+        }
+    }
 }
 
 /// A TTL in whole seconds.

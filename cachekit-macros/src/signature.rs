@@ -16,6 +16,8 @@ pub(crate) struct Function {
     pub(crate) output: Type,
     /// Which results are stored, from the return type and `cache_none`.
     pub(crate) policy: Policy,
+    /// `self` is left out of the key (`skip(self)`).
+    pub(crate) skip_self: bool,
 }
 
 /// One named argument.
@@ -81,15 +83,17 @@ impl Function {
                 )),
             }
         }
+        let mut skip_self = false;
         for path in options.skip.iter() {
             let found = path
                 .get_ident()
                 .and_then(|ident| args.iter_mut().find(|arg| arg.name == *ident));
             match found {
                 Some(arg) => arg.skipped = true,
+                None if path.is_ident("self") && sig.receiver().is_some() => skip_self = true,
                 None if path.is_ident("self") => errors.push(spanned(
                     path,
-                    "`self` is never part of the key, so there is nothing to skip; to include it, give the key with `key = ...`",
+                    &format!("`skip(self)`: `{}` takes no `self`", sig.ident),
                 )),
                 None => {
                     let names: Vec<String> = args.iter().map(|arg| arg.name.to_string()).collect();
@@ -99,7 +103,11 @@ impl Function {
                             "`skip({})`: `{}` has no such argument (its arguments: {})",
                             quote::quote!(#path),
                             sig.ident,
-                            if names.is_empty() { "none".into() } else { names.join(", ") }
+                            if names.is_empty() {
+                                "none".into()
+                            } else {
+                                names.join(", ")
+                            }
                         ),
                     ));
                 }
@@ -144,6 +152,7 @@ impl Function {
             item,
             args,
             policy,
+            skip_self,
         })
     }
 }

@@ -47,6 +47,7 @@ static PROFILE: CachedFn = CachedFn::new(
         name: "profile",
         namespace: Some("bench"),
         ttl: None,
+        version: 0,
         site: concat!(file!(), ":", line!()),
     },
     Some(|| {

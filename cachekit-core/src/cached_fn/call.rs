@@ -19,6 +19,16 @@ impl Call {
     /// Adds an argument to the key. Arguments are serialized with bincode in
     /// order, which gives the bytes of the tuple of all of them.
     pub fn arg<T: KeyArg + ?Sized>(&mut self, value: &T) {
+        self.push(value);
+    }
+
+    /// Adds the method's receiver to the key, first: instances with
+    /// different state have different entries.
+    pub fn receiver<T: KeySelf + ?Sized>(&mut self, value: &T) {
+        self.push(value);
+    }
+
+    fn push<T: Serialize + ?Sized>(&mut self, value: &T) {
         if self.part.is_none() {
             return;
         }
@@ -30,6 +40,16 @@ impl Call {
         }
     }
 }
+
+/// A method's `Self` that can be part of a cache key: any `serde::Serialize` type.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be part of the cache key of this method: it does not implement `serde::Serialize`",
+    label = "`self` goes into the key, so that instances with different state keep apart",
+    note = "derive `Serialize` for it; or leave `self` out of the key with `#[cache(skip(self))]` when the result does not depend on its state; or give the key with `#[cache(key = ...)]`"
+)]
+pub trait KeySelf: Serialize {}
+
+impl<T: Serialize + ?Sized> KeySelf for T {}
 
 /// An argument that can be part of a cache key: any `serde::Serialize` type.
 #[diagnostic::on_unimplemented(

@@ -2,14 +2,12 @@
 //! share, and whether a function uses it.
 
 use std::any::Any;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use super::call::Call;
 use super::policy::ReturnPolicy;
-use crate::L1Config;
-use crate::config::{CORE_SETTINGS, CoreSettings};
-use crate::l1::L1;
+use super::process::shared_l1;
 use crate::store::StoreValue;
 
 /// Where a cached function keeps results in process: the attribute picks
@@ -117,28 +115,4 @@ pub(super) fn keep_in_l1<T, M: L1Mode<T>>(
     if let (Some(l1), Some(kept)) = (shared_l1(), M::pack(value, size)) {
         l1.insert(&call.l1, kept, expires_at);
     }
-}
-
-/// The L1 tier every cached function shares, sized by the `l1_*` settings;
-/// `None` when `l1_max_entries` is 0 or the settings do not parse (logged:
-/// the functions then read the backend every time).
-pub(super) fn shared_l1() -> Option<&'static L1<Kept>> {
-    static SHARED: OnceLock<Option<L1<Kept>>> = OnceLock::new();
-    SHARED
-        .get_or_init(|| {
-            let settings = super::process_config()
-                .and_then(|config| config.extract::<CoreSettings>(None, CORE_SETTINGS))
-                .inspect_err(|error| {
-                    tracing::error!(%error, "#[cache]: the L1 settings do not parse; cached functions run without L1");
-                })
-                .ok()?;
-            (settings.l1_max_entries > 0).then(|| {
-                L1::new(L1Config {
-                    max_entries: settings.l1_max_entries,
-                    max_bytes: settings.l1_max_bytes,
-                    max_ttl: settings.l1_ttl,
-                })
-            })
-        })
-        .as_ref()
 }

@@ -5,11 +5,12 @@
 //! a plain `fn`), which goes through [`Cache::try_get_or_insert_with`]'s own
 //! code: the same single-flight, backend lock and degradation. What it adds:
 //!
-//! - **A key per call**: the function's namespace (default: its module path,
-//!   `my_crate.users`), its name, and its arguments: the hex of their
-//!   bincode bytes when short (`my_crate.users:profile:2a` for
-//!   `profile(42_u64)`), else of their BLAKE3 hash (see [`key`](crate::key)),
-//!   or a `key = ...` given in the attribute in place of the arguments.
+//! - **A key per call**: the function's namespace and name, and its
+//!   arguments: the hex of their bincode bytes when short, else of their
+//!   BLAKE3 hash (see [`key`](crate::key)), or a `key = ...` given in the
+//!   attribute in place of the arguments. A function that names no
+//!   namespace has the `namespace` setting (default `cachekit`) and its
+//!   module path: `cachekit:my_crate.users:profile:2a` for `profile(42_u64)`.
 //! - **An L1 hit that neither hashes nor decodes**: every cached function
 //!   shares one L1 tier of decoded results, keyed by the function's identity
 //!   and its serialized arguments, so a hit costs one serialization, one map
@@ -20,34 +21,38 @@
 //!   the first call, else the backend configured by the environment, built
 //!   once and shared, so all functions share its connections.
 //!
-//! A backend that fails to build (a configuration error) is logged once; the
-//! function then runs uncached and counts an error per call.
+//! A cache that cannot be built (a configuration error) is logged at ERROR
+//! and tried again after a back-off; the function runs uncached meanwhile
+//! (see `state`). [`init`] finds such errors at startup instead.
 
 mod call;
 mod into_backend;
 mod kept;
 mod policy;
+mod process;
+mod state;
 
-use std::collections::HashMap;
 use std::fmt::Display;
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, LazyLock, Mutex, OnceLock};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use serde::Serialize;
 use smallvec::SmallVec;
 
-pub use call::{Call, KeyArg};
+pub use call::{Call, KeyArg, KeySelf};
 pub use into_backend::IntoBackend;
 pub use kept::{Kept, L1Mode, L1Value, WithL1, WithoutL1, check_l1_value};
 pub use policy::{CacheAll, CacheOk, CacheSome, ReturnPolicy};
+pub use process::init;
 
 use crate::cache::Fetched;
-use crate::config::ConfigSource;
-use crate::{Backend, Cache, CacheStats, Error, Result, blocking, key, resolve};
+use crate::{Backend, Cache, CacheStats, Error, Result, blocking, key};
 use call::KeyPart;
-use kept::{forget_in_l1, keep_in_l1, shared_l1};
+use kept::{forget_in_l1, keep_in_l1};
+use process::shared_l1;
+use state::State;
 
 /// What `#[cache]` records about a function at compile time.
 #[derive(Debug, Clone, Copy)]
@@ -60,6 +65,9 @@ pub struct FnSpec {
     pub namespace: Option<&'static str>,
     /// The TTL given in the attribute; `None` for the configured default.
     pub ttl: Option<Duration>,
+    /// The version given in the attribute (0: none); see
+    /// [`CacheBuilder::version`](crate::CacheBuilder::version).
+    pub version: u32,
     /// Which expansion of the attribute this is (its place and a number
     /// unique in the crate). The function and its companions (`_invalidate`,
     /// `_refresh`, `_stats`) each declare a [`CachedFn`]; the ones of one
@@ -81,18 +89,6 @@ pub struct CachedFn {
     backend: Option<BackendFn>,
     /// The state of the first `Self` type seen: the common, and fast, case.
     first: OnceLock<(&'static str, &'static State)>,
-}
-
-#[derive(Debug)]
-struct State {
-    /// `None` when the backend or cache failed to build: calls run uncached.
-    cache: Option<Cache>,
-    /// Distinguishes this function's entries in the shared L1 tier.
-    id: [u8; 8],
-    /// Calls answered by the L1 tier.
-    l1_hits: AtomicU64,
-    /// Calls that ran uncached because `cache` is `None`.
-    uncached: AtomicU64,
 }
 
 /// Why a load stored nothing.
@@ -256,10 +252,12 @@ impl CachedFn {
 
     /// Removes the stored result of `call` from L1 and the backend; `true`
     /// if the backend had one.
+    /// The error if the function's cache cannot be built (tried now).
     pub async fn invalidate(&'static self, call: Call) -> Result<bool> {
         forget_in_l1(&call);
-        let removed = match self.prepare(&call) {
-            Some((cache, wire)) => cache.remove(&wire).await,
+        let built = call.state.built_now(self)?;
+        let removed = match wire_key(&built.cache, &built.function, &call) {
+            Some(wire) => built.cache.remove(&wire).await,
             None => Ok(false),
         };
         // Again: a read in flight may have kept the old value meanwhile.
@@ -278,13 +276,9 @@ impl CachedFn {
     }
 
     /// This function's counters since its first call. A call that ran
-    /// uncached because the backend could not be built counts as an error.
+    /// uncached because the cache could not be built counts an error.
     pub fn stats(&'static self, self_type: &'static str) -> CacheStats {
-        let state = self.state(self_type);
-        let mut stats = state.cache.as_ref().map(Cache::stats).unwrap_or_default();
-        stats.l1_hits += state.l1_hits.load(Ordering::Relaxed);
-        stats.errors += state.uncached.load(Ordering::Relaxed);
-        stats
+        self.state(self_type).counters()
     }
 
     /// The result kept in L1 for `call`, if any: no backend key, no hashing,
@@ -325,24 +319,11 @@ impl CachedFn {
         }
     }
 
-    /// The cache and backend key of a call, or `None` to run it uncached.
+    /// The cache and backend key of a call, or `None` to run it uncached
+    /// (its arguments could not be serialized).
     fn prepare(&'static self, call: &Call) -> Option<(&'static Cache, key::Built)> {
-        let state = call.state;
-        let Some(cache) = &state.cache else {
-            state.uncached.fetch_add(1, Ordering::Relaxed);
-            return None;
-        };
-        let id_len = state.id.len();
-        let wire = match call.part.as_ref()? {
-            KeyPart::Args => {
-                cache.call_key(self.spec.name, &key::encoded_args_part(&call.l1[id_len..]))
-            }
-            KeyPart::Custom => {
-                let custom = String::from_utf8_lossy(&call.l1[id_len..]);
-                cache.key(&format!("{}:{custom}", self.spec.name))
-            }
-        };
-        Some((cache, wire))
+        let (cache, function) = call.state.cache(self);
+        Some((cache, wire_key(cache, function, call)?))
     }
 
     /// The state for `self_type`, made on first use.
@@ -359,98 +340,7 @@ impl CachedFn {
             self.registered(self_type)
         }
     }
-
-    /// The state of this expansion for `self_type` in the registry, made
-    /// if missing. States live as long as the process: one per function and
-    /// `Self` type.
-    fn registered(&'static self, self_type: &'static str) -> &'static State {
-        let mut registry = REGISTRY.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(state) = registry.states.get(&(self.spec.site, self_type)) {
-            return state;
-        }
-        let cache = self.build(&mut registry, self_type).inspect_err(|error| {
-            tracing::error!(
-                function = self.spec.name,
-                module = self.spec.module,
-                self_type,
-                %error,
-                "#[cache]: the cache cannot be built; the function runs uncached"
-            );
-        });
-        let state: &'static State = Box::leak(Box::new(State {
-            cache: cache.ok(),
-            id: (registry.states.len() as u64 + 1).to_le_bytes(),
-            l1_hits: AtomicU64::new(0),
-            uncached: AtomicU64::new(0),
-        }));
-        registry.states.insert((self.spec.site, self_type), state);
-        state
-    }
-
-    fn build(&self, registry: &mut Registry, self_type: &'static str) -> Result<Cache> {
-        let namespace = match self.spec.namespace {
-            Some(namespace) => namespace.to_owned(),
-            None => self.spec.module.replace("::", "."),
-        };
-        // Two functions with one namespace and name (same-named methods of
-        // two types, or of two instantiations of a generic type) would share
-        // keys and could serve each other's values: the second runs uncached.
-        let me = (self.spec.site, self_type);
-        let owner = *registry
-            .owners
-            .entry((namespace.clone(), self.spec.name))
-            .or_insert(me);
-        if owner != me {
-            return Err(Error::Config {
-                setting: "namespace".into(),
-                origin: crate::ConfigOrigin::Code,
-                reason: format!(
-                    "the cached functions at {} ({}) and {} ({}) are both `{}` in namespace `{namespace}`, so their keys would clash; give one a `#[cache(namespace = \"...\")]`, or a `key = ...` that tells them apart",
-                    owner.0,
-                    display_type(owner.1),
-                    me.0,
-                    display_type(me.1),
-                    self.spec.name
-                ),
-            });
-        }
-        let backend = match self.backend {
-            Some(build) => build()?,
-            None => match resolve::default_backend() {
-                Some(backend) => backend,
-                None => configured_backend()?,
-            },
-        };
-        // Results are kept decoded in the shared L1 tier, in front of the cache.
-        Cache::builder()
-            .shared_backend(backend)
-            .namespace(namespace)
-            .without_l1()
-            .config(process_config()?.clone())
-            .build()
-    }
 }
-
-/// A function's identity: its expansion's site and its `Self` type.
-type Identity = (&'static str, &'static str);
-
-/// The state of every cached function, and which function owns each
-/// namespace and name.
-#[derive(Default)]
-struct Registry {
-    states: HashMap<Identity, &'static State>,
-    owners: HashMap<(String, &'static str), Identity>,
-}
-
-fn display_type(self_type: &str) -> &str {
-    if self_type.is_empty() {
-        "no self"
-    } else {
-        self_type
-    }
-}
-
-static REGISTRY: LazyLock<Mutex<Registry>> = LazyLock::new(Mutex::default);
 
 /// A fetched value, kept in L1 for `call` (by mode `M`) and handed on.
 fn keep_fetched<T, M: L1Mode<T>, X>(
@@ -463,33 +353,15 @@ fn keep_fetched<T, M: L1Mode<T>, X>(
     })
 }
 
-/// This process's configuration (`cachekit.toml` and `CACHEKIT_*`), read
-/// once for all cached functions rather than once per function.
-pub(super) fn process_config() -> Result<&'static ConfigSource> {
-    static CONFIG: OnceLock<std::result::Result<ConfigSource, String>> = OnceLock::new();
-    CONFIG
-        .get_or_init(|| ConfigSource::from_process().map_err(|e| e.to_string()))
-        .as_ref()
-        .map_err(|reason| Error::Unavailable {
-            backend: "configured",
-            reason: reason.clone(),
-        })
-}
-
-/// The backend the configuration selects, built once for every cached
-/// function that names none (so they share its connections).
-fn configured_backend() -> Result<Arc<dyn Backend>> {
-    static CONFIGURED: OnceLock<std::result::Result<Arc<dyn Backend>, String>> = OnceLock::new();
-    CONFIGURED
-        .get_or_init(|| {
-            let config = process_config().map_err(|e| e.to_string())?;
-            resolve::resolve(None, config)
-                .map(|resolved| resolved.backend)
-                .map_err(|e| e.to_string())
-        })
-        .clone()
-        .map_err(|reason| Error::Unavailable {
-            backend: "configured",
-            reason,
-        })
+/// The backend key of `call` in `cache`, for the function's key part
+/// `function`; `None` when its arguments could not be serialized.
+fn wire_key(cache: &Cache, function: &str, call: &Call) -> Option<key::Built> {
+    let id_len = call.state.id.len();
+    Some(match call.part.as_ref()? {
+        KeyPart::Args => cache.call_key(function, &key::encoded_args_part(&call.l1[id_len..])),
+        KeyPart::Custom => {
+            let custom = String::from_utf8_lossy(&call.l1[id_len..]);
+            cache.key(&format!("{function}:{custom}"))
+        }
+    })
 }

@@ -1,0 +1,115 @@
+//! What the cached functions of a process share: its configuration, the
+//! backend the configuration selects, and the L1 tier, set up once, at
+//! [`init`] or at the first call.
+//!
+//! A setup that fails (a bad setting, an unknown backend) is not kept: the
+//! next attempt reads the configuration again (see `State` in the parent
+//! module for how often cached functions try).
+
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+
+use crate::config::{CORE_SETTINGS, ConfigSource, CoreSettings};
+use crate::l1::L1;
+use crate::resolve;
+use crate::{Backend, L1Config, Result};
+
+use super::kept::Kept;
+
+/// The configuration of this process, read once it reads without error.
+pub(super) struct Process {
+    pub(super) config: ConfigSource,
+    pub(super) settings: CoreSettings,
+    /// The backend the configuration selects, once built: shared by every
+    /// cached function that names none, so that they share its connections.
+    configured: OnceLock<Arc<dyn Backend>>,
+    /// Serialises the building of `configured`.
+    building: Mutex<()>,
+}
+
+impl Process {
+    /// The backend for cached functions that name none: the process
+    /// default if one is set (see [`crate::set_default_backend`]), else the
+    /// one the configuration selects, built once.
+    pub(super) fn backend(&self) -> Result<Arc<dyn Backend>> {
+        if let Some(backend) = resolve::default_backend() {
+            return Ok(backend);
+        }
+        if let Some(backend) = self.configured.get() {
+            return Ok(Arc::clone(backend));
+        }
+        let _building = self.building.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(backend) = self.configured.get() {
+            return Ok(Arc::clone(backend));
+        }
+        let backend = resolve::resolve(None, &self.config)?.backend;
+        Ok(Arc::clone(self.configured.get_or_init(|| backend)))
+    }
+}
+
+/// This process's configuration, read now unless it was read before.
+pub(super) fn process() -> Result<&'static Process> {
+    static PROCESS: OnceLock<Process> = OnceLock::new();
+    static READING: Mutex<()> = Mutex::new(());
+    if let Some(process) = PROCESS.get() {
+        return Ok(process);
+    }
+    let _reading = READING.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(process) = PROCESS.get() {
+        return Ok(process);
+    }
+    let config = ConfigSource::from_process()?;
+    let settings: CoreSettings = config.extract(None, CORE_SETTINGS)?;
+    let l1 = (settings.l1_max_entries > 0).then(|| {
+        L1::new(L1Config {
+            max_entries: settings.l1_max_entries,
+            max_bytes: settings.l1_max_bytes,
+            max_ttl: settings.l1_ttl,
+        })
+    });
+    let _ = SHARED_L1.set(l1);
+    Ok(PROCESS.get_or_init(|| Process {
+        config,
+        settings,
+        configured: OnceLock::new(),
+        building: Mutex::new(()),
+    }))
+}
+
+/// The L1 tier every cached function shares, sized by the `l1_*` settings
+/// once the configuration has been read; `None` before, and when
+/// `l1_max_entries` is 0.
+static SHARED_L1: OnceLock<Option<L1<Kept>>> = OnceLock::new();
+
+/// See [`SHARED_L1`]: one atomic load on the path of every call.
+pub(super) fn shared_l1() -> Option<&'static L1<Kept>> {
+    SHARED_L1.get()?.as_ref()
+}
+
+/// Reads and checks this process's cache configuration now, and resolves
+/// the backend that cached functions and caches naming none will use: the
+/// process default if set, else the one the configuration selects (built
+/// now, and shared by every cached function after).
+///
+/// Call it at startup, where a broken configuration should stop the
+/// service: it returns the error (a bad or empty setting, an unknown
+/// backend, several backends' variables at once, a process-local backend
+/// under `require_shared`). Without it, the same error is logged at the
+/// first cached call (and at most once a minute after); the calls run
+/// uncached meanwhile, and the setup is tried again after a back-off.
+///
+/// ```
+/// # fn main() -> cachekit_core::Result<()> {
+/// cachekit_core::init()?; // `cachekit::init()` in the facade
+/// # Ok(())
+/// # }
+/// ```
+pub fn init() -> Result<()> {
+    let backend = process()?.backend()?;
+    tracing::info!(
+        backend = backend.name(),
+        shared = backend.capabilities().shared,
+        "cachekit: cached functions use the {} backend",
+        backend.name()
+    );
+    Ok(())
+}

@@ -1,0 +1,335 @@
+//! The state of one cached function (for one `Self` type): its identity in
+//! the shared L1 tier, and its cache, built at the first call.
+//!
+//! A cache that cannot be built (a broken configuration, two functions
+//! claiming one namespace and name, a `backend = ...` that fails) is not
+//! given up on, nor left silent:
+//!
+//! - the error is logged at ERROR at once, then at most once a minute, with
+//!   the number of calls that ran uncached since;
+//! - the build is tried again after a back-off (1 s, doubling up to a
+//!   minute), so a configuration fixed later, or a process default set
+//!   after the first call, is picked up;
+//! - meanwhile calls run uncached, but still once per key at a time: they
+//!   go through a stand-in cache over [`Unbuilt`], a backend that answers
+//!   every operation with an error, so single-flight, counting (as errors)
+//!   and degradation stay those of every cache.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock, Mutex, OnceLock, PoisonError};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use tokio::time::Instant;
+
+use super::CachedFn;
+use super::process::process;
+use crate::config::ConfigSource;
+use crate::{Backend, Cache, Capabilities, ConfigOrigin, Error, Result};
+
+/// First wait before a failed build is tried again; it doubles up to [`RETRY_MAX`].
+const RETRY_FIRST: Duration = Duration::from_secs(1);
+/// Longest wait between two attempts to build.
+const RETRY_MAX: Duration = Duration::from_secs(60);
+/// Shortest time between two ERROR lines about one function's build.
+const LOG_EVERY: Duration = Duration::from_secs(60);
+
+#[derive(Debug)]
+pub(super) struct State {
+    /// Distinguishes this function's entries in the shared L1 tier.
+    pub(super) id: [u8; 8],
+    /// The name of the function's `Self` type (`""` for none).
+    self_type: &'static str,
+    /// Calls answered by the L1 tier.
+    pub(super) l1_hits: AtomicU64,
+    /// The cache, once built.
+    built: OnceLock<Built>,
+    /// Attempts to build, while it fails.
+    failing: Mutex<Failing>,
+    /// The stand-in cache used while the build fails.
+    stand_in: OnceLock<Cache>,
+}
+
+/// A built cache, and the function's part of its keys.
+#[derive(Debug)]
+pub(super) struct Built {
+    pub(super) cache: Cache,
+    /// `module.path:name` when the function names no namespace (its keys
+    /// then start with the `namespace` setting), else `name`.
+    pub(super) function: String,
+}
+
+/// The record of failed attempts to build a cache.
+#[derive(Debug, Default)]
+struct Failing {
+    /// When to try again; `None` before the first attempt.
+    retry_at: Option<Instant>,
+    /// The wait before the next attempt after this one fails.
+    backoff: Duration,
+    /// When an ERROR was last written.
+    logged_at: Option<Instant>,
+    /// Calls that ran on the stand-in since the last ERROR.
+    uncached: u64,
+}
+
+impl State {
+    /// The cache for a call and the function's part of its keys: the built
+    /// cache, or else the stand-in (trying to build first, when the
+    /// back-off allows).
+    pub(super) fn cache<'a>(&'a self, function: &'a CachedFn) -> (&'a Cache, &'a str) {
+        let built = match self.built.get() {
+            Some(built) => Some(built),
+            None => self.retry(function, false).ok(),
+        };
+        match built {
+            Some(built) => (&built.cache, &built.function),
+            None => (self.stand_in(), function.spec.name),
+        }
+    }
+
+    /// The built cache, building it now if need be, back-off or not; the
+    /// error if it cannot be built.
+    pub(super) fn built_now(&self, function: &CachedFn) -> Result<&Built> {
+        match self.built.get() {
+            Some(built) => Ok(built),
+            None => self.retry(function, true),
+        }
+    }
+
+    /// Counters of the built cache and the stand-in.
+    pub(super) fn counters(&self) -> crate::CacheStats {
+        let mut stats = self
+            .built
+            .get()
+            .map(|built| built.cache.stats())
+            .unwrap_or_default();
+        if let Some(stand_in) = self.stand_in.get() {
+            let fallen = stand_in.stats();
+            stats.misses += fallen.misses;
+            stats.coalesced += fallen.coalesced;
+            stats.loads += fallen.loads;
+            stats.errors += fallen.errors;
+        }
+        stats.l1_hits += self.l1_hits.load(Ordering::Relaxed);
+        stats
+    }
+
+    /// Builds the cache if the back-off allows (or `now`); on failure,
+    /// counts and logs it, and returns the error (or one saying to wait).
+    fn retry(&self, function: &CachedFn, now: bool) -> Result<&Built> {
+        let mut failing = self.failing.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(built) = self.built.get() {
+            return Ok(built);
+        }
+        let at = Instant::now();
+        if !now && failing.retry_at.is_some_and(|retry_at| at < retry_at) {
+            failing.uncached += 1;
+            return Err(Error::Unavailable {
+                backend: Unbuilt::NAME,
+                reason: "the cache could not be built; trying again later".into(),
+            });
+        }
+        match function.build(self.self_type) {
+            Ok(built) => {
+                if failing.retry_at.is_some() {
+                    tracing::info!(
+                        function = function.spec.name,
+                        module = function.spec.module,
+                        "#[cache]: the cache is built: the function is cached again"
+                    );
+                }
+                Ok(self.built.get_or_init(|| built))
+            }
+            Err(error) => {
+                failing.backoff = (failing.backoff * 2).clamp(RETRY_FIRST, RETRY_MAX);
+                failing.retry_at = Some(at + failing.backoff);
+                failing.uncached += u64::from(!now);
+                if failing
+                    .logged_at
+                    .is_none_or(|logged| at >= logged + LOG_EVERY)
+                {
+                    tracing::error!(
+                        function = function.spec.name,
+                        module = function.spec.module,
+                        self_type = self.self_type,
+                        %error,
+                        uncached_calls = failing.uncached,
+                        retry_in = ?failing.backoff,
+                        "#[cache]: the cache cannot be built; the function runs uncached until it can (call cachekit::init() at startup to fail there instead)"
+                    );
+                    failing.logged_at = Some(at);
+                    failing.uncached = 0;
+                }
+                Err(error)
+            }
+        }
+    }
+
+    fn stand_in(&self) -> &Cache {
+        self.stand_in.get_or_init(|| {
+            Cache::builder()
+                .shared_backend(Unbuilt::shared())
+                .without_l1()
+                .config(ConfigSource::defaults_only())
+                .build()
+                .expect("a cache over the stand-in backend builds")
+        })
+    }
+}
+
+impl CachedFn {
+    /// The state of this expansion for `self_type`, made if missing. States
+    /// live as long as the process: one per function and `Self` type.
+    pub(super) fn registered(&'static self, self_type: &'static str) -> &'static State {
+        let mut registry = REGISTRY.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(state) = registry.states.get(&(self.spec.site, self_type)) {
+            return state;
+        }
+        let state: &'static State = Box::leak(Box::new(State {
+            id: (registry.states.len() as u64 + 1).to_le_bytes(),
+            self_type,
+            l1_hits: AtomicU64::new(0),
+            built: OnceLock::new(),
+            failing: Mutex::default(),
+            stand_in: OnceLock::new(),
+        }));
+        registry.states.insert((self.spec.site, self_type), state);
+        state
+    }
+
+    /// Builds the cache of this function for `self_type`.
+    fn build(&self, self_type: &'static str) -> Result<Built> {
+        let process = process()?;
+        // A function that names no namespace: the `namespace` setting, then
+        // its module path, which keeps functions of other modules apart.
+        let (namespace, function) = match self.spec.namespace {
+            Some(namespace) => (namespace.to_owned(), self.spec.name.to_owned()),
+            None => (
+                process.settings.namespace.clone(),
+                format!("{}:{}", self.spec.module.replace("::", "."), self.spec.name),
+            ),
+        };
+        self.claim(&namespace, &function, self_type)?;
+        let backend = match self.backend {
+            Some(build) => build()?,
+            None => process.backend()?,
+        };
+        // Results are kept decoded in the shared L1 tier, in front of the cache.
+        let cache = Cache::builder()
+            .shared_backend(backend)
+            .namespace(namespace)
+            .version(self.spec.version)
+            .without_l1()
+            .config(process.config.clone())
+            .build()?;
+        Ok(Built { cache, function })
+    }
+
+    /// Claims `function` in `namespace` for this function: two functions
+    /// with one namespace and name (same-named methods of two types, or of
+    /// two instantiations of a generic type) would share keys and could
+    /// serve each other's values.
+    fn claim(&self, namespace: &str, function: &str, self_type: &'static str) -> Result<()> {
+        let mut registry = REGISTRY.lock().unwrap_or_else(PoisonError::into_inner);
+        let me = (self.spec.site, self_type);
+        let owner = *registry
+            .owners
+            .entry((namespace.to_owned(), function.to_owned()))
+            .or_insert(me);
+        if owner == me {
+            return Ok(());
+        }
+        Err(Error::Config {
+            setting: "namespace".into(),
+            origin: ConfigOrigin::Code,
+            reason: format!(
+                "the cached functions at {} ({}) and {} ({}) are both `{function}` in namespace `{namespace}`, so their keys would clash; give one a `#[cache(namespace = \"...\")]`, or a `key = ...` that tells them apart",
+                owner.0,
+                display_type(owner.1),
+                me.0,
+                display_type(me.1),
+            ),
+        })
+    }
+}
+
+/// A function's identity: its expansion's site and its `Self` type.
+type Identity = (&'static str, &'static str);
+
+/// The state of every cached function, and which function owns each
+/// namespace and function part of keys.
+#[derive(Default)]
+struct Registry {
+    states: HashMap<Identity, &'static State>,
+    owners: HashMap<(String, String), Identity>,
+}
+
+static REGISTRY: LazyLock<Mutex<Registry>> = LazyLock::new(Mutex::default);
+
+fn display_type(self_type: &str) -> &str {
+    if self_type.is_empty() {
+        "no self"
+    } else {
+        self_type
+    }
+}
+
+/// The backend of the stand-in caches: every operation fails, so that a
+/// call runs its function uncached, through the cache's own degradation.
+#[derive(Debug)]
+pub(super) struct Unbuilt;
+
+impl Unbuilt {
+    const NAME: &'static str = "unbuilt";
+
+    /// The one instance, shared by every stand-in cache (so that they share
+    /// its warnings, at most one per interval for all of them).
+    fn shared() -> Arc<dyn Backend> {
+        static SHARED: LazyLock<Arc<dyn Backend>> = LazyLock::new(|| Arc::new(Unbuilt));
+        Arc::clone(&SHARED)
+    }
+
+    fn unavailable<T>() -> Result<T> {
+        Err(Error::Unavailable {
+            backend: Self::NAME,
+            reason: "the cache of a cached function could not be built (see its ERROR): it runs uncached".into(),
+        })
+    }
+}
+
+#[async_trait]
+impl Backend for Unbuilt {
+    fn name(&self) -> &'static str {
+        Self::NAME
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        // TTLs are accepted, so that a call goes on to the (failing) read.
+        Capabilities {
+            ttl: true,
+            ..Capabilities::NONE
+        }
+    }
+
+    async fn get(&self, _: &str) -> Result<Option<Bytes>> {
+        Self::unavailable()
+    }
+
+    async fn set(&self, _: &str, _: Bytes, _: Option<Duration>) -> Result<()> {
+        Self::unavailable()
+    }
+
+    async fn delete(&self, _: &str) -> Result<bool> {
+        Self::unavailable()
+    }
+
+    async fn exists(&self, _: &str) -> Result<bool> {
+        Self::unavailable()
+    }
+
+    async fn health(&self) -> Result<()> {
+        Self::unavailable()
+    }
+}
