@@ -22,6 +22,27 @@ use crate::server::Server;
 /// Unix timestamp, so cachekit clamps to it.
 pub const MAX_TTL: Duration = Duration::from_secs(30 * 24 * 60 * 60);
 
+/// The bytes of a memcached item besides its key and value: the item header
+/// with its CAS value, the key's terminating NUL and the value's `\r\n`.
+/// memcached refuses an item larger than its item size (`-I`), so the
+/// largest value it stores under a key of `n` bytes is the item size less
+/// `n + ITEM_OVERHEAD` (measured on memcached 1.6.18, 64-bit, CAS on: 1 MiB
+/// items take values up to 1,048,516 bytes under a 1-byte key, 1,048,267
+/// under a 250-byte key).
+const ITEM_OVERHEAD: usize = 59;
+
+/// The largest value the backend sends with items of `max_item_size` bytes:
+/// the item size less the longest wire key ([`key::MAX_KEY_LEN`], key prefix
+/// included) and [`ITEM_OVERHEAD`]; 0 if the item size is smaller than that.
+///
+/// The same for every key, so that one limit, declared in the capabilities,
+/// holds whatever the key: a value within it is stored under any key, and
+/// a value over it is refused before sending (memcached would refuse it,
+/// and drop the key's previous value, for some keys).
+const fn max_value_size(max_item_size: usize) -> usize {
+    max_item_size.saturating_sub(key::MAX_KEY_LEN + ITEM_OVERHEAD)
+}
+
 /// A shared, volatile cache over one or more memcached servers (>= 1.6, meta
 /// protocol). Keys are placed by rendezvous hashing over the live servers;
 /// each server has a pool of pipelined connections. A server failing
@@ -40,14 +61,18 @@ struct Inner {
     config: MemcachedBackendConfig,
     servers: Box<[Server]>,
     capabilities: Capabilities,
+    /// The largest value sent: [`max_value_size`] of the configured
+    /// `max_item_size`, as declared in `capabilities`.
+    max_value_size: usize,
 }
 
 impl MemcachedBackend {
     /// The backend's name, as in `CACHEKIT_BACKEND=memcached`.
     pub const NAME: &'static str = "memcached";
 
-    /// What the backend declares with the default configuration; the value
-    /// and key limits of an instance follow its `max_item_size` and `key_prefix`.
+    /// What the backend declares with the default configuration (1 MiB
+    /// items: values up to 1,048,267 bytes); the value and key limits of an
+    /// instance follow its `max_item_size` and `key_prefix`.
     pub const CAPABILITIES: Capabilities = Capabilities {
         ttl: true,
         ttl_inspect: false,
@@ -56,7 +81,7 @@ impl MemcachedBackend {
         persistent: false,
         shared: true,
         max_ttl: Some(MAX_TTL),
-        max_value_size: Some(1 << 20),
+        max_value_size: Some(max_value_size(1 << 20)),
         max_key_len: key::MAX_KEY_LEN,
     };
 
@@ -68,8 +93,9 @@ impl MemcachedBackend {
             .iter()
             .map(|name| Server::new(name, &config))
             .collect();
+        let max_value_size = max_value_size(config.max_item_size);
         let capabilities = Capabilities {
-            max_value_size: Some(config.max_item_size),
+            max_value_size: Some(max_value_size),
             max_key_len: key::MAX_KEY_LEN - config.key_prefix.len(),
             ..Self::CAPABILITIES
         };
@@ -78,6 +104,7 @@ impl MemcachedBackend {
                 config,
                 servers,
                 capabilities,
+                max_value_size,
             }),
         })
     }
@@ -306,6 +333,26 @@ impl MemcachedBackend {
             .collect()
     }
 
+    /// The error for a value of `size` bytes over [`Inner::max_value_size`].
+    fn too_large(&self, size: usize) -> Error {
+        Error::ValueTooLarge {
+            size,
+            limit: self.inner.max_value_size,
+        }
+    }
+
+    /// The error for a value of `size` bytes, within the limit, that the
+    /// server refused as too large: its item size (`-I`) is smaller than
+    /// `max_item_size`, which the warning says to fix.
+    fn refused_as_too_large(&self, operation: &'static str, size: usize) -> Error {
+        tracing::warn!(
+            size,
+            max_item_size = self.inner.config.max_item_size,
+            "memcached {operation}: the server refused a value as too large for its item size (-I); set max_item_size to the servers' -I"
+        );
+        self.too_large(size)
+    }
+
     /// The error of `operation` running out of time.
     fn timed_out(&self, operation: &'static str) -> Error {
         Error::Timeout {
@@ -438,12 +485,8 @@ impl Backend for MemcachedBackend {
 
     async fn set(&self, key: &str, value: Bytes, ttl: Option<Duration>) -> Result<()> {
         let wire = self.wire_key(key)?;
-        let limit = self.inner.config.max_item_size;
-        if value.len() > limit {
-            return Err(Error::ValueTooLarge {
-                size: value.len(),
-                limit,
-            });
+        if value.len() > self.inner.max_value_size {
+            return Err(self.too_large(value.len()));
         }
         let ttl = ttl_seconds(ttl);
         match self
@@ -460,10 +503,7 @@ impl Backend for MemcachedBackend {
         {
             Response::Stored => Ok(()),
             Response::ServerError(message) if message.contains("too large") => {
-                Err(Error::ValueTooLarge {
-                    size: value.len(),
-                    limit,
-                })
+                Err(self.refused_as_too_large("set", value.len()))
             }
             other => Err(unexpected("set", other)),
         }
@@ -543,17 +583,13 @@ impl Backend for MemcachedBackend {
     /// then go out in one batch per server, all servers at once. Not atomic:
     /// on an error, entries for other servers may be stored.
     async fn set_many(&self, entries: &[(&str, Bytes)], ttl: Option<Duration>) -> Result<()> {
-        let limit = self.inner.config.max_item_size;
         let wire_keys = entries
             .iter()
             .map(|(key, value)| {
                 // The key first, as `set` checks it.
                 let wire = self.wire_key(key)?;
-                if value.len() > limit {
-                    return Err(Error::ValueTooLarge {
-                        size: value.len(),
-                        limit,
-                    });
+                if value.len() > self.inner.max_value_size {
+                    return Err(self.too_large(value.len()));
                 }
                 Ok(wire)
             })
@@ -570,10 +606,7 @@ impl Backend for MemcachedBackend {
             match answer {
                 Response::Stored => {}
                 Response::ServerError(message) if message.contains("too large") => {
-                    return Err(Error::ValueTooLarge {
-                        size: value.len(),
-                        limit,
-                    });
+                    return Err(self.refused_as_too_large("set_many", value.len()));
                 }
                 other => return Err(unexpected("set_many", other)),
             }
@@ -619,5 +652,18 @@ mod tests {
         assert_eq!(ttl_seconds(Some(MAX_TTL)), 2_592_000);
         assert_eq!(ttl_seconds(Some(MAX_TTL * 12)), 2_592_000);
         assert_eq!(ttl_seconds(Some(Duration::from_secs(u64::MAX))), 2_592_000);
+    }
+
+    #[test]
+    fn the_value_limit_leaves_room_for_the_longest_key_and_the_item_overhead() {
+        // memcached 1.6.18's largest value for a 250-byte key with 1 MiB items.
+        assert_eq!(max_value_size(1 << 20), 1_048_267);
+        assert_eq!(
+            MemcachedBackend::CAPABILITIES.max_value_size,
+            Some(1_048_267)
+        );
+        assert_eq!(max_value_size(2048), 2048 - 250 - 59);
+        assert_eq!(max_value_size(309), 0);
+        assert_eq!(max_value_size(1), 0);
     }
 }

@@ -72,7 +72,7 @@ pub const SETTINGS: &[Setting] = &[
             max: 1 << 30,
         },
         default: "1048576",
-        description: "Largest value sent, bytes; larger ones are refused before sending (memcached's -I).",
+        description: "The servers' item size, bytes (memcached's -I). The largest value sent is this less 309 (the longest key, 250 bytes, and memcached's 59 bytes of item overhead): 1048267 by default; larger ones are refused before sending.",
     },
     Setting {
         key: "memcached.dead_time",
@@ -110,7 +110,13 @@ pub struct MemcachedBackendConfig {
     pub retry_attempts: u32,
     /// Prefix put in front of every key on the wire (default none).
     pub key_prefix: String,
-    /// Largest value sent, in bytes (default 1 MiB, memcached's default item size).
+    /// The servers' item size in bytes, memcached's `-I` (default 1 MiB,
+    /// memcached's default). An item holds the key, the value and 59 bytes of
+    /// memcached's own (its header with the CAS value, the key's NUL and the
+    /// value's `\r\n`), so the largest value sent is this less 309 (the
+    /// longest key, 250 bytes with `key_prefix`, and those 59): 1,048,267
+    /// bytes by default, whatever the key. Larger values are refused before
+    /// sending with `Error::ValueTooLarge`.
     pub max_item_size: usize,
     /// How long an ejected server stays out before it is tried again (default 30 s).
     #[serde(with = "seconds")]

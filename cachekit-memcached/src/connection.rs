@@ -6,6 +6,18 @@
 //! the requests on the wire. memcached answers a connection's requests in
 //! order, so each response belongs to the waiter at the front.
 //!
+//! Order alone would hand a caller another request's answer if the server
+//! answered one request twice, or skipped one: so each response is also
+//! checked against its request before anyone gets it. Every request with a
+//! key takes, in that same critical section, an opaque token unique among
+//! the requests in flight, and is sent with it and the `k` flag, which
+//! memcached echoes back (see [`Echo`]). A response that does not echo its
+//! request's token and key is a protocol error ([`ProtocolError::Mismatch`]):
+//! it reaches no caller, and the connection fails. The reader task checks
+//! the responses it hands out against [`State::echoes`]; a reading caller
+//! checks its own against its requests. Error lines carry no echo and are
+//! taken as the answer of the request at the front.
+//!
 //! Writing and reading are roles, each held by one party at a time. A caller
 //! that finds the connection idle (no request in flight) takes both: it writes
 //! its requests itself with a non-blocking `try_write` and reads its own
@@ -21,10 +33,10 @@
 //! back the read role if it held it; its responses are still read, and
 //! discarded, so later responses stay matched to their requests.
 //!
-//! Failure is final: an I/O or protocol error, the end of the stream, a
-//! `CLIENT_ERROR` or `ERROR` answer (see [`ProtocolError::Rejected`]) or
-//! [`Connection::close`] fails every waiting call, ends both tasks and closes
-//! the socket.
+//! Failure is final: an I/O or protocol error (a response out of step
+//! included), the end of the stream, a `CLIENT_ERROR` or `ERROR` answer (see
+//! [`ProtocolError::Rejected`]) or [`Connection::close`] fails every waiting
+//! call, ends both tasks and closes the socket.
 //!
 //! Timeout: the [watchdog](crate::watchdog) fails the connection with
 //! [`ConnectionError::TimedOut`] once a call has waited longer than the
@@ -51,7 +63,7 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{Notify, oneshot};
 use tokio::task::AbortHandle;
 
-use crate::protocol::{ProtocolError, Request, Response, encode, parse};
+use crate::protocol::{Echo, ProtocolError, Request, Response, encode, parse};
 use crate::watchdog::{self, Progress, Watched};
 
 /// The initial capacity of the read buffer, and how much it grows by (bytes).
@@ -219,6 +231,18 @@ struct State {
     /// Calls ever queued (waiters ever pushed), for the watchdog: the
     /// waiter at the front is number `queued - waiters.len()`.
     queued: u64,
+    /// The opaque token of the next request queued. Requests take tokens in
+    /// queue order, so those in flight have different ones (the count wraps
+    /// after 2^32 requests, far more than are ever in flight); a
+    /// [`Request::Noop`] takes one too, unsent, so that the requests of a
+    /// call have consecutive tokens.
+    opaque: u32,
+    /// What the response of each request queued and not answered yet is to
+    /// echo, in the order of the requests: the front is the next response's.
+    /// Only the holder of the read role removes entries, with the responses
+    /// they check; a reading caller's stay here while it reads (it checks its
+    /// own against its requests) and go when it gives the role back.
+    echoes: VecDeque<Echo>,
 }
 
 /// The read half of the socket, with the bytes read and not yet parsed:
@@ -229,8 +253,9 @@ struct ReadSide {
     half: OwnedReadHalf,
     /// Bytes read and not yet parsed.
     buffer: BytesMut,
-    /// Responses parsed and not yet handed out (kept for its allocation).
-    parsed: Vec<Response>,
+    /// Responses parsed, with what they echoed, and not yet handed out
+    /// (kept for its allocation).
+    parsed: Vec<(Response, Echo)>,
     /// Completed calls to answer once the state is unlocked (kept for its
     /// allocation).
     replies: Vec<Reply>,
@@ -335,6 +360,8 @@ struct ReadRole<'a> {
     side: Option<Box<ReadSide>>,
     /// How many responses the caller waits for.
     expected: usize,
+    /// The opaque token of the caller's first request; the others follow.
+    opaque: u32,
     /// The caller's number among the calls queued (see [`State::queued`]).
     call: u64,
     /// The failure its last response calls for (see [`Failure::after`]),
@@ -375,6 +402,8 @@ impl Connection {
                 })),
                 waiters: VecDeque::new(),
                 queued: 0,
+                opaque: 0,
+                echoes: VecDeque::new(),
             }),
             wake_writer: Notify::new(),
             wake_reader: Notify::new(),
@@ -414,7 +443,7 @@ impl Connection {
         match turn {
             Turn::Wait(reply) => reply.await.unwrap_or(Err(ConnectionError::Closed)),
             Turn::Read(mut role) => {
-                role.read_own().await?;
+                role.read_own(requests).await?;
                 let response = role.own().and_then(Vec::pop);
                 role.finish();
                 response.ok_or(ConnectionError::Closed)
@@ -444,7 +473,7 @@ impl Connection {
         match turn {
             Turn::Wait(reply) => reply.await.unwrap_or(Err(ConnectionError::Closed)),
             Turn::Read(mut role) => {
-                role.read_own().await?;
+                role.read_own(requests).await?;
                 let responses = role.own().map(mem::take).unwrap_or_default();
                 role.finish();
                 Ok(responses)
@@ -507,8 +536,12 @@ impl Connection {
             let Some(mut state) = shared.unless_closed_while_idle(state) else {
                 return Err(ConnectionError::Stale);
             };
+            let opaque = state.opaque;
             for request in requests {
-                encode(request, &mut state.queue);
+                let state = &mut *state;
+                encode(request, state.opaque, &mut state.queue);
+                state.echoes.push_back(Echo::of(request, state.opaque));
+                state.opaque = state.opaque.wrapping_add(1);
             }
             shared
                 .in_flight
@@ -522,6 +555,7 @@ impl Connection {
                     });
                     Turn::Read(ReadRole {
                         shared,
+                        opaque,
                         call: state.queued,
                         side: Some(side),
                         expected: requests.len(),
@@ -651,20 +685,25 @@ impl ReadSide {
 
 impl ReadRole<'_> {
     /// Reads until all the caller's responses, which come first, are in
-    /// `own`, or the connection fails.
-    async fn read_own(&mut self) -> Result<(), ConnectionError> {
+    /// `own`, or the connection fails. Each is checked against its request,
+    /// of `requests` (the caller's, in order).
+    async fn read_own(&mut self, requests: &[Request<'_>]) -> Result<(), ConnectionError> {
         let shared = self.shared;
         let Some(side) = self.side.as_mut() else {
             return Err(ConnectionError::Closed);
         };
         loop {
-            while side.own.len() < self.expected {
-                let response = match parse(&mut side.buffer) {
-                    Ok(Some(response)) => response,
+            while let Some(request) = requests.get(side.own.len()) {
+                let (response, echoed) = match parse(&mut side.buffer) {
+                    Ok(Some(parsed)) => parsed,
                     Ok(None) => break,
                     Err(error) => return Err(shared.fail_with(Failure::Protocol(error))),
                 };
                 shared.in_flight.fetch_sub(1, Ordering::Relaxed);
+                let opaque = self.opaque.wrapping_add(side.own.len() as u32);
+                if let Err(error) = Echo::of(request, opaque).check(&response, echoed) {
+                    return Err(shared.fail_with(Failure::Protocol(error)));
+                }
                 let failure = Failure::after(&response);
                 side.own.push(response);
                 if let Some(failure) = failure {
@@ -727,6 +766,7 @@ impl ReadRole<'_> {
             }
             if matches!(state.waiters.front(), Some(Waiter::Reader { .. })) {
                 state.waiters.pop_front();
+                state.echoes.drain(..self.expected);
             }
             if !side.parsed.is_empty() {
                 let dispatched = dispatch(&mut state, &mut side.parsed, &mut side.replies);
@@ -772,6 +812,9 @@ impl Drop for ReadRole<'_> {
             if *remaining == 0 {
                 state.waiters.pop_front();
             }
+            // The responses it took were checked; the others are checked
+            // when they are discarded.
+            state.echoes.drain(..taken);
         }
         state.read_side = Some(side);
         let in_flight = !state.waiters.is_empty();
@@ -931,6 +974,7 @@ impl Shared {
             self.idle.store(false, Ordering::Relaxed);
             state.socket = None;
             state.queue = BytesMut::new();
+            state.echoes = VecDeque::new();
             let first = state.queued - state.waiters.len() as u64;
             let taken = (mem::take(&mut state.waiters), first, state.read_side.take());
             drop(state);
@@ -967,14 +1011,23 @@ impl Watched for Shared {
 /// unlocked). The responses of a [`Waiter::Reader`] found at the front are
 /// discarded: its caller is gone.
 ///
-/// Stops at a response no one waits for, and after a `CLIENT_ERROR` or
-/// `ERROR` (which still reaches its caller), returning the failure.
+/// Each response is first checked against the echo its request expects
+/// (the front of `state.echoes`). Stops at a response that does not echo
+/// its request or that no one waits for (which reaches no caller), and
+/// after a `CLIENT_ERROR` or `ERROR` (which still reaches its caller),
+/// returning the failure.
 fn dispatch(
     state: &mut State,
-    responses: &mut Vec<Response>,
+    responses: &mut Vec<(Response, Echo)>,
     replies: &mut Vec<Reply>,
 ) -> Option<Failure> {
-    for response in responses.drain(..) {
+    for (response, echoed) in responses.drain(..) {
+        let Some(expected) = state.echoes.pop_front() else {
+            return Some(Failure::Protocol(ProtocolError::Unsolicited));
+        };
+        if let Err(error) = expected.check(&response, echoed) {
+            return Some(Failure::Protocol(error));
+        }
         let failure = Failure::after(&response);
         match state.waiters.pop_front() {
             None => return Some(Failure::Protocol(ProtocolError::Unsolicited)),
@@ -1057,8 +1110,9 @@ async fn write_loop(shared: Arc<Shared>) {
 #[cfg(test)]
 mod tests {
     use std::future::Future;
-    use std::io::{Read, Write};
-    use std::net::TcpListener;
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::net::{TcpListener, TcpStream};
+    use std::thread::JoinHandle;
     use std::time::Instant;
 
     use bytes::Bytes;
@@ -1094,6 +1148,103 @@ mod tests {
     /// A [`Response::Value`] holding `bytes`.
     fn value(bytes: &[u8]) -> Response {
         Response::Value(Bytes::copy_from_slice(bytes))
+    }
+
+    /// A request as the fake server reads it.
+    struct Received {
+        /// The opaque token, if the request carries one.
+        opaque: Option<u32>,
+        /// The key; empty for `mn`.
+        key: String,
+    }
+
+    impl Received {
+        /// The flags of memcached's answer to this request: ` O<opaque>
+        /// k<key>` if it asks for them (`O<opaque> k`), else none.
+        fn echo(&self) -> String {
+            match self.opaque {
+                Some(opaque) => format!(" O{opaque} k{}", self.key),
+                None => String::new(),
+            }
+        }
+
+        /// memcached's answer to this `mg <key> v` on a hit on `value`.
+        fn hit(&self, value: &str) -> String {
+            format!("VA {}{}\r\n{value}\r\n", value.len(), self.echo())
+        }
+    }
+
+    /// The connection a fake server accepted.
+    struct Peer {
+        /// The socket, read through a buffer.
+        stream: BufReader<TcpStream>,
+    }
+
+    impl Peer {
+        /// Reads the next request: one line, as `mg`, `md` and `mn` are.
+        fn request(&mut self) -> Received {
+            let mut line = String::new();
+            self.stream.read_line(&mut line).expect("a request line");
+            let mut tokens = line.split_whitespace().skip(1);
+            let key = tokens.next().unwrap_or_default().to_owned();
+            let opaque = tokens
+                .find_map(|token| token.strip_prefix('O'))
+                .map(|opaque| opaque.parse().expect("a numeric opaque token"));
+            Received { opaque, key }
+        }
+
+        /// Writes `bytes` to the client.
+        fn send(&mut self, bytes: &str) {
+            self.stream.get_mut().write_all(bytes.as_bytes()).unwrap();
+        }
+
+        /// Waits, at most [`PATIENCE`], for the client to close the connection.
+        fn until_closed(&mut self) {
+            let _ = self.stream.read_to_end(&mut Vec::new());
+        }
+    }
+
+    /// A fake memcached on 127.0.0.1, for the misbehaviour a real one cannot
+    /// be made to show: a thread accepts one connection and runs `script`
+    /// on it. Returns the address and the thread.
+    fn fake_server(script: impl FnOnce(&mut Peer) + Send + 'static) -> (String, JoinHandle<()>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        let thread = std::thread::spawn(move || {
+            let (stream, _) = listener.accept().unwrap();
+            stream.set_read_timeout(Some(PATIENCE)).unwrap();
+            script(&mut Peer {
+                stream: BufReader::new(stream),
+            });
+        });
+        (address, thread)
+    }
+
+    /// Waits for the fake server's thread to end, failing the test if it
+    /// panicked or takes longer than [`PATIENCE`].
+    async fn join(fake: JoinHandle<()>) {
+        bounded(tokio::task::spawn_blocking(move || fake.join()))
+            .await
+            .unwrap()
+            .expect("the fake server's script succeeds");
+    }
+
+    /// Waits until `connection` has `requests` requests in flight.
+    async fn until_in_flight(connection: &Connection, requests: usize) {
+        bounded(async {
+            while connection.in_flight() < requests {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        })
+        .await;
+    }
+
+    /// Whether `result` is the failure of a response out of step.
+    fn out_of_step<T>(result: &Result<T, ConnectionError>) -> bool {
+        matches!(
+            result,
+            Err(ConnectionError::Protocol(ProtocolError::Mismatch { .. }))
+        )
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1487,6 +1638,147 @@ mod tests {
         tokio::task::spawn_blocking(move || fake.join().unwrap())
             .await
             .unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_answer_repeated_for_a_later_call_fails_it_instead_of_answering_it() {
+        // Reads two requests, then answers the first one twice.
+        let (address, fake) = fake_server(|peer| {
+            let first = peer.request();
+            peer.request();
+            peer.send(&first.hit("old").repeat(2));
+            peer.until_closed();
+        });
+        let connection = Arc::new(connect(&address).await);
+        let first = tokio::spawn({
+            let connection = Arc::clone(&connection);
+            async move { connection.call(Request::Get { key: "first" }).await }
+        });
+        until_in_flight(&connection, 1).await;
+        let second = bounded(connection.call(Request::Get { key: "second" })).await;
+        let first = bounded(first).await.unwrap();
+        assert_eq!(first.unwrap(), value(b"old"));
+        assert!(
+            !matches!(&second, Ok(got) if *got == value(b"old")),
+            "the second caller got the first caller's value"
+        );
+        assert!(out_of_step(&second), "{second:?}");
+        assert!(connection.is_closed());
+        drop(connection);
+        join(fake).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_answer_with_the_wrong_opaque_fails_every_call_on_the_connection() {
+        // Answers the first of two requests with the token of the second.
+        let (address, fake) = fake_server(|peer| {
+            let first = peer.request();
+            peer.request();
+            let wrong = first.opaque.map_or(1, |opaque| opaque + 1);
+            peer.send(&format!("VA 3 O{wrong} k{}\r\nnew\r\n", first.key));
+            peer.until_closed();
+        });
+        let connection = Arc::new(connect(&address).await);
+        // The first caller reads its own answer; the second waits for it.
+        let first = tokio::spawn({
+            let connection = Arc::clone(&connection);
+            async move { connection.call(Request::Get { key: "first" }).await }
+        });
+        until_in_flight(&connection, 1).await;
+        let second = bounded(connection.call(Request::Get { key: "second" })).await;
+        let first = bounded(first).await.unwrap();
+        assert!(out_of_step(&first), "{first:?}");
+        assert!(out_of_step(&second), "{second:?}");
+        assert!(connection.is_closed());
+        let later = bounded(connection.call(Request::Noop)).await;
+        assert!(out_of_step(&later), "{later:?}");
+        drop(connection);
+        join(fake).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_answer_with_the_wrong_key_fails_every_call_on_the_connection() {
+        // Answers the first request, then, once told to, the second one
+        // with another key: by then the reader task reads.
+        let (told, tell) = std::sync::mpsc::channel::<()>();
+        let (address, fake) = fake_server(move |peer| {
+            let first = peer.request();
+            let second = peer.request();
+            peer.send(&first.hit("one"));
+            tell.recv_timeout(PATIENCE).expect("told to answer");
+            peer.request();
+            let echo = second.echo().replace(" ksecond", " kother");
+            peer.send(&format!("VA 3{echo}\r\ntwo\r\n"));
+            peer.until_closed();
+        });
+        let connection = Arc::new(connect(&address).await);
+        let call = |key: &'static str| {
+            let connection = Arc::clone(&connection);
+            tokio::spawn(async move { connection.call(Request::Get { key }).await })
+        };
+        let first = call("first");
+        until_in_flight(&connection, 1).await;
+        let second = call("second");
+        // Answered once the fake server has read the second request.
+        let first = bounded(first).await.unwrap();
+        assert_eq!(first.unwrap(), value(b"one"));
+        let third = call("third");
+        until_in_flight(&connection, 2).await;
+        told.send(()).unwrap();
+        for call in [second, third] {
+            let answer = bounded(call).await.unwrap();
+            assert!(out_of_step(&answer), "{answer:?}");
+        }
+        assert!(connection.is_closed());
+        drop(connection);
+        join(fake).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_batch_checks_each_answer_against_its_own_request() {
+        // Reads `skip` requests and `a`, `b`, `c`; answers the first `skip`
+        // with `one`, then `a`, `b`, `c` in the order `a`, `c`, `b`, each
+        // answer echoing its own request: in order, `b` would get `c`'s value.
+        fn swapping(peer: &mut Peer, skip: usize) {
+            let mut requests: Vec<Received> = (0..skip + 3).map(|_| peer.request()).collect();
+            requests.swap(skip + 1, skip + 2);
+            let answers: String = requests
+                .iter()
+                .enumerate()
+                .map(|(i, r)| r.hit(if i < skip { "one" } else { &r.key }))
+                .collect();
+            peer.send(&answers);
+            peer.until_closed();
+        }
+        let batch = [
+            Request::Get { key: "a" },
+            Request::Get { key: "b" },
+            Request::Get { key: "c" },
+        ];
+
+        // Read by the caller itself.
+        let (address, fake) = fake_server(|peer| swapping(peer, 0));
+        let connection = connect(&address).await;
+        let got = bounded(connection.call_many(&batch)).await;
+        assert!(out_of_step(&got), "{got:?}");
+        assert!(connection.is_closed());
+        drop(connection);
+        join(fake).await;
+
+        // Handed out to the caller, queued behind another call.
+        let (address, fake) = fake_server(|peer| swapping(peer, 1));
+        let connection = Arc::new(connect(&address).await);
+        let first = tokio::spawn({
+            let connection = Arc::clone(&connection);
+            async move { connection.call(Request::Get { key: "first" }).await }
+        });
+        until_in_flight(&connection, 1).await;
+        let got = bounded(connection.call_many(&batch)).await;
+        assert!(out_of_step(&got), "{got:?}");
+        assert_eq!(bounded(first).await.unwrap().unwrap(), value(b"one"));
+        assert!(connection.is_closed());
+        drop(connection);
+        join(fake).await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -3,6 +3,15 @@
 //! Pure functions over byte buffers, no I/O. Only the commands cachekit sends
 //! are covered: `mg` (get, exists, touch, remaining TTL), `ms`, `md` and `mn`;
 //! see <https://github.com/memcached/memcached/blob/master/doc/protocol.txt>.
+//!
+//! Every request with a key carries the flags `O<opaque>` and `k`, which
+//! memcached copies back into its response (`mg foo v O7 k` is answered
+//! `VA 3 O7 kfoo`), and the parser returns that [`Echo`] with each response,
+//! so that the connection can check each response against its request rather
+//! than trust the order alone. `mn` takes no flags and `MN` carries none; nor
+//! do the error lines (`SERVER_ERROR`, `CLIENT_ERROR`, `ERROR`).
+
+use std::fmt;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
@@ -75,6 +84,91 @@ pub(crate) enum Request<'a> {
     Noop,
 }
 
+impl Request<'_> {
+    /// The request's key; `None` for [`Request::Noop`].
+    fn key(&self) -> Option<&str> {
+        match *self {
+            Request::Get { key }
+            | Request::Exists { key }
+            | Request::Set { key, .. }
+            | Request::Delete { key }
+            | Request::Touch { key, .. } => Some(key),
+            #[cfg(test)]
+            Request::TtlOf { key } => Some(key),
+            Request::Noop => None,
+        }
+    }
+}
+
+/// What a response echoes of its request (the `O<opaque>` and `k` flags), or
+/// what a request expects its response to echo.
+///
+/// The key is kept as its CRC-32C, so that checking costs no copy of the key
+/// and no allocation. That is enough: the opaque token already tells apart
+/// the requests in flight on a connection (each has its own), so an answer
+/// repeated, lost or meant for another request fails on the token; the key's
+/// checksum adds a check that the answer is about the key asked for. Two
+/// different keys of the same length differing in at most 4 consecutive
+/// bytes (`user:1`, `user:2`) never share a CRC-32C, and other pairs of keys
+/// share it with a chance of one in 2^32 (a wrong answer is a server's
+/// mistake, not crafted to collide).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Echo {
+    /// The opaque token, `O<token>`, as a number; `None` if absent.
+    pub(crate) opaque: Option<u32>,
+    /// The CRC-32C of the key echoed by `k<key>`; `None` if absent.
+    pub(crate) key: Option<u32>,
+}
+
+impl Echo {
+    /// What the response to `request`, sent with the opaque token `opaque`,
+    /// echoes: the token and the key, or nothing for [`Request::Noop`].
+    pub(crate) fn of(request: &Request<'_>, opaque: u32) -> Echo {
+        match request.key() {
+            Some(key) => Echo {
+                opaque: Some(opaque),
+                key: Some(crc32c::crc32c(key.as_bytes())),
+            },
+            None => Echo::default(),
+        }
+    }
+
+    /// Checks that `response`, which echoed `echoed`, answers the request
+    /// that expects this echo. An error line (`SERVER_ERROR`, `CLIENT_ERROR`,
+    /// `ERROR`) carries no echo and is taken as the answer of whichever
+    /// request it comes for.
+    pub(crate) fn check(self, response: &Response, echoed: Echo) -> Result<(), ProtocolError> {
+        if self == echoed
+            || matches!(
+                response,
+                Response::ServerError(_) | Response::ClientError(_) | Response::Error
+            )
+        {
+            Ok(())
+        } else {
+            Err(ProtocolError::Mismatch {
+                expected: self,
+                echoed,
+            })
+        }
+    }
+}
+
+impl fmt::Display for Echo {
+    /// As `O<opaque>, key CRC-32C <hex>`, with `no opaque` or `no key` for
+    /// what is absent.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.opaque {
+            Some(opaque) => write!(f, "O{opaque}")?,
+            None => f.write_str("no opaque")?,
+        }
+        match self.key {
+            Some(key) => write!(f, ", key CRC-32C {key:08x}"),
+            None => f.write_str(", no key"),
+        }
+    }
+}
+
 /// One parsed response.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Response {
@@ -121,46 +215,67 @@ pub(crate) enum ProtocolError {
     /// responses could be matched to the wrong requests.
     #[error("memcached rejected a request ({0}); the connection may be out of step")]
     Rejected(String),
+    /// A response does not echo the opaque token and key of the request it
+    /// comes for (see [`Echo`]): it answers another request, so the
+    /// responses are out of step with the requests.
+    #[error(
+        "a response echoes {echoed}, its request expects {expected}: the responses are out of step"
+    )]
+    Mismatch {
+        /// What the request expects.
+        expected: Echo,
+        /// What the response echoed.
+        echoed: Echo,
+    },
 }
 
-/// Appends the encoding of `request` to `out`.
-pub(crate) fn encode(request: &Request<'_>, out: &mut BytesMut) {
+/// Appends the encoding of `request` to `out`, with the opaque token
+/// `opaque` and the `k` flag if it has a key (see [`Echo::of`]).
+pub(crate) fn encode(request: &Request<'_>, opaque: u32, out: &mut BytesMut) {
+    let (verb, key): (&[u8], &str) = match *request {
+        Request::Get { key } | Request::Exists { key } | Request::Touch { key, .. } => {
+            (b"mg ", key)
+        }
+        #[cfg(test)]
+        Request::TtlOf { key } => (b"mg ", key),
+        Request::Set { key, .. } => (b"ms ", key),
+        Request::Delete { key } => (b"md ", key),
+        Request::Noop => {
+            out.put_slice(b"mn\r\n");
+            return;
+        }
+    };
+    let value = match *request {
+        Request::Set { value, .. } => value,
+        _ => &[],
+    };
+    // Verb, spaces, flags, numbers and line ends take less than 64 bytes.
+    out.reserve(key.len() + value.len() + 64);
+    out.put_slice(verb);
+    out.put_slice(key.as_bytes());
     match *request {
-        Request::Get { key } => command(out, b"mg ", key, b" v\r\n"),
-        Request::Exists { key } => command(out, b"mg ", key, b"\r\n"),
-        Request::Set { key, value, ttl } => {
-            out.reserve(key.len() + value.len() + 32);
-            out.put_slice(b"ms ");
-            out.put_slice(key.as_bytes());
+        Request::Get { .. } => out.put_slice(b" v"),
+        Request::Set { ttl, .. } => {
             out.put_u8(b' ');
             put_decimal(out, value.len() as u64);
             out.put_slice(b" T");
             put_decimal(out, ttl.into());
-            out.put_slice(b"\r\n");
-            out.put_slice(value);
-            out.put_slice(b"\r\n");
         }
-        Request::Delete { key } => command(out, b"md ", key, b"\r\n"),
-        Request::Touch { key, ttl } => {
-            out.reserve(key.len() + 16);
-            out.put_slice(b"mg ");
-            out.put_slice(key.as_bytes());
+        Request::Touch { ttl, .. } => {
             out.put_slice(b" T");
             put_decimal(out, ttl.into());
-            out.put_slice(b"\r\n");
         }
         #[cfg(test)]
-        Request::TtlOf { key } => command(out, b"mg ", key, b" t\r\n"),
-        Request::Noop => out.put_slice(b"mn\r\n"),
+        Request::TtlOf { .. } => out.put_slice(b" t"),
+        Request::Exists { .. } | Request::Delete { .. } | Request::Noop => {}
     }
-}
-
-/// Appends `verb`, `key` and `tail` to `out`.
-fn command(out: &mut BytesMut, verb: &[u8], key: &str, tail: &[u8]) {
-    out.reserve(verb.len() + key.len() + tail.len());
-    out.put_slice(verb);
-    out.put_slice(key.as_bytes());
-    out.put_slice(tail);
+    out.put_slice(b" O");
+    put_decimal(out, opaque.into());
+    out.put_slice(b" k\r\n");
+    if let Request::Set { .. } = request {
+        out.put_slice(value);
+        out.put_slice(b"\r\n");
+    }
 }
 
 /// Appends `number` in decimal ASCII to `out`.
@@ -178,12 +293,14 @@ fn put_decimal(out: &mut BytesMut, mut number: u64) {
     out.put_slice(&digits[start..]);
 }
 
-/// Parses one complete response from the front of `buf` and consumes it;
-/// `Ok(None)`, with `buf` untouched, if `buf` does not hold a complete one yet.
+/// Parses one complete response from the front of `buf` and consumes it,
+/// returning it with what it echoed; `Ok(None)`, with `buf` untouched, if
+/// `buf` does not hold a complete one yet.
 ///
 /// A value is delimited by its announced length, so it may hold any bytes,
-/// `\r\n` included.
-pub(crate) fn parse(buf: &mut BytesMut) -> Result<Option<Response>, ProtocolError> {
+/// `\r\n` included. A key echoed by `k<key>` is the bytes of its token, up to
+/// the next space or the line end (keys are printable ASCII without spaces).
+pub(crate) fn parse(buf: &mut BytesMut) -> Result<Option<(Response, Echo)>, ProtocolError> {
     let scanned = buf.len().min(MAX_LINE);
     let Some(newline) = buf[..scanned].iter().position(|&byte| byte == b'\n') else {
         return if buf.len() >= MAX_LINE {
@@ -212,6 +329,9 @@ pub(crate) fn parse(buf: &mut BytesMut) -> Result<Option<Response>, ProtocolErro
             if buf[end - 2..end] != *b"\r\n" {
                 return Err(ProtocolError::Unterminated);
             }
+            let Some(Flags { echo, .. }) = flags(tokens) else {
+                return Err(malformed(line));
+            };
             let value = if len >= SHARE_MIN {
                 buf.advance(header);
                 let value = buf.split_to(len).freeze();
@@ -222,32 +342,72 @@ pub(crate) fn parse(buf: &mut BytesMut) -> Result<Option<Response>, ProtocolErro
                 buf.advance(end);
                 value
             };
-            return Ok(Some(Response::Value(value)));
+            return Ok(Some((Response::Value(value), echo)));
         }
-        b"HD" => header_only(tokens).ok_or_else(|| malformed(line))?,
-        b"EN" | b"NF" => Response::Miss,
-        b"NS" => Response::NotStored,
-        b"EX" => Response::Exists,
-        b"MN" => Response::Noop,
-        b"ERROR" => Response::Error,
-        b"SERVER_ERROR" => Response::ServerError(message(line, code)),
-        b"CLIENT_ERROR" => Response::ClientError(message(line, code)),
-        _ => return Err(malformed(line)),
+        b"ERROR" => (Response::Error, Echo::default()),
+        b"SERVER_ERROR" => (Response::ServerError(message(line, code)), Echo::default()),
+        b"CLIENT_ERROR" => (Response::ClientError(message(line, code)), Echo::default()),
+        _ => {
+            let Some(Flags { echo, ttl }) = flags(tokens) else {
+                return Err(malformed(line));
+            };
+            let response = match (code, ttl) {
+                (b"HD", None) => Response::Stored,
+                (b"HD", Some(ttl)) => Response::Ttl(ttl),
+                (b"EN" | b"NF", _) => Response::Miss,
+                (b"NS", _) => Response::NotStored,
+                (b"EX", _) => Response::Exists,
+                (b"MN", _) => Response::Noop,
+                _ => return Err(malformed(line)),
+            };
+            (response, echo)
+        }
     };
     buf.advance(header);
     Ok(Some(response))
 }
 
-/// The response for an `HD` line with these flags: [`Response::Ttl`] if they
-/// include `t`, else [`Response::Stored`]; `None` if the `t` flag is malformed.
-fn header_only<'a>(mut flags: impl Iterator<Item = &'a [u8]>) -> Option<Response> {
-    match flags.find_map(|flag| flag.strip_prefix(b"t")) {
-        None => Some(Response::Stored),
-        Some(b"-1") => Some(Response::Ttl(None)),
-        Some(seconds) => parse_decimal(seconds)
-            .and_then(|seconds| u32::try_from(seconds).ok())
-            .map(|seconds| Response::Ttl(Some(seconds))),
+/// The flags of a response line that this client reads.
+struct Flags {
+    /// The echoed opaque token and key.
+    echo: Echo,
+    /// The `t` flag (remaining time to live): `Some(None)` for `t-1`
+    /// (no expiry), `None` if absent.
+    ttl: Option<Option<u32>>,
+}
+
+/// Reads the flags (the tokens after the code, and after the length of a
+/// `VA`); `None` if an `O`, `k` or `t` flag is malformed or repeated. Other
+/// flags are ignored.
+fn flags<'a>(tokens: impl Iterator<Item = &'a [u8]>) -> Option<Flags> {
+    let mut flags = Flags {
+        echo: Echo::default(),
+        ttl: None,
+    };
+    for token in tokens {
+        let Some((&flag, rest)) = token.split_first() else {
+            continue;
+        };
+        let repeated = match flag {
+            b'O' => {
+                let opaque = parse_decimal(rest).and_then(|n| u32::try_from(n).ok())?;
+                flags.echo.opaque.replace(opaque).is_some()
+            }
+            b'k' => flags.echo.key.replace(crc32c::crc32c(rest)).is_some(),
+            b't' => {
+                let ttl = match rest {
+                    b"-1" => None,
+                    seconds => Some(parse_decimal(seconds).and_then(|s| u32::try_from(s).ok())?),
+                };
+                flags.ttl.replace(ttl).is_some()
+            }
+            _ => false,
+        };
+        if repeated {
+            return None;
+        }
     }
+    Some(flags)
 }
 
 /// Parses unsigned decimal ASCII digits; `None` if empty, not digits, or too big.
@@ -281,15 +441,23 @@ fn malformed(line: &[u8]) -> ProtocolError {
 mod tests {
     use super::*;
 
-    /// The encoding of `request` as a byte vector.
+    /// The encoding of `request`, sent with opaque token 7, as a byte vector.
     fn encoded(request: Request<'_>) -> Vec<u8> {
         let mut out = BytesMut::new();
-        encode(&request, &mut out);
+        encode(&request, 7, &mut out);
         out.to_vec()
     }
 
+    /// What a response echoing opaque token `opaque` and key `key` carries.
+    fn echo(opaque: u32, key: &str) -> Echo {
+        Echo {
+            opaque: Some(opaque),
+            key: Some(crc32c::crc32c(key.as_bytes())),
+        }
+    }
+
     /// Parses every complete response in `bytes`, asserting nothing is left.
-    fn parse_all(bytes: &[u8]) -> Vec<Response> {
+    fn parse_all(bytes: &[u8]) -> Vec<(Response, Echo)> {
         let mut buf = BytesMut::from(bytes);
         let mut responses = Vec::new();
         while let Some(response) = parse(&mut buf).expect("valid responses") {
@@ -299,51 +467,74 @@ mod tests {
         responses
     }
 
-    /// Every response kind, as bytes and as parsed.
-    fn every_response() -> Vec<(&'static [u8], Response)> {
+    /// Every response kind, as bytes and as parsed with its echo.
+    fn every_response() -> Vec<(&'static [u8], (Response, Echo))> {
+        let none = Echo::default();
         vec![
             (
                 b"VA 5\r\nhello\r\n",
-                Response::Value(Bytes::from_static(b"hello")),
+                (Response::Value(Bytes::from_static(b"hello")), none),
             ),
-            (b"VA 0\r\n\r\n", Response::Value(Bytes::new())),
             (
-                b"VA 4 f0\r\na\r\nb\r\n",
-                Response::Value(Bytes::from_static(b"a\r\nb")),
+                b"VA 5 O1 kfoo\r\nhello\r\n",
+                (
+                    Response::Value(Bytes::from_static(b"hello")),
+                    echo(1, "foo"),
+                ),
             ),
-            (b"HD\r\n", Response::Stored),
-            (b"EN\r\n", Response::Miss),
-            (b"NF\r\n", Response::Miss),
-            (b"NS\r\n", Response::NotStored),
-            (b"EX\r\n", Response::Exists),
-            (b"MN\r\n", Response::Noop),
-            (b"HD t-1\r\n", Response::Ttl(None)),
-            (b"HD t3600\r\n", Response::Ttl(Some(3600))),
-            (b"HD k t0\r\n", Response::Ttl(Some(0))),
+            (b"VA 0\r\n\r\n", (Response::Value(Bytes::new()), none)),
+            (
+                b"VA 4 f0 O4294967295 ka:b\r\na\r\nb\r\n",
+                (
+                    Response::Value(Bytes::from_static(b"a\r\nb")),
+                    echo(u32::MAX, "a:b"),
+                ),
+            ),
+            (b"HD\r\n", (Response::Stored, none)),
+            (b"HD O2 kfoo\r\n", (Response::Stored, echo(2, "foo"))),
+            (b"EN\r\n", (Response::Miss, none)),
+            (b"EN O0 kfoo\r\n", (Response::Miss, echo(0, "foo"))),
+            (b"NF O6 kfoo\r\n", (Response::Miss, echo(6, "foo"))),
+            (b"NS O3 kx\r\n", (Response::NotStored, echo(3, "x"))),
+            (b"EX\r\n", (Response::Exists, none)),
+            (b"MN\r\n", (Response::Noop, none)),
+            (b"HD t-1\r\n", (Response::Ttl(None), none)),
+            (
+                b"HD t3600 O9 kfoo\r\n",
+                (Response::Ttl(Some(3600)), echo(9, "foo")),
+            ),
+            // memcached echoes the flags in the order of the request's.
+            (
+                b"HD kfoo t0 O4\r\n",
+                (Response::Ttl(Some(0)), echo(4, "foo")),
+            ),
             (
                 b"SERVER_ERROR object too large for cache\r\n",
-                Response::ServerError("object too large for cache".to_owned()),
+                (
+                    Response::ServerError("object too large for cache".to_owned()),
+                    none,
+                ),
             ),
             (
                 b"CLIENT_ERROR bad data chunk\r\n",
-                Response::ClientError("bad data chunk".to_owned()),
+                (Response::ClientError("bad data chunk".to_owned()), none),
             ),
-            (b"ERROR\r\n", Response::Error),
+            (b"ERROR\r\n", (Response::Error, none)),
         ]
     }
 
     #[test]
     fn every_request_encodes_exactly() {
         let cases: [(Request<'_>, &[u8]); 9] = [
-            (Request::Get { key: "a:b" }, b"mg a:b v\r\n"),
-            (Request::Exists { key: "k" }, b"mg k\r\n"),
+            (Request::Get { key: "a:b" }, b"mg a:b v O7 k\r\n"),
+            (Request::Exists { key: "k" }, b"mg k O7 k\r\n"),
             (
                 Request::Set {
                     key: "k",
                     value: b"v\r\n1",
                     ttl: 60,
                 },
-                b"ms k 4 T60\r\nv\r\n1\r\n",
+                b"ms k 4 T60 O7 k\r\nv\r\n1\r\n",
             ),
             (
                 Request::Set {
@@ -351,18 +542,18 @@ mod tests {
                     value: b"",
                     ttl: 0,
                 },
-                b"ms k 0 T0\r\n\r\n",
+                b"ms k 0 T0 O7 k\r\n\r\n",
             ),
-            (Request::Delete { key: "k" }, b"md k\r\n"),
+            (Request::Delete { key: "k" }, b"md k O7 k\r\n"),
             (
                 Request::Touch {
                     key: "k",
                     ttl: 4_294_967_295,
                 },
-                b"mg k T4294967295\r\n",
+                b"mg k T4294967295 O7 k\r\n",
             ),
-            (Request::Touch { key: "k", ttl: 0 }, b"mg k T0\r\n"),
-            (Request::TtlOf { key: "k" }, b"mg k t\r\n"),
+            (Request::Touch { key: "k", ttl: 0 }, b"mg k T0 O7 k\r\n"),
+            (Request::TtlOf { key: "k" }, b"mg k t O7 k\r\n"),
             (Request::Noop, b"mn\r\n"),
         ];
         for (request, expected) in cases {
@@ -376,10 +567,22 @@ mod tests {
     }
 
     #[test]
+    fn the_opaque_token_is_encoded_in_full() {
+        for (opaque, expected) in [
+            (0, &b"mg k v O0 k\r\n"[..]),
+            (u32::MAX, b"mg k v O4294967295 k\r\n"),
+        ] {
+            let mut out = BytesMut::new();
+            encode(&Request::Get { key: "k" }, opaque, &mut out);
+            assert_eq!(&out[..], expected);
+        }
+    }
+
+    #[test]
     fn requests_append_to_the_buffer() {
         let mut out = BytesMut::from(&b"mn\r\n"[..]);
-        encode(&Request::Get { key: "k" }, &mut out);
-        assert_eq!(&out[..], b"mn\r\nmg k v\r\n");
+        encode(&Request::Get { key: "k" }, 1, &mut out);
+        assert_eq!(&out[..], b"mn\r\nmg k v O1 k\r\n");
     }
 
     #[test]
@@ -424,7 +627,8 @@ mod tests {
                 responses.push(response);
             }
         }
-        let expected: Vec<Response> = cases.into_iter().map(|(_, response)| response).collect();
+        let expected: Vec<(Response, Echo)> =
+            cases.into_iter().map(|(_, response)| response).collect();
         assert_eq!(responses, expected);
         assert!(buf.is_empty());
     }
@@ -432,33 +636,129 @@ mod tests {
     #[test]
     fn binary_values_are_delimited_by_length() {
         let value: Vec<u8> = b"\r\nEN\r\nVA 3\r\n\0\xff\r\n".to_vec();
-        let mut bytes = format!("VA {}\r\n", value.len()).into_bytes();
+        let mut bytes = format!("VA {} O1 kk\r\n", value.len()).into_bytes();
         bytes.extend_from_slice(&value);
-        bytes.extend_from_slice(b"\r\nEN\r\n");
+        bytes.extend_from_slice(b"\r\nEN O2 kk\r\n");
         assert_eq!(
             parse_all(&bytes),
-            [Response::Value(Bytes::from(value)), Response::Miss]
+            [
+                (Response::Value(Bytes::from(value)), echo(1, "k")),
+                (Response::Miss, echo(2, "k"))
+            ]
         );
     }
 
     #[test]
     fn large_values_are_not_copied() {
         let value = vec![7_u8; SHARE_MIN];
-        let mut buf = BytesMut::from(&format!("VA {}\r\n", value.len()).into_bytes()[..]);
+        let mut buf = BytesMut::from(&format!("VA {} O1 kk\r\n", value.len()).into_bytes()[..]);
         let start = buf.len();
         buf.extend_from_slice(&value);
         buf.extend_from_slice(b"\r\n");
         let data = buf[start..].as_ptr();
-        let Ok(Some(Response::Value(parsed))) = parse(&mut buf) else {
+        let Ok(Some((Response::Value(parsed), echoed))) = parse(&mut buf) else {
             panic!("a value");
         };
         assert_eq!(parsed, value);
+        assert_eq!(echoed, echo(1, "k"));
         assert_eq!(parsed.as_ptr(), data, "split off the read buffer");
     }
 
     #[test]
+    fn the_echoed_key_is_the_whole_token_and_only_it() {
+        // Every printable ASCII byte but the space, as memcached echoes it.
+        let key: String = (0x21_u8..=0x7e).map(char::from).collect();
+        let line = format!("HD O1 k{key} t-1\r\n");
+        assert_eq!(
+            parse_all(line.as_bytes()),
+            [(Response::Ttl(None), echo(1, &key))]
+        );
+        // A key that looks like flags, or like a prefix of another key.
+        for (line, key) in [
+            (&b"HD O1 kt5\r\n"[..], "t5"),
+            (b"HD O1 kO2\r\n", "O2"),
+            (b"HD O1 kfoo\r\n", "foo"),
+            (b"HD O1 k\r\n", ""),
+        ] {
+            assert_eq!(
+                parse_all(line),
+                [(Response::Stored, echo(1, key))],
+                "{:?}",
+                String::from_utf8_lossy(line)
+            );
+        }
+        for other in ["fo", "foo ", "fooo", "Foo", "oof"] {
+            assert_ne!(echo(1, "foo"), echo(1, other), "{other:?}");
+        }
+    }
+
+    #[test]
+    fn an_echo_is_checked_against_its_request() {
+        let get = Request::Get { key: "foo" };
+        let expected = Echo::of(&get, 5);
+        assert_eq!(expected, echo(5, "foo"));
+        let hit = Response::Value(Bytes::from_static(b"bar"));
+        let parsed = |line: &[u8]| parse_all(line).remove(0);
+
+        let (response, echoed) = parsed(b"VA 3 O5 kfoo\r\nbar\r\n");
+        assert_eq!(expected.check(&response, echoed), Ok(()));
+
+        for wrong in [
+            &b"VA 3 O4 kfoo\r\nbar\r\n"[..],
+            b"VA 3 O5 kbar\r\nbar\r\n",
+            b"VA 3 O5\r\nbar\r\n",
+            b"VA 3 kfoo\r\nbar\r\n",
+            b"VA 3\r\nbar\r\n",
+            b"EN O6 kfoo\r\n",
+            b"MN\r\n",
+        ] {
+            let (response, echoed) = parsed(wrong);
+            assert_eq!(
+                expected.check(&response, echoed),
+                Err(ProtocolError::Mismatch { expected, echoed }),
+                "{:?}",
+                String::from_utf8_lossy(wrong)
+            );
+        }
+        assert_eq!(parsed(b"VA 3 O5 kfoo\r\nbar\r\n").0, hit);
+
+        // Error lines carry no echo: they answer whichever request.
+        for line in [
+            &b"SERVER_ERROR out of memory\r\n"[..],
+            b"CLIENT_ERROR bad data chunk\r\n",
+            b"ERROR\r\n",
+        ] {
+            let (response, echoed) = parsed(line);
+            assert_eq!(expected.check(&response, echoed), Ok(()));
+        }
+
+        // `mn` expects `MN` and nothing echoed.
+        let noop = Echo::of(&Request::Noop, 6);
+        assert_eq!(noop, Echo::default());
+        let (response, echoed) = parsed(b"MN\r\n");
+        assert_eq!(noop.check(&response, echoed), Ok(()));
+        let (response, echoed) = parsed(b"HD O6 kfoo\r\n");
+        assert!(noop.check(&response, echoed).is_err());
+    }
+
+    #[test]
+    fn a_mismatch_names_both_echoes() {
+        let error = ProtocolError::Mismatch {
+            expected: echo(5, "foo"),
+            echoed: Echo::default(),
+        };
+        let message = error.to_string();
+        assert!(message.contains("O5"), "{message}");
+        assert!(message.contains("no opaque, no key"), "{message}");
+        assert!(
+            message.contains(&format!("{:08x}", crc32c::crc32c(b"foo"))),
+            "{message}"
+        );
+    }
+
+    #[test]
     fn garbage_is_an_error() {
-        let cases: [&[u8]; 14] = [
+        let cases: [&[u8]; 22] = [
             b"HELLO\r\n",
             b"\r\n",
             b"HD\n",
@@ -473,6 +773,14 @@ mod tests {
             b"HD t-2\r\n",
             b"HD t4294967296\r\n",
             b"hd\r\n",
+            b"HD O\r\n",
+            b"HD Ox kfoo\r\n",
+            b"EN O-1 kfoo\r\n",
+            b"EN O4294967296 kfoo\r\n",
+            b"HD O1 O1 kfoo\r\n",
+            b"HD O1 kfoo kfoo\r\n",
+            b"VA 1 O1 O2 kfoo\r\nx\r\n",
+            b"HD t1 t1\r\n",
         ];
         for bytes in cases {
             let mut buf = BytesMut::from(bytes);
@@ -496,7 +804,7 @@ mod tests {
     fn random_bytes_never_panic() {
         // A fixed linear congruential generator: the same bytes on every run.
         let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
-        let alphabet = b"VAHDENFSXMRTOCLI_ t-0123456789\r\n\xff";
+        let alphabet = b"VAHDENFSXMRTOCLI_ t-0123456789k\r\n\xff";
         for _ in 0..20_000 {
             seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
             let len = (seed >> 58) as usize;

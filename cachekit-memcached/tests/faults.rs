@@ -1,9 +1,9 @@
-//! Failures: a server that never answers, and a server of the fleet stopped
-//! and restarted under load.
+//! Failures: a server that never answers, a server that answers twice, and a
+//! server of the fleet stopped and restarted under load.
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, mpsc};
@@ -49,7 +49,10 @@ async fn a_server_that_stops_answering_on_an_open_connection_times_out() {
             .unwrap();
         let mut line = String::new();
         BufReader::new(&connection).read_line(&mut line).unwrap();
-        (&connection).write_all(b"EN\r\n").unwrap();
+        // `mg k v O<opaque> k`: a miss echoes the opaque token and the key.
+        let opaque = line.split_whitespace().find(|t| t.starts_with('O'));
+        let miss = format!("EN {} kk\r\n", opaque.expect("an opaque token"));
+        (&connection).write_all(miss.as_bytes()).unwrap();
         let _ = finished.recv_timeout(Duration::from_secs(10));
     });
     let timeout = Duration::from_millis(300);
@@ -93,6 +96,79 @@ async fn a_closed_port_is_unavailable_after_retries() {
         ),
         "{result:?}"
     );
+}
+
+/// memcached's answer to one `mg <key> v ...` line on a hit on
+/// `value-of-<key>`, echoing the request's opaque token and key as memcached
+/// does when asked (`O<opaque> k`); `None` at the end of the stream.
+fn hit_for(reader: &mut impl BufRead) -> Option<String> {
+    let mut line = String::new();
+    if reader.read_line(&mut line).ok()? == 0 {
+        return None;
+    }
+    let mut tokens = line.split_whitespace().skip(1);
+    let key = tokens.next()?.to_owned();
+    let echo = match tokens.find(|token| token.starts_with('O')) {
+        Some(opaque) => format!(" {opaque} k{key}"),
+        None => String::new(),
+    };
+    let value = expected(&key);
+    Some(format!("VA {}{echo}\r\n{value}\r\n", value.len()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_answering_twice_never_hands_a_caller_another_keys_value() {
+    // On its first connection, reads two gets and answers the first twice;
+    // on the next, answers each get with its own key's value.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    let server = std::thread::spawn(move || {
+        for connection in 0..2 {
+            let (stream, _) = listener.accept().unwrap();
+            stream
+                .set_read_timeout(Some(Duration::from_secs(10)))
+                .unwrap();
+            let mut reader = BufReader::new(&stream);
+            if connection == 0 {
+                let first = hit_for(&mut reader).expect("a first get");
+                hit_for(&mut reader).expect("a second get");
+                (&stream).write_all(first.repeat(2).as_bytes()).unwrap();
+                // Until the client closes the connection.
+                let _ = reader.read_to_end(&mut Vec::new());
+            } else {
+                for _ in 0..100 {
+                    let Some(hit) = hit_for(&mut reader) else {
+                        break;
+                    };
+                    (&stream).write_all(hit.as_bytes()).unwrap();
+                }
+            }
+        }
+    });
+    // One connection, so that both gets share it.
+    let backend = MemcachedBackend::new(MemcachedBackendConfig {
+        servers: vec![address],
+        max_pool_size: 1,
+        ..Default::default()
+    })
+    .unwrap();
+    let (first, second) = tokio::join!(backend.get("first"), backend.get("second"));
+    // The repeated answer fails its connection; the call it reached is
+    // retried on a new one.
+    for (key, got) in [("first", first), ("second", second)] {
+        assert_eq!(
+            got.expect("answered"),
+            Some(Bytes::from(expected(key))),
+            "{key} gets its own value"
+        );
+    }
+    drop(backend);
+    let joined = tokio::task::spawn_blocking(move || server.join());
+    tokio::time::timeout(Duration::from_secs(10), joined)
+        .await
+        .expect("the fake server ends once the backend is dropped")
+        .unwrap()
+        .expect("the fake server's script succeeds");
 }
 
 fn expected(key: &str) -> String {

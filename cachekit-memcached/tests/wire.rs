@@ -72,15 +72,85 @@ async fn ttls_over_thirty_days_are_clamped_on_the_wire() {
     assert!(backend.get("long").await.unwrap().is_some());
 }
 
+/// The largest value memcached stores under any key with 1 MiB items (its
+/// default `-I`): 1 MiB less the longest key (250 bytes) and its 59 bytes of
+/// item overhead.
+const DEFAULT_VALUE_LIMIT: usize = (1 << 20) - 250 - 59;
+
+/// The largest value with `max_item_size = 2048`.
+const SMALL_VALUE_LIMIT: usize = 2048 - 250 - 59;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_value_of_exactly_the_limit_is_stored_under_any_key_and_reads_back() {
+    let servers = common::servers(1);
+    let backend = common::backend(&servers, |_| {});
+    assert_eq!(
+        backend.capabilities().max_value_size,
+        Some(DEFAULT_VALUE_LIMIT)
+    );
+    let value = Bytes::from(
+        (0..DEFAULT_VALUE_LIMIT)
+            .map(|i| i as u8)
+            .collect::<Vec<u8>>(),
+    );
+    // The longest key makes the largest item: exactly memcached's item size.
+    for key in ["k".to_owned(), "k".repeat(250)] {
+        backend
+            .set(&key, value.clone(), None)
+            .await
+            .unwrap_or_else(|error| panic!("a {}-byte key: {error}", key.len()));
+        assert_eq!(backend.get(&key).await.unwrap(), Some(value.clone()));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_value_one_over_the_limit_is_refused_before_sending_and_the_old_value_survives() {
+    let servers = common::servers(1);
+    let backend = common::backend(&servers, |_| {});
+    let too_large = Bytes::from(vec![1u8; DEFAULT_VALUE_LIMIT + 1]);
+    // memcached would store it under a short key, and refuse it under a
+    // long one, dropping the key's previous value.
+    for key in ["k".to_owned(), "k".repeat(250)] {
+        backend
+            .set(&key, Bytes::from_static(b"small"), None)
+            .await
+            .unwrap();
+        let refused = backend.set(&key, too_large.clone(), None).await;
+        let Err(error @ Error::ValueTooLarge { size, limit }) = &refused else {
+            panic!(
+                "a {}-byte key: expected ValueTooLarge, got {refused:?}",
+                key.len()
+            );
+        };
+        assert_eq!(
+            (*size, *limit),
+            (DEFAULT_VALUE_LIMIT + 1, DEFAULT_VALUE_LIMIT)
+        );
+        assert!(
+            error.to_string().contains(&DEFAULT_VALUE_LIMIT.to_string()),
+            "the message states the limit: {error}"
+        );
+        assert_eq!(
+            backend.get(&key).await.unwrap(),
+            Some(Bytes::from_static(b"small")),
+            "a {}-byte key keeps its value",
+            key.len()
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn values_over_the_item_size_are_refused_before_sending() {
     let servers = common::servers(1);
     let backend = common::backend(&servers, |c| c.max_item_size = 2048);
-    match backend.set("big", Bytes::from(vec![0u8; 2049]), None).await {
+    let size = SMALL_VALUE_LIMIT + 1;
+    match backend.set("big", Bytes::from(vec![0u8; size]), None).await {
         Err(Error::ValueTooLarge {
-            size: 2049,
-            limit: 2048,
-        }) => {}
+            size: refused,
+            limit,
+        }) => {
+            assert_eq!((refused, limit), (size, SMALL_VALUE_LIMIT))
+        }
         other => panic!("expected ValueTooLarge, got {other:?}"),
     }
     assert_eq!(common::raw(&servers[0].address(), "mg big v"), "EN");
@@ -109,7 +179,9 @@ async fn values_over_the_server_limit_are_refused_with_size_and_limit() {
     let backend = common::backend(&servers, |c| c.max_item_size = 4 << 20);
     let value = Bytes::from(vec![1u8; 2 << 20]);
     match backend.set("huge", value, None).await {
-        Err(Error::ValueTooLarge { size, limit }) => assert_eq!((size, limit), (2 << 20, 4 << 20)),
+        Err(Error::ValueTooLarge { size, limit }) => {
+            assert_eq!((size, limit), (2 << 20, (4 << 20) - 250 - 59))
+        }
         other => panic!("expected ValueTooLarge, got {other:?}"),
     }
 }
@@ -227,13 +299,12 @@ async fn set_many_stores_keys_spread_over_servers_and_checks_all_before_sending(
     // One entry too large: refused with its size, and nothing is sent.
     let fresh = [
         ("setmany:fresh", Bytes::from_static(b"v")),
-        ("setmany:big", Bytes::from(vec![0u8; 2049])),
+        ("setmany:big", Bytes::from(vec![0u8; SMALL_VALUE_LIMIT + 1])),
     ];
     match backend.set_many(&fresh, None).await {
-        Err(Error::ValueTooLarge {
-            size: 2049,
-            limit: 2048,
-        }) => {}
+        Err(Error::ValueTooLarge { size, limit }) => {
+            assert_eq!((size, limit), (SMALL_VALUE_LIMIT + 1, SMALL_VALUE_LIMIT))
+        }
         other => panic!("expected ValueTooLarge, got {other:?}"),
     }
     let owner = backend.server_for("setmany:fresh").to_string();
