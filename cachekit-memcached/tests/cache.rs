@@ -71,3 +71,28 @@ async fn two_processes_share_entries_through_the_fleet() {
     }
     assert_eq!(reader.stats().l1_hits, 50, "repeat reads come from L1");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_longest_key_prefix_with_a_long_namespace_still_caches() {
+    // 178 bytes of prefix leave 72 for cachekit's keys, lock mark included.
+    let servers = common::servers(1);
+    let prefix = "p".repeat(178);
+    let cache = Cache::builder()
+        .backend(common::backend(&servers, |c| c.key_prefix = prefix.clone()))
+        .namespace("n".repeat(64))
+        .without_l1()
+        .config(ConfigSource::defaults_only())
+        .build()
+        .unwrap();
+    for key in ["42", &"k".repeat(100), "with space"] {
+        cache.set(key, &7_u32, None).await.expect("stored");
+        assert_eq!(cache.get::<u32>(key).await.unwrap(), Some(7), "{key}");
+        let wire = format!("{prefix}{}", cache.backend_key(key));
+        assert!(wire.len() <= 250 - 5, "{} bytes on the wire", wire.len());
+    }
+    let loaded = cache
+        .get_or_insert_with("loaded", None, || async { 9_u32 })
+        .await;
+    assert_eq!(loaded, 9);
+    assert_eq!(cache.get::<u32>("loaded").await.unwrap(), Some(9), "stored");
+}
