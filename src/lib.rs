@@ -58,37 +58,56 @@
 /// misses run the body once (single-flight, and the backend's lock when it
 /// has one), and a backend outage runs the body uncached instead of failing.
 ///
+/// Call [`init`] at startup: a broken configuration is then an error there.
+/// Otherwise the first call logs it at ERROR (and at most once a minute
+/// after), the function runs uncached (concurrent calls still once),
+/// `name_invalidate` returns the error, and the cache is built again after
+/// a back-off.
+///
 /// # Options
 ///
 /// | option | meaning |
 /// |---|---|
 /// | `ttl = 300`, `ttl = "5m"` | lifetime in seconds, or with units `s`, `m`, `h`, `d` (`"1h30m"`); `0` is no expiry; default: the `default_ttl` setting |
-/// | `namespace = "users"` | first part of every key (letters, digits, `_-./`); default: the module path, `my_crate.users` |
+/// | `namespace = "users"` | first part of every key (letters, digits, `_-./`); default: the `namespace` setting, then the module path |
 /// | `backend = expr` | any expression giving a backend, an `Arc` of one, or a `Result` of either; evaluated once, at the first call |
 /// | `key = expr` | replaces the arguments in the key; anything `Display` (`key = format!("sku:{sku}")`) |
-/// | `skip(a, b)` | arguments left out of the key (a pool, a client, a logger) |
+/// | `skip(a, b)` | arguments left out of the key (a pool, a client, a logger); `skip(self)` for a method whose result does not depend on `self` |
+/// | `version = 2` | a version of what is stored (default 0): entries written under another version are never read |
 /// | `cache_none = false` | for `-> Option<T>`: `None` is not stored (it is by default) |
 /// | `l1 = false` | results are not kept in process: every call reads the backend |
 ///
 /// # Keys
 ///
 /// A call's key is `namespace:function:args`. `args` stands for the bincode
-/// encoding of the arguments, in order, without the skipped ones: its hex
-/// when it is at most 15 bytes (`users:profile:2a` for `profile(42)` with
-/// an `id: u64`), else the hex of 128 bits of BLAKE3 over it (32 digits), so
-/// keys stay short, and distinct arguments get distinct keys (the hashed
-/// ones up to BLAKE3's collision resistance). It is the same in every
-/// process and build of one cachekit version, so services sharing a backend
-/// share entries; a version that changes the key format says so in its
-/// release notes (before 0.1.0, short arguments stopped being hashed).
-/// Arguments must be `serde::Serialize`;
-/// `self` is never part of the key: to include it (or a field of it), give
-/// the key yourself, e.g. `key = format!("{}/{id}", self.tenant)`.
+/// encoding of the arguments, in order, without the skipped ones (for a
+/// method, `self` first: see below): its hex when it is at most 15 bytes
+/// (`users:profile:2a` for `profile(42)` with an `id: u64`), else the hex of
+/// 128 bits of BLAKE3 over it (32 digits), so keys stay short, and distinct
+/// arguments get distinct keys (the hashed ones up to BLAKE3's collision
+/// resistance). Without `namespace = ...`, the first part is the `namespace`
+/// setting (`CACHEKIT_NAMESPACE`, default `cachekit`) and the module path
+/// follows: `cachekit:my_crate.users:profile:2a`. The key is the same in
+/// every process and build of one cachekit version, so services sharing a
+/// backend share entries; a version that changes the key format says so in
+/// its release notes. Arguments must be `serde::Serialize`.
+///
+/// A method's `self` is part of the key when `Self: Serialize`, so that
+/// instances with different state never share entries; otherwise it is a
+/// compile error, on `self`, that says to derive `Serialize`, to leave `self`
+/// out with `skip(self)` (when the result does not depend on its state), or
+/// to give the key yourself (`key = format!("{}/{id}", self.tenant)`).
+///
+/// `version = N` puts `@vN` after the namespace (`users@v2:profile:2a`):
+/// raise it when what the function returns changes meaning without
+/// changing type. A change of type needs none: an entry written by another
+/// type (or with its struct fields in another order) is a miss, never
+/// wrong data.
 ///
 /// Two cached functions with the same name in one namespace (methods of two
 /// types in one module, or a method of a generic type used with two types)
 /// would share keys: cachekit notices at the second one's first call, logs
-/// an error and runs it uncached. Give one a `namespace`, or for a generic
+/// an error and runs it uncached (`name_invalidate` returns the error). Give one a `namespace`, or for a generic
 /// type a `key` that includes the type
 /// (`key = format!("{}/{id}", std::any::type_name::<T>())`).
 ///
@@ -116,8 +135,9 @@
 ///   these arguments (same arguments as the function, skipped ones too);
 /// - `name_refresh(args) -> R`: the bypass: runs the body whatever is cached
 ///   and stores the result for the next callers;
-/// - `name_stats() -> CacheStats`: L1 hits, backend hits, misses, loads and
-///   errors since the first call.
+/// - `name_stats() -> CacheStats`: L1 hits, backend hits, misses, calls
+///   that shared another's load, loads and errors since the first call
+///   (see [`CacheStats`]).
 ///
 /// They are `async` when the function is, and methods when it is one. So
 /// `#[cache]` cannot go on a method of a trait `impl` (the companions are not
@@ -145,9 +165,9 @@
 ///
 /// Generic functions, `impl Trait` arguments, pattern arguments, functions
 /// returning nothing, unknown options, `skip(..)` of an argument that does
-/// not exist, a negative or malformed `ttl`, and arguments that are not
-/// `Serialize` are compile errors that point at the token and say how to
-/// fix it.
+/// not exist, a negative or malformed `ttl` or `version`, and arguments (or
+/// a `self`) that are not `Serialize` are compile errors that point at the
+/// token and say how to fix it.
 ///
 /// The generated code names this crate by the name it has in your
 /// `Cargo.toml`, so renaming the dependency works.
