@@ -96,3 +96,55 @@ async fn the_longest_key_prefix_with_a_long_namespace_still_caches() {
     assert_eq!(loaded, 9);
     assert_eq!(cache.get::<u32>("loaded").await.unwrap(), Some(9), "stored");
 }
+
+/// `(l1_hits, l2_hits, misses, coalesced, loads, errors)` after the same
+/// calls on `backend`.
+async fn counts_after_calls(backend: std::sync::Arc<dyn cachekit_core::Backend>) -> [u64; 6] {
+    let cache = Cache::builder()
+        .shared_backend(backend)
+        .namespace("counted")
+        .without_l1()
+        .config(ConfigSource::defaults_only())
+        .build()
+        .unwrap();
+    let load = || async { "v".to_string() };
+    cache.get_or_insert_with("a", None, load).await; // miss, load
+    cache.get_or_insert_with("a", None, load).await; // backend hit
+    cache.get::<String>("b").await.unwrap(); // miss
+    let waiters: Vec<_> = (0..10)
+        .map(|_| {
+            let cache = cache.clone();
+            tokio::spawn(async move {
+                cache
+                    .get_or_insert_with("c", None, || async {
+                        tokio::time::sleep(Duration::from_millis(300)).await;
+                        1_u8
+                    })
+                    .await
+            })
+        })
+        .collect();
+    for waiter in waiters {
+        assert_eq!(waiter.await.unwrap(), 1);
+    }
+    let s = cache.stats();
+    [
+        s.l1_hits,
+        s.l2_hits,
+        s.misses,
+        s.coalesced,
+        s.loads,
+        s.errors,
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_count_the_same_on_memcached_and_on_a_backend_with_a_lock() {
+    let servers = common::servers(1);
+    let on_memcached =
+        counts_after_calls(std::sync::Arc::new(common::backend(&servers, |_| {}))).await;
+    let on_memory =
+        counts_after_calls(std::sync::Arc::new(cachekit_core::MemoryBackend::new())).await;
+    assert_eq!(on_memcached, [0, 1, 3, 9, 2, 0]);
+    assert_eq!(on_memory, on_memcached);
+}
