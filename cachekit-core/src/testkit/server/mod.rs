@@ -1,0 +1,20 @@
+//! Real `memcached` and `redis-server` processes on free loopback ports, and a
+//! [`SilentServer`] that accepts connections and never answers, for the tests
+//! of the backend crates.
+//!
+//! The server programs must be installed (`cargo xtask test` installs them).
+//! A test that needs a missing one panics with the command that installs it:
+//! tests are never skipped.
+
+mod kind;
+mod port;
+mod process;
+mod scratch;
+mod silent;
+
+pub use kind::ServerKind;
+pub use process::ServerProcess;
+pub use silent::SilentServer;
+
+#[cfg(test)]
+mod tests;
