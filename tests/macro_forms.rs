@@ -586,6 +586,7 @@ fn forged(body: &[u8]) -> cachekit::Bytes {
     envelope.extend_from_slice(&0_u64.to_le_bytes()); // no expiry
     envelope.extend_from_slice(&0_u32.to_le_bytes()); // checksum, below
     envelope.extend_from_slice(&0_u64.to_le_bytes()); // shape
+    envelope.push(0); // no shape marks
     envelope.extend_from_slice(body);
     let crc = crc32c::crc32c_append(crc32c::crc32c(&envelope[2..12]), &envelope[16..]);
     envelope[12..16].copy_from_slice(&crc.to_le_bytes());

@@ -9,6 +9,8 @@
 //! 12      4     CRC-32C of bytes 2..12 and the payload, little endian
 //! 16      ..    payload:
 //!         8       shape fingerprint of the value, little endian (see `shape`)
+//!         1       n, the number of marks
+//!         4 * n   the fingerprint at each mark, little endian
 //!         ..      the value in bincode's standard configuration
 //! ```
 //!
@@ -35,8 +37,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::{Error, Result};
-use reader::Reader;
+use reader::{OTHER_TYPE, Reader};
 pub use shape::MAX_DEPTH;
+use shape::MAX_MARKS;
 
 const MAGIC: &[u8; 2] = b"CK";
 /// The envelope format version written by this release. Version 1 (before
@@ -75,10 +78,16 @@ pub fn encode<T: Serialize + ?Sized>(value: &T, expires_at: Option<SystemTime>) 
     out.get_mut().put_u64_le(expiry_millis(expires_at));
     out.get_mut().put_u32_le(0);
     out.get_mut().put_u64_le(shape.finish());
+    let marks = shape.recorded();
+    out.get_mut().put_u8(marks.len() as u8);
+    marks
+        .iter()
+        .for_each(|mark| out.get_mut().put_u32_le(*mark));
+    let body_start = out.get_ref().len();
     bincode::serde::encode_into_std_write(value, &mut out, bincode::config::standard())
         .map_err(|e| Error::Codec(format!("cannot encode the value: {e}")))?;
     let mut buf = out.into_inner();
-    let body = buf.len() - HEADER_LEN - SHAPE_LEN;
+    let body = buf.len() - body_start;
     if shape.elements > body as u64 {
         return Err(Error::Codec(format!(
             "cannot encode the value: its collections hold {} elements in {body} bytes \
@@ -93,7 +102,7 @@ pub fn encode<T: Serialize + ?Sized>(value: &T, expires_at: Option<SystemTime>) 
 
 /// Verifies the envelope around `bytes` and returns its payload.
 pub fn open(mut bytes: Bytes) -> Result<Opened> {
-    if bytes.len() < HEADER_LEN + SHAPE_LEN {
+    if bytes.len() < HEADER_LEN + SHAPE_LEN + 1 {
         return Err(corrupt(format!(
             "{} bytes is shorter than the envelope header",
             bytes.len()
@@ -130,13 +139,22 @@ pub fn open(mut bytes: Bytes) -> Result<Opened> {
 /// Decodes a verified payload into a `T`: every byte must be used, and the
 /// shape `T` reads must be the shape the writer wrote.
 pub fn decode_payload<T: DeserializeOwned>(payload: &[u8]) -> Result<T> {
-    let Some((shape, body)) = payload.split_first_chunk::<SHAPE_LEN>() else {
-        return Err(corrupt(format!(
+    let short = || {
+        corrupt(format!(
             "a payload of {} bytes has no shape fingerprint",
             payload.len()
-        )));
+        ))
     };
-    let mut reader = Reader::new(body);
+    let (shape, rest) = payload.split_first_chunk::<SHAPE_LEN>().ok_or_else(short)?;
+    let (&count, rest) = rest.split_first().ok_or_else(short)?;
+    let marks_len = usize::from(count) * 4;
+    if usize::from(count) > MAX_MARKS || rest.len() < marks_len {
+        return Err(corrupt(format!(
+            "{count} shape marks do not fit the payload"
+        )));
+    }
+    let (marks, body) = rest.split_at(marks_len);
+    let mut reader = Reader::new(body, marks);
     let value = T::deserialize(&mut reader).map_err(|e| {
         corrupt(format!(
             "payload does not decode as the requested type: {e}"
@@ -148,11 +166,8 @@ pub fn decode_payload<T: DeserializeOwned>(payload: &[u8]) -> Result<T> {
             reader.remaining()
         )));
     }
-    if reader.shape.finish() != u64::from_le_bytes(*shape) {
-        return Err(corrupt(
-            "the entry was written by another type (its shape differs from the requested type's)"
-                .into(),
-        ));
+    if reader.shape.finish() != u64::from_le_bytes(*shape) || !reader.shape.all_marks_reached() {
+        return Err(corrupt(OTHER_TYPE.into()));
     }
     Ok(value)
 }
@@ -215,6 +230,7 @@ mod tests {
         buf.put_u64_le(0);
         buf.put_u32_le(0);
         buf.put_u64_le(shape);
+        buf.put_u8(0);
         buf.put_slice(body);
         let crc = checksum(&buf[2..12], &buf[HEADER_LEN..]);
         buf[12..16].copy_from_slice(&crc.to_le_bytes());

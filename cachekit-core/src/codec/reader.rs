@@ -15,17 +15,23 @@
 //!   outnumber the payload's bytes (every element of a type that is not
 //!   zero-sized takes at least one byte, so only collections of zero-sized
 //!   values could, and those are not stored: see [`super::encode`]);
+//! - no collection's declared length is passed on as a size hint, so the
+//!   requested type allocates for the elements actually read, not for the
+//!   ones declared (a hint of 1,000 elements of 1 KiB at each of 100 levels
+//!   would reserve 100 MB for a payload of a few hundred bytes);
 //! - compound values nest at most [`MAX_DEPTH`](super::shape::MAX_DEPTH) deep.
 //!
-//! So what a payload allocates grows with its length, never with what its
+//! So what a payload allocates grows with what it holds, never with what its
 //! bytes claim, and no input panics. While it reads, it feeds the requested
-//! type's serde calls into a [`Shape`], to compare with the writer's.
+//! type's serde calls into a [`Shape`], to compare with the writer's, and it
+//! stops at the first of the writer's marks that differs: a payload of
+//! another type is not read to its end as this one.
 
 use std::fmt;
 
 use serde::de::{self, DeserializeSeed, IntoDeserializer, Visitor};
 
-use super::shape::{Shape, Tag, TooDeep};
+use super::shape::{Marks, Shape, Tag, TooDeep};
 
 /// Why a payload does not decode.
 #[derive(Debug)]
@@ -58,16 +64,32 @@ pub(super) struct Reader<'de> {
     input: &'de [u8],
     /// Collection elements that may still be declared.
     elements_left: u64,
-    pub(super) shape: Shape,
+    pub(super) shape: Shape<'de>,
 }
 
+/// The message for a payload whose shape differs from the requested type's.
+pub(super) const OTHER_TYPE: &str = "the entry was written by another type (its shape differs from the requested type's; \
+     a type with `#[serde(alias)]` names always reads so)";
+
 impl<'de> Reader<'de> {
-    pub(super) fn new(input: &'de [u8]) -> Self {
+    /// A reader of `input`, checking the writer's `marks` (see [`Shape`]).
+    pub(super) fn new(input: &'de [u8], marks: &'de [u8]) -> Self {
         Reader {
             input,
             elements_left: input.len() as u64,
-            shape: Shape::new(),
+            shape: Shape::new(Marks::Check {
+                expected: marks,
+                differed: false,
+            }),
         }
+    }
+
+    /// Stops at an element once the shape differs from the writer's.
+    fn check_shape(&self) -> Read<()> {
+        if self.shape.differs() {
+            return Err(ReadError(OTHER_TYPE.into()));
+        }
+        Ok(())
     }
 
     /// Bytes not read yet.
@@ -168,6 +190,7 @@ impl<'de> de::SeqAccess<'de> for Elements<'_, 'de> {
         if self.left == 0 {
             return Ok(None);
         }
+        self.reader.check_shape()?;
         let field = self.fields.len().checked_sub(self.left);
         if let Some(field) = field.and_then(|index| self.fields.get(index)) {
             self.reader.shape.tag(Tag::Field, 0);
@@ -175,10 +198,6 @@ impl<'de> de::SeqAccess<'de> for Elements<'_, 'de> {
         }
         self.left -= 1;
         seed.deserialize(&mut *self.reader).map(Some)
-    }
-
-    fn size_hint(&self) -> Option<usize> {
-        Some(self.left)
     }
 }
 
@@ -189,16 +208,13 @@ impl<'de> de::MapAccess<'de> for Elements<'_, 'de> {
         if self.left == 0 {
             return Ok(None);
         }
+        self.reader.check_shape()?;
         self.left -= 1;
         seed.deserialize(&mut *self.reader).map(Some)
     }
 
     fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Read<V::Value> {
         seed.deserialize(&mut *self.reader)
-    }
-
-    fn size_hint(&self) -> Option<usize> {
-        Some(self.left)
     }
 }
 
@@ -376,7 +392,9 @@ impl<'de> de::Deserializer<'de> for &mut Reader<'de> {
     }
 
     fn deserialize_string<V: Visitor<'de>>(self, visitor: V) -> Read<V::Value> {
-        self.deserialize_str(visitor)
+        // Owned, as bincode gives it: a visitor may take only `visit_string`.
+        self.shape.tag(Tag::Str, 0);
+        visitor.visit_string(self.str()?.to_owned())
     }
 
     fn deserialize_bytes<V: Visitor<'de>>(self, visitor: V) -> Read<V::Value> {
@@ -386,7 +404,9 @@ impl<'de> de::Deserializer<'de> for &mut Reader<'de> {
     }
 
     fn deserialize_byte_buf<V: Visitor<'de>>(self, visitor: V) -> Read<V::Value> {
-        self.deserialize_bytes(visitor)
+        self.shape.tag(Tag::Bytes, 0);
+        let len = self.len()?;
+        visitor.visit_byte_buf(self.take(len)?.to_vec())
     }
 
     fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Read<V::Value> {

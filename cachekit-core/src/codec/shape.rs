@@ -13,9 +13,19 @@
 //! value, not the whole type: an enum that gained a variant still reads the
 //! entries written before, whose variants are unchanged.
 //!
+//! The writer also records the fingerprint so far at marks along the way
+//! (after 8, 16, 32, ... hashed words), so that a reader of another type
+//! stops at the first mark after the shapes part, rather than decoding (and
+//! allocating) the rest of the entry as its own type first.
+//!
 //! The same walk bounds what is stored: values nested deeper than
 //! [`MAX_DEPTH`] are refused, so that nothing is stored that the bounded
 //! reader would refuse to read back.
+//!
+//! One limit: serde's derived `Deserialize` lists a field's or variant's
+//! aliases (`#[serde(alias = "...")]`) among the names, and the reader takes
+//! the names by position, so an aliased type never matches its own writer:
+//! its values are read as a miss, never as wrong data.
 
 use std::fmt;
 
@@ -69,22 +79,69 @@ pub(super) enum Tag {
 /// The running fingerprint of one value, its current nesting depth, and how
 /// many collection elements it declared.
 #[derive(Debug, Clone)]
-pub(super) struct Shape {
+pub(super) struct Shape<'a> {
     hash: u64,
     depth: u32,
-    /// Elements of every sequence and map, summed (see [`Shape::elements`]).
+    /// Elements of every sequence and map, summed.
     pub(super) elements: u64,
+    /// Words hashed so far.
+    words: u64,
+    /// The word count of the next mark.
+    next_mark: u64,
+    marks: Marks<'a>,
 }
+
+/// The fingerprints at the marks: recorded by a writer, checked by a reader.
+#[derive(Debug, Clone)]
+pub(super) enum Marks<'a> {
+    /// A writer's, in order.
+    Record(Vec<u32>),
+    /// A reader's: the writer's marks (four bytes each, little endian) not
+    /// reached yet, and whether one differed.
+    Check { expected: &'a [u8], differed: bool },
+}
+
+/// The word count of the first mark; each next one is twice the last.
+const FIRST_MARK: u64 = 8;
+
+/// Most marks a payload may carry (enough for 2^64 words).
+pub(super) const MAX_MARKS: usize = 61;
 
 /// Odd constant of the multiply-rotate mix (the 64-bit golden ratio).
 const K: u64 = 0x9e37_79b9_7f4a_7c15;
 
-impl Shape {
-    pub(super) fn new() -> Self {
+impl<'a> Shape<'a> {
+    /// A shape that records marks (a writer's) or checks them (a reader's).
+    pub(super) fn new(marks: Marks<'a>) -> Self {
         Shape {
             hash: 0,
             depth: 0,
             elements: 0,
+            words: 0,
+            next_mark: FIRST_MARK,
+            marks,
+        }
+    }
+
+    /// The marks recorded (a writer's).
+    pub(super) fn recorded(&self) -> &[u32] {
+        match &self.marks {
+            Marks::Record(marks) => marks,
+            Marks::Check { .. } => &[],
+        }
+    }
+
+    /// Whether the shape so far differs from the writer's (a reader's): a
+    /// mark differed, or the writer had fewer.
+    pub(super) fn differs(&self) -> bool {
+        matches!(self.marks, Marks::Check { differed: true, .. })
+    }
+
+    /// Whether a reader reached every mark the writer recorded.
+    pub(super) fn all_marks_reached(&self) -> bool {
+        match self.marks {
+            Marks::Check { expected, differed } => !differed && expected.is_empty(),
+            Marks::Record(_) => true,
         }
     }
 
@@ -101,6 +158,24 @@ impl Shape {
 
     fn word(&mut self, word: u64) {
         self.hash = (self.hash.rotate_left(23) ^ word).wrapping_mul(K);
+        self.words += 1;
+        if self.words == self.next_mark {
+            self.next_mark = self.next_mark.saturating_mul(2);
+            self.mark();
+        }
+    }
+
+    /// Records or checks the fingerprint at a mark.
+    #[cold]
+    fn mark(&mut self) {
+        let here = self.finish() as u32;
+        match &mut self.marks {
+            Marks::Record(marks) => marks.push(here),
+            Marks::Check { expected, differed } => match expected.split_first_chunk::<4>() {
+                Some((mark, rest)) if u32::from_le_bytes(*mark) == here => *expected = rest,
+                _ => *differed = true,
+            },
+        }
     }
 
     /// Records a call; `n` is a length or an index that belongs to it.
@@ -147,8 +222,8 @@ impl fmt::Display for TooDeep {
 }
 
 /// The shape of `value` as its `Serialize` describes it.
-pub(super) fn shape_of<T: Serialize + ?Sized>(value: &T) -> Result<Shape, WalkError> {
-    let mut shape = Shape::new();
+pub(super) fn shape_of<T: Serialize + ?Sized>(value: &T) -> Result<Shape<'static>, WalkError> {
+    let mut shape = Shape::new(Marks::Record(Vec::new()));
     value.serialize(&mut shape)?;
     Ok(shape)
 }
@@ -179,7 +254,7 @@ impl From<TooDeep> for WalkError {
 
 type Walk = Result<(), WalkError>;
 
-impl Shape {
+impl Shape<'_> {
     /// Enters a compound value for the serializer: recorded, and counted in depth.
     fn open(&mut self, tag: Tag, n: u64) -> Result<&mut Self, WalkError> {
         self.tag(tag, n);
@@ -205,7 +280,7 @@ impl Shape {
     }
 }
 
-impl ser::Serializer for &mut Shape {
+impl ser::Serializer for &mut Shape<'_> {
     type Ok = ();
     type Error = WalkError;
     type SerializeSeq = Self;
@@ -383,7 +458,7 @@ impl ser::Serializer for &mut Shape {
     }
 }
 
-impl ser::SerializeSeq for &mut Shape {
+impl ser::SerializeSeq for &mut Shape<'_> {
     type Ok = ();
     type Error = WalkError;
     fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Walk {
@@ -395,7 +470,7 @@ impl ser::SerializeSeq for &mut Shape {
     }
 }
 
-impl ser::SerializeTuple for &mut Shape {
+impl ser::SerializeTuple for &mut Shape<'_> {
     type Ok = ();
     type Error = WalkError;
     fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Walk {
@@ -407,7 +482,7 @@ impl ser::SerializeTuple for &mut Shape {
     }
 }
 
-impl ser::SerializeTupleStruct for &mut Shape {
+impl ser::SerializeTupleStruct for &mut Shape<'_> {
     type Ok = ();
     type Error = WalkError;
     fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Walk {
@@ -419,7 +494,7 @@ impl ser::SerializeTupleStruct for &mut Shape {
     }
 }
 
-impl ser::SerializeTupleVariant for &mut Shape {
+impl ser::SerializeTupleVariant for &mut Shape<'_> {
     type Ok = ();
     type Error = WalkError;
     fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Walk {
@@ -431,7 +506,7 @@ impl ser::SerializeTupleVariant for &mut Shape {
     }
 }
 
-impl ser::SerializeMap for &mut Shape {
+impl ser::SerializeMap for &mut Shape<'_> {
     type Ok = ();
     type Error = WalkError;
     fn serialize_key<T: Serialize + ?Sized>(&mut self, key: &T) -> Walk {
@@ -446,7 +521,7 @@ impl ser::SerializeMap for &mut Shape {
     }
 }
 
-impl ser::SerializeStruct for &mut Shape {
+impl ser::SerializeStruct for &mut Shape<'_> {
     type Ok = ();
     type Error = WalkError;
     fn serialize_field<T: Serialize + ?Sized>(&mut self, key: &'static str, value: &T) -> Walk {
@@ -460,7 +535,7 @@ impl ser::SerializeStruct for &mut Shape {
     }
 }
 
-impl ser::SerializeStructVariant for &mut Shape {
+impl ser::SerializeStructVariant for &mut Shape<'_> {
     type Ok = ();
     type Error = WalkError;
     fn serialize_field<T: Serialize + ?Sized>(&mut self, key: &'static str, value: &T) -> Walk {
