@@ -32,13 +32,13 @@ impl Flights {
         L: FnOnce() -> Fut,
         Fut: Future<Output = Result<Bytes, E>>,
     {
-        let cell = self.calls.entry(key.to_owned()).or_default().clone();
         // Leaves the flight however this call ends, dropped included.
-        let _leave = Leave {
+        let leave = Leave {
             flights: self,
             key,
-            cell: &cell,
+            cell: Some(self.calls.entry(key.to_owned()).or_default().clone()),
         };
+        let cell = leave.cell();
         let mut load = Some(load);
         let mut led = None;
         let shared = cell
@@ -66,22 +66,37 @@ impl Flights {
     }
 }
 
-/// A caller's place in a flight. When it goes (done, failed or dropped),
-/// the flight is forgotten if it has a result, or if no other caller waits
-/// on it (a waiter leads it next, so it stays for the callers arriving).
+/// A caller's place in a flight, holding the flight's cell. When it goes
+/// (done, failed or dropped), the flight is forgotten if it has a result,
+/// or if no other caller waits on it (a waiter leads it next, so it stays
+/// for the callers arriving).
 struct Leave<'a> {
     flights: &'a Flights,
     key: &'a str,
-    cell: &'a Arc<OnceCell<Bytes>>,
+    /// `None` only while dropped.
+    cell: Option<Arc<OnceCell<Bytes>>>,
+}
+
+impl Leave<'_> {
+    fn cell(&self) -> &Arc<OnceCell<Bytes>> {
+        self.cell.as_ref().expect("held until dropped")
+    }
 }
 
 impl Drop for Leave<'_> {
     fn drop(&mut self) {
-        // Under the map's shard lock, where callers join: the count of
-        // holders (the map and this caller) cannot grow meanwhile.
+        let cell = self.cell.take().expect("held until dropped");
+        let ours = Arc::as_ptr(&cell);
+        // This caller's hold goes first, so that two callers leaving at once
+        // cannot each count the other's: the map's is then the only one
+        // left if nobody waits. Counted under the map's shard lock, where
+        // callers join, so the count cannot grow meanwhile. (Should the cell
+        // be freed and another made at its address, that one is forgotten
+        // only if it has a result or no caller: as its own callers would.)
+        drop(cell);
         self.flights.calls.remove_if(self.key, |_, current| {
-            Arc::ptr_eq(current, self.cell)
-                && (current.initialized() || Arc::strong_count(current) == 2)
+            std::ptr::eq(Arc::as_ptr(current), ours)
+                && (current.initialized() || Arc::strong_count(current) == 1)
         });
     }
 }
