@@ -18,7 +18,7 @@ use crate::Backend;
 pub(crate) const INTERVAL: Duration = Duration::from_secs(10);
 
 /// The warnings of one backend.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Throttle {
     /// When the next warning may be written, in nanoseconds after [`epoch`].
     next: AtomicU64,
@@ -27,6 +27,14 @@ pub(crate) struct Throttle {
 }
 
 impl Throttle {
+    /// A throttle that lets the first warning through.
+    pub(crate) const fn new() -> Self {
+        Throttle {
+            next: AtomicU64::new(0),
+            suppressed: AtomicU64::new(0),
+        }
+    }
+
     /// Calls `warn` with the number of warnings left out before this one,
     /// if a warning may be written now; else counts this one as left out.
     pub(crate) fn warn(&self, warn: impl FnOnce(u64)) {
@@ -67,7 +75,7 @@ pub(crate) fn of(backend: &Arc<dyn Backend>) -> Arc<Throttle> {
     match found {
         Some((_, throttle)) => Arc::clone(throttle),
         None => {
-            let throttle = Arc::new(Throttle::default());
+            let throttle = Arc::new(Throttle::new());
             throttles.push((Arc::downgrade(backend), Arc::clone(&throttle)));
             throttle
         }
@@ -87,7 +95,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn one_warning_per_interval_counting_the_rest() {
-        let throttle = Throttle::default();
+        let throttle = Throttle::new();
         let mut written = Vec::new();
         for _ in 0..100 {
             throttle.warn(|suppressed| written.push(suppressed));

@@ -117,3 +117,33 @@ async fn every_waiter_of_a_loader_that_always_panics_gets_its_turn_at_once() {
         started.elapsed()
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn waiters_for_a_value_that_cannot_be_stored_run_together_not_in_turn() {
+    // `Vec<()>` of more elements than bytes is refused by the codec: the
+    // leader returns it uncached, and the waiters load at once, together.
+    let backend: Arc<dyn Backend> = Arc::new(MemoryBackend::new());
+    let cache = cache_over(&backend);
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let cache = cache.clone();
+            tokio::spawn(async move {
+                cache
+                    .get_or_insert_with("k", None, || async {
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        vec![(); 100]
+                    })
+                    .await
+            })
+        })
+        .collect();
+    for task in tasks {
+        assert_eq!(task.await.unwrap().len(), 100);
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "8 callers took {:?}: one load after another",
+        started.elapsed()
+    );
+}

@@ -9,7 +9,7 @@
 //! for a caller that is gone.
 
 use std::future::Future;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
@@ -37,13 +37,8 @@ pub(crate) struct Fetched<T> {
     pub(crate) expires_at: Option<SystemTime>,
 }
 
-/// Why a single-flight load produced nothing to share.
-enum LoadError<E> {
-    /// The loader failed; its error.
-    Loader(E),
-    /// The value could not be encoded: the leader returns it, others load again.
-    Unshared,
-}
+/// A loader's error, from a single-flight load.
+struct LoaderError<E>(E);
 
 /// The outcome of asking for the backend's load lock.
 enum LoadLock {
@@ -122,15 +117,31 @@ impl Cache {
         Fut: Future<Output = Result<T, E>>,
     {
         let mut loaded: Option<Fetched<T>> = None;
+        // Whether this caller's load goes through the backend (its lock and
+        // its store); read when the load runs.
+        let through_backend = AtomicBool::new(backend_ok);
+        // A value that cannot be encoded is shared as an empty payload (no
+        // payload is empty: it has a shape): the followers then run their
+        // loaders at once, together and without the backend, rather than
+        // lead (and take the backend lock) one after another.
         let run = || async {
-            let (fetched, payload) = self.load(key, ttl, backend_ok, loader).await?;
+            let (fetched, payload) = self
+                .load(key, ttl, through_backend.load(Ordering::Relaxed), loader)
+                .await?;
             loaded = Some(fetched);
-            payload.ok_or(LoadError::Unshared)
+            Ok(payload.unwrap_or_default())
         };
         match self.inner.flights.join(key, run).await {
-            Joined::Led(Err(LoadError::Loader(error))) => Err(error),
-            Joined::Led(_) => Ok(loaded.expect("a leader that did not fail loaded a value")),
+            Joined::Led(Err(LoaderError(error))) => Err(error),
+            Joined::Led(Ok(_)) => Ok(loaded.expect("a leader that did not fail loaded a value")),
             Joined::Followed(payload, run) => {
+                if payload.is_empty() {
+                    through_backend.store(false, Ordering::Relaxed);
+                    return match run().await {
+                        Err(LoaderError(error)) => Err(error),
+                        Ok(_) => Ok(loaded.expect("a load that did not fail loaded a value")),
+                    };
+                }
                 if let Some(value) = self.decode(key, &payload) {
                     Counters::bump(&self.inner.counters.coalesced);
                     // Size 0: the leader keeps the copy in front, if it stored one.
@@ -143,8 +154,8 @@ impl Cache {
                 // Another caller in this process stored a different type under
                 // this key: load for this caller's type.
                 match run().await {
-                    Err(LoadError::Loader(error)) => Err(error),
-                    _ => Ok(loaded.expect("a load that did not fail loaded a value")),
+                    Err(LoaderError(error)) => Err(error),
+                    Ok(_) => Ok(loaded.expect("a load that did not fail loaded a value")),
                 }
             }
         }
@@ -159,7 +170,7 @@ impl Cache {
         ttl: Option<Duration>,
         backend_ok: bool,
         loader: F,
-    ) -> Result<(Fetched<T>, Option<Bytes>), LoadError<E>>
+    ) -> Result<(Fetched<T>, Option<Bytes>), LoaderError<E>>
     where
         T: Serialize + DeserializeOwned,
         F: FnOnce() -> Fut,
@@ -194,7 +205,7 @@ impl Cache {
         Counters::bump(&counters.misses);
         Counters::bump(&counters.loads);
         // On an error the guard is dropped, which releases the lock.
-        let value = loader().await.map_err(LoadError::Loader)?;
+        let value = loader().await.map_err(LoaderError)?;
         let mut stored = false;
         let payload = match codec::encode(&value, expiry(ttl)) {
             Ok(bytes) => {
@@ -209,7 +220,9 @@ impl Cache {
                 Some(bytes.slice(codec::HEADER_LEN..))
             }
             Err(error) => {
-                tracing::warn!(%key, %error, "loaded value cannot be encoded: returned uncached");
+                self.warn(|suppressed| {
+                    tracing::warn!(%key, %error, suppressed, "loaded value cannot be encoded: returned uncached");
+                });
                 None
             }
         };
@@ -258,7 +271,9 @@ impl Cache {
                 }
             }
             if started.elapsed() + pause >= lease {
-                tracing::warn!(%key, "the load lock holder did not finish within its lease: loading anyway");
+                self.warn(|suppressed| {
+                    tracing::warn!(%key, suppressed, "the load lock holder did not finish within its lease: loading anyway");
+                });
                 return LoadLock::Unavailable;
             }
             tokio::time::sleep(pause).await;

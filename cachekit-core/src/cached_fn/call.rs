@@ -35,7 +35,9 @@ impl Call {
         let encoded =
             bincode::serde::encode_into_std_write(value, &mut self.l1, bincode::config::standard());
         if let Err(error) = encoded {
-            tracing::warn!(%error, "an argument cannot be serialized: the call runs uncached");
+            super::WARNINGS.warn(|suppressed| {
+                tracing::warn!(%error, suppressed, "an argument cannot be serialized: the call runs uncached");
+            });
             self.part = None;
         }
     }

@@ -48,11 +48,17 @@ pub use policy::{CacheAll, CacheOk, CacheSome, ReturnPolicy};
 pub use process::init;
 
 use crate::cache::Fetched;
+use crate::throttle::Throttle;
 use crate::{Backend, Cache, CacheStats, Error, Result, blocking, key};
 use call::KeyPart;
 use kept::{forget_in_l1, keep_in_l1};
 use process::shared_l1;
 use state::State;
+
+/// Warnings about cached functions' calls that are not a backend's (an
+/// argument that does not serialize, a refresh that could not be stored):
+/// at most one per interval, as a backend's.
+static WARNINGS: Throttle = Throttle::new();
 
 /// What `#[cache]` records about a function at compile time.
 #[derive(Debug, Clone, Copy)]
@@ -307,7 +313,9 @@ impl CachedFn {
         let storing = cache.store(&wire, &stored, self.spec.ttl);
         match storing.await {
             Ok((size, expires_at)) => keep_in_l1::<_, M>(call, &stored, size, expires_at),
-            Err(error) => tracing::warn!(key = %wire, %error, "storing a refreshed value failed"),
+            Err(error) => WARNINGS.warn(|suppressed| {
+                tracing::warn!(key = %wire, %error, suppressed, "storing a refreshed value failed");
+            }),
         }
         stored
     }
@@ -315,7 +323,9 @@ impl CachedFn {
     /// Removes the entry a result the policy does not store would have replaced.
     async fn drop_stale(&'static self, call: Call) {
         if let Err(error) = self.invalidate(call).await {
-            tracing::warn!(%error, "removing a stale entry failed");
+            WARNINGS.warn(|suppressed| {
+                tracing::warn!(%error, suppressed, "removing a stale entry failed");
+            });
         }
     }
 
