@@ -4,6 +4,7 @@ use std::borrow::Cow;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -64,6 +65,9 @@ struct Inner {
     /// The largest value sent: [`max_value_size`] of the configured
     /// `max_item_size`, as declared in `capabilities`.
     max_value_size: usize,
+    /// Whether the warning that `max_item_size` exceeds the servers' was
+    /// written (once: the cause is the configuration, not the call).
+    warned_item_size: AtomicBool,
 }
 
 impl MemcachedBackend {
@@ -105,6 +109,7 @@ impl MemcachedBackend {
                 servers,
                 capabilities,
                 max_value_size,
+                warned_item_size: AtomicBool::new(false),
             }),
         })
     }
@@ -345,11 +350,13 @@ impl MemcachedBackend {
     /// server refused as too large: its item size (`-I`) is smaller than
     /// `max_item_size`, which the warning says to fix.
     fn refused_as_too_large(&self, operation: &'static str, size: usize) -> Error {
-        tracing::warn!(
-            size,
-            max_item_size = self.inner.config.max_item_size,
-            "memcached {operation}: the server refused a value as too large for its item size (-I); set max_item_size to the servers' -I"
-        );
+        if !self.inner.warned_item_size.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                size,
+                max_item_size = self.inner.config.max_item_size,
+                "memcached {operation}: the server refused a value as too large for its item size (-I); set max_item_size to the servers' -I"
+            );
+        }
         self.too_large(size)
     }
 

@@ -207,10 +207,15 @@ fn a_bad_setting_is_an_error_everywhere_it_is_read_never_a_panic() {
     let empty = ConfigSource::from_parts(None, [("CACHEKIT_MEMCACHED_SERVERS", "")]).unwrap();
     let built = Cache::builder().config(empty).build();
     match built {
-        Err(Error::Config { origin, .. }) => assert_eq!(
-            origin,
-            ConfigOrigin::Env("CACHEKIT_MEMCACHED_SERVERS".into())
-        ),
+        Err(Error::Config {
+            setting, origin, ..
+        }) => {
+            assert_eq!(setting, "memcached.servers");
+            assert_eq!(
+                origin,
+                ConfigOrigin::Env("CACHEKIT_MEMCACHED_SERVERS".into())
+            );
+        }
         other => panic!("expected a Config error, got {other:?}"),
     }
 }

@@ -319,3 +319,23 @@ fn registered_for_resolution() {
         .collect();
     assert!(names.contains(&MemcachedBackend::NAME), "{names:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_item_stored_with_a_binary_key_by_another_client_reads_back() {
+    // Another client stores `ns:foo` as a binary key (base64 `bnM6Zm9v`):
+    // memcached then echoes the key in base64 with the `b` flag.
+    let servers = common::servers(1);
+    let address = servers[0].address();
+    assert_eq!(common::raw(&address, "ms bnM6Zm9v 3 b\r\nbar"), "HD");
+    let backend = common::backend(&servers, |c| c.retry_attempts = 0);
+    assert_eq!(
+        backend
+            .get("ns:foo")
+            .await
+            .expect("not a protocol error")
+            .as_deref(),
+        Some(&b"bar"[..])
+    );
+    assert!(backend.exists("ns:foo").await.unwrap());
+    assert_eq!(backend.live_servers(), [address.as_str()], "not ejected");
+}

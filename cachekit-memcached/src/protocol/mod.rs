@@ -112,12 +112,19 @@ impl Request<'_> {
 /// bytes (`user:1`, `user:2`) never share a CRC-32C, and other pairs of keys
 /// share it with a chance of one in 2^32 (a wrong answer is a server's
 /// mistake, not crafted to collide).
+///
+/// An item stored by another client with a binary key (the `b` flag) is
+/// echoed with its key in base64 and the `b` flag: that key is not compared
+/// (cachekit's keys are never binary, so it cannot be decoded to one of
+/// them to compare); the opaque token still ties the answer to its request.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct Echo {
     /// The opaque token, `O<token>`, as a number; `None` if absent.
     pub(crate) opaque: Option<u32>,
     /// The CRC-32C of the key echoed by `k<key>`; `None` if absent.
     pub(crate) key: Option<u32>,
+    /// The echoed key is in base64 (the `b` flag), and not compared.
+    pub(crate) base64: bool,
 }
 
 impl Echo {
@@ -128,6 +135,7 @@ impl Echo {
             Some(key) => Echo {
                 opaque: Some(opaque),
                 key: Some(crc32c::crc32c(key.as_bytes())),
+                base64: false,
             },
             None => Echo::default(),
         }
@@ -138,7 +146,8 @@ impl Echo {
     /// `ERROR`) carries no echo and is taken as the answer of whichever
     /// request it comes for.
     pub(crate) fn check(self, response: &Response, echoed: Echo) -> Result<(), ProtocolError> {
-        if self == echoed
+        let key_matches = self.key == echoed.key || (echoed.base64 && echoed.key.is_some());
+        if (self.opaque == echoed.opaque && key_matches)
             || matches!(
                 response,
                 Response::ServerError(_) | Response::ClientError(_) | Response::Error
@@ -163,6 +172,7 @@ impl fmt::Display for Echo {
             None => f.write_str("no opaque")?,
         }
         match self.key {
+            Some(_) if self.base64 => f.write_str(", a base64 key"),
             Some(key) => write!(f, ", key CRC-32C {key:08x}"),
             None => f.write_str(", no key"),
         }
@@ -219,7 +229,7 @@ pub(crate) enum ProtocolError {
     /// comes for (see [`Echo`]): it answers another request, so the
     /// responses are out of step with the requests.
     #[error(
-        "a response echoes {echoed}, its request expects {expected}: the responses are out of step"
+        "a response echoes {echoed}, its request expects {expected}: it answers another request"
     )]
     Mismatch {
         /// What the request expects.
@@ -394,6 +404,7 @@ fn flags<'a>(tokens: impl Iterator<Item = &'a [u8]>) -> Option<Flags> {
                 flags.echo.opaque.replace(opaque).is_some()
             }
             b'k' => flags.echo.key.replace(crc32c::crc32c(rest)).is_some(),
+            b'b' if rest.is_empty() => std::mem::replace(&mut flags.echo.base64, true),
             b't' => {
                 let ttl = match rest {
                     b"-1" => None,

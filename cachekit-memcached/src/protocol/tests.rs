@@ -15,6 +15,7 @@ fn echo(opaque: u32, key: &str) -> Echo {
     Echo {
         opaque: Some(opaque),
         key: Some(crc32c::crc32c(key.as_bytes())),
+        base64: false,
     }
 }
 
@@ -282,6 +283,18 @@ fn an_echo_is_checked_against_its_request() {
         );
     }
     assert_eq!(parsed(b"VA 3 O5 kfoo\r\nbar\r\n").0, hit);
+
+    // An item another client stored with a binary key echoes it in base64
+    // (`b`): its opaque token is still checked, its key is not.
+    let (response, echoed) = parsed(b"VA 3 O5 kZm9v b\r\nbar\r\n");
+    assert_eq!(expected.check(&response, echoed), Ok(()));
+    let (response, echoed) = parsed(b"VA 3 O4 kZm9v b\r\nbar\r\n");
+    assert!(expected.check(&response, echoed).is_err());
+    let (response, echoed) = parsed(b"VA 3 O5 b\r\nbar\r\n");
+    assert!(
+        expected.check(&response, echoed).is_err(),
+        "a key must be echoed"
+    );
 
     // Error lines carry no echo: they answer whichever request.
     for line in [
