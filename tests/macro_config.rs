@@ -126,7 +126,10 @@ fn a_broken_configuration_is_an_error_at_init_and_loud_at_the_first_call() {
             vec![("CACHEKIT_MEMCACHED_SERVERS", "no-port-here")],
             "memcached.servers",
         ),
-        (vec![("CACHEKIT_MEMCACHED_SERVERS", "")], "backend"),
+        (
+            vec![("CACHEKIT_MEMCACHED_SERVERS", "")],
+            "memcached.servers",
+        ),
         (vec![("CACHEKIT_BACKEND", "memcahced")], "backend"),
         (vec![("CACHEKIT_REQUIRE_SHARED", "true")], "require_shared"),
     ] {

@@ -88,12 +88,6 @@ impl Setting {
             Err(format!("must be from {min} to {max}{unit}, found {value}"))
         }
     }
-
-    /// Whether an empty value means something (the default is empty);
-    /// otherwise a variable set to nothing is an error, not the default.
-    fn allows_empty(&self) -> bool {
-        self.default == "\"\""
-    }
 }
 
 /// The core's own settings.
@@ -306,7 +300,7 @@ impl ConfigSource {
     }
 
     /// Whether environment variable `name` is set, but to nothing (or blanks).
-    pub fn is_set_but_empty(&self, name: &str) -> bool {
+    pub(crate) fn is_set_but_empty(&self, name: &str) -> bool {
         self.vars.get(name).is_some_and(|v| v.trim().is_empty())
     }
 
@@ -321,8 +315,8 @@ impl ConfigSource {
     /// Extracts `T` from the section `section` (`None`: the top level),
     /// layering `T::default()`, the file and the variables of `settings`.
     /// A bad value is an [`Error::Config`] naming the setting, its origin
-    /// and the value: a variable set to nothing (unless the default is
-    /// empty), a number that does not parse, or one out of its declared range.
+    /// and the value: a variable set to nothing, a number that does not
+    /// parse, or one out of its declared range.
     pub fn extract<T>(&self, section: Option<&str>, settings: &[Setting]) -> Result<T>
     where
         T: Serialize + DeserializeOwned + Default,
@@ -343,7 +337,9 @@ impl ConfigSource {
         for setting in settings {
             let names = std::iter::once(setting.env).chain(setting.env_aliases.iter().copied());
             for name in names {
-                if self.is_set_but_empty(name) && !setting.allows_empty() {
+                // Set to nothing is not unset: a template that left a value
+                // out must not quietly mean the default.
+                if self.is_set_but_empty(name) {
                     return Err(Error::Config {
                         setting: setting.key.into(),
                         origin: ConfigOrigin::Env(name.into()),

@@ -201,24 +201,14 @@ fn detect(config: &ConfigSource, factories: &[&BackendFactory]) -> Result<Resolv
     let mut found: Vec<(&BackendFactory, &'static str)> = Vec::new();
     for factory in factories {
         // A generic variable such as REDIS_URL often serves other code; it
-        // selects a backend only when that backend is compiled in.
-        let vars = factory
-            .selecting_vars
-            .iter()
-            .copied()
-            .filter(|var| factory.build.is_some() || var.starts_with("CACHEKIT_"));
-        // Set to nothing is not unset: it would fall back to memory unseen.
-        if let Some(var) = vars.clone().find(|var| config.is_set_but_empty(var)) {
-            return Err(Error::Config {
-                setting: CORE_SETTINGS[BACKEND].key.into(),
-                origin: ConfigOrigin::Env((*var).into()),
-                reason: format!(
-                    "{var} is set but empty; unset it, or give a value to use the {} backend",
-                    factory.name
-                ),
-            });
-        }
-        if let Some(var) = vars.clone().find(|var| config.var(var).is_some()) {
+        // selects a backend only when that backend is compiled in. Set even
+        // to nothing, it selects: the backend's own settings then say what is
+        // wrong (an empty server list would otherwise fall back to memory unseen).
+        let set = factory.selecting_vars.iter().copied().find(|var| {
+            (factory.build.is_some() || var.starts_with("CACHEKIT_"))
+                && (config.var(var).is_some() || config.is_set_but_empty(var))
+        });
+        if let Some(var) = set {
             found.push((factory, var));
         }
     }

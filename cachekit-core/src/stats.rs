@@ -2,9 +2,10 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// A snapshot of a cache's counters. Each call of a cache (`get`,
-/// `get_or_insert_with`, a cached function) counts exactly one of `l1_hits`,
-/// `l2_hits`, `misses` and `coalesced`, the same way on every backend.
+/// A snapshot of a cache's counters. Each call of a cache that looks up a
+/// value (`get`, `get_or_insert_with`, a cached function) counts one of
+/// `l1_hits`, `l2_hits`, `misses` and `coalesced`, the same way on every
+/// backend; a lookup that fails at the backend counts in `errors` instead.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct CacheStats {

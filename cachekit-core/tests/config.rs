@@ -208,11 +208,10 @@ fn a_variable_set_to_nothing_is_an_error_not_the_default() {
             }
         }
     }
-    // A setting whose default is empty may be set to nothing: it means the default.
-    let settings: CoreSettings = env(&[("CACHEKIT_BACKEND", "")])
-        .extract(None, CORE_SETTINGS)
-        .unwrap();
-    assert_eq!(settings.backend, "");
+    // Even a setting whose default is empty: unset it to mean the default.
+    let (setting, origin, _) = config_error(&env(&[("CACHEKIT_BACKEND", "")]));
+    assert_eq!(setting, "backend");
+    assert_eq!(origin, ConfigOrigin::Env("CACHEKIT_BACKEND".into()));
 }
 
 /// `source`'s error for the core settings: setting, origin and reason.

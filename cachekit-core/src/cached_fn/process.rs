@@ -41,7 +41,9 @@ impl Process {
         if let Some(backend) = self.configured.get() {
             return Ok(Arc::clone(backend));
         }
-        let backend = resolve::resolve(None, &self.config)?.backend;
+        // Read again: a configuration fixed since the first read (a file
+        // written, a variable set) is seen by the next attempt.
+        let backend = resolve::resolve(None, &ConfigSource::from_process()?)?.backend;
         Ok(Arc::clone(self.configured.get_or_init(|| backend)))
     }
 }
