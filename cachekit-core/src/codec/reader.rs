@@ -85,6 +85,7 @@ impl<'de> Reader<'de> {
     }
 
     /// Stops at an element once the shape differs from the writer's.
+    #[inline]
     fn check_shape(&self) -> Read<()> {
         if self.shape.differs() {
             return Err(ReadError(OTHER_TYPE.into()));
@@ -97,56 +98,75 @@ impl<'de> Reader<'de> {
         self.input.len()
     }
 
+    #[inline]
     fn take(&mut self, n: usize) -> Read<&'de [u8]> {
         if n > self.input.len() {
-            return Err(ReadError(format!(
-                "{n} bytes declared where {} remain",
-                self.input.len()
-            )));
+            return Err(past_the_end(n, self.input.len()));
         }
         let (taken, rest) = self.input.split_at(n);
         self.input = rest;
         Ok(taken)
     }
 
+    #[inline]
     fn array<const N: usize>(&mut self) -> Read<[u8; N]> {
         Ok(self.take(N)?.try_into().expect("N bytes"))
     }
 
+    #[inline]
     fn byte(&mut self) -> Read<u8> {
-        Ok(self.array::<1>()?[0])
-    }
-
-    /// A varint of at most `max_bytes` (2, 4, 8 or 16) bytes after its marker.
-    fn varint(&mut self, max_bytes: usize) -> Read<u128> {
-        let (value, bytes) = match self.byte()? {
-            small @ 0..=250 => return Ok(small.into()),
-            251 => (u128::from(u16::from_le_bytes(self.array()?)), 2),
-            252 => (u128::from(u32::from_le_bytes(self.array()?)), 4),
-            253 => (u128::from(u64::from_le_bytes(self.array()?)), 8),
-            254 => (u128::from_le_bytes(self.array()?), 16),
-            _ => return Err(ReadError("invalid integer marker 255".into())),
-        };
-        if bytes > max_bytes {
-            return Err(ReadError(format!(
-                "a {bytes}-byte integer where at most {max_bytes} bytes fit"
-            )));
+        match self.input.split_first() {
+            Some((&byte, rest)) => {
+                self.input = rest;
+                Ok(byte)
+            }
+            None => Err(past_the_end(1, 0)),
         }
-        Ok(value)
     }
 
-    fn unsigned(&mut self, tag: Tag, max_bytes: usize) -> Read<u128> {
+    /// A varint of at most `max_bytes` (2, 4 or 8) bytes after its marker.
+    #[inline]
+    fn varint(&mut self, max_bytes: usize) -> Read<u64> {
+        let marker = self.byte()?;
+        let bytes = match marker {
+            0..=250 => return Ok(marker.into()),
+            251 => 2,
+            252 => 4,
+            253 => 8,
+            _ => 16,
+        };
+        if marker == 255 || bytes > max_bytes {
+            return Err(wide_integer(marker, max_bytes));
+        }
+        Ok(match bytes {
+            2 => u64::from(u16::from_le_bytes(self.array()?)),
+            4 => u64::from(u32::from_le_bytes(self.array()?)),
+            _ => u64::from_le_bytes(self.array()?),
+        })
+    }
+
+    /// A varint of up to 16 bytes after its marker (`u128`, `i128`).
+    fn varint128(&mut self) -> Read<u128> {
+        if self.input.first() == Some(&254) {
+            self.byte()?;
+            return Ok(u128::from_le_bytes(self.array()?));
+        }
+        self.varint(8).map(u128::from)
+    }
+
+    fn unsigned(&mut self, tag: Tag, max_bytes: usize) -> Read<u64> {
         self.shape.tag(tag, 0);
         self.varint(max_bytes)
     }
 
-    fn signed(&mut self, tag: Tag, max_bytes: usize) -> Read<i128> {
+    /// Undoes bincode's zigzag: 0, -1, 1, -2, ... from 0, 1, 2, 3, ...
+    fn signed(&mut self, tag: Tag, max_bytes: usize) -> Read<i64> {
         let zigzag = self.unsigned(tag, max_bytes)?;
-        // Undoes bincode's zigzag: 0, -1, 1, -2, ... from 0, 1, 2, 3, ...
-        Ok((zigzag >> 1) as i128 ^ -((zigzag & 1) as i128))
+        Ok((zigzag >> 1) as i64 ^ -((zigzag & 1) as i64))
     }
 
     /// A length prefix (a varint `u64`).
+    #[inline]
     fn len(&mut self) -> Read<usize> {
         usize::try_from(self.varint(8)?).map_err(|_| ReadError("a length beyond usize".into()))
     }
@@ -162,6 +182,7 @@ impl<'de> Reader<'de> {
         Ok(len)
     }
 
+    #[inline]
     fn str(&mut self) -> Read<&'de str> {
         let len = self.len()?;
         std::str::from_utf8(self.take(len)?).map_err(|e| ReadError(format!("bad UTF-8: {e}")))
@@ -174,6 +195,20 @@ impl<'de> Reader<'de> {
         self.shape.leave();
         Ok(value)
     }
+}
+
+/// A read past the end of the payload.
+#[cold]
+fn past_the_end(wanted: usize, remaining: usize) -> ReadError {
+    ReadError(format!("{wanted} bytes declared where {remaining} remain"))
+}
+
+/// An integer marker the requested width does not allow (255: none does).
+#[cold]
+fn wide_integer(marker: u8, max_bytes: usize) -> ReadError {
+    ReadError(format!(
+        "integer marker {marker} where at most {max_bytes} bytes fit"
+    ))
 }
 
 /// Elements of a sequence, tuple or struct, in order; `fields` names a struct's.
@@ -326,11 +361,13 @@ impl<'de> de::Deserializer<'de> for &mut Reader<'de> {
     }
 
     fn deserialize_i64<V: Visitor<'de>>(self, visitor: V) -> Read<V::Value> {
-        visitor.visit_i64(self.signed(Tag::I64, 8)? as i64)
+        visitor.visit_i64(self.signed(Tag::I64, 8)?)
     }
 
     fn deserialize_i128<V: Visitor<'de>>(self, visitor: V) -> Read<V::Value> {
-        visitor.visit_i128(self.signed(Tag::I128, 16)?)
+        self.shape.tag(Tag::I128, 0);
+        let zigzag = self.varint128()?;
+        visitor.visit_i128((zigzag >> 1) as i128 ^ -((zigzag & 1) as i128))
     }
 
     fn deserialize_u8<V: Visitor<'de>>(self, visitor: V) -> Read<V::Value> {
@@ -347,11 +384,12 @@ impl<'de> de::Deserializer<'de> for &mut Reader<'de> {
     }
 
     fn deserialize_u64<V: Visitor<'de>>(self, visitor: V) -> Read<V::Value> {
-        visitor.visit_u64(self.unsigned(Tag::U64, 8)? as u64)
+        visitor.visit_u64(self.unsigned(Tag::U64, 8)?)
     }
 
     fn deserialize_u128<V: Visitor<'de>>(self, visitor: V) -> Read<V::Value> {
-        visitor.visit_u128(self.unsigned(Tag::U128, 16)?)
+        self.shape.tag(Tag::U128, 0);
+        visitor.visit_u128(self.varint128()?)
     }
 
     fn deserialize_f32<V: Visitor<'de>>(self, visitor: V) -> Read<V::Value> {

@@ -101,6 +101,13 @@ pub(super) enum Marks<'a> {
     Check { expected: &'a [u8], differed: bool },
 }
 
+/// One step of the hash: order matters, and every step is a bijection of
+/// the state for a given word.
+#[inline]
+fn mix(state: u64, word: u64) -> u64 {
+    (state.rotate_left(23) ^ word).wrapping_mul(K)
+}
+
 /// The word count of the first mark; each next one is twice the last.
 const FIRST_MARK: u64 = 8;
 
@@ -133,6 +140,7 @@ impl<'a> Shape<'a> {
 
     /// Whether the shape so far differs from the writer's (a reader's): a
     /// mark differed, or the writer had fewer.
+    #[inline]
     pub(super) fn differs(&self) -> bool {
         matches!(self.marks, Marks::Check { differed: true, .. })
     }
@@ -156,8 +164,9 @@ impl<'a> Shape<'a> {
         h ^ (h >> 33)
     }
 
+    #[inline]
     fn word(&mut self, word: u64) {
-        self.hash = (self.hash.rotate_left(23) ^ word).wrapping_mul(K);
+        self.hash = mix(self.hash, word);
         self.words += 1;
         if self.words == self.next_mark {
             self.next_mark = self.next_mark.saturating_mul(2);
@@ -179,24 +188,30 @@ impl<'a> Shape<'a> {
     }
 
     /// Records a call; `n` is a length or an index that belongs to it.
+    #[inline]
     pub(super) fn tag(&mut self, tag: Tag, n: u64) {
         self.word(tag as u64 | (n << 8));
     }
 
-    /// Records a name (of a struct, field, enum or variant), by content:
-    /// fingerprints are compared across processes and builds.
+    /// Records a name (of a struct, field, enum or variant), by content
+    /// (fingerprints are compared across processes and builds), as one word.
+    #[inline]
     pub(super) fn name(&mut self, name: &str) {
-        self.word(name.len() as u64);
+        let mut folded = name.len() as u64;
         let mut chunks = name.as_bytes().chunks_exact(8);
         for chunk in &mut chunks {
-            self.word(u64::from_le_bytes(chunk.try_into().expect("8 bytes")));
+            folded = mix(
+                folded,
+                u64::from_le_bytes(chunk.try_into().expect("8 bytes")),
+            );
         }
         let mut tail = [0; 8];
         tail[..chunks.remainder().len()].copy_from_slice(chunks.remainder());
-        self.word(u64::from_le_bytes(tail));
+        self.word(mix(folded, u64::from_le_bytes(tail)));
     }
 
     /// Enters a compound value; an error past [`MAX_DEPTH`].
+    #[inline]
     pub(super) fn enter(&mut self) -> Result<(), TooDeep> {
         if self.depth >= MAX_DEPTH {
             return Err(TooDeep);
@@ -206,6 +221,7 @@ impl<'a> Shape<'a> {
     }
 
     /// Leaves the compound value entered last.
+    #[inline]
     pub(super) fn leave(&mut self) {
         self.depth -= 1;
     }
