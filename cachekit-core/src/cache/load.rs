@@ -131,18 +131,13 @@ impl Cache {
             loaded = Some(fetched);
             Ok(payload.unwrap_or_default())
         };
-        match self.inner.flights.join(key, run).await {
-            Joined::Led(Err(LoaderError(error))) => Err(error),
-            Joined::Led(Ok(_)) => Ok(loaded.expect("a leader that did not fail loaded a value")),
+        let ran = match self.inner.flights.join(key, run).await {
+            Joined::Led(ran) => ran,
             Joined::Followed(payload, run) => {
                 if payload.is_empty() {
                     through_backend.store(false, Ordering::Relaxed);
-                    return match run().await {
-                        Err(LoaderError(error)) => Err(error),
-                        Ok(_) => Ok(loaded.expect("a load that did not fail loaded a value")),
-                    };
-                }
-                if let Some(value) = self.decode(key, &payload) {
+                    run().await
+                } else if let Some(value) = self.decode(key, &payload) {
                     Counters::bump(&self.inner.counters.coalesced);
                     // Size 0: the leader keeps the copy in front, if it stored one.
                     return Ok(Fetched {
@@ -150,14 +145,16 @@ impl Cache {
                         size: 0,
                         expires_at: expiry(ttl),
                     });
-                }
-                // Another caller in this process stored a different type under
-                // this key: load for this caller's type.
-                match run().await {
-                    Err(LoaderError(error)) => Err(error),
-                    Ok(_) => Ok(loaded.expect("a load that did not fail loaded a value")),
+                } else {
+                    // Another caller in this process stored a different type
+                    // under this key: load for this caller's type.
+                    run().await
                 }
             }
+        };
+        match ran {
+            Err(LoaderError(error)) => Err(error),
+            Ok(_) => Ok(loaded.expect("a load that did not fail loaded a value")),
         }
     }
 

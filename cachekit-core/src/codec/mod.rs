@@ -27,6 +27,7 @@
 //! by a bounded reader (see `reader`): no declared length is allocated before
 //! the bytes are there, and nesting is limited to [`MAX_DEPTH`] levels.
 
+mod invalid;
 mod reader;
 mod shape;
 

@@ -27,37 +27,12 @@
 //! stops at the first of the writer's marks that differs: a payload of
 //! another type is not read to its end as this one.
 
-use std::fmt;
-
 use serde::de::{self, DeserializeSeed, IntoDeserializer, Visitor};
 
-use super::shape::{Marks, Shape, Tag, TooDeep};
+use super::invalid::Invalid;
+use super::shape::{Marks, Shape, Tag};
 
-/// Why a payload does not decode.
-#[derive(Debug)]
-pub(super) struct ReadError(pub(super) String);
-
-impl fmt::Display for ReadError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for ReadError {}
-
-impl de::Error for ReadError {
-    fn custom<T: fmt::Display>(msg: T) -> Self {
-        ReadError(msg.to_string())
-    }
-}
-
-impl From<TooDeep> for ReadError {
-    fn from(error: TooDeep) -> Self {
-        ReadError(error.to_string())
-    }
-}
-
-type Read<T> = Result<T, ReadError>;
+type Read<T> = Result<T, Invalid>;
 
 /// Reads one value from a payload body.
 pub(super) struct Reader<'de> {
@@ -88,7 +63,7 @@ impl<'de> Reader<'de> {
     #[inline]
     fn check_shape(&self) -> Read<()> {
         if self.shape.differs() {
-            return Err(ReadError(OTHER_TYPE.into()));
+            return Err(Invalid(OTHER_TYPE.into()));
         }
         Ok(())
     }
@@ -168,14 +143,14 @@ impl<'de> Reader<'de> {
     /// A length prefix (a varint `u64`).
     #[inline]
     fn len(&mut self) -> Read<usize> {
-        usize::try_from(self.varint(8)?).map_err(|_| ReadError("a length beyond usize".into()))
+        usize::try_from(self.varint(8)?).map_err(|_| Invalid("a length beyond usize".into()))
     }
 
     /// The length of a sequence or map, within the elements the payload can hold.
     fn elements(&mut self) -> Read<usize> {
         let len = self.len()?;
         self.elements_left = self.elements_left.checked_sub(len as u64).ok_or_else(|| {
-            ReadError(format!(
+            Invalid(format!(
                 "a collection of {len} elements in a payload that cannot hold them"
             ))
         })?;
@@ -185,7 +160,7 @@ impl<'de> Reader<'de> {
     #[inline]
     fn str(&mut self) -> Read<&'de str> {
         let len = self.len()?;
-        std::str::from_utf8(self.take(len)?).map_err(|e| ReadError(format!("bad UTF-8: {e}")))
+        std::str::from_utf8(self.take(len)?).map_err(|e| Invalid(format!("bad UTF-8: {e}")))
     }
 
     /// Runs `read` one level deeper.
@@ -199,14 +174,14 @@ impl<'de> Reader<'de> {
 
 /// A read past the end of the payload.
 #[cold]
-fn past_the_end(wanted: usize, remaining: usize) -> ReadError {
-    ReadError(format!("{wanted} bytes declared where {remaining} remain"))
+fn past_the_end(wanted: usize, remaining: usize) -> Invalid {
+    Invalid(format!("{wanted} bytes declared where {remaining} remain"))
 }
 
 /// An integer marker the requested width does not allow (255: none does).
 #[cold]
-fn wide_integer(marker: u8, max_bytes: usize) -> ReadError {
-    ReadError(format!(
+fn wide_integer(marker: u8, max_bytes: usize) -> Invalid {
+    Invalid(format!(
         "integer marker {marker} where at most {max_bytes} bytes fit"
     ))
 }
@@ -219,7 +194,7 @@ struct Elements<'a, 'de> {
 }
 
 impl<'de> de::SeqAccess<'de> for Elements<'_, 'de> {
-    type Error = ReadError;
+    type Error = Invalid;
 
     fn next_element_seed<T: DeserializeSeed<'de>>(&mut self, seed: T) -> Read<Option<T::Value>> {
         if self.left == 0 {
@@ -237,7 +212,7 @@ impl<'de> de::SeqAccess<'de> for Elements<'_, 'de> {
 }
 
 impl<'de> de::MapAccess<'de> for Elements<'_, 'de> {
-    type Error = ReadError;
+    type Error = Invalid;
 
     fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, seed: K) -> Read<Option<K::Value>> {
         if self.left == 0 {
@@ -261,12 +236,12 @@ struct Variant<'a, 'de> {
 }
 
 impl<'de> de::EnumAccess<'de> for Variant<'_, 'de> {
-    type Error = ReadError;
+    type Error = Invalid;
     type Variant = Self;
 
     fn variant_seed<V: DeserializeSeed<'de>>(mut self, seed: V) -> Read<(V::Value, Self)> {
         self.index = u32::try_from(self.reader.varint(4)?).expect("at most 4 bytes");
-        let index: de::value::U32Deserializer<ReadError> = self.index.into_deserializer();
+        let index: de::value::U32Deserializer<Invalid> = self.index.into_deserializer();
         let chosen = seed.deserialize(index)?;
         Ok((chosen, self))
     }
@@ -283,7 +258,7 @@ impl<'de> Variant<'_, 'de> {
 }
 
 impl<'de> de::VariantAccess<'de> for Variant<'_, 'de> {
-    type Error = ReadError;
+    type Error = Invalid;
 
     fn unit_variant(mut self) -> Read<()> {
         self.record(Tag::UnitVariant);
@@ -325,7 +300,7 @@ impl<'de> de::VariantAccess<'de> for Variant<'_, 'de> {
 }
 
 impl<'de> de::Deserializer<'de> for &mut Reader<'de> {
-    type Error = ReadError;
+    type Error = Invalid;
 
     fn is_human_readable(&self) -> bool {
         // As bincode: types read their compact form.
@@ -333,7 +308,7 @@ impl<'de> de::Deserializer<'de> for &mut Reader<'de> {
     }
 
     fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Read<V::Value> {
-        Err(ReadError(
+        Err(Invalid(
             "the requested type needs a self-describing format (deserialize_any)".into(),
         ))
     }
@@ -343,7 +318,7 @@ impl<'de> de::Deserializer<'de> for &mut Reader<'de> {
         match self.byte()? {
             0 => visitor.visit_bool(false),
             1 => visitor.visit_bool(true),
-            other => Err(ReadError(format!("invalid bool {other}"))),
+            other => Err(Invalid(format!("invalid bool {other}"))),
         }
     }
 
@@ -408,19 +383,19 @@ impl<'de> de::Deserializer<'de> for &mut Reader<'de> {
         let first = *self
             .input
             .first()
-            .ok_or_else(|| ReadError("a char past the end".into()))?;
+            .ok_or_else(|| Invalid("a char past the end".into()))?;
         let width = match first {
             0x00..=0x7f => 1,
             0xc2..=0xdf => 2,
             0xe0..=0xef => 3,
             0xf0..=0xf4 => 4,
-            _ => return Err(ReadError(format!("invalid char start byte {first:#x}"))),
+            _ => return Err(Invalid(format!("invalid char start byte {first:#x}"))),
         };
         let bytes = self.take(width)?;
         let c = std::str::from_utf8(bytes)
             .ok()
             .and_then(|s| s.chars().next())
-            .ok_or_else(|| ReadError("invalid char".into()))?;
+            .ok_or_else(|| Invalid("invalid char".into()))?;
         visitor.visit_char(c)
     }
 
@@ -457,7 +432,7 @@ impl<'de> de::Deserializer<'de> for &mut Reader<'de> {
                 self.shape.tag(Tag::Some, 0);
                 self.nested(|reader| visitor.visit_some(reader))
             }
-            other => Err(ReadError(format!("invalid option tag {other}"))),
+            other => Err(Invalid(format!("invalid option tag {other}"))),
         }
     }
 
@@ -573,13 +548,13 @@ impl<'de> de::Deserializer<'de> for &mut Reader<'de> {
     }
 
     fn deserialize_identifier<V: Visitor<'de>>(self, _: V) -> Read<V::Value> {
-        Err(ReadError(
+        Err(Invalid(
             "the requested type reads identifiers, which bincode does not write".into(),
         ))
     }
 
     fn deserialize_ignored_any<V: Visitor<'de>>(self, _: V) -> Read<V::Value> {
-        Err(ReadError(
+        Err(Invalid(
             "the requested type skips values, which bincode cannot".into(),
         ))
     }

@@ -27,9 +27,9 @@
 //! the names by position, so an aliased type never matches its own writer:
 //! its values are read as a miss, never as wrong data.
 
-use std::fmt;
-
 use serde::ser::{self, Serialize};
+
+use super::invalid::Invalid;
 
 /// Deepest nesting of compound values (options, structs, tuples, sequences,
 /// maps, enum variants) that is stored or read. A bound, so that a crafted
@@ -231,48 +231,26 @@ impl<'a> Shape<'a> {
 #[derive(Debug)]
 pub(super) struct TooDeep;
 
-impl fmt::Display for TooDeep {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "the value is nested deeper than {MAX_DEPTH} levels")
+impl From<TooDeep> for Invalid {
+    fn from(_: TooDeep) -> Self {
+        Invalid(format!(
+            "the value is nested deeper than {MAX_DEPTH} levels"
+        ))
     }
 }
 
 /// The shape of `value` as its `Serialize` describes it.
-pub(super) fn shape_of<T: Serialize + ?Sized>(value: &T) -> Result<Shape<'static>, WalkError> {
+pub(super) fn shape_of<T: Serialize + ?Sized>(value: &T) -> Result<Shape<'static>, Invalid> {
     let mut shape = Shape::new(Marks::Record(Vec::new()));
     value.serialize(&mut shape)?;
     Ok(shape)
 }
 
-/// Why a value's shape could not be taken.
-#[derive(Debug)]
-pub(super) struct WalkError(pub(super) String);
-
-impl fmt::Display for WalkError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for WalkError {}
-
-impl ser::Error for WalkError {
-    fn custom<T: fmt::Display>(msg: T) -> Self {
-        WalkError(msg.to_string())
-    }
-}
-
-impl From<TooDeep> for WalkError {
-    fn from(error: TooDeep) -> Self {
-        WalkError(error.to_string())
-    }
-}
-
-type Walk = Result<(), WalkError>;
+type Walk = Result<(), Invalid>;
 
 impl Shape<'_> {
     /// Enters a compound value for the serializer: recorded, and counted in depth.
-    fn open(&mut self, tag: Tag, n: u64) -> Result<&mut Self, WalkError> {
+    fn open(&mut self, tag: Tag, n: u64) -> Result<&mut Self, Invalid> {
         self.tag(tag, n);
         self.enter()?;
         Ok(self)
@@ -286,10 +264,10 @@ impl Shape<'_> {
         Ok(())
     }
 
-    fn declare(&mut self, len: Option<usize>) -> Result<u64, WalkError> {
+    fn declare(&mut self, len: Option<usize>) -> Result<u64, Invalid> {
         // bincode refuses sequences without a length; say so here first.
         let len = len.ok_or_else(|| {
-            WalkError("a sequence or map without a known length cannot be stored".into())
+            Invalid("a sequence or map without a known length cannot be stored".into())
         })?;
         self.elements = self.elements.saturating_add(len as u64);
         Ok(len as u64)
@@ -298,7 +276,7 @@ impl Shape<'_> {
 
 impl ser::Serializer for &mut Shape<'_> {
     type Ok = ();
-    type Error = WalkError;
+    type Error = Invalid;
     type SerializeSeq = Self;
     type SerializeTuple = Self;
     type SerializeTupleStruct = Self;
@@ -423,14 +401,14 @@ impl ser::Serializer for &mut Shape<'_> {
         self.leave();
         Ok(())
     }
-    fn serialize_seq(self, len: Option<usize>) -> Result<Self, WalkError> {
+    fn serialize_seq(self, len: Option<usize>) -> Result<Self, Invalid> {
         self.declare(len)?;
         self.open(Tag::Seq, 0)
     }
-    fn serialize_tuple(self, len: usize) -> Result<Self, WalkError> {
+    fn serialize_tuple(self, len: usize) -> Result<Self, Invalid> {
         self.open(Tag::Tuple, len as u64)
     }
-    fn serialize_tuple_struct(self, name: &'static str, len: usize) -> Result<Self, WalkError> {
+    fn serialize_tuple_struct(self, name: &'static str, len: usize) -> Result<Self, Invalid> {
         let this = self.open(Tag::TupleStruct, len as u64)?;
         this.name(name);
         Ok(this)
@@ -441,7 +419,7 @@ impl ser::Serializer for &mut Shape<'_> {
         index: u32,
         variant: &'static str,
         len: usize,
-    ) -> Result<Self, WalkError> {
+    ) -> Result<Self, Invalid> {
         let this = self.open(Tag::Enum, 0)?;
         this.name(name);
         this.tag(Tag::TupleVariant, index.into());
@@ -449,11 +427,11 @@ impl ser::Serializer for &mut Shape<'_> {
         this.tag(Tag::Tuple, len as u64);
         Ok(this)
     }
-    fn serialize_map(self, len: Option<usize>) -> Result<Self, WalkError> {
+    fn serialize_map(self, len: Option<usize>) -> Result<Self, Invalid> {
         self.declare(len)?;
         self.open(Tag::Map, 0)
     }
-    fn serialize_struct(self, name: &'static str, len: usize) -> Result<Self, WalkError> {
+    fn serialize_struct(self, name: &'static str, len: usize) -> Result<Self, Invalid> {
         let this = self.open(Tag::Struct, len as u64)?;
         this.name(name);
         Ok(this)
@@ -464,7 +442,7 @@ impl ser::Serializer for &mut Shape<'_> {
         index: u32,
         variant: &'static str,
         len: usize,
-    ) -> Result<Self, WalkError> {
+    ) -> Result<Self, Invalid> {
         let this = self.open(Tag::Enum, 0)?;
         this.name(name);
         this.tag(Tag::StructVariant, index.into());
@@ -476,7 +454,7 @@ impl ser::Serializer for &mut Shape<'_> {
 
 impl ser::SerializeSeq for &mut Shape<'_> {
     type Ok = ();
-    type Error = WalkError;
+    type Error = Invalid;
     fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Walk {
         value.serialize(&mut **self)
     }
@@ -488,7 +466,7 @@ impl ser::SerializeSeq for &mut Shape<'_> {
 
 impl ser::SerializeTuple for &mut Shape<'_> {
     type Ok = ();
-    type Error = WalkError;
+    type Error = Invalid;
     fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Walk {
         value.serialize(&mut **self)
     }
@@ -500,7 +478,7 @@ impl ser::SerializeTuple for &mut Shape<'_> {
 
 impl ser::SerializeTupleStruct for &mut Shape<'_> {
     type Ok = ();
-    type Error = WalkError;
+    type Error = Invalid;
     fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Walk {
         value.serialize(&mut **self)
     }
@@ -512,7 +490,7 @@ impl ser::SerializeTupleStruct for &mut Shape<'_> {
 
 impl ser::SerializeTupleVariant for &mut Shape<'_> {
     type Ok = ();
-    type Error = WalkError;
+    type Error = Invalid;
     fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Walk {
         value.serialize(&mut **self)
     }
@@ -524,7 +502,7 @@ impl ser::SerializeTupleVariant for &mut Shape<'_> {
 
 impl ser::SerializeMap for &mut Shape<'_> {
     type Ok = ();
-    type Error = WalkError;
+    type Error = Invalid;
     fn serialize_key<T: Serialize + ?Sized>(&mut self, key: &T) -> Walk {
         key.serialize(&mut **self)
     }
@@ -539,7 +517,7 @@ impl ser::SerializeMap for &mut Shape<'_> {
 
 impl ser::SerializeStruct for &mut Shape<'_> {
     type Ok = ();
-    type Error = WalkError;
+    type Error = Invalid;
     fn serialize_field<T: Serialize + ?Sized>(&mut self, key: &'static str, value: &T) -> Walk {
         self.tag(Tag::Field, 0);
         self.name(key);
@@ -553,7 +531,7 @@ impl ser::SerializeStruct for &mut Shape<'_> {
 
 impl ser::SerializeStructVariant for &mut Shape<'_> {
     type Ok = ();
-    type Error = WalkError;
+    type Error = Invalid;
     fn serialize_field<T: Serialize + ?Sized>(&mut self, key: &'static str, value: &T) -> Walk {
         self.tag(Tag::Field, 0);
         self.name(key);
