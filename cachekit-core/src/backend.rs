@@ -60,11 +60,27 @@ pub trait Backend: fmt::Debug + Send + Sync {
     }
 
     /// The longest one operation can take, when the backend enforces a
-    /// timeout of its own. A [`Cache`](crate::Cache) whose operation timeout
-    /// is no shorter then adds no timer of its own (one timer per operation
-    /// less on the hot path).
+    /// timeout of its own (or never waits). The reliability layer, when its
+    /// own timeout is no shorter, then adds no timer (one timer per
+    /// operation less on the hot path).
     fn operation_timeout(&self) -> Option<Duration> {
         None
+    }
+
+    /// Whether the backend retries failed operations itself (memcached
+    /// does, to fail over to another server); the reliability layer then
+    /// does not retry on top.
+    fn retries_itself(&self) -> bool {
+        false
+    }
+
+    /// How many failure domains the backend has: parts that fail on their
+    /// own, such as the servers of a memcached fleet (default 1). Its
+    /// errors say which one failed ([`Error::in_domain`](crate::Error::in_domain)),
+    /// and the circuit breaker opens only when every domain fails: one bad
+    /// server does not cut the keys of the healthy ones off.
+    fn failure_domains(&self) -> usize {
+        1
     }
 
     /// TTL inspection, when [`Capabilities::ttl_inspect`] is set.

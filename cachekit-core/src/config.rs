@@ -153,17 +153,6 @@ pub const CORE_SETTINGS: &[Setting] = &[
         description: "Longest an L1 copy lives, in seconds: bounds staleness after another process changes an entry.",
     },
     Setting {
-        key: "operation_timeout",
-        env: "CACHEKIT_OPERATION_TIMEOUT",
-        env_aliases: &[],
-        kind: SettingKind::Seconds {
-            min: Duration::from_millis(1),
-            max: Duration::from_secs(3_600),
-        },
-        default: "3.0",
-        description: "Longest one backend operation may take, in seconds, on top of the backend's own timeouts.",
-    },
-    Setting {
         key: "require_shared",
         env: "CACHEKIT_REQUIRE_SHARED",
         env_aliases: &[],
@@ -191,9 +180,6 @@ pub struct CoreSettings {
     /// `l1_ttl`.
     #[serde(with = "seconds")]
     pub l1_ttl: Duration,
-    /// `operation_timeout`.
-    #[serde(with = "seconds")]
-    pub operation_timeout: Duration,
     /// `require_shared`.
     pub require_shared: bool,
 }
@@ -207,7 +193,6 @@ impl Default for CoreSettings {
             l1_max_entries: 10_000,
             l1_max_bytes: 64 << 20,
             l1_ttl: Duration::from_secs(60),
-            operation_timeout: Duration::from_secs(3),
             require_shared: false,
         }
     }

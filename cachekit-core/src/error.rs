@@ -8,6 +8,10 @@ use crate::capability::Capability;
 /// Result alias for cachekit operations.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// The cause of a backend failure, as kept in [`Error::Unavailable`]: the
+/// client's own error (an `io::Error`, a protocol error), or a message.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
 /// Everything that can go wrong in cachekit. Each message says what to do next.
 ///
 /// Cached functions (`Cache::get_or_insert_with`) never return these for
@@ -36,16 +40,21 @@ pub enum Error {
         reason: String,
     },
 
-    /// The backend cannot be reached or refused the operation.
-    #[error("the {backend} backend is unavailable: {reason}")]
+    /// The backend cannot be reached or refused the operation. Temporary.
+    #[error("the {backend} backend is unavailable: {source}")]
     Unavailable {
         /// Name of the backend.
         backend: &'static str,
-        /// What failed.
-        reason: String,
+        /// Which of the backend's failure domains failed (a memcached
+        /// server, by its place in the server list), when the failure is
+        /// confined to one; see [`Backend::failure_domains`](crate::Backend::failure_domains).
+        domain: Option<usize>,
+        /// What failed: the client's error, kept for `source()`.
+        #[source]
+        source: BoxError,
     },
 
-    /// The backend did not answer in time.
+    /// The backend did not answer in time. Temporary.
     #[error("the {backend} backend did not answer {operation} within {after:?}")]
     Timeout {
         /// Name of the backend.
@@ -54,6 +63,9 @@ pub enum Error {
         operation: &'static str,
         /// The timeout that expired.
         after: Duration,
+        /// Which of the backend's failure domains did not answer, when the
+        /// failure is confined to one (as in [`Error::Unavailable`]).
+        domain: Option<usize>,
     },
 
     /// The encoded value exceeds the backend's size limit; nothing was sent.
@@ -98,9 +110,51 @@ impl Error {
         Error::InvalidKey { key, reason }
     }
 
-    /// Whether the error says the backend is down or slow (as opposed to bad input).
-    pub fn is_backend_failure(&self) -> bool {
+    /// An [`Error::Unavailable`] of `backend`, caused by `source` (the
+    /// client's error, or a message), confined to no failure domain.
+    pub fn unavailable(backend: &'static str, source: impl Into<BoxError>) -> Self {
+        Error::Unavailable {
+            backend,
+            domain: None,
+            source: source.into(),
+        }
+    }
+
+    /// An [`Error::Timeout`] of `backend`'s `operation` after `after`,
+    /// confined to no failure domain.
+    pub fn timeout(backend: &'static str, operation: &'static str, after: Duration) -> Self {
+        Error::Timeout {
+            backend,
+            operation,
+            after,
+            domain: None,
+        }
+    }
+
+    /// This error, confined to failure domain `domain` (an
+    /// [`Error::Unavailable`] or [`Error::Timeout`]; others are unchanged).
+    pub fn in_domain(mut self, domain: usize) -> Self {
+        if let Error::Unavailable { domain: at, .. } | Error::Timeout { domain: at, .. } = &mut self
+        {
+            *at = Some(domain);
+        }
+        self
+    }
+
+    /// Whether the error may pass if the operation is tried again: the
+    /// backend was down or slow ([`Error::Unavailable`], [`Error::Timeout`]),
+    /// as opposed to bad input or configuration. Only these count as the
+    /// backend's failures (the circuit breaker) and are retried.
+    pub fn is_temporary(&self) -> bool {
         matches!(self, Error::Unavailable { .. } | Error::Timeout { .. })
+    }
+
+    /// The failure domain a temporary error is confined to, if any.
+    pub fn domain(&self) -> Option<usize> {
+        match self {
+            Error::Unavailable { domain, .. } | Error::Timeout { domain, .. } => *domain,
+            _ => None,
+        }
     }
 }
 

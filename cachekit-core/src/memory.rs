@@ -131,6 +131,11 @@ impl Backend for MemoryBackend {
         Ok(())
     }
 
+    /// No operation waits: the reliability layer needs no timer.
+    fn operation_timeout(&self) -> Option<Duration> {
+        Some(Duration::ZERO)
+    }
+
     fn as_ttl_inspect(&self) -> Option<&dyn TtlInspect> {
         Some(self)
     }

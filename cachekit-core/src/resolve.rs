@@ -163,7 +163,7 @@ pub fn resolve_with(
 /// Index of `backend` in [`CORE_SETTINGS`] (checked by a test).
 pub(crate) const BACKEND: usize = 0;
 /// Index of `require_shared` in [`CORE_SETTINGS`] (checked by a test).
-pub(crate) const REQUIRE_SHARED: usize = 7;
+pub(crate) const REQUIRE_SHARED: usize = 6;
 
 /// The backend the configuration chooses: the one `named` (the `backend`
 /// setting), else the one detected.

@@ -1,18 +1,16 @@
-//! Warnings about a backend, at most one per [`INTERVAL`] for each backend.
+//! Warnings at most one per [`INTERVAL`] for each source.
 //!
 //! During an outage every call fails the same way; a warning per call (or
 //! per cached function) floods the logs and hides everything else. Each
-//! backend instance has one [`Throttle`], shared by every cache over it: the
-//! first warning of an interval is written, with the number of warnings left
-//! out since the last one written.
+//! backend instance has one [`Throttle`] in its reliability layer, shared by
+//! every cache over it: the first warning of an interval is written, with
+//! the number of warnings left out since the last one written.
 
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
 use std::time::Duration;
 
 use tokio::time::Instant;
-
-use crate::Backend;
 
 /// Shortest time between two warnings about one backend.
 pub(crate) const INTERVAL: Duration = Duration::from_secs(10);
@@ -58,30 +56,6 @@ impl Throttle {
     }
 }
 
-/// The throttle of `backend`, shared by every cache over the same instance.
-pub(crate) fn of(backend: &Arc<dyn Backend>) -> Arc<Throttle> {
-    type Entry = (Weak<dyn Backend>, Arc<Throttle>);
-    static THROTTLES: OnceLock<Mutex<Vec<Entry>>> = OnceLock::new();
-    let mut throttles = THROTTLES
-        .get_or_init(Mutex::default)
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner);
-    // Backends that are gone free their place (and their address, which a
-    // new backend may then have).
-    throttles.retain(|(backend, _)| backend.strong_count() > 0);
-    let found = throttles
-        .iter()
-        .find(|(known, _)| std::ptr::addr_eq(known.as_ptr(), Arc::as_ptr(backend)));
-    match found {
-        Some((_, throttle)) => Arc::clone(throttle),
-        None => {
-            let throttle = Arc::new(Throttle::new());
-            throttles.push((Arc::downgrade(backend), Arc::clone(&throttle)));
-            throttle
-        }
-    }
-}
-
 fn nanos_since_epoch() -> u64 {
     static EPOCH: OnceLock<Instant> = OnceLock::new();
     let epoch = *EPOCH.get_or_init(Instant::now);
@@ -91,7 +65,6 @@ fn nanos_since_epoch() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::MemoryBackend;
 
     #[tokio::test(start_paused = true)]
     async fn one_warning_per_interval_counting_the_rest() {
@@ -104,13 +77,5 @@ mod tests {
         tokio::time::advance(INTERVAL).await;
         throttle.warn(|suppressed| written.push(suppressed));
         assert_eq!(written, [0, 99]);
-    }
-
-    #[test]
-    fn caches_over_one_backend_share_its_throttle() {
-        let one: Arc<dyn Backend> = Arc::new(MemoryBackend::new());
-        let other: Arc<dyn Backend> = Arc::new(MemoryBackend::new());
-        assert!(Arc::ptr_eq(&of(&one), &of(&Arc::clone(&one))));
-        assert!(!Arc::ptr_eq(&of(&one), &of(&other)));
     }
 }

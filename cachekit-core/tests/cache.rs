@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use cachekit_core::config::ConfigSource;
+use cachekit_core::layer::ReliabilityLayer;
 use cachekit_core::testkit::{Fault, FaultyBackend, PlainBackend};
 use cachekit_core::{
     Backend, Bytes, Cache, Capability, Error, KeyTtl, L1Config, MemoryBackend, ReliabilityConfig,
@@ -323,14 +324,17 @@ async fn value_over_the_backend_limit_is_refused_with_size_and_limit() {
 fn failing_cache(fault: Fault) -> (Cache, FaultyBackend<MemoryBackend>) {
     let backend = FaultyBackend::new(MemoryBackend::new());
     backend.set_fault(fault);
+    let guarded = ReliabilityLayer::new(ReliabilityConfig {
+        timeout: Duration::from_millis(100),
+        failure_threshold: 3,
+        cool_down: Duration::from_millis(300),
+        retries: 0,
+        ..ReliabilityConfig::default()
+    })
+    .layer(Arc::new(backend.clone()));
     let cache = Cache::builder()
-        .backend(backend.clone())
+        .shared_backend(guarded)
         .without_l1()
-        .reliability(ReliabilityConfig {
-            operation_timeout: Duration::from_millis(100),
-            failure_threshold: 3,
-            open_for: Duration::from_millis(300),
-        })
         .config(ConfigSource::defaults_only())
         .build()
         .unwrap();

@@ -5,6 +5,7 @@ use std::io::Write;
 use std::time::Duration;
 
 use cachekit_core::config::{CORE_SETTINGS, ConfigSource, CoreSettings, SettingKind};
+use cachekit_core::layer::{RELIABILITY_SETTINGS, ReliabilityConfig};
 use cachekit_core::{ConfigOrigin, Error};
 
 fn file(contents: &str) -> tempfile::NamedTempFile {
@@ -64,7 +65,6 @@ fn every_variable_sets_exactly_its_declared_key() {
             "l1_max_entries" => expected.l1_max_entries = 12345,
             "l1_max_bytes" => expected.l1_max_bytes = 12345,
             "l1_ttl" => expected.l1_ttl = Duration::from_secs_f64(7.5),
-            "operation_timeout" => expected.operation_timeout = Duration::from_secs_f64(7.5),
             "require_shared" => expected.require_shared = true,
             other => panic!("setting {other} has no case in this test: add one"),
         }
@@ -150,7 +150,7 @@ fn bad_environment_value_names_the_setting_the_variable_and_the_value() {
 
 #[test]
 fn bad_file_value_names_the_file() {
-    let toml = file("operation_timeout = -1.0\n");
+    let toml = file("l1_ttl = -1.0\n");
     let source =
         ConfigSource::from_parts(Some(toml.path()), Vec::<(String, String)>::new()).unwrap();
     match source
@@ -162,9 +162,9 @@ fn bad_file_value_names_the_file() {
             origin,
             reason,
         } => {
-            assert_eq!(setting, "operation_timeout");
+            assert_eq!(setting, "l1_ttl");
             assert_eq!(origin, ConfigOrigin::File(toml.path().into()));
-            assert!(reason.contains("must be from 0.001 to 3600"), "{reason}");
+            assert!(reason.contains("must be from 0 to 86400"), "{reason}");
             assert!(reason.contains("-1"), "{reason}");
         }
         other => panic!("expected Config, got {other:?}"),
@@ -187,7 +187,7 @@ fn a_variable_set_to_nothing_is_an_error_not_the_default() {
     for (var, setting) in [
         ("CACHEKIT_NAMESPACE", "namespace"),
         ("CACHEKIT_L1_TTL", "l1_ttl"),
-        ("CACHEKIT_OPERATION_TIMEOUT", "operation_timeout"),
+        ("CACHEKIT_DEFAULT_TTL", "default_ttl"),
         ("CACHEKIT_REQUIRE_SHARED", "require_shared"),
     ] {
         for empty in ["", "  "] {
@@ -234,8 +234,8 @@ fn numbers_out_of_range_name_the_setting_the_source_and_the_value() {
         ("CACHEKIT_L1_MAX_ENTRIES", "-1"),
         ("CACHEKIT_DEFAULT_TTL", "1e30"),
         ("CACHEKIT_L1_TTL", "inf"),
-        ("CACHEKIT_OPERATION_TIMEOUT", "NaN"),
-        ("CACHEKIT_OPERATION_TIMEOUT", "0"),
+        ("CACHEKIT_DEFAULT_TTL", "NaN"),
+        ("CACHEKIT_L1_TTL", "-0.5"),
     ] {
         let (setting, origin, reason) = config_error(&env(&[(var, value)]));
         let declared = CORE_SETTINGS.iter().find(|s| s.env == var).unwrap();
@@ -255,10 +255,10 @@ fn numbers_out_of_range_name_the_setting_the_source_and_the_value() {
 
 #[test]
 fn seconds_may_be_written_with_an_exponent() {
-    let settings: CoreSettings = env(&[("CACHEKIT_OPERATION_TIMEOUT", "2.5e-1")])
+    let settings: CoreSettings = env(&[("CACHEKIT_L1_TTL", "2.5e-1")])
         .extract(None, CORE_SETTINGS)
         .unwrap();
-    assert_eq!(settings.operation_timeout, Duration::from_millis(250));
+    assert_eq!(settings.l1_ttl, Duration::from_millis(250));
     for (var, value, expected) in [
         ("CACHEKIT_L1_MAX_ENTRIES", "12.5", "whole number"),
         ("CACHEKIT_REQUIRE_SHARED", "maybe", "true or false"),
@@ -278,6 +278,52 @@ fn every_default_is_within_its_declared_range() {
     for setting in CORE_SETTINGS {
         let number = setting.default.parse::<f64>();
         if let Ok(number) = number {
+            assert!(setting.check(number).is_ok(), "{}", setting.key);
+        }
+    }
+}
+
+#[test]
+fn reliability_settings_come_from_their_section_and_variables() {
+    let toml = file("[reliability]\nfailure_threshold = 7\ncool_down = 0.5\n");
+    let source = ConfigSource::from_parts(
+        Some(toml.path()),
+        [
+            ("CACHEKIT_RELIABILITY_RETRIES", "0"),
+            ("CACHEKIT_RELIABILITY_TIMEOUT", "1e-1"),
+        ],
+    )
+    .unwrap();
+    let config: ReliabilityConfig = source
+        .extract(Some("reliability"), RELIABILITY_SETTINGS)
+        .unwrap();
+    assert_eq!(
+        config,
+        ReliabilityConfig {
+            failure_threshold: 7,
+            cool_down: Duration::from_millis(500),
+            retries: 0,
+            timeout: Duration::from_millis(100),
+            ..ReliabilityConfig::default()
+        }
+    );
+    let (setting, origin, _) = match env(&[("CACHEKIT_RELIABILITY_PROBES", "0")])
+        .extract::<ReliabilityConfig>(Some("reliability"), RELIABILITY_SETTINGS)
+    {
+        Err(Error::Config {
+            setting,
+            origin,
+            reason,
+        }) => (setting, origin, reason),
+        other => panic!("expected a Config error, got {other:?}"),
+    };
+    assert_eq!(setting, "reliability.probes");
+    assert_eq!(
+        origin,
+        ConfigOrigin::Env("CACHEKIT_RELIABILITY_PROBES".into())
+    );
+    for setting in RELIABILITY_SETTINGS {
+        if let Ok(number) = setting.default.parse::<f64>() {
             assert!(setting.check(number).is_ok(), "{}", setting.key);
         }
     }

@@ -95,7 +95,8 @@ impl MemcachedBackend {
         let servers = config
             .servers
             .iter()
-            .map(|name| Server::new(name, &config))
+            .enumerate()
+            .map(|(index, name)| Server::new(index, name, &config))
             .collect();
         let max_value_size = max_value_size(config.max_item_size);
         let capabilities = Capabilities {
@@ -308,13 +309,13 @@ impl MemcachedBackend {
                     Ok(Err(error)) => {
                         server.failed();
                         Err(match error {
-                            ConnectionError::TimedOut => self.timed_out(operation),
-                            error => unavailable(&server.name, &error),
+                            ConnectionError::TimedOut => self.timed_out(operation, server),
+                            error => unavailable(server, error),
                         })
                     }
                     Err(_) => {
                         server.failed();
-                        Err(self.timed_out(operation))
+                        Err(self.timed_out(operation, server))
                     }
                 }
             }
@@ -330,9 +331,11 @@ impl MemcachedBackend {
         ordered
             .into_iter()
             .map(|answer| {
-                answer.ok_or_else(|| Error::Unavailable {
-                    backend: Self::NAME,
-                    reason: format!("{operation}: fewer answers than requests"),
+                answer.ok_or_else(|| {
+                    Error::unavailable(
+                        Self::NAME,
+                        format!("{operation}: fewer answers than requests"),
+                    )
                 })
             })
             .collect()
@@ -360,13 +363,9 @@ impl MemcachedBackend {
         self.too_large(size)
     }
 
-    /// The error of `operation` running out of time.
-    fn timed_out(&self, operation: &'static str) -> Error {
-        Error::Timeout {
-            backend: Self::NAME,
-            operation,
-            after: self.inner.config.timeout,
-        }
+    /// The error of `operation` running out of time on `server`.
+    fn timed_out(&self, operation: &'static str, server: &Server) -> Error {
+        Error::timeout(Self::NAME, operation, self.inner.config.timeout).in_domain(server.index)
     }
 
     /// Records that attempt number `attempt` on `server` failed with
@@ -381,9 +380,9 @@ impl MemcachedBackend {
         server.failed();
         let config = &self.inner.config;
         match error {
-            Failure::TimedOut => Err(self.timed_out(operation)),
+            Failure::TimedOut => Err(self.timed_out(operation, server)),
             Failure::Connection(error) if attempt >= config.retry_attempts => {
-                Err(unavailable(&server.name, &error))
+                Err(unavailable(server, error))
             }
             Failure::Connection(error) => {
                 tracing::debug!(server = %server.name, %error, attempt, "memcached {operation} failed: retrying");
@@ -428,11 +427,25 @@ where
     }
 }
 
-fn unavailable(server: &str, error: &ConnectionError) -> Error {
-    Error::Unavailable {
-        backend: MemcachedBackend::NAME,
-        reason: format!("{server}: {error}"),
-    }
+/// `error` of `server`: an [`Error::Unavailable`] confined to the server's
+/// failure domain, with the connection's error as its cause.
+fn unavailable(server: &Server, error: ConnectionError) -> Error {
+    let failure = ServerFailure {
+        server: server.name.clone(),
+        error,
+    };
+    Error::unavailable(MemcachedBackend::NAME, failure).in_domain(server.index)
+}
+
+/// One server's failure: the cause of an [`Error::Unavailable`].
+#[derive(Debug, thiserror::Error)]
+#[error("{server}: {error}")]
+struct ServerFailure {
+    /// The server, as `host:port`.
+    server: String,
+    /// What failed.
+    #[source]
+    error: ConnectionError,
 }
 
 /// An answer that does not fit the request.
@@ -442,10 +455,7 @@ fn unexpected(operation: &str, response: Response) -> Error {
         Response::ClientError(message) => format!("{operation}: CLIENT_ERROR {message}"),
         other => format!("{operation}: unexpected answer {other:?}"),
     };
-    Error::Unavailable {
-        backend: MemcachedBackend::NAME,
-        reason,
-    }
+    Error::unavailable(MemcachedBackend::NAME, reason)
 }
 
 /// `true` for a hit (`HD`), `false` for a miss (`EN`, `NF`).
@@ -558,10 +568,7 @@ impl Backend for MemcachedBackend {
             }
         }
         if failures.len() == self.inner.servers.len() {
-            return Err(Error::Unavailable {
-                backend: Self::NAME,
-                reason: failures.join("; "),
-            });
+            return Err(Error::unavailable(Self::NAME, failures.join("; ")));
         }
         for failure in failures {
             tracing::warn!(%failure, "memcached server does not answer; the others do");
@@ -622,9 +629,27 @@ impl Backend for MemcachedBackend {
     }
 
     /// The configured `timeout`: the watchdog finds a call late at most an
-    /// eighth of it after it (and a thread's scheduling delay).
+    /// eighth of it after it (and a thread's scheduling delay). The backend
+    /// keeps its own deadline rather than the reliability layer's timer: a
+    /// call on a connection must fail that connection when it is late (the
+    /// answer would be taken for the next request's), which only the
+    /// connection can do, and the watchdog does it without a timer per call.
     fn operation_timeout(&self) -> Option<Duration> {
         Some(self.inner.config.timeout)
+    }
+
+    /// The backend retries itself: a retry must go to the key's owner
+    /// *then*, which is another server once the failing one is ejected, and
+    /// count toward that server's ejection; the reliability layer knows
+    /// neither the ring nor the servers.
+    fn retries_itself(&self) -> bool {
+        true
+    }
+
+    /// One failure domain per server: a server failing alone (and ejected
+    /// by the backend) never opens the breaker for the others' keys.
+    fn failure_domains(&self) -> usize {
+        self.inner.servers.len()
     }
 
     fn as_touch(&self) -> Option<&dyn Touch> {

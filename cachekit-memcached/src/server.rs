@@ -12,6 +12,8 @@ use crate::pool::Pool;
 pub(crate) struct Server {
     /// `host:port`, as configured; also the server's name in the ring.
     pub(crate) name: String,
+    /// Its place in the server list: its failure domain in errors.
+    pub(crate) index: usize,
     pub(crate) pool: Pool,
     /// Failures in a row that eject the server (`retry_attempts`, at least 1).
     eject_after: u32,
@@ -23,10 +25,12 @@ pub(crate) struct Server {
 }
 
 impl Server {
-    /// The server `name` of `config`, with its pool; connects on first use.
-    pub(crate) fn new(name: &str, config: &MemcachedBackendConfig) -> Self {
+    /// The server `name`, number `index` in `config`'s list, with its pool;
+    /// connects on first use.
+    pub(crate) fn new(index: usize, name: &str, config: &MemcachedBackendConfig) -> Self {
         Server {
             name: name.to_owned(),
+            index,
             pool: Pool::new(
                 name.to_owned(),
                 config.connect_timeout,

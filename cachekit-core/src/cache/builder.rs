@@ -8,12 +8,10 @@ use super::{Cache, Inner};
 use crate::config::{CORE_SETTINGS, ConfigSource, CoreSettings};
 use crate::flight::Flights;
 use crate::l1::L1;
-use crate::reliability::Guard;
+use crate::layer::{self, RELIABILITY_SETTINGS, ReliabilityConfig};
 use crate::resolve::{self, ResolvedFrom};
 use crate::stats::Counters;
-use crate::{
-    Backend, ConfigOrigin, Error, L1Config, MemoryBackend, ReliabilityConfig, Result, key, throttle,
-};
+use crate::{Backend, ConfigOrigin, Error, L1Config, MemoryBackend, Result, key};
 
 /// Builds a [`Cache`]. Unset options come from the configuration
 /// ([`ConfigSource::from_process`]): `CACHEKIT_*` variables, `cachekit.toml`
@@ -26,18 +24,21 @@ pub struct CacheBuilder {
     version: u32,
     default_ttl: Option<Duration>,
     l1: Option<Option<L1Config>>,
-    reliability: Option<ReliabilityConfig>,
     lock_lease: Option<Duration>,
     config: Option<ConfigSource>,
 }
 
 impl CacheBuilder {
-    /// Stores entries in `backend`, ahead of the process default and the environment.
+    /// Stores entries in `backend`, ahead of the process default and the
+    /// environment. It gets the reliability layer with the configured
+    /// settings; to choose them, apply [`ReliabilityLayer`](crate::layer::ReliabilityLayer)
+    /// yourself and give the result to [`CacheBuilder::shared_backend`].
     pub fn backend(self, backend: impl Backend + 'static) -> Self {
         self.shared_backend(Arc::new(backend))
     }
 
-    /// Like [`CacheBuilder::backend`], for a backend shared with other caches.
+    /// Like [`CacheBuilder::backend`], for a backend shared with other
+    /// caches: they share its reliability layer (one breaker).
     pub fn shared_backend(mut self, backend: Arc<dyn Backend>) -> Self {
         self.backend = Some(backend);
         self
@@ -78,12 +79,6 @@ impl CacheBuilder {
         self
     }
 
-    /// Timeouts and circuit breaker.
-    pub fn reliability(mut self, config: ReliabilityConfig) -> Self {
-        self.reliability = Some(config);
-        self
-    }
-
     /// Lease of the backend lock taken while loading a miss (default 30 s):
     /// how long other processes wait for this one before loading themselves.
     pub fn lock_lease(mut self, lease: Duration) -> Self {
@@ -117,11 +112,10 @@ impl CacheBuilder {
                 max_ttl: settings.l1_ttl,
             }),
         };
-        let reliability = self.reliability.unwrap_or(ReliabilityConfig {
-            operation_timeout: settings.operation_timeout,
-            ..ReliabilityConfig::default()
-        });
-        let backend = resolved.backend;
+        let reliability: ReliabilityConfig =
+            config.extract(Some("reliability"), RELIABILITY_SETTINGS)?;
+        let layer = layer::reliable(&resolved.backend, reliability);
+        let backend: Arc<dyn Backend> = layer.clone();
         let capabilities = backend.capabilities();
         let backend_key_len = capabilities.max_key_len.min(key::MAX_KEY_LEN);
         if backend_key_len < key::MIN_BACKEND_KEY_LEN {
@@ -144,7 +138,7 @@ impl CacheBuilder {
         let max_key_len = backend_key_len - key::LOCK_MARK.len();
         Ok(Cache {
             inner: Arc::new(Inner {
-                guard: Guard::new(backend.name(), reliability, backend.operation_timeout()),
+                layer,
                 capabilities,
                 prefix: key::Prefix::new(&namespace, self.version, max_key_len),
                 namespace,
@@ -154,7 +148,6 @@ impl CacheBuilder {
                 lock_lease: self.lock_lease.unwrap_or(Duration::from_secs(30)),
                 counters: Counters::default(),
                 said_no_lock: AtomicBool::new(false),
-                throttle: throttle::of(&backend),
                 backend,
             }),
         })

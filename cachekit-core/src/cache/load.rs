@@ -174,7 +174,7 @@ impl Cache {
         Fut: Future<Output = Result<T, E>>,
     {
         let counters = &self.inner.counters;
-        let lock = self.inner.backend.as_lock();
+        let lock = self.raw().as_lock();
         if lock.is_none() && !self.inner.said_no_lock.swap(true, Ordering::Relaxed) {
             tracing::debug!(
                 backend = self.inner.backend.name(),
@@ -248,7 +248,10 @@ impl Cache {
         let started = tokio::time::Instant::now();
         let mut pause = LOCK_POLL_START;
         loop {
-            match self.call("lock", lock.try_lock(&lock_key, lease)).await {
+            match self
+                .call("lock", false, || lock.try_lock(&lock_key, lease))
+                .await
+            {
                 Ok(Some(token)) => {
                     // Held by a guard at once: whatever happens next, it is released.
                     let guard =

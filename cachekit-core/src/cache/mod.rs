@@ -17,9 +17,8 @@ use serde::de::DeserializeOwned;
 
 use crate::flight::Flights;
 use crate::l1::L1;
-use crate::reliability::Guard;
+use crate::layer::Reliable;
 use crate::stats::Counters;
-use crate::throttle::Throttle;
 use crate::{
     Backend, CacheStats, Capabilities, Capability, Error, KeyTtl, LockGuard, Result, codec, key,
 };
@@ -37,6 +36,11 @@ pub struct Cache {
 
 #[derive(Debug)]
 struct Inner {
+    /// The backend behind its reliability layer, shared with every cache
+    /// over the same backend (one breaker, one deadline, one throttle of
+    /// warnings).
+    layer: Arc<Reliable>,
+    /// The same, as users see it.
     backend: Arc<dyn Backend>,
     capabilities: Capabilities,
     namespace: String,
@@ -45,13 +49,10 @@ struct Inner {
     default_ttl: Option<Duration>,
     l1: Option<L1>,
     flights: Flights,
-    guard: Guard,
     lock_lease: Duration,
     counters: Counters,
     /// Whether the backend's lack of a lock was logged.
     said_no_lock: AtomicBool,
-    /// Warnings about the backend, shared with the other caches over it.
-    throttle: Arc<Throttle>,
 }
 
 /// A value found in L1 or the backend, decoded.
@@ -70,9 +71,16 @@ impl Cache {
         CacheBuilder::default()
     }
 
-    /// The backend under this cache.
+    /// The backend under this cache, behind its reliability layer (see
+    /// [`crate::layer`]).
     pub fn backend(&self) -> &Arc<dyn Backend> {
         &self.inner.backend
+    }
+
+    /// The backend itself, under the layer: operations on it go through
+    /// [`Cache::call`].
+    fn raw(&self) -> &dyn Backend {
+        &**self.inner.layer.inner()
     }
 
     /// What the backend can do.
@@ -148,7 +156,7 @@ impl Cache {
         {
             return Ok(true);
         }
-        self.call("exists", self.inner.backend.exists(&key)).await
+        self.call("exists", true, || self.raw().exists(&key)).await
     }
 
     /// The value under `key`, or else the value of `loader`, stored for `ttl`
@@ -218,7 +226,7 @@ impl Cache {
     /// Removes the built `key` from L1 and the backend; `true` if the backend had it.
     pub(crate) async fn remove(&self, key: &str) -> Result<bool> {
         self.forget_l1(key);
-        let result = self.call("delete", self.inner.backend.delete(key)).await;
+        let result = self.call("delete", true, || self.raw().delete(key)).await;
         self.forget_l1(key);
         result
     }
@@ -229,12 +237,14 @@ impl Cache {
     /// [`Error::LockContended`] if another holder has it.
     pub async fn lock(&self, key: &str, lease: Duration) -> Result<LockGuard> {
         let lock = self
-            .inner
-            .backend
+            .raw()
             .as_lock()
             .ok_or(self.unsupported(Capability::Lock))?;
         let key = key::lock_key(&self.key(key));
-        match self.call("lock", lock.try_lock(&key, lease)).await? {
+        match self
+            .call("lock", false, || lock.try_lock(&key, lease))
+            .await?
+        {
             Some(token) => Ok(LockGuard::new(Arc::clone(&self.inner.backend), key, token)),
             None => Err(Error::LockContended { key }),
         }
@@ -244,12 +254,11 @@ impl Cache {
     /// without TTL inspection (Memcached).
     pub async fn ttl(&self, key: &str) -> Result<KeyTtl> {
         let inspect = self
-            .inner
-            .backend
+            .raw()
             .as_ttl_inspect()
             .ok_or(self.unsupported(Capability::TtlInspect))?;
         let key = self.key(key);
-        self.call("ttl", inspect.ttl(&key)).await
+        self.call("ttl", true, || inspect.ttl(&key)).await
     }
 
     /// Sets the TTL of `key` without rewriting it (`None`: the default TTL,
@@ -257,15 +266,14 @@ impl Cache {
     /// [`Error::Unsupported`] on a backend without touch.
     pub async fn touch(&self, key: &str, ttl: Option<Duration>) -> Result<bool> {
         let touch = self
-            .inner
-            .backend
+            .raw()
             .as_touch()
             .ok_or(self.unsupported(Capability::Touch))?;
         let key = self.key(key);
         let ttl = self.effective_ttl(ttl)?;
         // The L1 copy may be bound by the old, longer lifetime.
         self.forget_l1(&key);
-        self.call("touch", touch.touch(&key, ttl)).await
+        self.call("touch", true, || touch.touch(&key, ttl)).await
     }
 
     /// Looks in L1, then the backend, and decodes: counts an L1 or a backend
@@ -306,7 +314,7 @@ impl Cache {
     /// that is not a valid envelope is none, and a warning. Counts nothing
     /// but backend errors.
     async fn read(&self, key: &str) -> Result<Option<codec::Opened>> {
-        let Some(bytes) = self.call("get", self.inner.backend.get(key)).await? else {
+        let Some(bytes) = self.call("get", true, || self.raw().get(key)).await? else {
             return Ok(None);
         };
         match codec::open(bytes) {
@@ -345,7 +353,7 @@ impl Cache {
             }
         }
         self.forget_l1(key);
-        self.call("set", self.inner.backend.set(key, bytes.clone(), ttl))
+        self.call("set", true, || self.raw().set(key, bytes.clone(), ttl))
             .await?;
         if let Some(l1) = &self.inner.l1 {
             l1.insert(key, bytes.slice(codec::HEADER_LEN..), expiry(ttl));
@@ -353,13 +361,19 @@ impl Cache {
         Ok(())
     }
 
-    /// Runs a backend operation under the timeout and breaker, counting failures.
-    async fn call<T>(
+    /// Runs a backend operation (`attempt`, tried again if `idempotent`)
+    /// through the reliability layer, counting failures.
+    async fn call<T, F, Fut>(
         &self,
         operation: &'static str,
-        future: impl Future<Output = Result<T>>,
-    ) -> Result<T> {
-        let result = self.inner.guard.call(operation, future).await;
+        idempotent: bool,
+        attempt: F,
+    ) -> Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        let result = self.inner.layer.call(operation, idempotent, attempt).await;
         if result.is_err() {
             Counters::bump(&self.inner.counters.errors);
         }
@@ -367,9 +381,10 @@ impl Cache {
     }
 
     /// Writes a warning about the backend, unless one was written for it
-    /// within the throttle's interval (see [`crate::throttle`]).
+    /// within the interval (see [`crate::throttle`]); shared with every
+    /// cache over the backend.
     fn warn(&self, warn: impl FnOnce(u64)) {
-        self.inner.throttle.warn(warn);
+        self.inner.layer.throttle.warn(warn);
     }
 
     fn forget_l1(&self, key: &str) {

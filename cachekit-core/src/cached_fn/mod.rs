@@ -274,10 +274,10 @@ impl CachedFn {
     /// [`CachedFn::invalidate`] for a plain `fn`.
     pub fn invalidate_blocking(&'static self, call: Call) -> Result<bool> {
         blocking::run(self.invalidate(call)).unwrap_or_else(|| {
-            Err(Error::Unavailable {
-                backend: "cachekit-blocking",
-                reason: "the runtime of plain cached functions could not start".into(),
-            })
+            Err(Error::unavailable(
+                "cachekit-blocking",
+                "the runtime of plain cached functions could not start",
+            ))
         })
     }
 

@@ -126,10 +126,10 @@ impl State {
         let at = Instant::now();
         if !now && failing.retry_at.is_some_and(|retry_at| at < retry_at) {
             failing.uncached += 1;
-            return Err(Error::Unavailable {
-                backend: Unbuilt::NAME,
-                reason: "the cache could not be built; trying again later".into(),
-            });
+            return Err(Error::unavailable(
+                Unbuilt::NAME,
+                "the cache could not be built; trying again later",
+            ));
         }
         match function.build(self.self_type) {
             Ok(built) => {
@@ -292,10 +292,10 @@ impl Unbuilt {
     }
 
     fn unavailable<T>() -> Result<T> {
-        Err(Error::Unavailable {
-            backend: Self::NAME,
-            reason: "the cache of a cached function could not be built (see its ERROR): it runs uncached".into(),
-        })
+        Err(Error::unavailable(
+            Self::NAME,
+            "the cache of a cached function could not be built (see its ERROR): it runs uncached",
+        ))
     }
 }
 
@@ -331,5 +331,15 @@ impl Backend for Unbuilt {
 
     async fn health(&self) -> Result<()> {
         Self::unavailable()
+    }
+
+    /// Never waits: no timer.
+    fn operation_timeout(&self) -> Option<Duration> {
+        Some(Duration::ZERO)
+    }
+
+    /// Fails the same every time: nothing to retry.
+    fn retries_itself(&self) -> bool {
+        true
     }
 }

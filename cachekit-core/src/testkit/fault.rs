@@ -92,17 +92,11 @@ impl<B: Backend> FaultyBackend<B> {
 
     async fn check(&self) -> Result<()> {
         match self.fault.load(Ordering::SeqCst) {
-            1 => Err(Error::Unavailable {
-                backend: "faulty",
-                reason: "injected fault".into(),
-            }),
+            1 => Err(Error::unavailable("faulty", "injected fault")),
             2 => {
                 // Bounded: callers time out long before this.
                 tokio::time::sleep(Duration::from_secs(3600)).await;
-                Err(Error::Unavailable {
-                    backend: "faulty",
-                    reason: "injected hang ended".into(),
-                })
+                Err(Error::unavailable("faulty", "injected hang ended"))
             }
             _ => Ok(()),
         }
