@@ -79,6 +79,11 @@ impl<V: StoreValue> L1<V> {
         self.store.remove(key);
     }
 
+    /// Drops every copy.
+    pub(crate) fn clear(&self) {
+        self.store.clear();
+    }
+
     pub(crate) fn contains(&self, key: impl AsRef<[u8]>) -> bool {
         let key = key.as_ref();
         self.store.contains(key)

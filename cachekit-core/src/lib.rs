@@ -22,6 +22,7 @@ mod memory;
 pub mod resolve;
 mod stats;
 mod store;
+pub mod testing;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 mod throttle;

@@ -197,6 +197,20 @@ impl<K: StoreKey + ?Sized, V: StoreValue> Store<K, V> {
             .saturating_sub(key.as_ref().len() + ENTRY_OVERHEAD)
     }
 
+    /// Drops every entry.
+    pub(crate) fn clear(&self) {
+        let mut order = self.order.lock().unwrap_or_else(|e| e.into_inner());
+        let keys: Vec<Arc<K>> = self
+            .map
+            .iter()
+            .map(|entry| Arc::clone(entry.key()))
+            .collect();
+        for key in keys {
+            self.remove_if(&key, |_| true);
+        }
+        order.clear();
+    }
+
     /// Bytes charged for the entries held.
     pub(crate) fn bytes(&self) -> usize {
         self.bytes.load(Ordering::Relaxed)

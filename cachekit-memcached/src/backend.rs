@@ -193,7 +193,7 @@ impl MemcachedBackend {
         let server = self.pick(key);
         let Some(connection) = server.pool.ready() else {
             return self
-                .attempt_until(deadline, 0, operation, key, request)
+                .attempt_until(deadline, server, 0, operation, key, request)
                 .await;
         };
         let error = match connection.call(request).await {
@@ -207,18 +207,19 @@ impl MemcachedBackend {
             Err(ConnectionError::Stale) => {
                 server.pool.check_idle();
                 return self
-                    .attempt_until(deadline, 0, operation, key, request)
+                    .attempt_until(deadline, server, 0, operation, key, request)
                     .await;
             }
             Err(error) => Failure::from(error),
         };
         self.failed(server, operation, 0, error)?;
-        self.attempt_until(deadline, 1, operation, key, request)
+        self.attempt_until(deadline, server, 1, operation, key, request)
             .await
     }
 
     /// Attempts from number `attempt` on, each under a timer for what is
-    /// left until `deadline`, as [`execute`](Self::execute) describes.
+    /// left until `deadline`, as [`execute`](Self::execute) describes;
+    /// `first` is the key's owner when the operation started.
     ///
     /// Boxed: connecting and timers make a large future, which would
     /// otherwise make every operation's future large (and costlier to
@@ -227,6 +228,7 @@ impl MemcachedBackend {
     fn attempt_until<'a>(
         &'a self,
         deadline: Instant,
+        first: &'a Server,
         mut attempt: u32,
         operation: &'static str,
         key: &'a str,
@@ -256,6 +258,20 @@ impl MemcachedBackend {
                         continue;
                     }
                     Ok(Err(error)) => Failure::from(error),
+                    // A retry that ran out of the time an earlier attempt
+                    // left: the operation's budget, not this server's fault.
+                    // Neither counted against it nor closing its connection
+                    // (shared with other calls; the dropped call's answer is
+                    // read and discarded): after a frozen server's timeout,
+                    // a retry on a healthy one would otherwise eject it.
+                    Err(_) if attempt > 0 => {
+                        return Err(Error::timeout(
+                            Self::NAME,
+                            operation,
+                            self.inner.config.timeout,
+                        )
+                        .in_domain(first.index));
+                    }
                     Err(_) => {
                         // The answer may still come: this connection can no longer be trusted.
                         if let Some(connection) = used {

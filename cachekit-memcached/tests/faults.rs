@@ -10,6 +10,7 @@ use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
 use cachekit_core::config::ConfigSource;
+use cachekit_core::layer::{ReliabilityConfig, ReliabilityLayer};
 use cachekit_core::testkit::SilentServer;
 use cachekit_core::{Backend, Bytes, Cache, Error};
 use cachekit_memcached::{MemcachedBackend, MemcachedBackendConfig};
@@ -91,11 +92,24 @@ async fn a_closed_port_is_unavailable_after_retries() {
             result,
             Err(Error::Unavailable {
                 backend: "memcached",
+                domain: Some(0),
                 ..
             })
         ),
         "{result:?}"
     );
+    // The cause is kept: the OS's refusal, down the `source()` chain.
+    let error = result.unwrap_err();
+    assert!(error.is_temporary());
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&error);
+    let mut refused = false;
+    while let Some(current) = cause {
+        refused |= current
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::ConnectionRefused);
+        cause = current.source();
+    }
+    assert!(refused, "no io::Error in the chain of {error:?}");
 }
 
 /// memcached's answer to one `mg <key> v ...` line on a hit on
@@ -312,4 +326,197 @@ fn assert_timed_out<T: std::fmt::Debug>(result: &cachekit_core::Result<T>) {
         ),
         "{result:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_server_costs_the_healthy_servers_keys_nothing() {
+    let mut servers = common::servers(3);
+    let backend = common::backend(&servers, |c| {
+        c.timeout = Duration::from_millis(300);
+        c.dead_time = Duration::from_secs(1);
+    });
+    let victim = servers[1].address();
+    let cache = Cache::builder()
+        .backend(backend.clone())
+        .without_l1()
+        .config(ConfigSource::defaults_only())
+        .build()
+        .unwrap();
+    let keys: Vec<String> = (0..150).map(|i| format!("frozen-test:{i}")).collect();
+    // By the server that owns the key on the wire, with every server live.
+    let owner = |key: &str| backend.server_for(&cache.backend_key(key)).to_string();
+    let healthy: Arc<Vec<bool>> = Arc::new(keys.iter().map(|k| owner(k) != victim).collect());
+    assert!(healthy.iter().any(|h| !h) && healthy.iter().any(|h| *h));
+    for key in &keys {
+        cache
+            .get_or_insert_with(key, None, || async { expected(key) })
+            .await;
+    }
+
+    servers[1].freeze();
+    let failed = Arc::new(AtomicUsize::new(0));
+    let uncached = Arc::new(AtomicUsize::new(0));
+    let calls = Arc::new(AtomicUsize::new(0));
+    let keys = Arc::new(keys);
+    let tasks: Vec<_> = (0..16)
+        .map(|task| {
+            let (cache, keys, healthy) = (cache.clone(), keys.clone(), healthy.clone());
+            let (failed, uncached, calls) = (failed.clone(), uncached.clone(), calls.clone());
+            tokio::spawn(async move {
+                let stop = Instant::now() + Duration::from_secs(2);
+                let mut i = task;
+                while Instant::now() < stop && i < 1_000_000 {
+                    let at = i % keys.len();
+                    let key = &keys[at];
+                    i += 16;
+                    if !healthy[at] {
+                        // The frozen server's keys may fail or run uncached.
+                        let _ = cache.get::<String>(key).await;
+                        continue;
+                    }
+                    calls.fetch_add(1, Ordering::Relaxed);
+                    match cache.get::<String>(key).await {
+                        Ok(Some(value)) => assert_eq!(value, expected(key)),
+                        Ok(None) | Err(_) => {
+                            failed.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    let value = cache
+                        .get_or_insert_with(key, None, || async {
+                            uncached.fetch_add(1, Ordering::Relaxed);
+                            expected(key)
+                        })
+                        .await;
+                    assert_eq!(value, expected(key));
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.expect("no task panicked");
+    }
+    let calls = calls.load(Ordering::Relaxed);
+    assert!(calls > 0);
+    assert_eq!(
+        (
+            failed.load(Ordering::Relaxed),
+            uncached.load(Ordering::Relaxed)
+        ),
+        (0, 0),
+        "failed and uncached calls for healthy servers' keys, of {calls}"
+    );
+
+    // Thawed: after its dead time the server rejoins, and its keys are cached there again.
+    servers[1].thaw();
+    let key = keys
+        .iter()
+        .zip(healthy.iter())
+        .find_map(|(key, healthy)| (!healthy).then_some(key))
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut cached_again = false;
+    while Instant::now() < deadline && !cached_again {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        if owner(key) != victim {
+            continue;
+        }
+        let loads = AtomicUsize::new(0);
+        for _ in 0..2 {
+            cache
+                .get_or_insert_with(&format!("{key}:again"), None, || async {
+                    loads.fetch_add(1, Ordering::Relaxed);
+                    expected(key)
+                })
+                .await;
+        }
+        cached_again = loads.load(Ordering::Relaxed) == 1;
+    }
+    assert!(cached_again, "the thawed server's keys are cached again");
+}
+
+/// A cache over `backend` behind a breaker that opens after 2 failures and
+/// cools down for `cool_down`.
+fn breaker_cache(backend: MemcachedBackend, cool_down: Duration) -> Cache {
+    let layered = ReliabilityLayer::new(ReliabilityConfig {
+        failure_threshold: 2,
+        cool_down,
+        ..ReliabilityConfig::default()
+    })
+    .layer(Arc::new(backend));
+    Cache::builder()
+        .shared_backend(layered)
+        .without_l1()
+        .config(ConfigSource::defaults_only())
+        .build()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_breaker_costs_a_cached_call_nothing_and_a_probe_closes_it() {
+    let mut servers = common::servers(1);
+    let backend = common::backend(&servers, |c| c.retry_attempts = 0);
+    let cool_down = Duration::from_millis(500);
+    let cache = breaker_cache(backend, cool_down);
+    servers[0].stop();
+    for _ in 0..2 {
+        assert!(cache.get::<u8>("k").await.is_err());
+    }
+    // Open: each call runs its body at once. Not a performance assertion:
+    // waiting on the backend (or its timeout) would take far longer.
+    let mut took: Vec<Duration> = (0..21).map(|_| Duration::ZERO).collect();
+    for slot in took.iter_mut() {
+        let started = Instant::now();
+        assert_eq!(
+            cache.get_or_insert_with("k", None, || async { 7_u8 }).await,
+            7
+        );
+        *slot = started.elapsed();
+    }
+    took.sort();
+    assert!(took[10] < Duration::from_millis(1), "median {:?}", took[10]);
+
+    // Back, and after the cool-down one probe closes it: values are cached again.
+    servers[0].restart();
+    tokio::time::sleep(cool_down).await;
+    let loads = AtomicUsize::new(0);
+    for _ in 0..3 {
+        cache
+            .get_or_insert_with("back", None, || async {
+                loads.fetch_add(1, Ordering::SeqCst);
+                1_u8
+            })
+            .await;
+    }
+    assert_eq!(loads.load(Ordering::SeqCst), 1, "cached after the probe");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_probe_cancelled_on_a_frozen_server_does_not_keep_the_breaker_open() {
+    let mut servers = common::servers(1);
+    let backend = common::backend(&servers, |c| {
+        c.retry_attempts = 0;
+        c.timeout = Duration::from_millis(300);
+    });
+    let cool_down = Duration::from_millis(300);
+    let cache = breaker_cache(backend, cool_down);
+    cache.set("k", &1_u8, None).await.unwrap();
+    servers[0].freeze();
+    for _ in 0..2 {
+        assert!(cache.get::<u8>("k").await.is_err());
+    }
+    tokio::time::sleep(cool_down).await;
+    // The probe's caller gives up before the frozen server's timeout.
+    let probe = tokio::time::timeout(Duration::from_millis(50), cache.get::<u8>("k")).await;
+    assert!(probe.is_err(), "the probe was still waiting");
+    servers[0].thaw();
+    // The next call probes (no second cool-down), and its success closes the breaker.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut answered = false;
+    while Instant::now() < deadline && !answered {
+        answered = matches!(cache.get::<u8>("k").await, Ok(Some(1)));
+        if !answered {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    assert!(answered, "the breaker closed after the thaw");
 }

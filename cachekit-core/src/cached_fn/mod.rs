@@ -30,6 +30,7 @@ mod into_backend;
 mod kept;
 mod policy;
 mod process;
+mod scope;
 mod state;
 
 use std::fmt::Display;
@@ -46,6 +47,7 @@ pub use into_backend::IntoBackend;
 pub use kept::{Kept, L1Mode, L1Value, WithL1, WithoutL1, check_l1_value};
 pub use policy::{CacheAll, CacheOk, CacheSome, ReturnPolicy};
 pub use process::init;
+pub use scope::{ScopedBackend, scoped_backend};
 
 use crate::cache::Fetched;
 use crate::throttle::Throttle;
@@ -53,7 +55,7 @@ use crate::{Backend, Cache, CacheStats, Error, Result, blocking, key};
 use call::KeyPart;
 use kept::{forget_in_l1, keep_in_l1};
 use process::shared_l1;
-use state::State;
+use state::{Chosen, State};
 
 /// Warnings about cached functions' calls that are not a backend's (an
 /// argument that does not serialize, a refresh that could not be stored):
@@ -153,10 +155,11 @@ impl CachedFn {
         if let Some(stored) = self.l1_hit::<P::Stored, M>(&call) {
             return P::result(stored);
         }
-        let Some((cache, wire)) = self.prepare(&call) else {
+        let Some((chosen, wire)) = self.prepare(&call) else {
             return body.await;
         };
-        let fetched = cache
+        let fetched = chosen
+            .cache()
             .fetch(&wire, self.spec.ttl, || async {
                 P::stored(body.await).map_err(NotStored::Returned)
             })
@@ -184,7 +187,7 @@ impl CachedFn {
         if let Some(stored) = self.l1_hit::<P::Stored, M>(&call) {
             return P::result(stored);
         }
-        let Some((cache, wire)) = self.prepare(&call) else {
+        let Some((chosen, wire)) = self.prepare(&call) else {
             return body();
         };
         let ttl = self.spec.ttl;
@@ -197,7 +200,8 @@ impl CachedFn {
             }
         };
         let stored = blocking::run_with_body(split, move |run_body| async move {
-            let fetched = cache
+            let fetched = chosen
+                .cache()
                 .fetch(&wire, ttl, || async {
                     match run_body.await {
                         Some(Some(stored)) => Ok(stored),
@@ -261,9 +265,9 @@ impl CachedFn {
     /// The error if the function's cache cannot be built (tried now).
     pub async fn invalidate(&'static self, call: Call) -> Result<bool> {
         forget_in_l1(&call);
-        let built = call.state.built_now(self)?;
-        let removed = match wire_key(&built.cache, &built.function, &call) {
-            Some(wire) => built.cache.remove(&wire).await,
+        let chosen = call.state.built_now(self)?;
+        let removed = match wire_key(chosen.cache(), chosen.function(), &call) {
+            Some(wire) => chosen.cache().remove(&wire).await,
             None => Ok(false),
         };
         // Again: a read in flight may have kept the old value meanwhile.
@@ -307,10 +311,10 @@ impl CachedFn {
         M: L1Mode<T>,
     {
         forget_in_l1(call);
-        let Some((cache, wire)) = self.prepare(call) else {
+        let Some((chosen, wire)) = self.prepare(call) else {
             return stored;
         };
-        let storing = cache.store(&wire, &stored, self.spec.ttl);
+        let storing = chosen.cache().store(&wire, &stored, self.spec.ttl);
         match storing.await {
             Ok((size, expires_at)) => keep_in_l1::<_, M>(call, &stored, size, expires_at),
             Err(error) => WARNINGS.warn(|suppressed| {
@@ -331,9 +335,10 @@ impl CachedFn {
 
     /// The cache and backend key of a call, or `None` to run it uncached
     /// (its arguments could not be serialized).
-    fn prepare(&'static self, call: &Call) -> Option<(&'static Cache, key::Built)> {
-        let (cache, function) = call.state.cache(self);
-        Some((cache, wire_key(cache, function, call)?))
+    fn prepare(&'static self, call: &Call) -> Option<(Chosen<'static>, key::Built)> {
+        let chosen = call.state.cache(self);
+        let wire = wire_key(chosen.cache(), chosen.function(), call)?;
+        Some((chosen, wire))
     }
 
     /// The state for `self_type`, made on first use.

@@ -24,8 +24,8 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use tokio::time::Instant;
 
-use super::CachedFn;
 use super::process::process;
+use super::{CachedFn, scope};
 use crate::config::ConfigSource;
 use crate::{Backend, Cache, Capabilities, ConfigOrigin, Error, Result};
 
@@ -50,6 +50,47 @@ pub(super) struct State {
     failing: Mutex<Failing>,
     /// The stand-in cache used while the build fails.
     stand_in: OnceLock<Cache>,
+    /// The cache over the backend of the [scope](super::scope) in force.
+    scoped: Mutex<Option<Scoped>>,
+}
+
+/// A cache over a scope's backend.
+#[derive(Debug)]
+struct Scoped {
+    /// The scope's generation.
+    generation: u64,
+    built: Arc<Built>,
+    /// `l1_hits` when the scope's cache was made.
+    l1_hits_before: u64,
+}
+
+/// The cache chosen for a call, with the function's part of its keys.
+#[derive(Debug)]
+pub(super) enum Chosen<'a> {
+    /// The function's own cache.
+    Own(&'a Built),
+    /// The cache over a scope's backend.
+    Scoped(Arc<Built>),
+    /// The stand-in, while the function's cache cannot be built.
+    StandIn(&'a Cache, &'static str),
+}
+
+impl Chosen<'_> {
+    pub(super) fn cache(&self) -> &Cache {
+        match self {
+            Chosen::Own(built) => &built.cache,
+            Chosen::Scoped(built) => &built.cache,
+            Chosen::StandIn(cache, _) => cache,
+        }
+    }
+
+    pub(super) fn function(&self) -> &str {
+        match self {
+            Chosen::Own(built) => &built.function,
+            Chosen::Scoped(built) => &built.function,
+            Chosen::StandIn(_, name) => name,
+        }
+    }
 }
 
 /// A built cache, and the function's part of its keys.
@@ -75,31 +116,72 @@ struct Failing {
 }
 
 impl State {
-    /// The cache for a call and the function's part of its keys: the built
-    /// cache, or else the stand-in (trying to build first, when the
+    /// The cache for a call: the scope's (see [`super::scope`]), else the
+    /// built cache, else the stand-in (trying to build first, when the
     /// back-off allows).
-    pub(super) fn cache<'a>(&'a self, function: &'a CachedFn) -> (&'a Cache, &'a str) {
+    pub(super) fn cache<'a>(&'a self, function: &'a CachedFn) -> Chosen<'a> {
+        if let Some(scope) = scope::active() {
+            if let Ok(built) = self.scoped(function, scope) {
+                return Chosen::Scoped(built);
+            }
+            return Chosen::StandIn(self.stand_in(), function.spec.name);
+        }
         let built = match self.built.get() {
             Some(built) => Some(built),
             None => self.retry(function, false).ok(),
         };
         match built {
-            Some(built) => (&built.cache, &built.function),
-            None => (self.stand_in(), function.spec.name),
+            Some(built) => Chosen::Own(built),
+            None => Chosen::StandIn(self.stand_in(), function.spec.name),
         }
     }
 
-    /// The built cache, building it now if need be, back-off or not; the
-    /// error if it cannot be built.
-    pub(super) fn built_now(&self, function: &CachedFn) -> Result<&Built> {
+    /// The cache for a call, building it now if need be, back-off or not;
+    /// the error if it cannot be built.
+    pub(super) fn built_now<'a>(&'a self, function: &'a CachedFn) -> Result<Chosen<'a>> {
+        if let Some(scope) = scope::active() {
+            return self.scoped(function, scope).map(Chosen::Scoped);
+        }
         match self.built.get() {
-            Some(built) => Ok(built),
-            None => self.retry(function, true),
+            Some(built) => Ok(Chosen::Own(built)),
+            None => self.retry(function, true).map(Chosen::Own),
         }
     }
 
-    /// Counters of the built cache and the stand-in.
+    /// The cache over the scope's backend, made at its first call in the scope.
+    fn scoped(
+        &self,
+        function: &CachedFn,
+        (generation, backend): (u64, Arc<dyn Backend>),
+    ) -> Result<Arc<Built>> {
+        let mut scoped = self.scoped.lock().unwrap_or_else(PoisonError::into_inner);
+        match &*scoped {
+            Some(current) if current.generation == generation => Ok(Arc::clone(&current.built)),
+            _ => {
+                let built = Arc::new(function.build(self.self_type, Some(backend))?);
+                *scoped = Some(Scoped {
+                    generation,
+                    built: Arc::clone(&built),
+                    l1_hits_before: self.l1_hits.load(Ordering::Relaxed),
+                });
+                Ok(built)
+            }
+        }
+    }
+
+    /// Counters of the built cache and the stand-in; in a scope, of the
+    /// scope's cache and the scope's L1 hits.
     pub(super) fn counters(&self) -> crate::CacheStats {
+        if scope::active().is_some() {
+            let scoped = self.scoped.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut stats = scoped
+                .as_ref()
+                .map(|scoped| scoped.built.cache.stats())
+                .unwrap_or_default();
+            let before = scoped.as_ref().map_or(0, |scoped| scoped.l1_hits_before);
+            stats.l1_hits += self.l1_hits.load(Ordering::Relaxed) - before;
+            return stats;
+        }
         let mut stats = self
             .built
             .get()
@@ -131,7 +213,7 @@ impl State {
                 "the cache could not be built; trying again later",
             ));
         }
-        match function.build(self.self_type) {
+        match function.build(self.self_type, None) {
             Ok(built) => {
                 if failing.retry_at.is_some() {
                     tracing::info!(
@@ -194,13 +276,15 @@ impl CachedFn {
             built: OnceLock::new(),
             failing: Mutex::default(),
             stand_in: OnceLock::new(),
+            scoped: Mutex::new(None),
         }));
         registry.states.insert((self.spec.site, self_type), state);
         state
     }
 
-    /// Builds the cache of this function for `self_type`.
-    fn build(&self, self_type: &'static str) -> Result<Built> {
+    /// Builds the cache of this function for `self_type`, over `over` if
+    /// given (a scope's backend), else its own backend.
+    fn build(&self, self_type: &'static str, over: Option<Arc<dyn Backend>>) -> Result<Built> {
         let process = process()?;
         // A function that names no namespace: the `namespace` setting, then
         // its module path, which keeps functions of other modules apart.
@@ -212,9 +296,10 @@ impl CachedFn {
             ),
         };
         self.claim(&namespace, &function, self_type)?;
-        let backend = match self.backend {
-            Some(build) => build()?,
-            None => process.backend()?,
+        let backend = match (over, self.backend) {
+            (Some(backend), _) => backend,
+            (None, Some(build)) => build()?,
+            (None, None) => process.backend()?,
         };
         // Results are kept decoded in the shared L1 tier, in front of the cache.
         let cache = Cache::builder()

@@ -10,13 +10,13 @@ use crate::protocol::{ProtocolError, Response};
 pub(crate) enum ConnectionError {
     /// The TCP connection could not be established.
     #[error("cannot connect: {0}")]
-    Connect(io::Error),
+    Connect(#[source] io::Error),
     /// The TCP connection was not established within the connect timeout.
     #[error("connecting timed out")]
     ConnectTimeout,
     /// Reading or writing the socket failed, or the server closed it.
     #[error("I/O error: {0}")]
-    Io(io::Error),
+    Io(#[source] io::Error),
     /// [`Connection::close`](super::Connection::close) was called.
     #[error("the connection was closed")]
     Closed,
@@ -29,7 +29,7 @@ pub(crate) enum ConnectionError {
     Stale,
     /// The server's bytes are not valid responses to the requests sent.
     #[error("protocol error: {0}")]
-    Protocol(ProtocolError),
+    Protocol(#[source] ProtocolError),
 }
 
 /// Why a connection failed, kept to fail the calls that come after.

@@ -161,6 +161,26 @@ impl ServerProcess {
         }
     }
 
+    /// Freezes the server (`SIGSTOP`): it keeps its connections open and
+    /// answers nothing, as a hung host would. [`ServerProcess::thaw`] resumes it.
+    pub fn freeze(&mut self) {
+        self.signal("STOP");
+    }
+
+    /// Resumes a server frozen by [`ServerProcess::freeze`] (`SIGCONT`).
+    pub fn thaw(&mut self) {
+        self.signal("CONT");
+    }
+
+    fn signal(&mut self, signal: &str) {
+        let child = self.child.as_ref().expect("the server is running");
+        let status = std::process::Command::new("kill")
+            .args(["-s", signal, &child.id().to_string()])
+            .status()
+            .expect("`kill` runs");
+        assert!(status.success(), "kill -s {signal} failed");
+    }
+
     /// Stops the server if it runs, then starts it again on the same port and
     /// waits until it accepts connections. The new process starts empty.
     ///

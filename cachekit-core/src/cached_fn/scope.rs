@@ -1,0 +1,84 @@
+//! Re-pointing every cached function at one backend, for a test.
+//!
+//! A cached function picks its backend once, at its first call; a test
+//! binary that wants to run the same functions against the in-memory
+//! backend, then a real memcached, then a failing one, would otherwise need
+//! a binary per backend. [`scoped_backend`] re-points them all while its
+//! guard lives.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
+
+use super::process::shared_l1;
+use crate::Backend;
+
+/// The generation of the scope in force; 0: none.
+static ACTIVE: AtomicU64 = AtomicU64::new(0);
+/// The backend of the scope in force, with its generation.
+static BACKEND: RwLock<Option<(u64, Arc<dyn Backend>)>> = RwLock::new(None);
+/// Held by the scope in force: one at a time, across the threads of a
+/// test binary.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+/// While this guard lives, every cached function of the process (those
+/// naming a `backend = ...` too) stores and reads its results in the
+/// backend given to [`scoped_backend`], through caches of their own (fresh
+/// counters: `name_stats()` counts the scope's calls). The in-process L1
+/// tier is emptied when the scope starts and when it ends, so no result
+/// crosses from one backend to another.
+#[derive(Debug)]
+#[must_use = "the cached functions use the backend only while the guard lives"]
+pub struct ScopedBackend {
+    _serial: MutexGuard<'static, ()>,
+}
+
+/// Re-points every cached function at `backend` until the returned guard
+/// is dropped. For tests: scopes are process-wide, so a second one waits
+/// for the first to end (tests in one binary that use them run one after
+/// another); do not nest them on one thread, which would wait for itself.
+///
+/// ```
+/// use std::sync::Arc;
+/// use cachekit_core::MemoryBackend;
+/// use cachekit_core::testing::scoped_backend;
+///
+/// let backend = Arc::new(MemoryBackend::new());
+/// let scope = scoped_backend(backend.clone());
+/// // ... call cached functions: their entries are in `backend` ...
+/// drop(scope);
+/// ```
+pub fn scoped_backend(backend: Arc<dyn Backend>) -> ScopedBackend {
+    static GENERATIONS: AtomicU64 = AtomicU64::new(1);
+    let serial = SERIAL.lock().unwrap_or_else(PoisonError::into_inner);
+    let generation = GENERATIONS.fetch_add(1, Ordering::Relaxed);
+    *BACKEND.write().unwrap_or_else(PoisonError::into_inner) = Some((generation, backend));
+    forget_l1();
+    ACTIVE.store(generation, Ordering::Release);
+    ScopedBackend { _serial: serial }
+}
+
+impl Drop for ScopedBackend {
+    fn drop(&mut self) {
+        ACTIVE.store(0, Ordering::Release);
+        *BACKEND.write().unwrap_or_else(PoisonError::into_inner) = None;
+        forget_l1();
+    }
+}
+
+/// The scope in force, if any: its generation and backend. One atomic
+/// load when there is none.
+pub(super) fn active() -> Option<(u64, Arc<dyn Backend>)> {
+    if ACTIVE.load(Ordering::Acquire) == 0 {
+        return None;
+    }
+    BACKEND
+        .read()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone()
+}
+
+fn forget_l1() {
+    if let Some(l1) = shared_l1() {
+        l1.clear();
+    }
+}
