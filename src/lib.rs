@@ -58,6 +58,11 @@
 /// misses run the body once (single-flight, and the backend's lock when it
 /// has one), and a backend outage runs the body uncached instead of failing.
 ///
+/// Backend trouble goes through the backend's reliability layer (see
+/// [`layer`]): one circuit breaker for every cached function over a
+/// backend. Tests can re-point every cached function at a backend of their
+/// choice with [`testing::scoped_backend`].
+///
 /// Call [`init`] at startup: a broken configuration is then an error there.
 /// Otherwise the first call logs it at ERROR (and at most once a minute
 /// after), the function runs uncached (concurrent calls still once),
