@@ -22,8 +22,6 @@ pub(super) struct Process {
     /// The backend the configuration selects, once built: shared by every
     /// cached function that names none, so that they share its connections.
     configured: OnceLock<Arc<dyn Backend>>,
-    /// Serialises the building of `configured`.
-    building: Mutex<()>,
 }
 
 impl Process {
@@ -37,12 +35,11 @@ impl Process {
         if let Some(backend) = self.configured.get() {
             return Ok(Arc::clone(backend));
         }
-        let _building = self.building.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(backend) = self.configured.get() {
-            return Ok(Arc::clone(backend));
-        }
-        // Read again: a configuration fixed since the first read (a file
-        // written, a variable set) is seen by the next attempt.
+        // Built with no lock held (construction is the backend crate's code;
+        // it opens no connection, so two callers building at once cost
+        // little, and the first one's is kept). Read again: a configuration
+        // fixed since the first read (a file written, a variable set) is
+        // seen by the next attempt.
         let backend = resolve::resolve(None, &ConfigSource::from_process()?)?.backend;
         Ok(Arc::clone(self.configured.get_or_init(|| backend)))
     }
@@ -73,7 +70,6 @@ pub(super) fn process() -> Result<&'static Process> {
         config,
         settings,
         configured: OnceLock::new(),
-        building: Mutex::new(()),
     }))
 }
 

@@ -200,6 +200,10 @@ impl State {
 
     /// Builds the cache if the back-off allows (or `now`); on failure,
     /// counts and logs it, and returns the error (or one saying to wait).
+    /// Only this function's own attempt lock is held while it builds (and
+    /// runs a `backend = ...` expression): callers of this function wait
+    /// for the build; no other function does, and the registry of all
+    /// functions is locked only to claim a name.
     fn retry(&self, function: &CachedFn, now: bool) -> Result<&Built> {
         let mut failing = self.failing.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(built) = self.built.get() {
