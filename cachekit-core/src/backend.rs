@@ -83,6 +83,15 @@ pub trait Backend: fmt::Debug + Send + Sync {
         1
     }
 
+    /// Which instance this is, when clones share one: a backend whose
+    /// clones share their state (connections, the stored entries) returns
+    /// that state's address, so that every clone, however wrapped in an
+    /// `Arc`, gets the same reliability layer. `None` (the default): each
+    /// `Arc` is an instance of its own.
+    fn identity(&self) -> Option<usize> {
+        None
+    }
+
     /// TTL inspection, when [`Capabilities::ttl_inspect`] is set.
     fn as_ttl_inspect(&self) -> Option<&dyn TtlInspect> {
         None

@@ -136,6 +136,16 @@ impl Backend for MemoryBackend {
         Some(Duration::ZERO)
     }
 
+    /// No operation fails for a reason a retry would pass.
+    fn retries_itself(&self) -> bool {
+        true
+    }
+
+    /// Clones share the entries.
+    fn identity(&self) -> Option<usize> {
+        Some(Arc::as_ptr(&self.inner).addr())
+    }
+
     fn as_ttl_inspect(&self) -> Option<&dyn TtlInspect> {
         Some(self)
     }

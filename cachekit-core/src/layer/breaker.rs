@@ -47,7 +47,7 @@ impl fmt::Display for CircuitOpen {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "circuit open after {} consecutive failures; calls skip the backend until a probe succeeds",
+            "circuit open: the backend failed repeatedly ({} times in a row opens it); calls skip it until a probe succeeds",
             self.failures
         )
     }
@@ -99,13 +99,17 @@ impl Breaker {
         ))
     }
 
-    /// Records a call's result: a probe's failure reopens the breaker.
+    /// Records a call's result: a temporary failure counts (and a probe's
+    /// reopens the breaker), a success resets the counts and closes it, and
+    /// any other error (bad input, refused before the backend was asked)
+    /// does neither.
     pub(super) fn record<T>(&self, result: &Result<T>, probe: bool) {
         match result {
             Err(error) if error.is_temporary() => self.failed(error, probe),
+            Err(_) => {}
             // Read before written: on the hot path nothing changes, and a
             // read leaves the cache lines shared between threads.
-            _ => {
+            Ok(_) => {
                 for failures in self.failures.iter() {
                     if failures.load(Ordering::Relaxed) != 0 {
                         failures.store(0, Ordering::Relaxed);
@@ -261,13 +265,23 @@ mod tests {
         assert!(!breaker.is_open());
     }
 
-    #[test]
-    fn bad_input_is_not_a_failure() {
+    #[tokio::test(start_paused = true)]
+    async fn bad_input_neither_fails_nor_closes() {
         let breaker = Breaker::new("test", 2, Duration::from_secs(5), 1, 1);
+        let bad = || -> Result<()> { Err(Error::invalid_key("a b", "space")) };
         for _ in 0..5 {
-            let bad: Result<()> = Err(Error::invalid_key("a b", "space"));
-            assert!(call(&breaker, bad).is_err());
+            assert!(call(&breaker, bad()).is_err());
         }
         assert!(!breaker.is_open(), "invalid input is not a backend failure");
+        for _ in 0..2 {
+            let _ = call(&breaker, down(None));
+        }
+        tokio::time::advance(Duration::from_secs(6)).await;
+        assert!(
+            call(&breaker, bad()).is_err(),
+            "a probe refused as bad input"
+        );
+        assert!(breaker.is_open(), "did not prove the backend answers");
+        assert!(breaker.admit().unwrap().is_some(), "and freed its slot");
     }
 }

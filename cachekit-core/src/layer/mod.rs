@@ -16,9 +16,11 @@
 //!
 //! It is applied once per backend instance: every [`Cache`](crate::Cache)
 //! and cached function over one backend (the process default, the
-//! configured one, a `backend = ...`, an `Arc` given to several caches)
-//! shares one breaker, so twenty cached functions over a dead server stop
-//! calling it together, after `failure_threshold` failures in all. A cache
+//! configured one, a `backend = ...`, an `Arc` or a clone given to several
+//! caches) shares one breaker, so twenty cached functions over a dead
+//! server stop calling it together, after `failure_threshold` failures in
+//! all. Two backends built apart (two `MemcachedBackend::new` calls) are
+//! two instances, with a breaker each. A cache
 //! built over a backend applies the layer with the configured settings
 //! (`[reliability]`, `CACHEKIT_RELIABILITY_*`) unless the backend has it
 //! already; to choose the settings in code, apply it yourself with
@@ -78,26 +80,42 @@ impl ReliabilityLayer {
 }
 
 /// The layered `backend`: `backend` itself if it is one, else the layer
-/// already over it, else a new one with `config`.
+/// already over it (or over a clone of it), else a new one with `config`.
 pub(crate) fn reliable(backend: &Arc<dyn Backend>, config: ReliabilityConfig) -> Arc<Reliable> {
-    /// The layers made, by the backend under them, while they live.
-    type Made = (Weak<dyn Backend>, Weak<Reliable>);
-    static MADE: Mutex<Vec<Made>> = Mutex::new(Vec::new());
-    let mut made = MADE.lock().unwrap_or_else(PoisonError::into_inner);
-    made.retain(|(_, layer)| layer.strong_count() > 0);
-    let given = Arc::as_ptr(backend);
-    let found = made.iter().find_map(|(under, layer)| {
-        let layer = layer.upgrade()?;
-        let same = std::ptr::addr_eq(Arc::as_ptr(&layer), given)
-            || std::ptr::addr_eq(under.as_ptr(), given);
-        same.then_some(layer)
-    });
-    if let Some(layer) = found {
+    /// The layers made, by the identity of the backend under them, while
+    /// they live. A layer holds its backend, so no identity is reused
+    /// while its entry is here.
+    static MADE: Mutex<Vec<(usize, Weak<Reliable>)>> = Mutex::new(Vec::new());
+    let id = identity(backend);
+    let find = |made: &mut Vec<(usize, Weak<Reliable>)>| {
+        made.retain(|(_, layer)| layer.strong_count() > 0);
+        let (_, layer) = made.iter().find(|(made_for, _)| *made_for == id)?;
+        layer.upgrade()
+    };
+    if let Some(layer) = find(&mut lock(&MADE)) {
         return layer;
     }
-    let layer = Arc::new(Reliable::new(Arc::clone(backend), config));
-    made.push((Arc::downgrade(backend), Arc::downgrade(&layer)));
-    layer
+    // Made with no lock held: `new` asks the backend (its name, its
+    // capabilities), which is the backend crate's code.
+    let new = Arc::new(Reliable::new(Arc::clone(backend), config));
+    let mut made = lock(&MADE);
+    if let Some(layer) = find(&mut made) {
+        return layer;
+    }
+    made.push((id, Arc::downgrade(&new)));
+    new
+}
+
+/// What tells one backend instance from another: its own
+/// [`Backend::identity`], else the address its `Arc` points to.
+fn identity(backend: &Arc<dyn Backend>) -> usize {
+    backend
+        .identity()
+        .unwrap_or_else(|| Arc::as_ptr(backend).cast::<()>().addr())
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 #[cfg(test)]
@@ -114,6 +132,10 @@ mod tests {
         assert!(Arc::ptr_eq(&once, &twice), "the same backend");
         let again = layer.layer(Arc::clone(&once));
         assert!(Arc::ptr_eq(&once, &again), "a layered backend");
+        let memory = MemoryBackend::new();
+        let clone: Arc<dyn Backend> = Arc::new(memory.clone());
+        let first = layer.layer(Arc::new(memory));
+        assert!(Arc::ptr_eq(&first, &layer.layer(clone)), "a clone");
         let other: Arc<dyn Backend> = Arc::new(MemoryBackend::new());
         assert!(!Arc::ptr_eq(&once, &layer.layer(other)));
     }

@@ -35,6 +35,11 @@ pub(crate) struct Reliable {
 impl Reliable {
     pub(super) fn new(inner: Arc<dyn Backend>, config: ReliabilityConfig) -> Self {
         let name = inner.name();
+        let retry =
+            (!inner.retries_itself()).then(|| Retry::new(config.retries, config.retry_backoff));
+        // A backend's own bound covers one attempt: with retries on top, the
+        // layer keeps its timer, so that they stop at the deadline.
+        let own_bound = inner.operation_timeout().filter(|_| retry.is_none());
         Reliable {
             capabilities: inner.capabilities(),
             breaker: Breaker::new(
@@ -44,9 +49,8 @@ impl Reliable {
                 config.probes,
                 inner.failure_domains(),
             ),
-            deadline: Deadline::new(name, config.timeout, inner.operation_timeout()),
-            retry: (!inner.retries_itself())
-                .then(|| Retry::new(config.retries, config.retry_backoff)),
+            deadline: Deadline::new(name, config.timeout, own_bound),
+            retry,
             throttle: Throttle::new(),
             inner,
         }
@@ -150,6 +154,11 @@ impl Backend for Reliable {
 
     fn failure_domains(&self) -> usize {
         self.inner.failure_domains()
+    }
+
+    /// The backend's: the layer over it stands for it.
+    fn identity(&self) -> Option<usize> {
+        Some(super::identity(&self.inner))
     }
 
     fn as_ttl_inspect(&self) -> Option<&dyn TtlInspect> {

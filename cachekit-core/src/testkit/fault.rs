@@ -2,7 +2,7 @@
 //! for testing the framework's fallbacks and degradation.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -69,6 +69,7 @@ pub enum Fault {
 pub struct FaultyBackend<B> {
     inner: Arc<B>,
     fault: Arc<AtomicU8>,
+    asked: Arc<AtomicU64>,
 }
 
 impl<B: Backend> FaultyBackend<B> {
@@ -77,6 +78,7 @@ impl<B: Backend> FaultyBackend<B> {
         FaultyBackend {
             inner: Arc::new(inner),
             fault: Arc::new(AtomicU8::new(Fault::None as u8)),
+            asked: Arc::new(AtomicU64::new(0)),
         }
     }
 
@@ -90,7 +92,14 @@ impl<B: Backend> FaultyBackend<B> {
         &self.inner
     }
 
+    /// Operations asked of this backend and its clones so far, failed ones
+    /// included: what a breaker or a retry policy let through.
+    pub fn asked(&self) -> u64 {
+        self.asked.load(Ordering::SeqCst)
+    }
+
     async fn check(&self) -> Result<()> {
+        self.asked.fetch_add(1, Ordering::SeqCst);
         match self.fault.load(Ordering::SeqCst) {
             1 => Err(Error::unavailable("faulty", "injected fault")),
             2 => {
@@ -107,6 +116,10 @@ impl<B: Backend> FaultyBackend<B> {
 impl<B: Backend> Backend for FaultyBackend<B> {
     fn name(&self) -> &'static str {
         "faulty"
+    }
+
+    fn identity(&self) -> Option<usize> {
+        Some(Arc::as_ptr(&self.fault).addr())
     }
 
     fn capabilities(&self) -> Capabilities {
