@@ -258,13 +258,14 @@ impl MemcachedBackend {
                         continue;
                     }
                     Ok(Err(error)) => Failure::from(error),
-                    // A retry that ran out of the time an earlier attempt
-                    // left: the operation's budget, not this server's fault.
+                    // A retry on another server that ran out of the time
+                    // the first one's attempts left: the operation's
+                    // budget, not this server's fault.
                     // Neither counted against it nor closing its connection
                     // (shared with other calls; the dropped call's answer is
                     // read and discarded): after a frozen server's timeout,
                     // a retry on a healthy one would otherwise eject it.
-                    Err(_) if attempt > 0 => {
+                    Err(_) if !std::ptr::eq(server, first) => {
                         return Err(Error::timeout(
                             Self::NAME,
                             operation,
@@ -453,6 +454,28 @@ fn unavailable(server: &Server, error: ConnectionError) -> Error {
     Error::unavailable(MemcachedBackend::NAME, failure).in_domain(server.index)
 }
 
+impl MemcachedBackend {
+    /// An answer that does not fit the request, in the domain of the
+    /// server that owns `key`.
+    fn unexpected(&self, operation: &str, key: &str, response: Response) -> Error {
+        let reason = match response {
+            Response::ServerError(message) => format!("{operation}: SERVER_ERROR {message}"),
+            Response::ClientError(message) => format!("{operation}: CLIENT_ERROR {message}"),
+            other => format!("{operation}: unexpected answer {other:?}"),
+        };
+        Error::unavailable(Self::NAME, reason).in_domain(self.pick(key).index)
+    }
+
+    /// `true` for a hit (`HD`), `false` for a miss (`EN`, `NF`).
+    fn hit_or_miss(&self, operation: &str, key: &str, response: Response) -> Result<bool> {
+        match response {
+            Response::Stored => Ok(true),
+            Response::Miss => Ok(false),
+            other => Err(self.unexpected(operation, key, other)),
+        }
+    }
+}
+
 /// One server's failure: the cause of an [`Error::Unavailable`].
 #[derive(Debug, thiserror::Error)]
 #[error("{server}: {error}")]
@@ -462,25 +485,6 @@ struct ServerFailure {
     /// What failed.
     #[source]
     error: ConnectionError,
-}
-
-/// An answer that does not fit the request.
-fn unexpected(operation: &str, response: Response) -> Error {
-    let reason = match response {
-        Response::ServerError(message) => format!("{operation}: SERVER_ERROR {message}"),
-        Response::ClientError(message) => format!("{operation}: CLIENT_ERROR {message}"),
-        other => format!("{operation}: unexpected answer {other:?}"),
-    };
-    Error::unavailable(MemcachedBackend::NAME, reason)
-}
-
-/// `true` for a hit (`HD`), `false` for a miss (`EN`, `NF`).
-fn hit_or_miss(operation: &str, response: Response) -> Result<bool> {
-    match response {
-        Response::Stored => Ok(true),
-        Response::Miss => Ok(false),
-        other => Err(unexpected(operation, other)),
-    }
 }
 
 /// Whole seconds for memcached: none is 0, anything under a second is 1,
@@ -512,7 +516,7 @@ impl Backend for MemcachedBackend {
         {
             Response::Value(value) => Ok(Some(value)),
             Response::Miss => Ok(None),
-            other => Err(unexpected("get", other)),
+            other => Err(self.unexpected("get", key, other)),
         }
     }
 
@@ -538,14 +542,15 @@ impl Backend for MemcachedBackend {
             Response::ServerError(message) if message.contains("too large") => {
                 Err(self.refused_as_too_large("set", value.len()))
             }
-            other => Err(unexpected("set", other)),
+            other => Err(self.unexpected("set", key, other)),
         }
     }
 
     async fn delete(&self, key: &str) -> Result<bool> {
         let wire = self.wire_key(key)?;
-        hit_or_miss(
+        self.hit_or_miss(
             "delete",
+            key,
             self.execute("delete", key, Request::Delete { key: &wire })
                 .await?,
         )
@@ -553,8 +558,9 @@ impl Backend for MemcachedBackend {
 
     async fn exists(&self, key: &str) -> Result<bool> {
         let wire = self.wire_key(key)?;
-        hit_or_miss(
+        self.hit_or_miss(
             "exists",
+            key,
             self.execute("exists", key, Request::Exists { key: &wire })
                 .await?,
         )
@@ -601,10 +607,11 @@ impl Backend for MemcachedBackend {
         self.batch("get_many", keys, requests)
             .await?
             .into_iter()
-            .map(|answer| match answer {
+            .zip(keys)
+            .map(|(answer, key)| match answer {
                 Response::Value(value) => Ok(Some(value)),
                 Response::Miss => Ok(None),
-                other => Err(unexpected("get_many", other)),
+                other => Err(self.unexpected("get_many", key, other)),
             })
             .collect()
     }
@@ -632,13 +639,13 @@ impl Backend for MemcachedBackend {
             .collect();
         let keys: Vec<&str> = entries.iter().map(|(key, _)| *key).collect();
         let answers = self.batch("set_many", &keys, requests).await?;
-        for (answer, (_, value)) in answers.into_iter().zip(entries) {
+        for (answer, (key, value)) in answers.into_iter().zip(entries) {
             match answer {
                 Response::Stored => {}
                 Response::ServerError(message) if message.contains("too large") => {
                     return Err(self.refused_as_too_large("set_many", value.len()));
                 }
-                other => return Err(unexpected("set_many", other)),
+                other => return Err(self.unexpected("set_many", key, other)),
             }
         }
         Ok(())
@@ -668,6 +675,11 @@ impl Backend for MemcachedBackend {
         self.inner.servers.len()
     }
 
+    /// Clones share the pools.
+    fn identity(&self) -> Option<usize> {
+        Some(Arc::as_ptr(&self.inner).addr())
+    }
+
     fn as_touch(&self) -> Option<&dyn Touch> {
         Some(self)
     }
@@ -678,8 +690,9 @@ impl Touch for MemcachedBackend {
     async fn touch(&self, key: &str, ttl: Option<Duration>) -> Result<bool> {
         let wire = self.wire_key(key)?;
         let ttl = ttl_seconds(ttl);
-        hit_or_miss(
+        self.hit_or_miss(
             "touch",
+            key,
             self.execute("touch", key, Request::Touch { key: &wire, ttl })
                 .await?,
         )

@@ -57,8 +57,9 @@ pub(crate) struct Progress {
     pub(crate) closed: bool,
     /// Calls ever queued (a call sends one request, or a batch).
     pub(crate) queued: u64,
-    /// Calls ever answered (or given up by their callers); the oldest call
-    /// waiting is the one queued after these.
+    /// Calls ever answered (the answers of calls their callers dropped
+    /// included, once read); the oldest call waiting is the one queued
+    /// after these.
     pub(crate) answered: u64,
 }
 

@@ -222,8 +222,10 @@ impl Connection {
     /// [`ConnectionError::TimedOut`] (and fails the connection) if it waits
     /// longer than the connection's timeout.
     ///
-    /// A caller that bounds it more tightly must [`close`](Self::close) the
-    /// connection when it runs out of time.
+    /// A caller that bounds it more tightly may drop the call: its answer
+    /// is read and discarded when it comes. It [`close`](Self::close)s the
+    /// connection when the lateness is the server's, so that others stop
+    /// queueing behind it.
     pub(crate) async fn call(&self, request: Request<'_>) -> Result<Response, ConnectionError> {
         let requests = slice::from_ref(&request);
         let waiter = |reply, _| Waiter::One(reply);
