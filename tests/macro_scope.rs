@@ -62,3 +62,50 @@ async fn cached_functions_follow_the_scoped_backend() {
     assert!(double_stats().errors >= 2);
     drop(scope);
 }
+
+#[cache]
+async fn square(n: u64) -> u64 {
+    n * n
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scope_counts_from_zero_and_lets_go_of_its_backend() {
+    let first = Arc::new(MemoryBackend::new());
+    let scope = scoped_backend(first.clone());
+    assert_eq!(square(3).await, 9);
+    assert_eq!(square_stats().loads, 1);
+    drop(scope);
+    assert_eq!(
+        Arc::strong_count(&first),
+        1,
+        "the caches over a scope's backend are dropped at its end"
+    );
+
+    let second = Arc::new(MemoryBackend::new());
+    let scope = scoped_backend(second.clone());
+    assert_eq!(
+        square_stats(),
+        cachekit::CacheStats::default(),
+        "nothing counted in a scope before its first call"
+    );
+    assert_eq!(square(3).await, 9);
+    assert_eq!(square_stats().loads, 1);
+    drop(scope);
+    assert_eq!(Arc::strong_count(&second), 1);
+}
+
+#[test]
+fn a_second_scope_on_one_thread_panics_instead_of_waiting_for_itself() {
+    let scope = scoped_backend(Arc::new(MemoryBackend::new()));
+    let nested = std::panic::catch_unwind(|| scoped_backend(Arc::new(MemoryBackend::new())));
+    let message = nested.expect_err("a nested scope must panic");
+    let message = message
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| message.downcast_ref::<&str>().copied())
+        .unwrap_or_default();
+    assert!(message.contains("holds a scope already"), "{message}");
+    drop(scope);
+    // The thread may start one again once the first has ended.
+    drop(scoped_backend(Arc::new(MemoryBackend::new())));
+}

@@ -548,3 +548,16 @@ async fn an_outage_warns_once_per_interval_not_once_per_call() {
     // The failed read (once) and the breaker opening (once).
     assert!((1..=2).contains(&warned), "{warned} warnings for 100 calls");
 }
+
+#[tokio::test]
+async fn caches_that_name_no_backend_share_the_process_one() {
+    let build = || Cache::builder().namespace("shared").build().unwrap();
+    let (first, second) = (build(), build());
+    first.set("k", &7_u32, None).await.unwrap();
+    assert_eq!(
+        second.get::<u32>("k").await.unwrap(),
+        Some(7),
+        "one backend instance, as for cached functions"
+    );
+    assert!(Arc::ptr_eq(first.backend(), second.backend()), "one layer");
+}

@@ -9,13 +9,16 @@ use crate::config::{CORE_SETTINGS, ConfigSource, CoreSettings};
 use crate::flight::Flights;
 use crate::l1::L1;
 use crate::layer::{self, RELIABILITY_SETTINGS, ReliabilityConfig};
-use crate::resolve::{self, ResolvedFrom};
+use crate::resolve;
 use crate::stats::Counters;
-use crate::{Backend, ConfigOrigin, Error, L1Config, MemoryBackend, Result, key};
+use crate::{Backend, ConfigOrigin, Error, L1Config, MemoryBackend, Result, cached_fn, key};
 
-/// Builds a [`Cache`]. Unset options come from the configuration
-/// ([`ConfigSource::from_process`]): `CACHEKIT_*` variables, `cachekit.toml`
-/// and the defaults.
+/// Builds a [`Cache`]. Unset options come from the configuration: the
+/// one given to [`CacheBuilder::config`], else this process's (`CACHEKIT_*`
+/// variables, `cachekit.toml` and the defaults), read once, as for cached
+/// functions. A cache that names no backend and reads this process's
+/// configuration uses the backend cached functions use (one instance: one
+/// set of connections, one circuit breaker).
 #[derive(Debug, Default)]
 #[must_use]
 pub struct CacheBuilder {
@@ -94,14 +97,21 @@ impl CacheBuilder {
 
     /// Builds the cache, resolving the backend if none was given (see [`resolve`]).
     pub fn build(self) -> Result<Cache> {
-        let config = match self.config {
-            Some(config) => config,
-            None => ConfigSource::from_process()?,
+        let explicit = self.backend.is_some();
+        let (config, backend) = match (self.config, self.backend) {
+            (Some(config), backend) => {
+                let backend = resolve::resolve(backend, &config)?.backend;
+                (config, backend)
+            }
+            (None, Some(backend)) => (cached_fn::process()?.config.clone(), backend),
+            // The backend cached functions use: one instance, one breaker.
+            (None, None) => {
+                let process = cached_fn::process()?;
+                (process.config.clone(), process.backend()?)
+            }
         };
         let settings: CoreSettings = config.extract(None, CORE_SETTINGS)?;
-        let resolved = resolve::resolve(self.backend, &config)?;
-        let in_process_only = resolved.from != ResolvedFrom::Explicit
-            && resolved.backend.name() == MemoryBackend::NAME;
+        let in_process_only = !explicit && backend.name() == MemoryBackend::NAME;
         let l1 = match self.l1 {
             Some(l1) => l1,
             // An L1 in front of in-process memory would only hold a second copy.
@@ -114,7 +124,7 @@ impl CacheBuilder {
         };
         let reliability: ReliabilityConfig =
             config.extract(Some("reliability"), RELIABILITY_SETTINGS)?;
-        let layer = layer::reliable(&resolved.backend, reliability);
+        let layer = layer::reliable(&backend, reliability);
         let backend: Arc<dyn Backend> = layer.clone();
         let capabilities = backend.capabilities();
         let backend_key_len = capabilities.max_key_len.min(key::MAX_KEY_LEN);

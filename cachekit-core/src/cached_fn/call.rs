@@ -9,6 +9,9 @@ use smallvec::SmallVec;
 pub struct Call {
     /// The state of the function called.
     pub(super) state: &'static super::State,
+    /// The generation of the [scope](super::scope) in force when the call
+    /// began (0: none); part of the L1 key.
+    pub(super) generation: u64,
     pub(super) l1: SmallVec<[u8; 64]>,
     /// The key given to the cache (`name:hash` or `name:custom`), built on an L1 miss;
     /// `None` when the arguments could not be serialized: the call runs uncached.
@@ -16,6 +19,27 @@ pub struct Call {
 }
 
 impl Call {
+    /// Starts the keys of a call of the function whose state is `state`.
+    pub(super) fn new(state: &'static super::State) -> Self {
+        let generation = super::scope::generation();
+        let mut l1 = SmallVec::from_slice(&state.id);
+        if generation != 0 {
+            l1.extend_from_slice(&generation.to_le_bytes());
+        }
+        Call {
+            state,
+            generation,
+            l1,
+            part: Some(KeyPart::Args),
+        }
+    }
+
+    /// The serialized arguments or custom key: the L1 key past the function's identity.
+    pub(super) fn args(&self) -> &[u8] {
+        let identity = self.state.id.len() + if self.generation != 0 { 8 } else { 0 };
+        &self.l1[identity..]
+    }
+
     /// Adds an argument to the key. Arguments are serialized with bincode in
     /// order, which gives the bytes of the tuple of all of them.
     pub fn arg<T: KeyArg + ?Sized>(&mut self, value: &T) {

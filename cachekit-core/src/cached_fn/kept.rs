@@ -105,13 +105,20 @@ pub(super) fn forget_in_l1(call: &Call) {
     }
 }
 
-/// Keeps a copy of `value` in L1 for `call`, if mode `M` keeps results.
+/// Keeps a copy of `value` in L1 for `call`, if mode `M` keeps results and
+/// the cache that gave it was chosen in the scope `call` began in
+/// (`chosen_in`, its generation): a result from another scope's backend
+/// stays out of this one's L1 keys.
 pub(super) fn keep_in_l1<T, M: L1Mode<T>>(
     call: &Call,
+    chosen_in: u64,
     value: &T,
     size: usize,
     expires_at: Option<SystemTime>,
 ) {
+    if chosen_in != call.generation {
+        return;
+    }
     if let (Some(l1), Some(kept)) = (shared_l1(), M::pack(value, size)) {
         l1.insert(&call.l1, kept, expires_at);
     }

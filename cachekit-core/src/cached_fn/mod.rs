@@ -40,13 +40,13 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use serde::Serialize;
-use smallvec::SmallVec;
 
 pub use call::{Call, KeyArg, KeySelf};
 pub use into_backend::IntoBackend;
 pub use kept::{Kept, L1Mode, L1Value, WithL1, WithoutL1, check_l1_value};
 pub use policy::{CacheAll, CacheOk, CacheSome, ReturnPolicy};
 pub use process::init;
+pub(crate) use process::process;
 pub use scope::{ScopedBackend, scoped_backend};
 
 use crate::cache::Fetched;
@@ -121,24 +121,15 @@ impl CachedFn {
     /// [`CachedFn`]); add each argument that is part of the key with
     /// [`Call::arg`], in order.
     pub fn call(&'static self, self_type: &'static str) -> Call {
-        let state = self.state(self_type);
-        Call {
-            state,
-            l1: SmallVec::from_slice(&state.id),
-            part: Some(KeyPart::Args),
-        }
+        Call::new(self.state(self_type))
     }
 
     /// The keys of a call whose key is given in the attribute (`key = ...`).
     pub fn call_with_key(&'static self, self_type: &'static str, key: impl Display) -> Call {
-        let state = self.state(self_type);
-        let mut l1 = SmallVec::from_slice(&state.id);
-        l1.extend_from_slice(key.to_string().as_bytes());
-        Call {
-            state,
-            l1,
-            part: Some(KeyPart::Custom),
-        }
+        let mut call = Call::new(self.state(self_type));
+        call.l1.extend_from_slice(key.to_string().as_bytes());
+        call.part = Some(KeyPart::Custom);
+        call
     }
 
     /// The cached result of `call`, or else `body`'s, stored by policy `P`
@@ -164,7 +155,7 @@ impl CachedFn {
                 P::stored(body.await).map_err(NotStored::Returned)
             })
             .await;
-        match keep_fetched::<_, M, _>(&call, fetched) {
+        match keep_fetched::<_, M, _>(&call, chosen.generation(), fetched) {
             Ok(stored) => P::result(stored),
             Err(NotStored::Returned(result)) => result,
             Err(NotStored::Abandoned) => unreachable!("an async load is never abandoned"),
@@ -210,7 +201,7 @@ impl CachedFn {
                     }
                 })
                 .await;
-            match keep_fetched::<_, M, _>(&call, fetched) {
+            match keep_fetched::<_, M, _>(&call, chosen.generation(), fetched) {
                 Ok(stored) => Some(Some(stored)),
                 Err(NotStored::Returned(())) => Some(None),
                 Err(NotStored::Abandoned) => None,
@@ -316,7 +307,9 @@ impl CachedFn {
         };
         let storing = chosen.cache().store(&wire, &stored, self.spec.ttl);
         match storing.await {
-            Ok((size, expires_at)) => keep_in_l1::<_, M>(call, &stored, size, expires_at),
+            Ok((size, expires_at)) => {
+                keep_in_l1::<_, M>(call, chosen.generation(), &stored, size, expires_at)
+            }
             Err(error) => WARNINGS.warn(|suppressed| {
                 tracing::warn!(key = %wire, %error, suppressed, "storing a refreshed value failed");
             }),
@@ -357,13 +350,20 @@ impl CachedFn {
     }
 }
 
-/// A fetched value, kept in L1 for `call` (by mode `M`) and handed on.
+/// A fetched value, kept in L1 for `call` (by mode `M`, see [`keep_in_l1`]) and handed on.
 fn keep_fetched<T, M: L1Mode<T>, X>(
     call: &Call,
+    chosen_in: u64,
     fetched: std::result::Result<Fetched<T>, NotStored<X>>,
 ) -> std::result::Result<T, NotStored<X>> {
     fetched.map(|fetched| {
-        keep_in_l1::<_, M>(call, &fetched.value, fetched.size, fetched.expires_at);
+        keep_in_l1::<_, M>(
+            call,
+            chosen_in,
+            &fetched.value,
+            fetched.size,
+            fetched.expires_at,
+        );
         fetched.value
     })
 }
@@ -371,11 +371,10 @@ fn keep_fetched<T, M: L1Mode<T>, X>(
 /// The backend key of `call` in `cache`, for the function's key part
 /// `function`; `None` when its arguments could not be serialized.
 fn wire_key(cache: &Cache, function: &str, call: &Call) -> Option<key::Built> {
-    let id_len = call.state.id.len();
     Some(match call.part.as_ref()? {
-        KeyPart::Args => cache.call_key(function, &key::encoded_args_part(&call.l1[id_len..])),
+        KeyPart::Args => cache.call_key(function, &key::encoded_args_part(call.args())),
         KeyPart::Custom => {
-            let custom = String::from_utf8_lossy(&call.l1[id_len..]);
+            let custom = String::from_utf8_lossy(call.args());
             cache.key(&format!("{function}:{custom}"))
         }
     })

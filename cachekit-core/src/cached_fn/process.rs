@@ -16,8 +16,8 @@ use crate::{Backend, L1Config, Result};
 use super::kept::Kept;
 
 /// The configuration of this process, read once it reads without error.
-pub(super) struct Process {
-    pub(super) config: ConfigSource,
+pub(crate) struct Process {
+    pub(crate) config: ConfigSource,
     pub(super) settings: CoreSettings,
     /// The backend the configuration selects, once built: shared by every
     /// cached function that names none, so that they share its connections.
@@ -28,7 +28,7 @@ impl Process {
     /// The backend for cached functions that name none: the process
     /// default if one is set (see [`crate::set_default_backend`]), else the
     /// one the configuration selects, built once.
-    pub(super) fn backend(&self) -> Result<Arc<dyn Backend>> {
+    pub(crate) fn backend(&self) -> Result<Arc<dyn Backend>> {
         if let Some(backend) = resolve::default_backend() {
             return Ok(backend);
         }
@@ -46,7 +46,7 @@ impl Process {
 }
 
 /// This process's configuration, read now unless it was read before.
-pub(super) fn process() -> Result<&'static Process> {
+pub(crate) fn process() -> Result<&'static Process> {
     static PROCESS: OnceLock<Process> = OnceLock::new();
     static READING: Mutex<()> = Mutex::new(());
     if let Some(process) = PROCESS.get() {

@@ -6,10 +6,12 @@
 //! a binary per backend. [`scoped_backend`] re-points them all while its
 //! guard lives.
 
+use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 
 use super::process::shared_l1;
+use super::state::forget_scoped;
 use crate::Backend;
 
 /// The generation of the scope in force; 0: none.
@@ -20,12 +22,19 @@ static BACKEND: RwLock<Option<(u64, Arc<dyn Backend>)>> = RwLock::new(None);
 /// test binary.
 static SERIAL: Mutex<()> = Mutex::new(());
 
+thread_local! {
+    /// Whether this thread holds a scope: a second one would wait for it
+    /// forever.
+    static HOLDS: Cell<bool> = const { Cell::new(false) };
+}
+
 /// While this guard lives, every cached function of the process (those
 /// naming a `backend = ...` too) stores and reads its results in the
 /// backend given to [`scoped_backend`], through caches of their own (fresh
-/// counters: `name_stats()` counts the scope's calls). The in-process L1
-/// tier is emptied when the scope starts and when it ends, so no result
-/// crosses from one backend to another.
+/// counters: `name_stats()` counts the scope's calls). Results kept in the
+/// in-process L1 tier are kept per scope, so no result crosses from one
+/// backend to another, not even one of a call running as the scope starts
+/// or ends.
 #[derive(Debug)]
 #[must_use = "the cached functions use the backend only while the guard lives"]
 pub struct ScopedBackend {
@@ -35,7 +44,12 @@ pub struct ScopedBackend {
 /// Re-points every cached function at `backend` until the returned guard
 /// is dropped. For tests: scopes are process-wide, so a second one waits
 /// for the first to end (tests in one binary that use them run one after
-/// another); do not nest them on one thread, which would wait for itself.
+/// another), and cached functions that other tests of the binary call
+/// meanwhile use `backend` too.
+///
+/// # Panics
+///
+/// If this thread holds a scope already: it would wait for itself.
 ///
 /// ```
 /// use std::sync::Arc;
@@ -49,6 +63,10 @@ pub struct ScopedBackend {
 /// ```
 pub fn scoped_backend(backend: Arc<dyn Backend>) -> ScopedBackend {
     static GENERATIONS: AtomicU64 = AtomicU64::new(1);
+    assert!(
+        !HOLDS.replace(true),
+        "scoped_backend: this thread holds a scope already; drop it before starting another"
+    );
     let serial = SERIAL.lock().unwrap_or_else(PoisonError::into_inner);
     let generation = GENERATIONS.fetch_add(1, Ordering::Relaxed);
     *BACKEND.write().unwrap_or_else(PoisonError::into_inner) = Some((generation, backend));
@@ -61,8 +79,15 @@ impl Drop for ScopedBackend {
     fn drop(&mut self) {
         ACTIVE.store(0, Ordering::Release);
         *BACKEND.write().unwrap_or_else(PoisonError::into_inner) = None;
+        forget_scoped();
         forget_l1();
+        HOLDS.set(false);
     }
+}
+
+/// The generation of the scope in force; 0: none. One atomic load.
+pub(super) fn generation() -> u64 {
+    ACTIVE.load(Ordering::Acquire)
 }
 
 /// The scope in force, if any: its generation and backend. One atomic

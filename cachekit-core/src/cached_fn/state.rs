@@ -69,26 +69,35 @@ struct Scoped {
 pub(super) enum Chosen<'a> {
     /// The function's own cache.
     Own(&'a Built),
-    /// The cache over a scope's backend.
-    Scoped(Arc<Built>),
-    /// The stand-in, while the function's cache cannot be built.
-    StandIn(&'a Cache, &'static str),
+    /// The cache over a scope's backend, with the scope's generation.
+    Scoped(u64, Arc<Built>),
+    /// The stand-in, while the function's cache cannot be built, with the
+    /// generation of the scope in force (0: none).
+    StandIn(&'a Cache, &'static str, u64),
 }
 
 impl Chosen<'_> {
     pub(super) fn cache(&self) -> &Cache {
         match self {
             Chosen::Own(built) => &built.cache,
-            Chosen::Scoped(built) => &built.cache,
-            Chosen::StandIn(cache, _) => cache,
+            Chosen::Scoped(_, built) => &built.cache,
+            Chosen::StandIn(cache, _, _) => cache,
         }
     }
 
     pub(super) fn function(&self) -> &str {
         match self {
             Chosen::Own(built) => &built.function,
-            Chosen::Scoped(built) => &built.function,
-            Chosen::StandIn(_, name) => name,
+            Chosen::Scoped(_, built) => &built.function,
+            Chosen::StandIn(_, name, _) => name,
+        }
+    }
+
+    /// The generation of the scope the cache was chosen in (0: none).
+    pub(super) fn generation(&self) -> u64 {
+        match self {
+            Chosen::Own(_) => 0,
+            Chosen::Scoped(generation, _) | Chosen::StandIn(_, _, generation) => *generation,
         }
     }
 }
@@ -121,10 +130,21 @@ impl State {
     /// back-off allows).
     pub(super) fn cache<'a>(&'a self, function: &'a CachedFn) -> Chosen<'a> {
         if let Some(scope) = scope::active() {
-            if let Ok(built) = self.scoped(function, scope) {
-                return Chosen::Scoped(built);
-            }
-            return Chosen::StandIn(self.stand_in(), function.spec.name);
+            let generation = scope.0;
+            return match self.scoped(function, scope) {
+                Ok(built) => Chosen::Scoped(generation, built),
+                Err(error) => {
+                    super::WARNINGS.warn(|suppressed| {
+                        tracing::error!(
+                            function = function.spec.name,
+                            %error,
+                            suppressed,
+                            "#[cache]: no cache over the scoped backend: the function runs uncached"
+                        );
+                    });
+                    Chosen::StandIn(self.stand_in(), function.spec.name, generation)
+                }
+            };
         }
         let built = match self.built.get() {
             Some(built) => Some(built),
@@ -132,7 +152,7 @@ impl State {
         };
         match built {
             Some(built) => Chosen::Own(built),
-            None => Chosen::StandIn(self.stand_in(), function.spec.name),
+            None => Chosen::StandIn(self.stand_in(), function.spec.name, 0),
         }
     }
 
@@ -140,7 +160,10 @@ impl State {
     /// the error if it cannot be built.
     pub(super) fn built_now<'a>(&'a self, function: &'a CachedFn) -> Result<Chosen<'a>> {
         if let Some(scope) = scope::active() {
-            return self.scoped(function, scope).map(Chosen::Scoped);
+            let generation = scope.0;
+            return self
+                .scoped(function, scope)
+                .map(|built| Chosen::Scoped(generation, built));
         }
         match self.built.get() {
             Some(built) => Ok(Chosen::Own(built)),
@@ -172,14 +195,14 @@ impl State {
     /// Counters of the built cache and the stand-in; in a scope, of the
     /// scope's cache and the scope's L1 hits.
     pub(super) fn counters(&self) -> crate::CacheStats {
-        if scope::active().is_some() {
+        if let Some((generation, _)) = scope::active() {
             let scoped = self.scoped.lock().unwrap_or_else(PoisonError::into_inner);
-            let mut stats = scoped
-                .as_ref()
-                .map(|scoped| scoped.built.cache.stats())
-                .unwrap_or_default();
-            let before = scoped.as_ref().map_or(0, |scoped| scoped.l1_hits_before);
-            stats.l1_hits += self.l1_hits.load(Ordering::Relaxed) - before;
+            // None yet in this scope: nothing counted.
+            let Some(scoped) = scoped.as_ref().filter(|s| s.generation == generation) else {
+                return crate::CacheStats::default();
+            };
+            let mut stats = scoped.built.cache.stats();
+            stats.l1_hits += self.l1_hits.load(Ordering::Relaxed) - scoped.l1_hits_before;
             return stats;
         }
         let mut stats = self
@@ -356,6 +379,23 @@ struct Registry {
 }
 
 static REGISTRY: LazyLock<Mutex<Registry>> = LazyLock::new(Mutex::default);
+
+/// Drops every function's cache over a scope's backend (at the scope's
+/// end), so that the backend is not kept alive by them.
+pub(super) fn forget_scoped() {
+    // Listed first: a state's `scoped` lock is held while the registry is
+    // locked (to claim a name), never the other way round.
+    let states: Vec<&'static State> = REGISTRY
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .states
+        .values()
+        .copied()
+        .collect();
+    for state in states {
+        *state.scoped.lock().unwrap_or_else(PoisonError::into_inner) = None;
+    }
+}
 
 fn display_type(self_type: &str) -> &str {
     if self_type.is_empty() {
