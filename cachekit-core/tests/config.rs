@@ -322,6 +322,11 @@ fn reliability_settings_come_from_their_section_and_variables() {
         origin,
         ConfigOrigin::Env("CACHEKIT_RELIABILITY_PROBES".into())
     );
+    // The variable's name from before the section existed still sets it.
+    let config: ReliabilityConfig = env(&[("CACHEKIT_OPERATION_TIMEOUT", "0.25")])
+        .extract(Some("reliability"), RELIABILITY_SETTINGS)
+        .unwrap();
+    assert_eq!(config.timeout, Duration::from_millis(250));
     for setting in RELIABILITY_SETTINGS {
         if let Ok(number) = setting.default.parse::<f64>() {
             assert!(setting.check(number).is_ok(), "{}", setting.key);

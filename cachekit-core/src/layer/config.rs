@@ -13,7 +13,8 @@ pub const RELIABILITY_SETTINGS: &[Setting] = &[
     Setting {
         key: "reliability.timeout",
         env: "CACHEKIT_RELIABILITY_TIMEOUT",
-        env_aliases: &[],
+        // Its name before the reliability section existed.
+        env_aliases: &["CACHEKIT_OPERATION_TIMEOUT"],
         kind: SettingKind::Seconds {
             min: Duration::from_millis(1),
             max: Duration::from_secs(3_600),
