@@ -13,6 +13,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use cachekit::{Backend, MemoryBackend, cache};
+use cachekit_core::testkit::{Fault, FaultyBackend};
 
 /// Set in a child to the name of the test it runs.
 const CHILD: &str = "CACHEKIT_TEST_CHILD";
@@ -187,4 +188,39 @@ fn the_namespace_setting_is_the_first_part_of_cached_functions_keys() {
             "named:greet_named:2a: true",
         ]
     );
+}
+
+#[cache]
+async fn guarded(n: u64) -> u64 {
+    n + 1
+}
+
+#[test]
+fn the_reliability_settings_reach_cached_functions() {
+    const NAME: &str = "the_reliability_settings_reach_cached_functions";
+    if is_child(NAME) {
+        let down = FaultyBackend::new(MemoryBackend::new());
+        down.set_fault(Fault::Down);
+        cachekit::set_default_backend(Arc::new(down.clone()));
+        return runtime().block_on(async {
+            for n in 0..10 {
+                assert_eq!(guarded(n).await, n + 1, "runs uncached");
+            }
+            println!("SAW asked {}", down.asked());
+        });
+    }
+    // One failure opens the breaker, none is retried, and it stays open:
+    // the backend is asked once for ten calls.
+    let saw = child(
+        NAME,
+        &[
+            ("CACHEKIT_RELIABILITY_FAILURE_THRESHOLD", "1"),
+            ("CACHEKIT_RELIABILITY_RETRIES", "0"),
+            ("CACHEKIT_RELIABILITY_COOL_DOWN", "600"),
+        ],
+    );
+    assert_eq!(saw, ["asked 1"]);
+    // By default: three attempts per call until five failures open it.
+    let saw = child(NAME, &[]);
+    assert_eq!(saw, ["asked 15"]);
 }

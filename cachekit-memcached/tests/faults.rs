@@ -406,26 +406,28 @@ async fn a_frozen_server_costs_the_healthy_servers_keys_nothing() {
         "failed and uncached calls for healthy servers' keys, of {calls}"
     );
 
-    // Thawed: after its dead time the server rejoins, and its keys are cached there again.
+    // Thawed: after its dead time the server rejoins, and keys it owns are cached there again.
     servers[1].thaw();
-    let key = keys
-        .iter()
-        .zip(healthy.iter())
-        .find_map(|(key, healthy)| (!healthy).then_some(key))
-        .unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut cached_again = false;
-    while Instant::now() < deadline && !cached_again {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        if owner(key) != victim {
-            continue;
+    for round in 0..50 {
+        if cached_again || Instant::now() > deadline {
+            break;
         }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        // A key never used before, owned by the victim once it is live again.
+        let Some(key) = (0..1_000)
+            .map(|n| format!("frozen-test:again:{round}:{n}"))
+            .find(|key| owner(key) == victim)
+        else {
+            continue;
+        };
         let loads = AtomicUsize::new(0);
         for _ in 0..2 {
             cache
-                .get_or_insert_with(&format!("{key}:again"), None, || async {
+                .get_or_insert_with(&key, None, || async {
                     loads.fetch_add(1, Ordering::Relaxed);
-                    expected(key)
+                    expected(&key)
                 })
                 .await;
         }
@@ -454,15 +456,19 @@ fn breaker_cache(backend: MemcachedBackend, cool_down: Duration) -> Cache {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_open_breaker_costs_a_cached_call_nothing_and_a_probe_closes_it() {
     let mut servers = common::servers(1);
-    let backend = common::backend(&servers, |c| c.retry_attempts = 0);
+    let backend = common::backend(&servers, |c| {
+        c.retry_attempts = 0;
+        c.timeout = Duration::from_millis(300);
+    });
     let cool_down = Duration::from_millis(500);
     let cache = breaker_cache(backend, cool_down);
-    servers[0].stop();
+    servers[0].freeze();
     for _ in 0..2 {
         assert!(cache.get::<u8>("k").await.is_err());
     }
     // Open: each call runs its body at once. Not a performance assertion:
-    // waiting on the backend (or its timeout) would take far longer.
+    // a call that waited on the frozen server would take its 300 ms timeout.
+    // One of the 21 may be late by a scheduling hiccup of a shared machine.
     let mut took: Vec<Duration> = (0..21).map(|_| Duration::ZERO).collect();
     for slot in took.iter_mut() {
         let started = Instant::now();
@@ -473,10 +479,10 @@ async fn an_open_breaker_costs_a_cached_call_nothing_and_a_probe_closes_it() {
         *slot = started.elapsed();
     }
     took.sort();
-    assert!(took[10] < Duration::from_millis(1), "median {:?}", took[10]);
+    assert!(took[19] < Duration::from_millis(1), "{took:?}");
 
     // Back, and after the cool-down one probe closes it: values are cached again.
-    servers[0].restart();
+    servers[0].thaw();
     tokio::time::sleep(cool_down).await;
     let loads = AtomicUsize::new(0);
     for _ in 0..3 {
