@@ -183,9 +183,9 @@ pub use cachekit_macros::cache;
 
 pub use cachekit_core::{
     Backend, Bytes, Cache, CacheBuilder, CacheStats, Capabilities, Capability, ConfigOrigin, Error,
-    KeyTtl, L1Config, Lock, LockGuard, LockToken, MemoryBackend, ReliabilityConfig, Result, Touch,
-    TtlInspect, async_trait, cached_fn, clear_default_backend, codec, config, init, key, layer,
-    resolve, set_default_backend, testing,
+    Identity, KeyTtl, L1Config, Lock, LockGuard, LockToken, MemoryBackend, ReliabilityConfig,
+    Result, Touch, TtlInspect, async_trait, cached_fn, clear_default_backend, codec, config, init,
+    key, layer, resolve, set_default_backend, testing,
 };
 
 /// The backends, each behind its cargo feature. Naming one whose feature is

@@ -1,6 +1,8 @@
 //! The `Backend` trait every storage tier implements, and its optional capabilities.
 
+use std::any::TypeId;
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -59,10 +61,10 @@ pub trait Backend: fmt::Debug + Send + Sync {
         Ok(())
     }
 
-    /// The longest one operation can take, when the backend enforces a
-    /// timeout of its own (or never waits). The reliability layer, when its
-    /// own timeout is no shorter, then adds no timer (one timer per
-    /// operation less on the hot path).
+    /// The longest one attempt of an operation can take, when the backend
+    /// enforces a timeout of its own (or never waits). The reliability
+    /// layer adds no timer to an attempt this bound ends within its
+    /// deadline (one timer per operation less on the hot path).
     fn operation_timeout(&self) -> Option<Duration> {
         None
     }
@@ -83,12 +85,20 @@ pub trait Backend: fmt::Debug + Send + Sync {
         1
     }
 
+    /// The failure domain that serves `key` now (default 0). The layer
+    /// charges it with a failure of `key`'s operation that the backend's
+    /// error does not place, such as the layer's own timeout.
+    fn failure_domain(&self, key: &str) -> usize {
+        let _ = key;
+        0
+    }
+
     /// Which instance this is, when clones share one: a backend whose
     /// clones share their state (connections, the stored entries) returns
-    /// that state's address, so that every clone, however wrapped in an
-    /// `Arc`, gets the same reliability layer. `None` (the default): each
-    /// `Arc` is an instance of its own.
-    fn identity(&self) -> Option<usize> {
+    /// [`Identity::of`] that state, so that every clone, however wrapped in
+    /// an `Arc`, gets the same reliability layer. `None` (the default):
+    /// each `Arc` is an instance of its own.
+    fn identity(&self) -> Option<Identity> {
         None
     }
 
@@ -161,5 +171,23 @@ impl LockToken {
     /// The token as a string.
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+}
+
+/// What tells one backend instance from another: the address and type of
+/// the state its clones share (see [`Backend::identity`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Identity {
+    address: usize,
+    state: TypeId,
+}
+
+impl Identity {
+    /// The identity of the instance whose clones share `state`.
+    pub fn of<T: ?Sized + 'static>(state: &Arc<T>) -> Self {
+        Identity {
+            address: Arc::as_ptr(state).cast::<()>().addr(),
+            state: TypeId::of::<T>(),
+        }
     }
 }

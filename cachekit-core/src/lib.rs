@@ -27,7 +27,7 @@ pub mod testing;
 pub mod testkit;
 mod throttle;
 
-pub use backend::{Backend, KeyTtl, Lock, LockToken, Touch, TtlInspect};
+pub use backend::{Backend, Identity, KeyTtl, Lock, LockToken, Touch, TtlInspect};
 pub use cache::{Cache, CacheBuilder};
 pub use cached_fn::init;
 pub use capability::{Capabilities, Capability};

@@ -12,7 +12,7 @@ use tokio::time::Instant;
 
 use crate::key;
 use crate::store::Store;
-use crate::{Backend, Capabilities, KeyTtl, Lock, LockToken, Result, Touch, TtlInspect};
+use crate::{Backend, Capabilities, Identity, KeyTtl, Lock, LockToken, Result, Touch, TtlInspect};
 
 /// Entries in this process's memory, bounded by entries and bytes (FIFO
 /// eviction, see the `store` module), with TTL, touch, TTL inspection and an
@@ -142,8 +142,8 @@ impl Backend for MemoryBackend {
     }
 
     /// Clones share the entries.
-    fn identity(&self) -> Option<usize> {
-        Some(Arc::as_ptr(&self.inner).addr())
+    fn identity(&self) -> Option<Identity> {
+        Some(Identity::of(&self.inner))
     }
 
     fn as_ttl_inspect(&self) -> Option<&dyn TtlInspect> {

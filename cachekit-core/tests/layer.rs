@@ -119,6 +119,76 @@ async fn temporary_failures_of_idempotent_operations_are_retried() {
     flaky.failures.store(1, Ordering::SeqCst);
     assert!(cache.lock("k", Duration::from_secs(1)).await.is_err());
     assert_eq!(flaky.asked.load(Ordering::SeqCst), 1);
+    // Nor is its release: a lost answer would make the retry report it lost.
+    let guard = cache.lock("k", Duration::from_secs(1)).await.unwrap();
+    flaky.asked.store(0, Ordering::SeqCst);
+    flaky.failures.store(1, Ordering::SeqCst);
+    assert!(guard.release().await.is_err());
+    assert_eq!(flaky.asked.load(Ordering::SeqCst), 1);
+}
+
+/// Two failure domains: keys starting with `a` go to one that never
+/// answers, and the backend bounds nothing itself.
+#[derive(Debug, Default)]
+struct HalfSilent {
+    memory: MemoryBackend,
+}
+
+#[async_trait]
+impl Backend for HalfSilent {
+    fn name(&self) -> &'static str {
+        "half-silent"
+    }
+    fn capabilities(&self) -> Capabilities {
+        MemoryBackend::CAPABILITIES
+    }
+    async fn get(&self, key: &str) -> Result<Option<Bytes>> {
+        if key.starts_with('a') {
+            std::future::pending::<()>().await;
+        }
+        self.memory.get(key).await
+    }
+    async fn set(&self, key: &str, value: Bytes, ttl: Option<Duration>) -> Result<()> {
+        self.memory.set(key, value, ttl).await
+    }
+    async fn delete(&self, key: &str) -> Result<bool> {
+        self.memory.delete(key).await
+    }
+    async fn exists(&self, key: &str) -> Result<bool> {
+        self.memory.exists(key).await
+    }
+    async fn health(&self) -> Result<()> {
+        Ok(())
+    }
+    fn failure_domains(&self) -> usize {
+        2
+    }
+    fn failure_domain(&self, key: &str) -> usize {
+        usize::from(!key.starts_with('a'))
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_layers_own_timeout_is_charged_to_the_keys_domain_only() {
+    let layered = ReliabilityLayer::new(ReliabilityConfig {
+        timeout: Duration::from_millis(50),
+        ..config()
+    })
+    .layer(Arc::new(HalfSilent::default()));
+    for _ in 0..10 {
+        match layered.get("a-key").await {
+            Err(Error::Timeout { domain, .. }) => assert_eq!(domain, Some(0)),
+            other => panic!("expected the layer's timeout, got {other:?}"),
+        }
+    }
+    layered
+        .set("b-key", Bytes::from_static(b"1"), None)
+        .await
+        .unwrap();
+    assert!(
+        layered.get("b-key").await.unwrap().is_some(),
+        "the other domain's keys still reach the backend"
+    );
 }
 
 #[tokio::test]

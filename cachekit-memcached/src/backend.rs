@@ -10,7 +10,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use cachekit_core::config::ConfigSource;
-use cachekit_core::{Backend, Capabilities, Error, Result, Touch, key};
+use cachekit_core::{Backend, Capabilities, Error, Identity, Result, Touch, key};
 use tokio::time::{Instant, timeout_at};
 
 use crate::config::MemcachedBackendConfig;
@@ -568,9 +568,14 @@ impl Backend for MemcachedBackend {
         self.inner.servers.len()
     }
 
+    /// The server the key goes to now.
+    fn failure_domain(&self, key: &str) -> usize {
+        self.owner_index(key)
+    }
+
     /// Clones share the pools.
-    fn identity(&self) -> Option<usize> {
-        Some(Arc::as_ptr(&self.inner).addr())
+    fn identity(&self) -> Option<Identity> {
+        Some(Identity::of(&self.inner))
     }
 
     fn as_touch(&self) -> Option<&dyn Touch> {

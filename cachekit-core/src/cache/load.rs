@@ -249,7 +249,7 @@ impl Cache {
         let mut pause = LOCK_POLL_START;
         loop {
             match self
-                .call("lock", false, || lock.try_lock(&lock_key, lease))
+                .call("lock", &lock_key, false, || lock.try_lock(&lock_key, lease))
                 .await
             {
                 Ok(Some(token)) => {

@@ -156,7 +156,8 @@ impl Cache {
         {
             return Ok(true);
         }
-        self.call("exists", true, || self.raw().exists(&key)).await
+        self.call("exists", &key, true, || self.raw().exists(&key))
+            .await
     }
 
     /// The value under `key`, or else the value of `loader`, stored for `ttl`
@@ -226,7 +227,9 @@ impl Cache {
     /// Removes the built `key` from L1 and the backend; `true` if the backend had it.
     pub(crate) async fn remove(&self, key: &str) -> Result<bool> {
         self.forget_l1(key);
-        let result = self.call("delete", true, || self.raw().delete(key)).await;
+        let result = self
+            .call("delete", key, true, || self.raw().delete(key))
+            .await;
         self.forget_l1(key);
         result
     }
@@ -242,7 +245,7 @@ impl Cache {
             .ok_or(self.unsupported(Capability::Lock))?;
         let key = key::lock_key(&self.key(key));
         match self
-            .call("lock", false, || lock.try_lock(&key, lease))
+            .call("lock", &key, false, || lock.try_lock(&key, lease))
             .await?
         {
             Some(token) => Ok(LockGuard::new(Arc::clone(&self.inner.backend), key, token)),
@@ -258,7 +261,7 @@ impl Cache {
             .as_ttl_inspect()
             .ok_or(self.unsupported(Capability::TtlInspect))?;
         let key = self.key(key);
-        self.call("ttl", true, || inspect.ttl(&key)).await
+        self.call("ttl", &key, true, || inspect.ttl(&key)).await
     }
 
     /// Sets the TTL of `key` without rewriting it (`None`: the default TTL,
@@ -273,7 +276,8 @@ impl Cache {
         let ttl = self.effective_ttl(ttl)?;
         // The L1 copy may be bound by the old, longer lifetime.
         self.forget_l1(&key);
-        self.call("touch", true, || touch.touch(&key, ttl)).await
+        self.call("touch", &key, true, || touch.touch(&key, ttl))
+            .await
     }
 
     /// Looks in L1, then the backend, and decodes: counts an L1 or a backend
@@ -314,7 +318,7 @@ impl Cache {
     /// that is not a valid envelope is none, and a warning. Counts nothing
     /// but backend errors.
     async fn read(&self, key: &str) -> Result<Option<codec::Opened>> {
-        let Some(bytes) = self.call("get", true, || self.raw().get(key)).await? else {
+        let Some(bytes) = self.call("get", key, true, || self.raw().get(key)).await? else {
             return Ok(None);
         };
         match codec::open(bytes) {
@@ -353,7 +357,7 @@ impl Cache {
             }
         }
         self.forget_l1(key);
-        self.call("set", true, || self.raw().set(key, bytes.clone(), ttl))
+        self.call("set", key, true, || self.raw().set(key, bytes.clone(), ttl))
             .await?;
         if let Some(l1) = &self.inner.l1 {
             l1.insert(key, bytes.slice(codec::HEADER_LEN..), expiry(ttl));
@@ -361,11 +365,12 @@ impl Cache {
         Ok(())
     }
 
-    /// Runs a backend operation (`attempt`, tried again if `idempotent`)
-    /// through the reliability layer, counting failures.
+    /// Runs a backend operation on `key` (`attempt`, tried again if
+    /// `idempotent`) through the reliability layer, counting failures.
     async fn call<T, F, Fut>(
         &self,
         operation: &'static str,
+        key: &str,
         idempotent: bool,
         attempt: F,
     ) -> Result<T>
@@ -373,7 +378,8 @@ impl Cache {
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T>>,
     {
-        let result = self.inner.layer.call(operation, idempotent, attempt).await;
+        let layer = &self.inner.layer;
+        let result = layer.call(operation, Some(key), idempotent, attempt).await;
         if result.is_err() {
             Counters::bump(&self.inner.counters.errors);
         }

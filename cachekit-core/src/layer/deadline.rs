@@ -3,6 +3,8 @@
 use std::future::Future;
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 use crate::{Error, Result};
 
 /// The deadline of one backend's operations.
@@ -10,19 +12,19 @@ use crate::{Error, Result};
 pub(super) struct Deadline {
     backend: &'static str,
     timeout: Duration,
-    /// The backend bounds its own operations within `timeout` (or never
-    /// waits): no timer of ours on top.
-    bounded_by_backend: bool,
+    /// The bound the backend enforces on one attempt itself, if any: an
+    /// attempt it ends in time gets no timer of ours on top.
+    own: Option<Duration>,
 }
 
 impl Deadline {
     /// A deadline of `timeout` for `backend`'s operations; `own` is the
-    /// bound the backend enforces itself, if any.
+    /// bound the backend enforces on one attempt itself, if any.
     pub(super) fn new(backend: &'static str, timeout: Duration, own: Option<Duration>) -> Self {
         Deadline {
             backend,
             timeout,
-            bounded_by_backend: own.is_some_and(|own| own <= timeout),
+            own,
         }
     }
 
@@ -31,19 +33,42 @@ impl Deadline {
         self.timeout
     }
 
-    /// Runs `operation` within the deadline: [`Error::Timeout`] past it.
+    /// Runs the first attempt of an operation: with no timer when the
+    /// backend's own bound is within the timeout, else [`Error::Timeout`]
+    /// past the timeout.
     pub(super) async fn bound<T>(
         &self,
         operation: &'static str,
-        future: impl Future<Output = Result<T>>,
+        attempt: impl Future<Output = Result<T>>,
     ) -> Result<T> {
-        if self.bounded_by_backend {
-            return future.await;
+        if self.own.is_some_and(|own| own <= self.timeout) {
+            return attempt.await;
         }
-        match tokio::time::timeout(self.timeout, future).await {
-            Ok(result) => result,
-            Err(_) => Err(Error::timeout(self.backend, operation, self.timeout)),
+        tokio::time::timeout(self.timeout, attempt)
+            .await
+            .unwrap_or_else(|_| Err(self.expired(operation)))
+    }
+
+    /// Runs an attempt of an operation due by `deadline`: with no timer
+    /// when the backend's own bound ends it sooner, else [`Error::Timeout`]
+    /// at the deadline.
+    pub(super) async fn until<T>(
+        &self,
+        deadline: Instant,
+        operation: &'static str,
+        attempt: impl Future<Output = Result<T>>,
+    ) -> Result<T> {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if self.own.is_some_and(|own| own <= left) {
+            return attempt.await;
         }
+        tokio::time::timeout_at(deadline, attempt)
+            .await
+            .unwrap_or_else(|_| Err(self.expired(operation)))
+    }
+
+    fn expired(&self, operation: &'static str) -> Error {
+        Error::timeout(self.backend, operation, self.timeout)
     }
 }
 
@@ -51,33 +76,42 @@ impl Deadline {
 mod tests {
     use super::*;
 
+    async fn slow() -> Result<()> {
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        Ok(())
+    }
+
     #[tokio::test(start_paused = true)]
     async fn slow_calls_time_out() {
         let deadline = Deadline::new("test", Duration::from_secs(3), None);
-        let slow = deadline.bound("get", async {
-            tokio::time::sleep(Duration::from_secs(60)).await;
-            Ok(())
-        });
         assert!(matches!(
-            slow.await,
+            deadline.bound("get", slow()).await,
             Err(Error::Timeout {
                 operation: "get",
                 ..
             })
         ));
+        let due = Instant::now() + Duration::from_secs(1);
+        assert!(deadline.until(due, "get", slow()).await.is_err());
+        assert_eq!(Instant::now(), due, "ended at the deadline");
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_backend_with_its_own_timeout_gets_no_second_timer() {
         let bounded = Deadline::new("test", Duration::from_secs(3), Some(Duration::from_secs(1)));
-        let slow = bounded.bound("get", async {
-            tokio::time::sleep(Duration::from_secs(10)).await;
-            Ok(())
-        });
-        assert!(slow.await.is_ok(), "the backend's own timeout is trusted");
+        assert!(
+            bounded.bound("get", slow()).await.is_ok(),
+            "the backend's own timeout is trusted"
+        );
+        let due = Instant::now() + Duration::from_secs(2);
+        assert!(bounded.until(due, "get", slow()).await.is_ok());
+        // A retry with less time left than the backend's bound gets a timer.
+        let due = Instant::now() + Duration::from_millis(500);
+        assert!(bounded.until(due, "get", slow()).await.is_err());
+
         let longer = Deadline::new("test", Duration::from_secs(3), Some(Duration::from_secs(5)));
         assert!(
-            !longer.bounded_by_backend,
+            longer.bound("get", slow()).await.is_err(),
             "a backend bound longer than the layer's keeps the layer's timer"
         );
     }

@@ -38,7 +38,7 @@ pub use breaker::CircuitOpen;
 pub use config::{RELIABILITY_SETTINGS, ReliabilityConfig};
 pub(crate) use reliable::Reliable;
 
-use crate::Backend;
+use crate::{Backend, Identity};
 
 /// Applies the reliability layer (see the [module](self) documentation).
 ///
@@ -85,9 +85,9 @@ pub(crate) fn reliable(backend: &Arc<dyn Backend>, config: ReliabilityConfig) ->
     /// The layers made, by the identity of the backend under them, while
     /// they live. A layer holds its backend, so no identity is reused
     /// while its entry is here.
-    static MADE: Mutex<Vec<(usize, Weak<Reliable>)>> = Mutex::new(Vec::new());
+    static MADE: Mutex<Vec<(Identity, Weak<Reliable>)>> = Mutex::new(Vec::new());
     let id = identity(backend);
-    let find = |made: &mut Vec<(usize, Weak<Reliable>)>| {
+    let find = |made: &mut Vec<(Identity, Weak<Reliable>)>| {
         made.retain(|(_, layer)| layer.strong_count() > 0);
         let (_, layer) = made.iter().find(|(made_for, _)| *made_for == id)?;
         layer.upgrade()
@@ -107,11 +107,9 @@ pub(crate) fn reliable(backend: &Arc<dyn Backend>, config: ReliabilityConfig) ->
 }
 
 /// What tells one backend instance from another: its own
-/// [`Backend::identity`], else the address its `Arc` points to.
-fn identity(backend: &Arc<dyn Backend>) -> usize {
-    backend
-        .identity()
-        .unwrap_or_else(|| Arc::as_ptr(backend).cast::<()>().addr())
+/// [`Backend::identity`], else its `Arc`.
+fn identity(backend: &Arc<dyn Backend>) -> Identity {
+    backend.identity().unwrap_or_else(|| Identity::of(backend))
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

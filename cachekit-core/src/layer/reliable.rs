@@ -13,7 +13,9 @@ use super::breaker::Breaker;
 use super::deadline::Deadline;
 use super::retry::Retry;
 use crate::throttle::Throttle;
-use crate::{Backend, Capabilities, KeyTtl, Lock, LockToken, Result, Touch, TtlInspect};
+use crate::{
+    Backend, Capabilities, Error, Identity, KeyTtl, Lock, LockToken, Result, Touch, TtlInspect,
+};
 
 /// A backend behind the layer: each operation passes the breaker, runs
 /// within the deadline, and is retried (when idempotent, and the backend
@@ -35,11 +37,6 @@ pub(crate) struct Reliable {
 impl Reliable {
     pub(super) fn new(inner: Arc<dyn Backend>, config: ReliabilityConfig) -> Self {
         let name = inner.name();
-        let retry =
-            (!inner.retries_itself()).then(|| Retry::new(config.retries, config.retry_backoff));
-        // A backend's own bound covers one attempt: with retries on top, the
-        // layer keeps its timer, so that they stop at the deadline.
-        let own_bound = inner.operation_timeout().filter(|_| retry.is_none());
         Reliable {
             capabilities: inner.capabilities(),
             breaker: Breaker::new(
@@ -49,8 +46,9 @@ impl Reliable {
                 config.probes,
                 inner.failure_domains(),
             ),
-            deadline: Deadline::new(name, config.timeout, own_bound),
-            retry,
+            deadline: Deadline::new(name, config.timeout, inner.operation_timeout()),
+            retry: (!inner.retries_itself())
+                .then(|| Retry::new(config.retries, config.retry_backoff)),
             throttle: Throttle::new(),
             inner,
         }
@@ -61,12 +59,14 @@ impl Reliable {
         &self.inner
     }
 
-    /// Runs `attempt` (an operation of the backend) through the layer; it
-    /// is tried again only if `idempotent`. Generic, so that a caller that
-    /// knows this type pays no boxed future of the layer's own.
+    /// Runs `attempt` (an operation of the backend on `key`, if on one
+    /// key) through the layer; it is tried again only if `idempotent`.
+    /// Generic, so that a caller that knows this type pays no boxed future
+    /// of the layer's own.
     pub(crate) async fn call<T, F, Fut>(
         &self,
         operation: &'static str,
+        key: Option<&str>,
         idempotent: bool,
         mut attempt: F,
     ) -> Result<T>
@@ -76,22 +76,35 @@ impl Reliable {
     {
         // Held across the await: a probe dropped before its answer frees its slot.
         let probe = self.breaker.admit()?;
-        let result = self
-            .deadline
-            .bound(operation, async {
-                match &self.retry {
-                    Some(retry) if idempotent => {
-                        let deadline = Instant::now()
-                            .checked_add(self.deadline.timeout())
-                            .unwrap_or_else(far_future);
-                        retry.run(deadline, attempt).await
-                    }
-                    _ => attempt().await,
-                }
-            })
-            .await;
+        let result = match &self.retry {
+            Some(retry) if idempotent => {
+                let deadline = Instant::now()
+                    .checked_add(self.deadline.timeout())
+                    .unwrap_or_else(far_future);
+                retry
+                    .run(deadline, || {
+                        self.deadline.until(deadline, operation, attempt())
+                    })
+                    .await
+            }
+            _ => self.deadline.bound(operation, attempt()).await,
+        };
+        let result = result.map_err(|error| self.place(error, key));
         self.breaker.record(&result, probe.is_some());
         result
+    }
+
+    /// `error`, charged to the failure domain that serves `key` when the
+    /// backend has several and did not say which one failed (the layer's
+    /// own timeout never does).
+    fn place(&self, error: Error, key: Option<&str>) -> Error {
+        match key {
+            Some(key) if error.domain().is_none() && self.inner.failure_domains() > 1 => {
+                let domain = self.inner.failure_domain(key);
+                error.in_domain(domain)
+            }
+            _ => error,
+        }
     }
 }
 
@@ -111,20 +124,27 @@ impl Backend for Reliable {
     }
 
     async fn get(&self, key: &str) -> Result<Option<Bytes>> {
-        self.call("get", true, || self.inner.get(key)).await
-    }
-
-    async fn set(&self, key: &str, value: Bytes, ttl: Option<Duration>) -> Result<()> {
-        self.call("set", true, || self.inner.set(key, value.clone(), ttl))
+        self.call("get", Some(key), true, || self.inner.get(key))
             .await
     }
 
+    async fn set(&self, key: &str, value: Bytes, ttl: Option<Duration>) -> Result<()> {
+        self.call("set", Some(key), true, || {
+            self.inner.set(key, value.clone(), ttl)
+        })
+        .await
+    }
+
+    /// Retried: an invalidation that did not happen leaves a stale entry,
+    /// while a retry after a lost answer at worst reports `false`.
     async fn delete(&self, key: &str) -> Result<bool> {
-        self.call("delete", true, || self.inner.delete(key)).await
+        self.call("delete", Some(key), true, || self.inner.delete(key))
+            .await
     }
 
     async fn exists(&self, key: &str) -> Result<bool> {
-        self.call("exists", true, || self.inner.exists(key)).await
+        self.call("exists", Some(key), true, || self.inner.exists(key))
+            .await
     }
 
     async fn health(&self) -> Result<()> {
@@ -133,12 +153,12 @@ impl Backend for Reliable {
     }
 
     async fn get_many(&self, keys: &[&str]) -> Result<Vec<Option<Bytes>>> {
-        self.call("get_many", true, || self.inner.get_many(keys))
+        self.call("get_many", None, true, || self.inner.get_many(keys))
             .await
     }
 
     async fn set_many(&self, entries: &[(&str, Bytes)], ttl: Option<Duration>) -> Result<()> {
-        self.call("set_many", true, || self.inner.set_many(entries, ttl))
+        self.call("set_many", None, true, || self.inner.set_many(entries, ttl))
             .await
     }
 
@@ -156,8 +176,12 @@ impl Backend for Reliable {
         self.inner.failure_domains()
     }
 
+    fn failure_domain(&self, key: &str) -> usize {
+        self.inner.failure_domain(key)
+    }
+
     /// The backend's: the layer over it stands for it.
-    fn identity(&self) -> Option<usize> {
+    fn identity(&self) -> Option<Identity> {
         Some(super::identity(&self.inner))
     }
 
@@ -181,7 +205,7 @@ impl TtlInspect for Reliable {
             .inner
             .as_ttl_inspect()
             .expect("offered only when the backend has it");
-        self.call("ttl", true, || inspect.ttl(key)).await
+        self.call("ttl", Some(key), true, || inspect.ttl(key)).await
     }
 }
 
@@ -192,7 +216,8 @@ impl Touch for Reliable {
             .inner
             .as_touch()
             .expect("offered only when the backend has it");
-        self.call("touch", true, || touch.touch(key, ttl)).await
+        self.call("touch", Some(key), true, || touch.touch(key, ttl))
+            .await
     }
 }
 
@@ -205,14 +230,18 @@ impl Lock for Reliable {
             .inner
             .as_lock()
             .expect("offered only when the backend has it");
-        self.call("lock", false, || lock.try_lock(key, lease)).await
+        self.call("lock", Some(key), false, || lock.try_lock(key, lease))
+            .await
     }
 
+    /// Not retried either: an answer lost after the lock was released
+    /// would make the retry report it lost.
     async fn unlock(&self, key: &str, token: &LockToken) -> Result<bool> {
         let lock = self
             .inner
             .as_lock()
             .expect("offered only when the backend has it");
-        self.call("unlock", true, || lock.unlock(key, token)).await
+        self.call("unlock", Some(key), false, || lock.unlock(key, token))
+            .await
     }
 }

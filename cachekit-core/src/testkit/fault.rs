@@ -8,7 +8,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use crate::{Backend, Capabilities, Error, Result};
+use crate::{Backend, Capabilities, Error, Identity, Result};
 
 /// Exposes only the required operations of the backend it wraps: no TTL
 /// inspection, no touch, no lock (like Memcached's lack of a lock).
@@ -118,8 +118,8 @@ impl<B: Backend> Backend for FaultyBackend<B> {
         "faulty"
     }
 
-    fn identity(&self) -> Option<usize> {
-        Some(Arc::as_ptr(&self.fault).addr())
+    fn identity(&self) -> Option<Identity> {
+        Some(Identity::of(&self.fault))
     }
 
     fn capabilities(&self) -> Capabilities {
