@@ -182,11 +182,16 @@ impl State {
             Some(current) if current.generation == generation => Ok(Arc::clone(&current.built)),
             _ => {
                 let built = Arc::new(function.build(self.self_type, Some(backend))?);
-                *scoped = Some(Scoped {
-                    generation,
-                    built: Arc::clone(&built),
-                    l1_hits_before: self.l1_hits.load(Ordering::Relaxed),
-                });
+                // Kept only while its scope is in force: a scope that ended
+                // meanwhile has dropped its caches (under this lock), and
+                // this one must not keep its backend alive.
+                if scope::generation() == generation {
+                    *scoped = Some(Scoped {
+                        generation,
+                        built: Arc::clone(&built),
+                        l1_hits_before: self.l1_hits.load(Ordering::Relaxed),
+                    });
+                }
                 Ok(built)
             }
         }
