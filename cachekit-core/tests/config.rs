@@ -322,7 +322,7 @@ fn reliability_settings_come_from_their_section_and_variables() {
         origin,
         ConfigOrigin::Env("CACHEKIT_RELIABILITY_PROBES".into())
     );
-    // The variable's name from before the section existed still sets it.
+    // The variable's name outside the section sets it too.
     let config: ReliabilityConfig = env(&[("CACHEKIT_OPERATION_TIMEOUT", "0.25")])
         .extract(Some("reliability"), RELIABILITY_SETTINGS)
         .unwrap();

@@ -13,7 +13,7 @@ pub const RELIABILITY_SETTINGS: &[Setting] = &[
     Setting {
         key: "reliability.timeout",
         env: "CACHEKIT_RELIABILITY_TIMEOUT",
-        // Its name before the reliability section existed.
+        // Also read under the name the setting had outside the section.
         env_aliases: &["CACHEKIT_OPERATION_TIMEOUT"],
         kind: SettingKind::Seconds {
             min: Duration::from_millis(1),
