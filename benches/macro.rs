@@ -9,8 +9,8 @@ use std::hint::black_box;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
+use cachekit::ConfigSource;
 use cachekit::backends::memcached::{MemcachedBackend, MemcachedBackendConfig};
-use cachekit::config::ConfigSource;
 use cachekit::{Cache, L1Config, MemoryBackend, cache};
 use dashmap::DashMap;
 

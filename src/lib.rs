@@ -51,7 +51,7 @@
 /// # }
 /// ```
 ///
-/// Results go to the backend the process resolves (see [`resolve`]: an
+/// Results go to the backend the process resolves (an
 /// explicit `backend = ...`, else [`set_default_backend`], else the
 /// environment such as `CACHEKIT_MEMCACHED_SERVERS`, else in-process memory),
 /// through the same path as [`Cache::try_get_or_insert_with`]: concurrent
@@ -59,7 +59,7 @@
 /// has one), and a backend outage runs the body uncached instead of failing.
 ///
 /// Backend trouble goes through the backend's reliability layer (see
-/// [`layer`]): one circuit breaker for every cached function over a
+/// [`ReliabilityLayer`]): one circuit breaker for every cached function over a
 /// backend. Tests can re-point every cached function at a backend of their
 /// choice with [`testing::scoped_backend`].
 ///
@@ -182,10 +182,10 @@
 pub use cachekit_macros::cache;
 
 pub use cachekit_core::{
-    Backend, Bytes, Cache, CacheBuilder, CacheStats, Capabilities, Capability, ConfigOrigin, Error,
-    Identity, KeyTtl, L1Config, Lock, LockGuard, LockToken, MemoryBackend, ReliabilityConfig,
-    Result, Touch, TtlInspect, async_trait, cached_fn, clear_default_backend, codec, config, init,
-    key, layer, resolve, set_default_backend, testing,
+    Backend, Cache, CacheBuilder, CacheStats, Capabilities, Capability, CircuitOpen, ConfigOrigin,
+    ConfigSource, Error, KeyTtl, L1Config, LockGuard, LockToken, MemoryBackend, ReliabilityConfig,
+    ReliabilityLayer, Result, backend, clear_default_backend, init, key, set_default_backend,
+    testing,
 };
 
 /// The backends, each behind its cargo feature. Naming one whose feature is
@@ -214,7 +214,7 @@ pub mod backends {
 /// Paths the code `#[cache]` generates relies on; not a public API.
 #[doc(hidden)]
 pub mod __private {
-    pub use cachekit_core::cached_fn::{
+    pub use cachekit_core::__private::{
         CacheAll, CacheOk, CacheSome, CachedFn, FnSpec, IntoBackend, WithL1, WithoutL1,
         check_l1_value,
     };
@@ -225,7 +225,7 @@ pub mod __private {
 mod disabled_backends {
     #[cfg(not(feature = "memcached"))]
     inventory::submit! {
-        cachekit_core::resolve::BackendFactory {
+        cachekit_core::backend::BackendFactory {
             name: "memcached",
             feature: "memcached",
             selecting_vars: &["CACHEKIT_MEMCACHED_SERVERS"],
@@ -235,7 +235,7 @@ mod disabled_backends {
 
     #[cfg(not(feature = "redis"))]
     inventory::submit! {
-        cachekit_core::resolve::BackendFactory {
+        cachekit_core::backend::BackendFactory {
             name: "redis",
             feature: "redis",
             selecting_vars: &["CACHEKIT_REDIS_URL", "REDIS_URL"],
@@ -245,7 +245,7 @@ mod disabled_backends {
 
     #[cfg(not(feature = "file"))]
     inventory::submit! {
-        cachekit_core::resolve::BackendFactory {
+        cachekit_core::backend::BackendFactory {
             name: "file",
             feature: "file",
             selecting_vars: &["CACHEKIT_FILE_CACHE_DIR"],

@@ -2,7 +2,7 @@
 //! one by configuration says which feature to enable. `cargo xtask test` runs
 //! this file with `--no-default-features` as well, where all three are off.
 
-use cachekit::config::ConfigSource;
+use cachekit::ConfigSource;
 use cachekit::{Cache, Error};
 
 fn build_with(vars: &[(&str, &str)]) -> cachekit::Result<Cache> {

@@ -13,7 +13,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use cachekit::{Backend, MemoryBackend, cache};
-use cachekit_core::testkit::{Fault, FaultyBackend};
+use cachekit_core::backend::testkit::{Fault, FaultyBackend};
 
 /// Set in a child to the name of the test it runs.
 const CHILD: &str = "CACHEKIT_TEST_CHILD";

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use cachekit::backends::memcached::{MemcachedBackend, MemcachedBackendConfig};
 use cachekit::cache;
-use cachekit_core::testkit::ServerProcess;
+use cachekit_core::backend::testkit::ServerProcess;
 use serde::{Deserialize, Serialize};
 
 /// Set in a child process to the server's address.

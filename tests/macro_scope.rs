@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use cachekit::backends::memcached::{MemcachedBackend, MemcachedBackendConfig};
 use cachekit::testing::scoped_backend;
 use cachekit::{Backend, MemoryBackend, cache};
-use cachekit_core::testkit::{Fault, FaultyBackend, ServerProcess};
+use cachekit_core::backend::testkit::{Fault, FaultyBackend, ServerProcess};
 
 static RUNS: AtomicUsize = AtomicUsize::new(0);
 

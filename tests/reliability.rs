@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use cachekit::backends::memcached::{MemcachedBackend, MemcachedBackendConfig};
 use cachekit::cache;
 use cachekit::testing::scoped_backend;
-use cachekit_core::testkit::SilentServer;
+use cachekit_core::backend::testkit::SilentServer;
 
 /// Twenty cached functions, and a way to call the `i`th.
 macro_rules! functions {

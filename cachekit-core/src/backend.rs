@@ -1,20 +1,40 @@
-//! The `Backend` trait every storage tier implements, and its optional capabilities.
+//! For backend authors: the [`Backend`] trait every storage tier
+//! implements and its optional capabilities ([`TtlInspect`], [`Touch`],
+//! [`Lock`]), the [`Capabilities`] a backend declares, the [`Error`]s it
+//! returns and their constructors, the settings metadata its configuration
+//! declares ([`Setting`], read from a [`ConfigSource`]), key validation,
+//! registration with configuration ([`BackendFactory`]), and, with the
+//! `testkit` feature, the [`testkit`] (conformance trials, fault injection,
+//! real servers on loopback).
+//!
+//! Users of cachekit need none of this beyond [`Backend`] itself, which the
+//! crate root exports.
 
 use std::any::TypeId;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
-use bytes::Bytes;
+pub use crate::capability::{Capabilities, Capability};
+pub use crate::config::{CORE_SETTINGS, ConfigSource, Setting, SettingKind, seconds};
+pub use crate::error::{BoxError, Error, Result};
+pub use crate::key::{MAX_KEY_LEN, validate as validate_key};
+pub use crate::layer::RELIABILITY_SETTINGS;
+pub use crate::redact::redact_url;
+pub use crate::resolve::{BackendFactory, BuildBackend};
+pub use async_trait::async_trait;
+pub use bytes::Bytes;
 
-use crate::{Capabilities, Result};
+/// The test kit for backend crates (feature `testkit`).
+#[cfg(feature = "testkit")]
+#[path = "testkit/mod.rs"]
+pub mod testkit;
 
 /// A place where cached bytes live: in process, Memcached, Redis, a directory.
 ///
 /// Backends store opaque bytes under keys that [`Cache`](crate::Cache) has
 /// already made safe (see [`key`](crate::key)); a backend given a key directly
-/// still validates it and answers [`Error::InvalidKey`](crate::Error::InvalidKey).
+/// still validates it and answers [`Error::InvalidKey`].
 /// Optional operations are separate traits reached through the `as_*` hooks,
 /// which must agree with [`Backend::capabilities`] (the conformance suite checks).
 #[async_trait]

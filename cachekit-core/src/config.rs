@@ -10,6 +10,7 @@
 //! reads the same declarations.
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -19,12 +20,13 @@ use figment::{Figment, Metadata, Profile, Provider, Source};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use crate::redact::redact_url;
 use crate::{ConfigOrigin, Error, Result};
 
 /// The variable that names the config file.
-pub const CONFIG_FILE_VAR: &str = "CACHEKIT_CONFIG";
+pub(crate) const CONFIG_FILE_VAR: &str = "CACHEKIT_CONFIG";
 /// The config file read from the working directory when `CACHEKIT_CONFIG` is unset.
-pub const DEFAULT_CONFIG_FILE: &str = "cachekit.toml";
+pub(crate) const DEFAULT_CONFIG_FILE: &str = "cachekit.toml";
 /// How figment names the environment provider in metadata.
 const ENV_PROVIDER: &str = "cachekit environment";
 
@@ -199,11 +201,28 @@ impl Default for CoreSettings {
 }
 
 /// Where settings come from: an optional config file and a snapshot of the
-/// environment. Backends read their own section from it.
-#[derive(Debug, Clone)]
+/// environment. Backends read their own section from it. Its `Debug` shows
+/// the file and the names of the `CACHEKIT_` variables, never a value (the
+/// environment holds secrets).
+#[derive(Clone)]
 pub struct ConfigSource {
     file: Option<PathBuf>,
     vars: BTreeMap<String, String>,
+}
+
+impl fmt::Debug for ConfigSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names: Vec<&str> = self
+            .vars
+            .keys()
+            .map(String::as_str)
+            .filter(|name| name.starts_with("CACHEKIT_"))
+            .collect();
+        f.debug_struct("ConfigSource")
+            .field("file", &self.file)
+            .field("variables", &names)
+            .finish_non_exhaustive()
+    }
 }
 
 impl ConfigSource {
@@ -342,7 +361,7 @@ impl ConfigSource {
                 return Err(Error::Config {
                     setting: setting.key.into(),
                     origin: ConfigOrigin::Env(name.into()),
-                    reason: format!("{reason} (value {raw:?})"),
+                    reason: format!("{reason} (value {:?})", redact_url(raw)),
                 });
             }
         }
@@ -365,7 +384,7 @@ impl ConfigSource {
                 // The value as written, which a float may not show exactly.
                 let reason = match self.setting_var(setting) {
                     Some((_, raw)) if matches!(origin, ConfigOrigin::Env(_)) => {
-                        format!("{reason} (value {raw:?})")
+                        format!("{reason} (value {:?})", redact_url(raw))
                     }
                     _ => reason,
                 };

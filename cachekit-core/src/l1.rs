@@ -20,6 +20,27 @@ pub struct L1Config {
     pub max_ttl: Duration,
 }
 
+/// Builder-style setters, one per field.
+impl L1Config {
+    /// Sets [`max_entries`](Self::max_entries).
+    pub fn max_entries(mut self, max_entries: usize) -> Self {
+        self.max_entries = max_entries;
+        self
+    }
+
+    /// Sets [`max_bytes`](Self::max_bytes).
+    pub fn max_bytes(mut self, max_bytes: usize) -> Self {
+        self.max_bytes = max_bytes;
+        self
+    }
+
+    /// Sets [`max_ttl`](Self::max_ttl).
+    pub fn max_ttl(mut self, max_ttl: Duration) -> Self {
+        self.max_ttl = max_ttl;
+        self
+    }
+}
+
 impl Default for L1Config {
     fn default() -> Self {
         L1Config {

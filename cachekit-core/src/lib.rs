@@ -1,45 +1,59 @@
-//! The cachekit framework: the [`Backend`] trait and its optional
-//! capabilities, the codec, safe keys, the in-process L1 tier, single-flight,
-//! backend resolution, configuration and the [`Cache`] handle.
+//! The cachekit framework under the `cachekit` facade: the [`Cache`]
+//! handle and its builder, the in-process [`MemoryBackend`], configuration,
+//! the reliability layer and the runtime of `#[cache]`.
 //!
-//! Users depend on the `cachekit` facade crate, which re-exports this one and
-//! adds the backends selected by its cargo features.
+//! Users depend on the `cachekit` facade crate, which re-exports the user
+//! API below and adds the backends selected by its cargo features. Backend
+//! authors implement [`Backend`] with what the [`backend`] module gathers.
 
-mod backend;
+pub mod backend;
 mod blocking;
 mod cache;
-pub mod cached_fn;
+mod cached_fn;
 mod capability;
-pub mod codec;
-pub mod config;
+mod codec;
+mod config;
 mod error;
 mod flight;
 pub mod key;
 mod l1;
-pub mod layer;
+mod layer;
 mod lock_guard;
 mod memory;
-pub mod resolve;
+mod redact;
+mod resolve;
 mod stats;
 mod store;
 pub mod testing;
-#[cfg(feature = "testkit")]
-pub mod testkit;
 mod throttle;
 
-pub use backend::{Backend, Identity, KeyTtl, Lock, LockToken, Touch, TtlInspect};
+pub use backend::{Backend, KeyTtl, LockToken};
+pub(crate) use backend::{Identity, Lock, Touch, TtlInspect};
 pub use cache::{Cache, CacheBuilder};
 pub use cached_fn::init;
 pub use capability::{Capabilities, Capability};
-pub use error::{BoxError, ConfigOrigin, Error, Result};
+pub use config::ConfigSource;
+pub use error::{ConfigOrigin, Error, Result};
 pub use l1::L1Config;
-pub use layer::ReliabilityConfig;
+pub use layer::{CircuitOpen, ReliabilityConfig, ReliabilityLayer};
 pub use lock_guard::LockGuard;
 pub use memory::MemoryBackend;
 pub use resolve::{clear_default_backend, set_default_backend};
 pub use stats::CacheStats;
 
-/// Re-exported for backend crates, so they implement [`Backend`] against the
-/// same versions of these crates as the core.
-pub use async_trait::async_trait;
-pub use bytes::Bytes;
+/// What the code `#[cache]` generates, and this workspace's own tests and
+/// tools, reach inside the core; not an API.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::cached_fn::{
+        CacheAll, CacheOk, CacheSome, CachedFn, Call, FnSpec, IntoBackend, Kept, KeyArg, KeySelf,
+        L1Mode, L1Value, ReturnPolicy, WithL1, WithoutL1, check_l1_value,
+    };
+    pub use crate::config::CoreSettings;
+    pub use crate::resolve::{Resolved, ResolvedFrom, default_backend, factories, resolve_with};
+
+    /// The stored entry's envelope, for tests that forge entries.
+    pub mod codec {
+        pub use crate::codec::*;
+    }
+}

@@ -120,11 +120,14 @@ pub struct Resolved {
 }
 
 /// Resolves with this process's default and registered factories.
-pub fn resolve(explicit: Option<Arc<dyn Backend>>, config: &ConfigSource) -> Result<Resolved> {
+pub(crate) fn resolve(
+    explicit: Option<Arc<dyn Backend>>,
+    config: &ConfigSource,
+) -> Result<Resolved> {
     resolve_with(explicit, default_backend(), config, &factories())
 }
 
-/// Resolution over explicit inputs; [`resolve`] fills them from the process.
+/// Resolution over explicit inputs; `resolve` fills them from the process.
 pub fn resolve_with(
     explicit: Option<Arc<dyn Backend>>,
     process_default: Option<Arc<dyn Backend>>,

@@ -6,11 +6,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use cachekit_core::config::ConfigSource;
-use cachekit_core::layer::ReliabilityLayer;
-use cachekit_core::testkit::{Fault, FaultyBackend, PlainBackend};
+use cachekit_core::ConfigSource;
+use cachekit_core::ReliabilityLayer;
+use cachekit_core::backend::Bytes;
+use cachekit_core::backend::testkit::{Fault, FaultyBackend, PlainBackend};
 use cachekit_core::{
-    Backend, Bytes, Cache, Capability, Error, KeyTtl, L1Config, MemoryBackend, ReliabilityConfig,
+    Backend, Cache, Capability, Error, KeyTtl, L1Config, MemoryBackend, ReliabilityConfig,
 };
 use serde::{Deserialize, Serialize};
 
@@ -464,7 +465,7 @@ async fn ttls_and_leases_beyond_the_clock_do_not_panic() {
 #[derive(Debug)]
 struct ShortKeys(MemoryBackend);
 
-#[cachekit_core::async_trait]
+#[cachekit_core::backend::async_trait]
 impl Backend for ShortKeys {
     fn name(&self) -> &'static str {
         "short-keys"

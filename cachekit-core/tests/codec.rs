@@ -9,8 +9,8 @@
 use std::collections::{BTreeMap, HashMap};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-use cachekit_core::Bytes;
-use cachekit_core::codec::{self, HEADER_LEN};
+use cachekit_core::__private::codec::{self, HEADER_LEN};
+use cachekit_core::backend::Bytes;
 use proptest::prelude::*;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};

@@ -5,8 +5,8 @@
 
 #![cfg(target_os = "linux")]
 
-use cachekit_core::Bytes;
-use cachekit_core::codec::{self, HEADER_LEN};
+use cachekit_core::__private::codec::{self, HEADER_LEN};
+use cachekit_core::backend::Bytes;
 use serde::{Deserialize, Serialize};
 
 /// A kibibyte of payload in memory, from one byte (its variant's index) on

@@ -4,9 +4,13 @@
 use std::io::Write;
 use std::time::Duration;
 
-use cachekit_core::config::{CORE_SETTINGS, ConfigSource, CoreSettings, SettingKind};
-use cachekit_core::layer::{RELIABILITY_SETTINGS, ReliabilityConfig};
-use cachekit_core::{ConfigOrigin, Error};
+use cachekit_core::__private::CoreSettings;
+use cachekit_core::ConfigSource;
+use cachekit_core::ReliabilityConfig;
+use cachekit_core::backend::CORE_SETTINGS;
+use cachekit_core::backend::RELIABILITY_SETTINGS;
+use cachekit_core::backend::SettingKind;
+use cachekit_core::{ConfigOrigin, Error, L1Config};
 
 fn file(contents: &str) -> tempfile::NamedTempFile {
     let mut file = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
@@ -332,4 +336,56 @@ fn reliability_settings_come_from_their_section_and_variables() {
             assert!(setting.check(number).is_ok(), "{}", setting.key);
         }
     }
+}
+
+#[test]
+fn config_structs_have_a_setter_per_field() {
+    let reliability = ReliabilityConfig::default()
+        .timeout(Duration::from_millis(100))
+        .retries(1)
+        .retry_backoff(Duration::from_millis(2))
+        .failure_threshold(3)
+        .cool_down(Duration::from_secs(1))
+        .probes(2);
+    assert_eq!(
+        reliability,
+        ReliabilityConfig {
+            timeout: Duration::from_millis(100),
+            retries: 1,
+            retry_backoff: Duration::from_millis(2),
+            failure_threshold: 3,
+            cool_down: Duration::from_secs(1),
+            probes: 2,
+        }
+    );
+    let l1 = L1Config::default()
+        .max_entries(5)
+        .max_bytes(1 << 10)
+        .max_ttl(Duration::from_secs(3));
+    assert_eq!(
+        l1,
+        L1Config {
+            max_entries: 5,
+            max_bytes: 1 << 10,
+            max_ttl: Duration::from_secs(3),
+        }
+    );
+}
+
+#[test]
+fn secrets_never_appear_in_debug_or_error_text() {
+    let source = env(&[
+        ("CACHEKIT_REDIS_URL", "redis://app:s3cret@cache:6379"),
+        ("CACHEKIT_L1_TTL", "redis://app:s3cret@cache:6379"),
+    ]);
+    let shown = format!("{source:?}");
+    assert!(shown.contains("CACHEKIT_REDIS_URL"), "{shown}");
+    assert!(!shown.contains("s3cret"), "{shown}");
+    let error = source
+        .extract::<CoreSettings>(None, CORE_SETTINGS)
+        .expect_err("a URL is no number of seconds");
+    let text = error.to_string();
+    assert!(text.contains("redis://app:***@cache:6379"), "{text}");
+    assert!(!text.contains("s3cret"), "{text}");
+    assert!(!format!("{error:?}").contains("s3cret"));
 }

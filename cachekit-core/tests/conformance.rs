@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use cachekit_core::MemoryBackend;
-use cachekit_core::testkit::{PlainBackend, conformance};
+use cachekit_core::backend::testkit::{PlainBackend, conformance};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn memory_backend_conforms() {

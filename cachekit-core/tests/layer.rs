@@ -6,11 +6,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::Duration;
 
-use cachekit_core::config::ConfigSource;
-use cachekit_core::layer::{CircuitOpen, ReliabilityConfig, ReliabilityLayer};
-use cachekit_core::{
-    Backend, Bytes, Cache, Capabilities, Error, Lock, LockToken, MemoryBackend, Result, async_trait,
-};
+use cachekit_core::ConfigSource;
+use cachekit_core::backend::{Bytes, Lock, async_trait};
+use cachekit_core::{Backend, Cache, Capabilities, Error, LockToken, MemoryBackend, Result};
+use cachekit_core::{CircuitOpen, ReliabilityConfig, ReliabilityLayer};
 
 /// The in-memory backend, failing its next `failures` operations (with a
 /// temporary error), and counting every operation it is asked.

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use cachekit_core::config::ConfigSource;
+use cachekit_core::ConfigSource;
 use cachekit_core::{Backend, Cache, MemoryBackend};
 use tokio::time::Instant;
 

@@ -4,9 +4,10 @@
 use std::io::Write;
 use std::sync::Arc;
 
-use cachekit_core::config::ConfigSource;
-use cachekit_core::resolve::{BackendFactory, ResolvedFrom, resolve_with};
-use cachekit_core::testkit::PlainBackend;
+use cachekit_core::__private::{ResolvedFrom, resolve_with};
+use cachekit_core::ConfigSource;
+use cachekit_core::backend::BackendFactory;
+use cachekit_core::backend::testkit::PlainBackend;
 use cachekit_core::{Backend, Cache, ConfigOrigin, Error, MemoryBackend};
 
 static MEMORY: BackendFactory = BackendFactory {

@@ -5,8 +5,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use cachekit_core::config::ConfigSource;
-use cachekit_core::testkit::PlainBackend;
+use cachekit_core::ConfigSource;
+use cachekit_core::backend::testkit::PlainBackend;
 use cachekit_core::{Backend, Cache, CacheStats, L1Config, MemoryBackend};
 
 fn backends() -> [Arc<dyn Backend>; 2] {

@@ -9,9 +9,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use cachekit_core::cached_fn::{CacheAll, CachedFn, FnSpec, WithoutL1};
-use cachekit_core::config::ConfigSource;
-use cachekit_core::{Backend, Bytes, Cache, codec, key};
+use cachekit_core::__private::codec;
+use cachekit_core::__private::{CacheAll, CachedFn, FnSpec, WithoutL1};
+use cachekit_core::ConfigSource;
+use cachekit_core::backend::Bytes;
+use cachekit_core::{Backend, Cache, key};
 use cachekit_memcached::{MemcachedBackend, MemcachedBackendConfig};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;

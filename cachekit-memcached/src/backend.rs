@@ -9,8 +9,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use cachekit_core::config::ConfigSource;
-use cachekit_core::{Backend, Capabilities, Error, Identity, Result, Touch, key};
+use cachekit_core::ConfigSource;
+use cachekit_core::backend::{
+    Backend, Capabilities, Error, Identity, MAX_KEY_LEN, Result, Touch, validate_key,
+};
 use tokio::time::{Instant, timeout_at};
 
 use crate::config::MemcachedBackendConfig;
@@ -37,7 +39,7 @@ pub const MAX_TTL: Duration = Duration::from_secs(30 * 24 * 60 * 60);
 const ITEM_OVERHEAD: usize = 59;
 
 /// The largest value the backend sends with items of `max_item_size` bytes:
-/// the item size less the longest wire key ([`key::MAX_KEY_LEN`], key prefix
+/// the item size less the longest wire key ([`MAX_KEY_LEN`], key prefix
 /// included) and [`ITEM_OVERHEAD`]; 0 if the item size is smaller than that.
 ///
 /// The same for every key, so that one limit, declared in the capabilities,
@@ -45,13 +47,13 @@ const ITEM_OVERHEAD: usize = 59;
 /// a value over it is refused before sending (memcached would refuse it,
 /// and drop the key's previous value, for some keys).
 const fn max_value_size(max_item_size: usize) -> usize {
-    max_item_size.saturating_sub(key::MAX_KEY_LEN + ITEM_OVERHEAD)
+    max_item_size.saturating_sub(MAX_KEY_LEN + ITEM_OVERHEAD)
 }
 
 /// A shared, volatile cache over one or more memcached servers (>= 1.6, meta
 /// protocol). Keys are placed by rendezvous hashing over the live servers;
 /// each server has a pool of pipelined connections. A server failing
-/// `retry_attempts` times in a row leaves the ring for `dead_time`.
+/// `eject_after` times in a row leaves the ring for `dead_time`.
 ///
 /// No locking and no TTL inspection: [`Cache::lock`](cachekit_core::Cache::lock)
 /// and [`Cache::ttl`](cachekit_core::Cache::ttl) return `Error::Unsupported`,
@@ -90,7 +92,7 @@ impl MemcachedBackend {
         shared: true,
         max_ttl: Some(MAX_TTL),
         max_value_size: Some(max_value_size(1 << 20)),
-        max_key_len: key::MAX_KEY_LEN,
+        max_key_len: MAX_KEY_LEN,
     };
 
     /// A backend for `config`, validated; connections open on first use.
@@ -105,7 +107,7 @@ impl MemcachedBackend {
         let max_value_size = max_value_size(config.max_item_size);
         let capabilities = Capabilities {
             max_value_size: Some(max_value_size),
-            max_key_len: key::MAX_KEY_LEN - config.key_prefix.len(),
+            max_key_len: MAX_KEY_LEN - config.key_prefix.len(),
             ..Self::CAPABILITIES
         };
         Ok(MemcachedBackend {
@@ -169,7 +171,7 @@ impl MemcachedBackend {
 
     /// Validates `key` and puts the prefix in front of it.
     fn wire_key<'k>(&self, key: &'k str) -> Result<Cow<'k, str>> {
-        key::validate(key, self.inner.capabilities.max_key_len)?;
+        validate_key(key, self.inner.capabilities.max_key_len)?;
         Ok(match self.inner.config.key_prefix.as_str() {
             "" => Cow::Borrowed(key),
             prefix => Cow::Owned(format!("{prefix}{key}")),

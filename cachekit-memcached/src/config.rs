@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use cachekit_core::config::{ConfigSource, Setting, SettingKind, seconds};
+use cachekit_core::backend::{ConfigSource, Setting, SettingKind, seconds};
 use cachekit_core::{ConfigOrigin, Error, Result, key};
 use serde::{Deserialize, Deserializer, Serialize};
 
@@ -53,7 +53,15 @@ pub const SETTINGS: &[Setting] = &[
         env_aliases: &[],
         kind: SettingKind::Integer { min: 0, max: 10 },
         default: "2",
-        description: "Retries of a failed operation, and consecutive failures after which a server is ejected.",
+        description: "Retries of a failed operation (each on the key's server then: another one once the failing one is ejected).",
+    },
+    Setting {
+        key: "memcached.eject_after",
+        env: "CACHEKIT_MEMCACHED_EJECT_AFTER",
+        env_aliases: &[],
+        kind: SettingKind::Integer { min: 1, max: 100 },
+        default: "2",
+        description: "Consecutive failures after which a server leaves the ring for dead_time.",
     },
     Setting {
         key: "memcached.key_prefix",
@@ -105,9 +113,12 @@ pub struct MemcachedBackendConfig {
     /// Most connections per server (default 10). Connections open as load
     /// needs them: a new one once each open one has 32 requests in flight.
     pub max_pool_size: usize,
-    /// Retries of a failed operation, and consecutive failures after which a
-    /// server is ejected from the ring (default 2).
+    /// Retries of a failed operation (default 2), each on the key's server
+    /// then: another one once the failing one is ejected.
     pub retry_attempts: u32,
+    /// Consecutive failures after which a server leaves the ring for
+    /// `dead_time` (default 2).
+    pub eject_after: u32,
     /// Prefix put in front of every key on the wire (default none).
     pub key_prefix: String,
     /// The servers' item size in bytes, memcached's `-I` (default 1 MiB,
@@ -131,10 +142,69 @@ impl Default for MemcachedBackendConfig {
             timeout: Duration::from_secs(1),
             max_pool_size: 10,
             retry_attempts: 2,
+            eject_after: 2,
             key_prefix: String::new(),
             max_item_size: 1 << 20,
             dead_time: Duration::from_secs(30),
         }
+    }
+}
+
+/// Builder-style setters, one per field: `MemcachedBackendConfig::default()
+/// .servers(["mc1:11211", "mc2:11211"]).timeout(Duration::from_millis(500))`.
+impl MemcachedBackendConfig {
+    /// Sets [`servers`](Self::servers).
+    pub fn servers<S: Into<String>>(mut self, servers: impl IntoIterator<Item = S>) -> Self {
+        self.servers = servers.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Sets [`connect_timeout`](Self::connect_timeout).
+    pub fn connect_timeout(mut self, connect_timeout: Duration) -> Self {
+        self.connect_timeout = connect_timeout;
+        self
+    }
+
+    /// Sets [`timeout`](Self::timeout).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Sets [`max_pool_size`](Self::max_pool_size).
+    pub fn max_pool_size(mut self, max_pool_size: usize) -> Self {
+        self.max_pool_size = max_pool_size;
+        self
+    }
+
+    /// Sets [`retry_attempts`](Self::retry_attempts).
+    pub fn retry_attempts(mut self, retry_attempts: u32) -> Self {
+        self.retry_attempts = retry_attempts;
+        self
+    }
+
+    /// Sets [`eject_after`](Self::eject_after).
+    pub fn eject_after(mut self, eject_after: u32) -> Self {
+        self.eject_after = eject_after;
+        self
+    }
+
+    /// Sets [`key_prefix`](Self::key_prefix).
+    pub fn key_prefix(mut self, key_prefix: impl Into<String>) -> Self {
+        self.key_prefix = key_prefix.into();
+        self
+    }
+
+    /// Sets [`max_item_size`](Self::max_item_size).
+    pub fn max_item_size(mut self, max_item_size: usize) -> Self {
+        self.max_item_size = max_item_size;
+        self
+    }
+
+    /// Sets [`dead_time`](Self::dead_time).
+    pub fn dead_time(mut self, dead_time: Duration) -> Self {
+        self.dead_time = dead_time;
+        self
     }
 }
 
@@ -173,6 +243,7 @@ impl MemcachedBackendConfig {
             ("dead_time", self.dead_time.as_secs_f64()),
             ("max_pool_size", self.max_pool_size as f64),
             ("retry_attempts", f64::from(self.retry_attempts)),
+            ("eject_after", f64::from(self.eject_after)),
             ("max_item_size", self.max_item_size as f64),
         ];
         for (field, value) in numbers {

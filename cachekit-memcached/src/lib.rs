@@ -33,7 +33,7 @@ pub use backend::{MAX_TTL, MemcachedBackend};
 pub use config::{MemcachedBackendConfig, SETTINGS};
 
 inventory::submit! {
-    cachekit_core::resolve::BackendFactory {
+    cachekit_core::backend::BackendFactory {
         name: MemcachedBackend::NAME,
         feature: "memcached",
         selecting_vars: &["CACHEKIT_MEMCACHED_SERVERS"],

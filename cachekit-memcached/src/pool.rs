@@ -177,7 +177,7 @@ impl Pool {
 mod tests {
     use std::future::Future;
 
-    use cachekit_core::testkit::{ServerProcess, SilentServer};
+    use cachekit_core::backend::testkit::{ServerProcess, SilentServer};
     use tokio::task::JoinHandle;
 
     use super::*;

@@ -15,7 +15,7 @@ pub(crate) struct Server {
     /// Its place in the server list: its failure domain in errors.
     pub(crate) index: usize,
     pub(crate) pool: Pool,
-    /// Failures in a row that eject the server (`retry_attempts`, at least 1).
+    /// Failures in a row that eject the server (`eject_after`).
     eject_after: u32,
     /// How long an ejected server stays out.
     dead_time: Duration,
@@ -37,7 +37,7 @@ impl Server {
                 config.timeout,
                 config.max_pool_size,
             ),
-            eject_after: config.retry_attempts.max(1),
+            eject_after: config.eject_after,
             dead_time: config.dead_time,
             failures: AtomicU32::new(0),
             ejected_until: AtomicU64::new(0),
@@ -64,7 +64,7 @@ impl Server {
         }
     }
 
-    /// Records a failure; after `retry_attempts` in a row the server leaves
+    /// Records a failure; after `eject_after` in a row the server leaves
     /// the ring for `dead_time`. A server back from its dead time that fails
     /// again leaves at once.
     pub(crate) fn failed(&self) {

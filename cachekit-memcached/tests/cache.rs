@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use cachekit_core::Cache;
-use cachekit_core::config::ConfigSource;
+use cachekit_core::ConfigSource;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_misses_run_the_loader_once_without_a_lock() {

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use cachekit_core::config::ConfigSource;
+use cachekit_core::ConfigSource;
 use cachekit_core::{Cache, ConfigOrigin, Error};
 use cachekit_memcached::{MemcachedBackend, MemcachedBackendConfig, SETTINGS};
 
@@ -55,6 +55,7 @@ fn every_variable_sets_its_field() {
         ("CACHEKIT_MEMCACHED_KEY_PREFIX", "myapp:"),
         ("CACHEKIT_MEMCACHED_MAX_ITEM_SIZE", "2097152"),
         ("CACHEKIT_MEMCACHED_DEAD_TIME", "3"),
+        ("CACHEKIT_MEMCACHED_EJECT_AFTER", "4"),
     ])
     .unwrap();
     assert_eq!(
@@ -65,6 +66,7 @@ fn every_variable_sets_its_field() {
             timeout: Duration::from_millis(1500),
             max_pool_size: 20,
             retry_attempts: 5,
+            eject_after: 4,
             key_prefix: "myapp:".into(),
             max_item_size: 2 << 20,
             dead_time: Duration::from_secs(3),
@@ -73,7 +75,7 @@ fn every_variable_sets_its_field() {
     let declared: Vec<&str> = SETTINGS.iter().map(|s| s.env).collect();
     assert_eq!(
         declared.len(),
-        8,
+        9,
         "a new setting needs a line in this test: {declared:?}"
     );
 }
@@ -223,7 +225,7 @@ fn a_bad_setting_is_an_error_everywhere_it_is_read_never_a_panic() {
 #[test]
 fn validation_names_the_field() {
     type Breaker = fn(&mut MemcachedBackendConfig);
-    let cases: [(Breaker, &str); 10] = [
+    let cases: [(Breaker, &str); 11] = [
         (|c| c.servers.clear(), "memcached.servers"),
         (
             |c| c.servers = vec!["mc1:11211".into(), "nope".into()],
@@ -237,6 +239,7 @@ fn validation_names_the_field() {
         (|c| c.max_pool_size = 0, "memcached.max_pool_size"),
         (|c| c.max_pool_size = 1_000_000, "memcached.max_pool_size"),
         (|c| c.retry_attempts = u32::MAX, "memcached.retry_attempts"),
+        (|c| c.eject_after = 0, "memcached.eject_after"),
         (|c| c.dead_time = Duration::MAX, "memcached.dead_time"),
         (|c| c.max_item_size = 0, "memcached.max_item_size"),
         (|c| c.key_prefix = "x".repeat(200), "memcached.key_prefix"),
@@ -272,5 +275,33 @@ fn servers_variable_alone_selects_memcached() {
     assert_eq!(
         cache.capabilities().max_ttl,
         Some(Duration::from_secs(2_592_000))
+    );
+}
+
+#[test]
+fn setters_build_what_a_literal_builds() {
+    let built = MemcachedBackendConfig::default()
+        .servers(["mc1:11211", "mc2:11211"])
+        .connect_timeout(Duration::from_millis(250))
+        .timeout(Duration::from_millis(500))
+        .max_pool_size(20)
+        .retry_attempts(1)
+        .eject_after(3)
+        .key_prefix("myapp:")
+        .max_item_size(2 << 20)
+        .dead_time(Duration::from_secs(5));
+    assert_eq!(
+        built,
+        MemcachedBackendConfig {
+            servers: vec!["mc1:11211".into(), "mc2:11211".into()],
+            connect_timeout: Duration::from_millis(250),
+            timeout: Duration::from_millis(500),
+            max_pool_size: 20,
+            retry_attempts: 1,
+            eject_after: 3,
+            key_prefix: "myapp:".into(),
+            max_item_size: 2 << 20,
+            dead_time: Duration::from_secs(5),
+        }
     );
 }

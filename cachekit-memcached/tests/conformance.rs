@@ -4,7 +4,7 @@ mod common;
 
 use std::sync::Arc;
 
-use cachekit_core::testkit::conformance;
+use cachekit_core::backend::testkit::conformance;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_server_conforms() {

@@ -9,10 +9,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
-use cachekit_core::config::ConfigSource;
-use cachekit_core::layer::{CircuitOpen, ReliabilityConfig, ReliabilityLayer};
-use cachekit_core::testkit::SilentServer;
-use cachekit_core::{Backend, Bytes, Cache, Error};
+use cachekit_core::ConfigSource;
+use cachekit_core::backend::Bytes;
+use cachekit_core::backend::testkit::SilentServer;
+use cachekit_core::{Backend, Cache, Error};
+use cachekit_core::{CircuitOpen, ReliabilityConfig, ReliabilityLayer};
 use cachekit_memcached::{MemcachedBackend, MemcachedBackendConfig};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -77,7 +78,7 @@ async fn a_server_that_stops_answering_on_an_open_connection_times_out() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_closed_port_is_unavailable_after_retries() {
-    let mut server = cachekit_core::testkit::ServerProcess::memcached();
+    let mut server = cachekit_core::backend::testkit::ServerProcess::memcached();
     let address = server.address();
     server.stop();
     let backend = MemcachedBackend::new(MemcachedBackendConfig {

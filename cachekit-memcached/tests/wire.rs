@@ -6,8 +6,9 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use cachekit_core::config::ConfigSource;
-use cachekit_core::{Backend, Bytes, Cache, Capability, Error};
+use cachekit_core::ConfigSource;
+use cachekit_core::backend::Bytes;
+use cachekit_core::{Backend, Cache, Capability, Error};
 use cachekit_memcached::MemcachedBackend;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -313,7 +314,7 @@ async fn set_many_stores_keys_spread_over_servers_and_checks_all_before_sending(
 
 #[test]
 fn registered_for_resolution() {
-    let names: Vec<&str> = cachekit_core::resolve::factories()
+    let names: Vec<&str> = cachekit_core::__private::factories()
         .iter()
         .map(|f| f.name)
         .collect();

@@ -95,7 +95,9 @@ impl CacheBuilder {
         self
     }
 
-    /// Builds the cache, resolving the backend if none was given (see [`resolve`]).
+    /// Builds the cache, resolving the backend if none was given: the
+    /// process default ([`set_default_backend`](crate::set_default_backend)),
+    /// else the one the configuration selects, else in-process memory.
     pub fn build(self) -> Result<Cache> {
         let explicit = self.backend.is_some();
         let (config, backend) = match (self.config, self.backend) {

@@ -72,7 +72,7 @@ impl Cache {
     }
 
     /// The backend under this cache, behind its reliability layer (see
-    /// [`crate::layer`]).
+    /// [`ReliabilityLayer`](crate::ReliabilityLayer)).
     pub fn backend(&self) -> &Arc<dyn Backend> {
         &self.inner.backend
     }

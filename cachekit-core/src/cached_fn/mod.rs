@@ -76,15 +76,15 @@ pub struct FnSpec {
     /// The version given in the attribute (0: none); see
     /// [`CacheBuilder::version`](crate::CacheBuilder::version).
     pub version: u32,
-    /// Which expansion of the attribute this is (its place and a number
-    /// unique in the crate). The function and its companions (`_invalidate`,
+    /// Which expansion of the attribute this is (its place and a hash of
+    /// the item's tokens). The function and its companions (`_invalidate`,
     /// `_refresh`, `_stats`) each declare a [`CachedFn`]; the ones of one
     /// expansion share their state.
     pub site: &'static str,
 }
 
 /// Builds the backend named in the attribute (`backend = ...`).
-pub type BackendFn = fn() -> Result<Arc<dyn Backend>>;
+pub(crate) type BackendFn = fn() -> Result<Arc<dyn Backend>>;
 
 /// The state of one cached function: a `static` the attribute declares.
 ///

@@ -70,7 +70,7 @@ pub const RELIABILITY_SETTINGS: &[Setting] = &[
     },
 ];
 
-/// How the reliability layer guards a backend (see [`crate::layer`]).
+/// How the reliability layer guards a backend (see [`ReliabilityLayer`](crate::ReliabilityLayer)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct ReliabilityConfig {
@@ -92,6 +92,45 @@ pub struct ReliabilityConfig {
     pub cool_down: Duration,
     /// Calls let through a half-open breaker at once (default 1).
     pub probes: u32,
+}
+
+/// Builder-style setters, one per field.
+impl ReliabilityConfig {
+    /// Sets [`timeout`](Self::timeout).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Sets [`retries`](Self::retries).
+    pub fn retries(mut self, retries: u32) -> Self {
+        self.retries = retries;
+        self
+    }
+
+    /// Sets [`retry_backoff`](Self::retry_backoff).
+    pub fn retry_backoff(mut self, retry_backoff: Duration) -> Self {
+        self.retry_backoff = retry_backoff;
+        self
+    }
+
+    /// Sets [`failure_threshold`](Self::failure_threshold).
+    pub fn failure_threshold(mut self, failure_threshold: u32) -> Self {
+        self.failure_threshold = failure_threshold;
+        self
+    }
+
+    /// Sets [`cool_down`](Self::cool_down).
+    pub fn cool_down(mut self, cool_down: Duration) -> Self {
+        self.cool_down = cool_down;
+        self
+    }
+
+    /// Sets [`probes`](Self::probes).
+    pub fn probes(mut self, probes: u32) -> Self {
+        self.probes = probes;
+        self
+    }
 }
 
 impl Default for ReliabilityConfig {

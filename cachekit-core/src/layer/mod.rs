@@ -1,30 +1,6 @@
 //! Layers: a backend wrapped in another that adds what every backend needs
 //! and none should write again (the models: tower's `Layer`, OpenDAL's
-//! layers).
-//!
-//! The reliability layer guards one backend, in this order, outermost first:
-//!
-//! 1. the circuit breaker ([`ReliabilityConfig::failure_threshold`],
-//!    `cool_down`, `probes`): skips a backend whose every failure domain
-//!    keeps failing, so cached functions run uncached at full speed;
-//! 2. the deadline ([`ReliabilityConfig::timeout`]): bounds each operation,
-//!    retries included, unless the backend bounds its own more tightly;
-//! 3. retries ([`ReliabilityConfig::retries`], `retry_backoff`): of temporary
-//!    failures of idempotent operations, jittered, never past the deadline,
-//!    unless the backend retries itself;
-//! 4. the backend.
-//!
-//! It is applied once per backend instance: every [`Cache`](crate::Cache)
-//! and cached function over one backend (the process default, the
-//! configured one, a `backend = ...`, an `Arc` or a clone given to several
-//! caches) shares one breaker, so twenty cached functions over a dead
-//! server stop calling it together, after `failure_threshold` failures in
-//! all. Two backends built apart (two `MemcachedBackend::new` calls) are
-//! two instances, with a breaker each. A cache
-//! built over a backend applies the layer with the configured settings
-//! (`[reliability]`, `CACHEKIT_RELIABILITY_*`) unless the backend has it
-//! already; to choose the settings in code, apply it yourself with
-//! [`ReliabilityLayer`] and give the caches what it returns.
+//! layers). The reliability layer is documented on [`ReliabilityLayer`].
 
 mod breaker;
 mod config;
@@ -40,12 +16,36 @@ pub(crate) use reliable::Reliable;
 
 use crate::{Backend, Identity};
 
-/// Applies the reliability layer (see the [module](self) documentation).
+/// Applies the reliability layer to a backend.
+///
+/// The reliability layer guards one backend, in this order, outermost first:
+///
+/// 1. the circuit breaker ([`ReliabilityConfig::failure_threshold`],
+///    `cool_down`, `probes`): skips a backend whose every failure domain
+///    keeps failing, so cached functions run uncached at full speed;
+/// 2. the deadline ([`ReliabilityConfig::timeout`]): bounds each operation,
+///    retries included, unless the backend bounds its own more tightly;
+/// 3. retries ([`ReliabilityConfig::retries`], `retry_backoff`): of temporary
+///    failures of idempotent operations, jittered, never past the deadline,
+///    unless the backend retries itself;
+/// 4. the backend.
+///
+/// It is applied once per backend instance: every [`Cache`](crate::Cache)
+/// and cached function over one backend (the process default, the
+/// configured one, a `backend = ...`, an `Arc` or a clone given to several
+/// caches) shares one breaker, so twenty cached functions over a dead
+/// server stop calling it together, after `failure_threshold` failures in
+/// all. Two backends built apart (two `MemcachedBackend::new` calls) are
+/// two instances, with a breaker each. A cache
+/// built over a backend applies the layer with the configured settings
+/// (`[reliability]`, `CACHEKIT_RELIABILITY_*`) unless the backend has it
+/// already; to choose the settings in code, apply it yourself with
+/// this type and give the caches what it returns.
 ///
 /// ```
 /// use std::sync::Arc;
 /// use std::time::Duration;
-/// use cachekit_core::layer::{ReliabilityConfig, ReliabilityLayer};
+/// use cachekit_core::{ReliabilityConfig, ReliabilityLayer};
 /// use cachekit_core::{Backend, Cache, MemoryBackend};
 ///
 /// # fn main() -> cachekit_core::Result<()> {

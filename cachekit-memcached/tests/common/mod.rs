@@ -6,7 +6,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use cachekit_core::testkit::ServerProcess;
+use cachekit_core::backend::testkit::ServerProcess;
 use cachekit_memcached::{MemcachedBackend, MemcachedBackendConfig};
 
 /// `n` real memcached servers on free loopback ports.

@@ -1,7 +1,7 @@
 //! Cancellation: calls dropped at any point leave the later calls matched
 //! to their own answers.
 
-use cachekit_core::testkit::ServerProcess;
+use cachekit_core::backend::testkit::ServerProcess;
 
 use super::*;
 

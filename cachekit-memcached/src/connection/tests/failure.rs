@@ -4,7 +4,7 @@
 
 use std::time::Instant;
 
-use cachekit_core::testkit::{ServerProcess, SilentServer};
+use cachekit_core::backend::testkit::{ServerProcess, SilentServer};
 
 use super::*;
 

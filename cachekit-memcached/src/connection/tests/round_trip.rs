@@ -1,7 +1,7 @@
 //! Requests and their responses: every request to a real memcached gets
 //! its own answer, alone, in batches and from many tasks at once.
 
-use cachekit_core::testkit::{ServerProcess, SilentServer};
+use cachekit_core::backend::testkit::{ServerProcess, SilentServer};
 
 use super::*;
 
