@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use cachekit::cache;
 use cachekit::{Backend, MemoryBackend};
-use cachekit_core::testkit::{Fault, FaultyBackend};
+use cachekit_core::backend::testkit::{Fault, FaultyBackend};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -581,7 +581,7 @@ fn plain_fn_with_a_non_send_error() {
 
 /// An envelope of format version 3 around `body`, with a valid checksum and
 /// any shape: what a buggy or hostile writer could store.
-fn forged(body: &[u8]) -> cachekit::Bytes {
+fn forged(body: &[u8]) -> cachekit::backend::Bytes {
     let mut envelope = b"CK\x03\x00".to_vec();
     envelope.extend_from_slice(&0_u64.to_le_bytes()); // no expiry
     envelope.extend_from_slice(&0_u32.to_le_bytes()); // checksum, below
@@ -630,7 +630,7 @@ async fn a_deeply_nested_entry_is_a_miss_in_a_cached_function_and_on_a_plain_thr
         .shared_backend(shared_backend())
         .namespace("hostile")
         .without_l1()
-        .config(cachekit::config::ConfigSource::defaults_only())
+        .config(cachekit::ConfigSource::defaults_only())
         .build()
         .unwrap();
     let read = std::thread::spawn(move || {
@@ -657,7 +657,7 @@ async fn an_entry_of_the_old_return_type_is_a_miss_after_a_deploy() {
     let cache = cachekit::Cache::builder()
         .shared_backend(shared_backend())
         .namespace("deploy")
-        .config(cachekit::config::ConfigSource::defaults_only())
+        .config(cachekit::ConfigSource::defaults_only())
         .build()
         .unwrap();
     let key = cachekit::key::for_call("label", &(3_u64,)).unwrap();
@@ -681,7 +681,7 @@ async fn a_version_breaks_with_entries_written_before() {
     let old = cachekit::Cache::builder()
         .shared_backend(shared_backend())
         .namespace("versioned")
-        .config(cachekit::config::ConfigSource::defaults_only())
+        .config(cachekit::ConfigSource::defaults_only())
         .build()
         .unwrap();
     let key = cachekit::key::for_call("versioned", &(4_u64,)).unwrap();
@@ -695,4 +695,38 @@ async fn a_version_breaks_with_entries_written_before() {
             .await
             .unwrap()
     );
+}
+
+/// One `macro_rules!` invocation writing the same tokens into two `impl`
+/// blocks, naming `Self`: two functions, never one's values for the other.
+macro_rules! tagged {
+    ($($ty:ident),*) => {$(
+        impl $ty {
+            #[cache]
+            pub(crate) fn tag(id: u64) -> String {
+                format!("{}-{id}", Self::TAG)
+            }
+        }
+    )*};
+}
+
+struct TagA;
+struct TagB;
+
+impl TagA {
+    const TAG: &str = "a";
+}
+
+impl TagB {
+    const TAG: &str = "b";
+}
+
+tagged!(TagA, TagB);
+
+#[test]
+fn identical_tokens_naming_self_in_two_impls_never_share_values() {
+    assert_eq!(TagA::tag(1), "a-1");
+    assert_eq!(TagB::tag(1), "b-1");
+    assert_eq!(TagB::tag(1), "b-1");
+    assert_eq!(TagA::tag(1), "a-1");
 }

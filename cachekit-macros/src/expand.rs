@@ -10,10 +10,10 @@
 //!
 //! [`CachedFn`]: https://docs.rs/cachekit/latest/cachekit/cached_fn/struct.CachedFn.html
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::hash::{DefaultHasher, Hash, Hasher};
 
-use proc_macro2::{Span, TokenStream};
-use quote::{format_ident, quote, quote_spanned};
+use proc_macro2::{Span, TokenStream, TokenTree};
+use quote::{ToTokens, format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::{FnArg, Ident, Pat, Signature};
 
@@ -32,11 +32,14 @@ pub(crate) fn expand(function: &Function, options: &Options, krate: &TokenStream
         .filter(|attr| attr.path().is_ident("cfg") || attr.path().is_ident("cfg_attr"))
         .collect();
     let output = &function.output;
-    let state = state(function, options, krate, next_expansion());
+    let state = state(function, options, krate);
     // A method's `Self` type tells apart the instantiations of a generic
-    // `impl` (they share the `static`); the companions are methods of the
-    // same `impl`, so `Self` is the same type there.
-    let self_type = if sig.receiver().is_some() {
+    // `impl` (they share the `static`), and the `impl` blocks one
+    // `macro_rules!` invocation writes (they share the site); the
+    // companions are methods of the same `impl`, so `Self` is the same type
+    // there. An associated function that never names `Self` behaves the
+    // same in every `impl` its tokens appear in.
+    let self_type = if sig.receiver().is_some() || names_self(item.to_token_stream()) {
         quote!(::core::any::type_name::<Self>())
     } else {
         quote!("")
@@ -139,22 +142,29 @@ fn state_ident() -> Ident {
     Ident::new("__CACHEKIT_FN", Span::mixed_site())
 }
 
-/// A number unique to this expansion among all `#[cache]` expansions of the
-/// crate being compiled: two expansions from one `macro_rules!` invocation
-/// share their file, line and column, and must not share their state.
-fn next_expansion() -> usize {
-    static EXPANSIONS: AtomicUsize = AtomicUsize::new(0);
-    EXPANSIONS.fetch_add(1, Ordering::Relaxed)
+/// Whether `tokens` name `Self` anywhere, groups included.
+fn names_self(tokens: TokenStream) -> bool {
+    tokens.into_iter().any(|token| match token {
+        TokenTree::Ident(ident) => ident == "Self",
+        TokenTree::Group(group) => names_self(group.stream()),
+        _ => false,
+    })
 }
 
-/// The `static` holding the function's cache state.
-fn state(
-    function: &Function,
-    options: &Options,
-    krate: &TokenStream,
-    expansion: usize,
-) -> TokenStream {
-    let expansion = expansion.to_string();
+/// The `static` holding the function's cache state, named by its site: the
+/// module path, the name, the attribute's place and a hash of the item's
+/// tokens. Two expansions of one `macro_rules!` invocation share the place;
+/// their tokens differ where the invocation's arguments do, and where they
+/// do not, the items behave alike (see `self_type` in [`expand`]). The site
+/// depends on the source alone, so the expansion is the same in every build.
+fn state(function: &Function, options: &Options, krate: &TokenStream) -> TokenStream {
+    let mut hasher = DefaultHasher::new();
+    function
+        .item
+        .to_token_stream()
+        .to_string()
+        .hash(&mut hasher);
+    let tokens = format!("{:016x}", hasher.finish());
     let name = function.item.sig.ident.to_string();
     let state_name = state_ident();
     let namespace = match &options.namespace {
@@ -189,7 +199,7 @@ fn state(
                 site: ::core::concat!(
                     ::core::module_path!(), "::", #name, "@",
                     ::core::file!(), ":", ::core::line!(), ":", ::core::column!(),
-                    "#", #expansion
+                    "#", #tokens
                 ),
             },
             #backend,

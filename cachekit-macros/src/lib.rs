@@ -52,3 +52,37 @@ fn facade_path() -> proc_macro2::TokenStream {
         Ok(FoundCrate::Itself) | Err(_) => quote!(::cachekit),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use quote::quote;
+
+    #[test]
+    fn the_expansion_depends_on_the_source_alone() {
+        let expand = || {
+            super::cache_impl(
+                quote!(ttl = 60),
+                quote!(
+                    async fn double(n: u64) -> u64 {
+                        n * 2
+                    }
+                ),
+            )
+            .unwrap()
+            .to_string()
+        };
+        let first = expand();
+        assert_eq!(first, expand(), "two expansions of one item differ");
+        let other = super::cache_impl(
+            quote!(ttl = 60),
+            quote!(
+                async fn double(n: u64) -> u64 {
+                    n * 3
+                }
+            ),
+        )
+        .unwrap()
+        .to_string();
+        assert_ne!(first, other, "items with other tokens get another site");
+    }
+}
