@@ -22,7 +22,9 @@ pub use crate::key::{MAX_KEY_LEN, validate as validate_key};
 pub use crate::layer::RELIABILITY_SETTINGS;
 pub use crate::redact::redact_url;
 pub use crate::resolve::{BackendFactory, BuildBackend};
+#[doc(no_inline)]
 pub use async_trait::async_trait;
+#[doc(no_inline)]
 pub use bytes::Bytes;
 
 /// The test kit for backend crates (feature `testkit`).

@@ -1,4 +1,6 @@
-//! The in-process tier in front of the backend.
+//! The in-process tier in front of the backend, in its two uses (see
+//! [`L1`]); `docs/guide.md` ("L1, the in-process tier") explains both to
+//! users.
 
 use std::time::{Duration, SystemTime};
 
@@ -53,8 +55,10 @@ impl Default for L1Config {
 
 /// Recent entries in process: a [`Cache`](crate::Cache) keeps verified
 /// payloads (envelope stripped) under backend keys; cached functions keep
-/// their decoded results under their identity and serialized arguments (see
-/// [`crate::cached_fn`]), so that their hit needs neither hashing nor decoding.
+/// their decoded results under their identity and serialized arguments (one
+/// `L1` for the process, see `cached_fn::kept`), so that their hit needs
+/// neither hashing nor decoding. Two, not one, because they hold different
+/// things: bytes any type may decode, against one function's values.
 ///
 /// A copy lives until the earliest of: `max_ttl`, the TTL it was written
 /// with, and the expiry recorded in the entry's envelope by whichever

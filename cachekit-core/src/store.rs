@@ -8,8 +8,8 @@
 //! touched only by inserts. Overwriting a key counts as a new insertion.
 //!
 //! Keys are hashed with foldhash (hashbrown's default hasher) rather than
-//! std's SipHash: an L1 hit is a few hundred instructions, and SipHash was
-//! an eighth of them. foldhash is seeded per process, so keys built from
+//! std's SipHash, which is a large share of a hit this short
+//! (docs/benchmarks.md). foldhash is seeded per process, so keys built from
 //! user data cannot be crafted to collide without knowing the seed.
 
 use std::collections::VecDeque;

@@ -12,8 +12,8 @@
 //!
 //! MurmurHash3 is written here rather than taken from the `murmur3` crate:
 //! that crate hashes an `io::Read`, which over the chained server name and
-//! key cost several microseconds per operation (measured with perf on
-//! `cargo xtask bench memcached`); this runs on every cache operation.
+//! key is slow for something every cache operation runs
+//! (docs/benchmarks.md).
 
 /// Longest `server-key` input hashed on the stack; longer ones are rare
 /// (server names are short, keys at most 250 bytes) and go to the heap.

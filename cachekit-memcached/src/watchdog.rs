@@ -3,10 +3,10 @@
 //! its own.
 //!
 //! A tokio timer per call (`tokio::time::timeout`) registers in the calling
-//! runtime's timer wheel and is removed again on every operation: about 900
-//! instructions, and cache misses, on the path of a cache hit that is
-//! otherwise a few thousand. Here a call only counts itself in (under the
-//! connection's lock, which it takes anyway) and reads one flag.
+//! runtime's timer wheel and is removed again on every operation, a cost on
+//! the path of every cache hit (docs/benchmarks.md). Here a call only counts
+//! itself in (under the connection's lock, which it takes anyway) and reads
+//! one flag.
 //!
 //! A thread rather than a task: a task lives on one runtime, and a blocked
 //! runtime (a plain `#[cache]` function waiting on a current-thread runtime)

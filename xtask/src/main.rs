@@ -5,6 +5,7 @@
 //!
 //! [xtask]: https://github.com/matklad/cargo-xtask
 
+mod api;
 mod bench;
 mod cmd;
 mod project;
@@ -23,10 +24,15 @@ Subcommands:
             cargo fmt --all -- --check
             cargo clippy --workspace --all-targets --all-features -- -D warnings
             cargo test --workspace --all-features
+            cargo xtask api --check
   bench [memcached|macro]
           Starts three memcached servers pinned to one CPU and runs the
           benchmark pinned to another (all of them when none is named);
           prints tables of ratios against raw clients measured in the same run
+  api [--check]
+          Writes docs/public-api.txt, the public API of the facade with
+          every feature on, from `cargo doc` (warnings are errors); with
+          --check, fails if the file is not current
   help    Prints this message
 ";
 
@@ -39,6 +45,8 @@ fn main() -> ExitCode {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     match args.as_slice() {
         ["test"] => finish(test::run()),
+        ["api"] => finish(api::run(false)),
+        ["api", "--check"] => finish(api::run(true)),
         ["bench"] => finish(bench::run(None)),
         ["bench", target] => finish(bench::run(Some(target))),
         ["help" | "--help" | "-h"] => {

@@ -26,6 +26,8 @@ pub(crate) fn run() -> Result {
         "--test",
         "features",
     ])?;
+    // The docs build without warnings, and the public API is the one reviewed.
+    crate::api::run(true)?;
     // The README's first command, with nothing configured.
     cargo_step(&["run", "--quiet", "--example", "quickstart"])?;
     // The docs freshness check (`cargo xtask docs --check`) joins here when the docs generator lands.

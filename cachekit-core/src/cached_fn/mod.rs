@@ -339,9 +339,9 @@ impl CachedFn {
         let &(first_type, first) = self
             .first
             .get_or_init(|| (self_type, self.registered(self_type)));
-        // By address first: the same type's name is one `&'static str`, and a
-        // `memcmp` of the empty name (a dangling pointer) was measured at
-        // about 100 ns here, through a masked load's fault assist.
+        // By address first: the same type's name is one `&'static str`, and
+        // comparing the empty name's bytes costs far more than the hit
+        // around it (docs/benchmarks.md, "Moved from code comments").
         if std::ptr::eq(first_type, self_type) || first_type == self_type {
             first
         } else {
