@@ -26,6 +26,13 @@
 //! | `redis` | [`backends::redis`] |
 //! | `file` | [`backends::file`] |
 //! | `full` | all of the above |
+//!
+//! What you call lives at the root: [`#[cache]`](macro@cache) and
+//! [`Cache`] with its [builder](CacheBuilder), their settings
+//! ([`L1Config`], [`ReliabilityConfig`], [`ConfigSource`]), the process
+//! default backend ([`set_default_backend`]) and [`testing`] for tests.
+//! Backends are in [`backends`]. To write a backend of your own, implement
+//! [`backend::Backend`] with what the [`backend`] module gathers.
 
 /// Caches a function's results (feature `macros`).
 ///
