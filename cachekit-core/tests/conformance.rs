@@ -1,17 +1,17 @@
-//! The conformance suite against the in-memory backend, and against a
-//! backend without optional capabilities (the other side of every check).
+//! The conformance kit against the in-memory backend, against a backend
+//! without optional capabilities (the other side of every gated case), and
+//! against a `FaultyBackend` without faults (it forwards every capability).
 
+use std::process::ExitCode;
 use std::sync::Arc;
 
 use cachekit_core::MemoryBackend;
-use cachekit_core::backend::testkit::{PlainBackend, conformance};
+use cachekit_core::backend::testkit::{Conformance, FaultyBackend, PlainBackend};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn memory_backend_conforms() {
-    conformance(Arc::new(MemoryBackend::new())).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn backend_without_optional_capabilities_conforms() {
-    conformance(Arc::new(PlainBackend(MemoryBackend::new()))).await;
+fn main() -> ExitCode {
+    Conformance::run_all([
+        Conformance::in_process(|| Arc::new(MemoryBackend::new())),
+        Conformance::in_process(|| Arc::new(PlainBackend(MemoryBackend::new()))),
+        Conformance::in_process(|| Arc::new(FaultyBackend::new(MemoryBackend::new()))),
+    ])
 }

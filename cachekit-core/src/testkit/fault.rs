@@ -8,7 +8,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use crate::{Backend, Capabilities, Error, Identity, Result};
+use crate::{
+    Backend, Capabilities, Error, Identity, KeyTtl, Lock, LockToken, Result, Touch, TtlInspect,
+};
 
 /// Exposes only the required operations of the backend it wraps: no TTL
 /// inspection, no touch, no lock (like Memcached's lack of a lock).
@@ -63,8 +65,11 @@ pub enum Fault {
     Hang = 2,
 }
 
-/// Wraps a backend and fails or hangs on demand; its optional capabilities
-/// are those of [`PlainBackend`].
+/// Wraps a backend and fails or hangs on demand. It offers the wrapped
+/// backend's capabilities, optional operations (lock, touch, TTL
+/// inspection) included, and applies the fault to every operation, so the
+/// failure paths of a lock-capable backend can be tested too. Wrap it in a
+/// [`PlainBackend`] to take the optional operations away.
 #[derive(Debug, Clone)]
 pub struct FaultyBackend<B> {
     inner: Arc<B>,
@@ -123,12 +128,7 @@ impl<B: Backend> Backend for FaultyBackend<B> {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            ttl_inspect: false,
-            touch: false,
-            lock: false,
-            ..self.inner.capabilities()
-        }
+        self.inner.capabilities()
     }
 
     async fn get(&self, key: &str) -> Result<Option<Bytes>> {
@@ -154,5 +154,123 @@ impl<B: Backend> Backend for FaultyBackend<B> {
     async fn health(&self) -> Result<()> {
         self.check().await?;
         self.inner.health().await
+    }
+
+    fn as_ttl_inspect(&self) -> Option<&dyn TtlInspect> {
+        self.inner.as_ttl_inspect().map(|_| self as &dyn TtlInspect)
+    }
+
+    fn as_touch(&self) -> Option<&dyn Touch> {
+        self.inner.as_touch().map(|_| self as &dyn Touch)
+    }
+
+    fn as_lock(&self) -> Option<&dyn Lock> {
+        self.inner.as_lock().map(|_| self as &dyn Lock)
+    }
+}
+
+#[async_trait]
+impl<B: Backend> TtlInspect for FaultyBackend<B> {
+    async fn ttl(&self, key: &str) -> Result<KeyTtl> {
+        let inspect = self
+            .inner
+            .as_ttl_inspect()
+            .expect("offered only when the wrapped backend has it");
+        self.check().await?;
+        inspect.ttl(key).await
+    }
+}
+
+#[async_trait]
+impl<B: Backend> Touch for FaultyBackend<B> {
+    async fn touch(&self, key: &str, ttl: Option<Duration>) -> Result<bool> {
+        let touch = self
+            .inner
+            .as_touch()
+            .expect("offered only when the wrapped backend has it");
+        self.check().await?;
+        touch.touch(key, ttl).await
+    }
+}
+
+#[async_trait]
+impl<B: Backend> Lock for FaultyBackend<B> {
+    async fn try_lock(&self, key: &str, lease: Duration) -> Result<Option<LockToken>> {
+        let lock = self
+            .inner
+            .as_lock()
+            .expect("offered only when the wrapped backend has it");
+        self.check().await?;
+        lock.try_lock(key, lease).await
+    }
+
+    async fn unlock(&self, key: &str, token: &LockToken) -> Result<bool> {
+        let lock = self
+            .inner
+            .as_lock()
+            .expect("offered only when the wrapped backend has it");
+        self.check().await?;
+        lock.unlock(key, token).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::MemoryBackend;
+
+    #[test]
+    fn faulty_offers_the_wrapped_capabilities_and_plain_takes_them_away() {
+        let faulty = FaultyBackend::new(MemoryBackend::new());
+        assert_eq!(faulty.capabilities(), MemoryBackend::CAPABILITIES);
+        assert!(faulty.as_lock().is_some());
+        assert!(faulty.as_touch().is_some());
+        assert!(faulty.as_ttl_inspect().is_some());
+        let plain = PlainBackend(faulty);
+        let caps = plain.capabilities();
+        assert!(!caps.lock && !caps.touch && !caps.ttl_inspect);
+        assert!(plain.as_lock().is_none());
+        assert!(plain.as_touch().is_none());
+        assert!(plain.as_ttl_inspect().is_none());
+        let faulty_plain = FaultyBackend::new(PlainBackend(MemoryBackend::new()));
+        assert!(!faulty_plain.capabilities().lock);
+        assert!(faulty_plain.as_lock().is_none());
+    }
+
+    #[tokio::test]
+    async fn faults_apply_to_the_optional_operations() {
+        let faulty = FaultyBackend::new(MemoryBackend::new());
+        let (lock, touch, inspect) = (
+            faulty.as_lock().unwrap(),
+            faulty.as_touch().unwrap(),
+            faulty.as_ttl_inspect().unwrap(),
+        );
+        let token = lock.try_lock("k", Duration::from_secs(30)).await.unwrap();
+        let token = token.expect("a free lock is taken");
+        assert_eq!(faulty.asked(), 1);
+
+        faulty.set_fault(Fault::Down);
+        let down = |result: Result<bool>| matches!(result, Err(Error::Unavailable { .. }));
+        assert!(matches!(
+            lock.try_lock("k2", Duration::from_secs(30)).await,
+            Err(Error::Unavailable { .. })
+        ));
+        assert!(down(lock.unlock("k", &token).await));
+        assert!(down(touch.touch("k", None).await));
+        assert!(matches!(
+            inspect.ttl("k").await,
+            Err(Error::Unavailable { .. })
+        ));
+        assert_eq!(faulty.asked(), 5);
+
+        faulty.set_fault(Fault::Hang);
+        let hung = tokio::time::timeout(Duration::from_millis(50), lock.unlock("k", &token)).await;
+        assert!(hung.is_err(), "a hanging backend answered {hung:?}");
+
+        faulty.set_fault(Fault::None);
+        assert!(
+            lock.unlock("k", &token).await.unwrap(),
+            "the lock outlived the faults"
+        );
     }
 }
