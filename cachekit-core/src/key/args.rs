@@ -49,8 +49,8 @@
 //! keys (strings of different lengths, since the length comes first; integers
 //! of 251 and more, little endian; negative integers, zigzagged) has keys
 //! other than those built before version 1. Maps whose order is already that
-//! of the bytes (`BTreeMap<u8, _>`, small non-negative integers, strings of
-//! one length) keep their keys.
+//! of the bytes (`BTreeMap<u8, _>`, unsigned keys below 251, signed ones from
+//! 0 to 125, strings of one length) keep their keys.
 //!
 //! Sets reach a serializer as sequences, which nothing tells apart from a
 //! `Vec` whose order means something: sorting sequences would give `[1, 2]`
@@ -60,7 +60,8 @@
 //! `BTreeSet` or a sorted `Vec`, or give the key with `#[cache(key = ...)]`.
 //!
 //! Sequences of unknown length (which bincode refuses) are buffered, then
-//! written with their count like the others.
+//! written with their count; one that announces a length other than its
+//! count is refused (its bytes would be ambiguous): the call runs uncached.
 
 use std::fmt;
 
