@@ -91,9 +91,11 @@
 ///
 /// # Keys
 ///
-/// A call's key is `namespace:function:args`. `args` stands for the bincode
-/// encoding of the arguments, in order, without the skipped ones (for a
-/// method, `self` first: see below): its hex when it is at most 15 bytes
+/// A call's key is `namespace:function:args`. `args` stands for the key
+/// encoding ([`key::args`](crate::key::args): bincode 2's bytes, with maps'
+/// entries sorted so that a `HashMap` gives one key) of the arguments, in
+/// order, without the skipped ones (for a method, `self` first: see below):
+/// its hex when it is at most 15 bytes
 /// (`users:profile:2a` for `profile(42)` with an `id: u64`), else the hex of
 /// 128 bits of BLAKE3 over it (32 digits), so keys stay short, and distinct
 /// arguments get distinct keys (the hashed ones up to BLAKE3's collision

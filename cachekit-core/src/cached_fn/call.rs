@@ -40,8 +40,9 @@ impl Call {
         &self.l1[identity..]
     }
 
-    /// Adds an argument to the key. Arguments are serialized with bincode in
-    /// order, which gives the bytes of the tuple of all of them.
+    /// Adds an argument to the key. Arguments are written in the
+    /// [key encoding](crate::key::args) in order, which gives the bytes of the
+    /// tuple of all of them.
     pub fn arg<T: KeyArg + ?Sized>(&mut self, value: &T) {
         self.push(value);
     }
@@ -56,9 +57,7 @@ impl Call {
         if self.part.is_none() {
             return;
         }
-        let encoded =
-            bincode::serde::encode_into_std_write(value, &mut self.l1, bincode::config::standard());
-        if let Err(error) = encoded {
+        if let Err(error) = crate::key::encode_args(value, &mut self.l1) {
             super::WARNINGS.warn(|suppressed| {
                 tracing::warn!(%error, suppressed, "an argument cannot be serialized: the call runs uncached");
             });
@@ -89,7 +88,7 @@ impl<T: Serialize + ?Sized> KeyArg for T {}
 
 #[derive(Debug)]
 pub(super) enum KeyPart {
-    /// The bincode bytes of the arguments follow the identity in the L1 key.
+    /// The key encoding of the arguments follows the identity in the L1 key.
     Args,
     /// A key given in the attribute.
     Custom,

@@ -6,8 +6,8 @@
 //! code: the same single-flight, backend lock and degradation. What it adds:
 //!
 //! - **A key per call**: the function's namespace and name, and its
-//!   arguments: the hex of their bincode bytes when short, else of their
-//!   BLAKE3 hash (see [`key`](crate::key)), or a `key = ...` given in the
+//!   arguments: the hex of their [key encoding](crate::key::args) when
+//!   short, else of its BLAKE3 hash (see [`key`](crate::key)), or a `key = ...` given in the
 //!   attribute in place of the arguments. A function that names no
 //!   namespace has the `namespace` setting (default `cachekit`) and its
 //!   module path: `cachekit:my_crate.users:profile:2a` for `profile(42_u64)`.

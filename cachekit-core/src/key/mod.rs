@@ -14,20 +14,29 @@
 //! would serve one caller's value to another.
 //!
 //! A cached function's key is `<function>:<arguments>` in its namespace. The
-//! arguments part is the hex of their bincode bytes when those are at most
-//! [`MAX_PLAIN_ARGS`] bytes (most calls: an id, a short name), else the hex
-//! of 128 bits of BLAKE3 over them. The two cannot be confused (at most 30
-//! hex digits against exactly 32), and the first is collision-free and
-//! costs no hashing (about 200 ns of a 20 µs memcached hit).
+//! arguments are written in a documented encoding of their own, the same
+//! whatever codec stores values ([`args`] gives the bytes of each type); the
+//! arguments part is the hex of those bytes
+//! when they are at most [`MAX_PLAIN_ARGS`] (most calls: an id, a short
+//! name), else the hex of 128 bits of BLAKE3 over them.
+
+pub mod args;
+mod part;
 
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use arrayvec::ArrayString;
-use serde::Serialize;
 
 use crate::{Error, Result};
+
+pub(crate) use args::encode as encode_args;
+#[cfg(test)]
+use part::args_part_of;
+use part::call_key;
+pub(crate) use part::encoded_args_part;
+pub use part::{MAX_PLAIN_ARGS, args_part, for_call};
 
 /// Longest key cachekit emits, in bytes (Memcached's limit).
 pub const MAX_KEY_LEN: usize = 250;
@@ -47,10 +56,6 @@ pub const MIN_BACKEND_KEY_LEN: usize = 2 * HASHED_LEN + 1 + LOCK_MARK.len();
 
 /// Marks a hashed part; never kept in a namespace, never first in a kept key.
 const HASH_MARK: char = '~';
-
-/// Longest bincode encoding of a cached function's arguments written into
-/// its key as hex rather than hashed.
-pub const MAX_PLAIN_ARGS: usize = 15;
 
 /// The key for `key` in `namespace`, at most `max_len` bytes (clamped to
 /// between a hashed namespace and key, 67 bytes, and [`MAX_KEY_LEN`]).
@@ -156,94 +161,6 @@ pub(crate) fn lock_key(key: &str) -> String {
         .split_once(':')
         .expect("built keys have a namespace part");
     format!("{namespace}{LOCK_MARK}:{rest}")
-}
-
-/// The arguments part of a cached function's key for `args` (the tuple of
-/// its arguments, in order): the hex of their bincode bytes, or of their
-/// hash (see the [module](self) documentation). Stable across processes,
-/// machines and Rust versions as long as the arguments serialize to the
-/// same bytes.
-pub fn args_part<T: Serialize + ?Sized>(args: &T) -> Result<String> {
-    Ok(args_part_of(args)?.to_string())
-}
-
-/// The arguments part for arguments already in bincode bytes.
-pub(crate) fn encoded_args_part(encoded: &[u8]) -> Hex {
-    if encoded.len() <= MAX_PLAIN_ARGS {
-        Hex::of(encoded)
-    } else {
-        Hex::of(&hash128(encoded))
-    }
-}
-
-/// [`args_part`], without allocating a buffer for the bincode bytes.
-fn args_part_of<T: Serialize + ?Sized>(args: &T) -> Result<Hex> {
-    let mut writer = ArgsWriter {
-        buffer: [0; ArgsWriter::BUFFER],
-        len: 0,
-        hasher: None,
-    };
-    bincode::serde::encode_into_writer(args, &mut writer, bincode::config::standard())
-        .map_err(|e| Error::Codec(format!("cannot serialize the arguments for the key: {e}")))?;
-    Ok(writer.finish())
-}
-
-/// Takes bincode's bytes into a stack buffer, and only when they outgrow it
-/// into an incremental BLAKE3 hasher: the arguments of most calls are a few
-/// bytes, which one-shot `blake3::hash` takes faster than a hasher fed
-/// bincode's many small writes. The hasher is boxed because it is large
-/// (about 2 KiB), and the writer would otherwise copy it around.
-struct ArgsWriter {
-    buffer: [u8; Self::BUFFER],
-    len: usize,
-    hasher: Option<Box<blake3::Hasher>>,
-}
-
-impl ArgsWriter {
-    /// Bytes kept before hashing incrementally.
-    const BUFFER: usize = 128;
-
-    /// The arguments part of the bytes written. By reference: moving the
-    /// writer would copy its buffer.
-    fn finish(&mut self) -> Hex {
-        let bytes = &self.buffer[..self.len];
-        match self.hasher.take() {
-            None => encoded_args_part(bytes),
-            Some(mut hasher) => Hex::of(&truncate(&hasher.update(bytes).finalize())),
-        }
-    }
-}
-
-impl bincode::enc::write::Writer for ArgsWriter {
-    fn write(&mut self, bytes: &[u8]) -> std::result::Result<(), bincode::error::EncodeError> {
-        let end = self.len + bytes.len();
-        if end <= Self::BUFFER {
-            self.buffer[self.len..end].copy_from_slice(bytes);
-            self.len = end;
-        } else {
-            let hasher = self.hasher.get_or_insert_with(Box::default);
-            hasher.update(&self.buffer[..self.len]).update(bytes);
-            self.len = 0;
-        }
-        Ok(())
-    }
-}
-
-/// The key of one call of `function` with `args`: the function's name and
-/// the arguments part ([`args_part`]), as `#[cache]` makes it:
-/// `profile:2a` for `profile(42_u64)`, `profile:3f2a...` (32 hex digits) for
-/// longer arguments. Give it to a [`Cache`](crate::Cache), which adds the
-/// namespace.
-pub fn for_call<T: Serialize + ?Sized>(function: &str, args: &T) -> Result<String> {
-    Ok(call_key(function, &args_part_of(args)?))
-}
-
-fn call_key(function: &str, args: &str) -> String {
-    let mut out = String::with_capacity(function.len() + 1 + args.len());
-    out.push_str(function);
-    out.push(':');
-    out.push_str(args);
-    out
 }
 
 /// Checks a key given to a backend directly: non-empty, at most `max_len`
@@ -502,55 +419,13 @@ mod tests {
     }
 
     #[test]
-    fn keys_are_stable_across_runs() {
-        // Pinned against an independent BLAKE3 (Python `blake3`) of the bincode
-        // bytes: a change here changes every key in every deployed cache.
+    fn hashed_keys_are_stable_across_runs() {
+        // Pinned against an independent BLAKE3 (Python `blake3`): a change
+        // here changes every key in every deployed cache.
         assert_eq!(
             build("ns", "a b", MAX_KEY_LEN),
             "ns:~c95e5a48e784bd89e908893ff0a228fc"
         );
-        let bytes = bincode::serde::encode_to_vec((42_u64, "x"), bincode::config::standard())
-            .expect("encodes");
-        assert_eq!(
-            &*Hex::of(&hash128(&bytes)),
-            "74be402fb474fe5674abfcb538bacf97"
-        );
-        // Short arguments are their bincode bytes in hex: 42, then "x" (length 1).
-        assert_eq!(
-            for_call("users::profile", &(42_u64, "x")).unwrap(),
-            "users::profile:2a0178"
-        );
-        assert_ne!(
-            args_part(&(42_u64, "x")).unwrap(),
-            args_part(&(43_u64, "x")).unwrap()
-        );
-    }
-
-    #[test]
-    fn argument_parts_are_the_bincode_bytes_in_hex_when_short_else_their_hash() {
-        // A `Vec<u8>` of n bytes encodes to n + 1: around the plain limit.
-        for n in 0..20 {
-            let args = (vec![0xab_u8; n],);
-            let bytes = bincode::serde::encode_to_vec(&args, bincode::config::standard()).unwrap();
-            let part = args_part(&args).unwrap();
-            if bytes.len() <= MAX_PLAIN_ARGS {
-                assert_eq!(
-                    part,
-                    bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
-                );
-            } else {
-                assert_eq!(part, Hex::of(&hash128(&bytes)).to_string(), "{n}");
-            }
-            // A plain part is at most 30 digits, a hashed one exactly 32.
-            assert_eq!(part.len() == 32, bytes.len() > MAX_PLAIN_ARGS, "{n}");
-        }
-        // Around and past the writer's buffer, which changes how bytes are hashed.
-        for len in [0, 1, 100, 125, 126, 127, 128, 129, 300, 5000] {
-            let args = (7_u8, "a".repeat(len), vec![len as u64; len % 7]);
-            let bytes = bincode::serde::encode_to_vec(&args, bincode::config::standard()).unwrap();
-            let expected = encoded_args_part(&bytes).to_string();
-            assert_eq!(args_part(&args).unwrap(), expected, "{len}");
-        }
     }
 
     #[test]
