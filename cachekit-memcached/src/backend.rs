@@ -546,12 +546,11 @@ impl Backend for MemcachedBackend {
         Ok(())
     }
 
-    /// The configured `timeout`: the watchdog finds a call late at most an
-    /// eighth of it after it (and a thread's scheduling delay). The backend
-    /// keeps its own deadline rather than the reliability layer's timer: a
-    /// call on a connection must fail that connection when it is late (the
-    /// answer would be taken for the next request's), which only the
-    /// connection can do, and the watchdog does it without a timer per call.
+    /// The configured `timeout`. The backend keeps its own deadline rather
+    /// than the reliability layer's timer: a call on a connection must fail
+    /// that connection when it is late (the answer would be taken for the
+    /// next request's), which only the connection can do (see the
+    /// [watchdog](crate::watchdog)).
     fn operation_timeout(&self) -> Option<Duration> {
         Some(self.inner.config.timeout)
     }

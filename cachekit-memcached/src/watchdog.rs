@@ -1,10 +1,15 @@
-//! The watchdog: one thread per process that bounds every call on an open
-//! connection by the connection's timeout, so that a call pays no timer of
-//! its own.
+//! The watchdog: the connection layer's one timeout mechanism. One thread
+//! per process bounds every call on an open connection by the connection's
+//! timeout; a call pays no timer of its own.
 //!
-//! A tokio timer per call (`tokio::time::timeout`) registers in the calling
-//! runtime's timer wheel and is removed again on every operation, a cost on
-//! the path of every cache hit (docs/benchmarks.md). Here a call only counts
+//! What it does on a late call: it fails the connection with
+//! `ConnectionError::TimedOut`, since the answer the call missed would be
+//! taken for the answer to the next request.
+//!
+//! Why not a tokio timer per call (`tokio::time::timeout`): that timer
+//! registers in the calling runtime's timer wheel and is removed again on
+//! every operation, a cost on the path of every cache hit and of every
+//! operation of a busy client (docs/benchmarks.md). Here a call only counts
 //! itself in (under the connection's lock, which it takes anyway) and reads
 //! one flag.
 //!

@@ -38,11 +38,10 @@
 //! [`ProtocolError::Rejected`]) or [`Connection::close`] fails every waiting
 //! call, ends both tasks and closes the socket.
 //!
-//! Timeout: the [watchdog](crate::watchdog) fails the connection with
-//! [`ConnectionError::TimedOut`] once a call has waited longer than the
-//! connection's timeout, since the answer it missed would be taken for the
-//! answer to the next request. Calls pay no timer of their own: each counts
-//! itself in [`State::queued`], under the lock it takes anyway.
+//! Timeout: the [watchdog](crate::watchdog), this layer's one timeout
+//! mechanism, fails the connection with [`ConnectionError::TimedOut`] once a
+//! call has waited longer than the connection's timeout; a call only counts
+//! itself in [`State::queued`].
 //!
 //! [`ProtocolError::Mismatch`]: crate::protocol::ProtocolError::Mismatch
 //! [`ProtocolError::Rejected`]: crate::protocol::ProtocolError::Rejected
