@@ -92,7 +92,7 @@
 /// # Keys
 ///
 /// A call's key is `namespace:function:args`. `args` stands for the key
-/// encoding ([`key::args`](crate::key::args): bincode 2's bytes, with maps'
+/// encoding ([`key::args`]: bincode 2's bytes, with maps'
 /// entries sorted so that a `HashMap` gives one key) of the arguments, in
 /// order, without the skipped ones (for a method, `self` first: see below):
 /// its hex when it is at most 15 bytes

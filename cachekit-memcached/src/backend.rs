@@ -417,8 +417,8 @@ impl Backend for MemcachedBackend {
     /// The configured `timeout`. The backend keeps its own deadline rather
     /// than the reliability layer's timer: a call on a connection must fail
     /// that connection when it is late (the answer would be taken for the
-    /// next request's), which only the connection can do (see the
-    /// [watchdog](crate::watchdog)).
+    /// next request's), which only the connection can do (its watchdog,
+    /// `watchdog.rs`).
     fn operation_timeout(&self) -> Option<Duration> {
         Some(self.inner.config.timeout)
     }

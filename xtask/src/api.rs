@@ -18,6 +18,10 @@ use crate::project;
 /// The checked-in list, relative to the workspace root.
 const LIST: &str = "docs/public-api.txt";
 
+/// Crates re-exported whole: their API is theirs, so the list names the
+/// re-export and none of their items.
+const FOREIGN: &[&str] = &["libtest_mimic"];
+
 /// Kinds of rustdoc pages, by file name prefix.
 const KINDS: &[&str] = &[
     "struct", "enum", "trait", "fn", "type", "constant", "static", "attr", "macro", "derive",
@@ -64,6 +68,17 @@ fn list(dir: &Path) -> Result<String> {
     let all = read(&dir.join("all.html"))?;
     let mut lines = BTreeSet::new();
     for href in between_all(&all, "<li><a href=\"", "\"") {
+        if let Some(foreign) = FOREIGN
+            .iter()
+            .find(|name| href.contains(&format!("/{name}/")))
+        {
+            let module = &href[..href.find(&format!("/{foreign}/")).unwrap_or(0)];
+            lines.insert(format!(
+                "cachekit::{}::{foreign} (crate re-export)",
+                module.replace('/', "::")
+            ));
+            continue;
+        }
         let Some((kind, path)) = item(href) else {
             continue;
         };
