@@ -46,11 +46,11 @@ pub use stats::CacheStats;
 #[doc(hidden)]
 pub mod __private {
     pub use crate::cached_fn::{
-        CacheAll, CacheOk, CacheSome, CachedFn, Call, FnSpec, IntoBackend, Kept, KeyArg, KeySelf,
-        L1Mode, L1Value, ReturnPolicy, WithL1, WithoutL1, check_l1_value,
+        CacheAll, CacheOk, CacheSome, CachedFn, FnSpec, IntoBackend, WithL1, WithoutL1,
+        check_l1_value,
     };
     pub use crate::config::CoreSettings;
-    pub use crate::resolve::{Resolved, ResolvedFrom, default_backend, factories, resolve_with};
+    pub use crate::resolve::{ResolvedFrom, factories, resolve_with};
 
     /// The stored entry's envelope, for tests that forge entries.
     pub mod codec {

@@ -72,7 +72,7 @@ pub fn clear_default_backend() {
 }
 
 /// The process default, if one is set.
-pub fn default_backend() -> Option<Arc<dyn Backend>> {
+pub(crate) fn default_backend() -> Option<Arc<dyn Backend>> {
     PROCESS_DEFAULT
         .read()
         .unwrap_or_else(|e| e.into_inner())

@@ -39,7 +39,7 @@ pub trait L1Value: Clone + Send + Sync + 'static {}
 
 impl<T: Clone + Send + Sync + 'static> L1Value for T {}
 
-/// Fails to compile, with [`L1Value`]'s explanation, when policy `P`
+/// Fails to compile, with `L1Value`'s explanation, when policy `P`
 /// stores a result that L1 cannot hold; `#[cache]` calls it first so that
 /// this is the first error a user sees.
 pub fn check_l1_value<P: ReturnPolicy<R>, R>()

@@ -41,10 +41,12 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-pub use call::{Call, KeyArg, KeySelf};
+pub(crate) use call::Call;
 pub use into_backend::IntoBackend;
-pub use kept::{Kept, L1Mode, L1Value, WithL1, WithoutL1, check_l1_value};
-pub use policy::{CacheAll, CacheOk, CacheSome, ReturnPolicy};
+pub(crate) use kept::L1Mode;
+pub use kept::{WithL1, WithoutL1, check_l1_value};
+pub(crate) use policy::ReturnPolicy;
+pub use policy::{CacheAll, CacheOk, CacheSome};
 pub use process::init;
 pub(crate) use process::process;
 pub use scope::{ScopedBackend, scoped_backend};
