@@ -162,23 +162,45 @@ impl ServerProcess {
     }
 
     /// Freezes the server (`SIGSTOP`): it keeps its connections open and
-    /// answers nothing, as a hung host would. [`ServerProcess::thaw`] resumes it.
+    /// answers nothing, as a hung host would. Returns once every thread of
+    /// the server has stopped, since `kill` only queues the signal and a busy
+    /// host may let the server answer a few more requests before it lands.
+    /// [`ServerProcess::thaw`] resumes it.
+    ///
+    /// # Panics
+    ///
+    /// If the server's threads have not all stopped 5 s after the signal.
     pub fn freeze(&mut self) {
-        self.signal("STOP");
+        self.signal("STOP", true);
     }
 
-    /// Resumes a server frozen by [`ServerProcess::freeze`] (`SIGCONT`).
+    /// Resumes a server frozen by [`ServerProcess::freeze`] (`SIGCONT`) and
+    /// returns once none of its threads is stopped.
+    ///
+    /// # Panics
+    ///
+    /// If a thread of the server is still stopped 5 s after the signal.
     pub fn thaw(&mut self) {
-        self.signal("CONT");
+        self.signal("CONT", false);
     }
 
-    fn signal(&mut self, signal: &str) {
+    fn signal(&mut self, signal: &str, stopped: bool) {
         let child = self.child.as_ref().expect("the server is running");
+        let pid = child.id();
         let status = std::process::Command::new("kill")
-            .args(["-s", signal, &child.id().to_string()])
+            .args(["-s", signal, &pid.to_string()])
             .status()
             .expect("`kill` runs");
         assert!(status.success(), "kill -s {signal} failed");
+        let settled = poll(STOP_TIMEOUT, || {
+            (threads_stopped(pid) == Some(stopped)).then_some(())
+        });
+        assert!(
+            settled.is_some(),
+            "{} (pid {pid}) did not {} within {STOP_TIMEOUT:?} of SIG{signal}",
+            self.kind.program(),
+            if stopped { "stop" } else { "resume" },
+        );
     }
 
     /// Stops the server if it runs, then starts it again on the same port and
@@ -317,6 +339,22 @@ fn poll<T>(timeout: Duration, mut check: impl FnMut() -> Option<T>) -> Option<T>
         thread::sleep(POLL_INTERVAL);
     }
     None
+}
+
+/// `Some(true)` when every thread of `pid` is stopped (state `T` in
+/// `/proc/<pid>/task/<tid>/stat`), `Some(false)` when none is, `None` while
+/// the threads disagree or `/proc` cannot be read.
+fn threads_stopped(pid: u32) -> Option<bool> {
+    let mut states = Vec::new();
+    for task in fs::read_dir(format!("/proc/{pid}/task")).ok()? {
+        let stat = fs::read_to_string(task.ok()?.path().join("stat")).ok()?;
+        // The state follows the command name, which is in parentheses and may
+        // itself contain spaces or parentheses.
+        let state = stat.rsplit_once(')')?.1.split_whitespace().next()?;
+        states.push(state == "T");
+    }
+    let first = *states.first()?;
+    states.iter().all(|&s| s == first).then_some(first)
 }
 
 /// Whether a connection to `127.0.0.1:port` succeeds.
