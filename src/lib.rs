@@ -247,7 +247,7 @@ mod disabled_backends {
         cachekit_core::backend::BackendFactory {
             name: "redis",
             feature: "redis",
-            selecting_vars: &["CACHEKIT_REDIS_URL", "REDIS_URL"],
+            selecting_vars: &["CACHEKIT_REDIS_URL", "CACHEKIT_REDIS_CLUSTER_NODES"],
             build: None,
         }
     }

@@ -1,0 +1,126 @@
+//! How the redis client's errors become cachekit's: the temporary ones
+//! (the server is down, slow, loading, failing over) count for retries and
+//! the circuit breaker; the others (a wrong type, a script error) do not.
+
+use std::fmt;
+use std::time::Duration;
+
+use cachekit_core::Error;
+use redis::{ErrorKind, RedisError, ServerErrorKind};
+
+use super::RedisBackend;
+
+/// Whether `error` may pass if the operation is tried again: the
+/// connection failed or timed out, or the server is loading its data,
+/// failing over or resharding (`LOADING`, `TRYAGAIN`, `CLUSTERDOWN`,
+/// `MASTERDOWN`, `READONLY` during a failover). `MOVED` and `ASK` never get
+/// here: the cluster client follows them.
+pub(super) fn is_temporary(error: &RedisError) -> bool {
+    error.is_io_error()
+        || error.is_timeout()
+        || error.is_connection_dropped()
+        || error.is_connection_refusal()
+        || matches!(
+            error.kind(),
+            ErrorKind::Io
+                | ErrorKind::ClusterConnectionNotFound
+                | ErrorKind::Server(
+                    ServerErrorKind::BusyLoading
+                        | ServerErrorKind::TryAgain
+                        | ServerErrorKind::ClusterDown
+                        | ServerErrorKind::MasterDown
+                        | ServerErrorKind::ReadOnly
+                        | ServerErrorKind::Moved
+                        | ServerErrorKind::Ask
+                )
+        )
+}
+
+impl RedisBackend {
+    /// The cachekit error of `operation` failing with `error`: temporary
+    /// ones are [`Error::Unavailable`], the others [`Error::Rejected`]
+    /// (the server refused the operation: retrying changes nothing).
+    pub(super) fn failed(&self, operation: &'static str, error: RedisError) -> Error {
+        let temporary = is_temporary(&error);
+        let failure = RedisFailure {
+            operation,
+            password: self.inner.password.clone(),
+            error,
+        };
+        if temporary {
+            Error::unavailable(Self::NAME, failure)
+        } else {
+            rejected(Self::NAME, failure)
+        }
+    }
+
+    /// The error of `operation` running out of time.
+    pub(super) fn timed_out(&self, operation: &'static str) -> Error {
+        Error::timeout(Self::NAME, operation, self.inner.config.timeout)
+    }
+
+    /// The error for a value of `size` bytes over the limit.
+    pub(super) fn too_large(&self, size: usize) -> Error {
+        Error::ValueTooLarge {
+            size,
+            limit: super::MAX_VALUE_SIZE,
+        }
+    }
+
+    /// The error of an answer of the wrong shape.
+    pub(super) fn unexpected(&self, operation: &'static str, answer: impl fmt::Debug) -> Error {
+        rejected(
+            Self::NAME,
+            format!("{operation}: unexpected answer {answer:?}"),
+        )
+    }
+
+    /// The bound of one call.
+    pub(super) fn timeout(&self) -> Duration {
+        self.inner.config.timeout
+    }
+}
+
+/// One failed operation: the cause of an [`Error::Unavailable`] or
+/// [`Error::Rejected`], with the redis client's error as its source. Its
+/// message never shows the password: redis-rs's errors do not contain it,
+/// and this type masks it should one ever do.
+struct RedisFailure {
+    operation: &'static str,
+    /// The URL's password, masked out of the message.
+    password: Option<String>,
+    error: RedisError,
+}
+
+impl fmt::Display for RedisFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let message = self.error.to_string();
+        let message = match &self.password {
+            Some(password) if !password.is_empty() => message.replace(password.as_str(), "***"),
+            _ => message,
+        };
+        write!(f, "{}: {message}", self.operation)
+    }
+}
+
+impl fmt::Debug for RedisFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisFailure")
+            .field("operation", &self.operation)
+            .field("error", &self.to_string())
+            .finish()
+    }
+}
+
+impl std::error::Error for RedisFailure {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.error)
+    }
+}
+
+/// A permanent failure of `backend`: the server refused the operation.
+// The core's `Error::Rejected` replaces this once it lands on main; until
+// then the failure is reported as `Unavailable`.
+fn rejected(backend: &'static str, source: impl Into<cachekit_core::backend::BoxError>) -> Error {
+    Error::unavailable(backend, source)
+}

@@ -1,0 +1,184 @@
+//! The connection to Redis: one multiplexed, auto-reconnecting connection
+//! (redis-rs's `ConnectionManager`) to a single server, or the async
+//! cluster client over a Redis Cluster, made on first use.
+
+use std::time::Duration;
+
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::ClusterClient;
+use redis::cluster_async::ClusterConnection;
+use redis::{Cmd, ConnectionAddr, ConnectionInfo, Pipeline, RedisFuture, RedisResult, Value};
+use tokio::sync::OnceCell;
+
+use crate::config::{RedisBackendConfig, parse_node, parse_url};
+
+/// What to connect to, and the connection once made.
+pub(crate) struct Connector {
+    target: Target,
+    /// Made by the first call that needs it; concurrent first calls wait
+    /// for that one. A single-node manager is made without connecting (it
+    /// connects, and reconnects, by itself); a cluster connection is made
+    /// by connecting, and a failed attempt leaves the cell empty for the
+    /// next call to try again.
+    connection: OnceCell<Connection>,
+}
+
+/// The client of the configured deployment, which connects nothing yet.
+enum Target {
+    Single(redis::Client, ConnectionManagerConfig),
+    Cluster(ClusterClient),
+}
+
+impl std::fmt::Debug for Connector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = match self.target {
+            Target::Single(..) => "single",
+            Target::Cluster(_) => "cluster",
+        };
+        f.debug_struct("Connector")
+            .field("target", &kind)
+            .field("connected", &self.connection.initialized())
+            .finish()
+    }
+}
+
+impl Connector {
+    /// The clients for `config`, validated; nothing connects.
+    pub(crate) fn new(config: &RedisBackendConfig) -> RedisResult<Self> {
+        install_crypto_provider();
+        let info = parse_url(&config.url).map_err(|reason| {
+            redis::RedisError::from((redis::ErrorKind::InvalidClientConfig, "bad URL", reason))
+        })?;
+        let target = if config.is_cluster() {
+            Target::Cluster(cluster_client(config, &info)?)
+        } else {
+            // A reconnection is one attempt (bounded by connect_timeout):
+            // while the server is down, each call fails at once (or waits
+            // for that attempt) rather than behind a growing back-off, and
+            // the first call after a restart reconnects.
+            // No response timeout of the client's own (500 ms by default):
+            // the backend bounds each call by `timeout`.
+            let manager = ConnectionManagerConfig::new()
+                .set_connection_timeout(Some(config.connect_timeout))
+                .set_response_timeout(None)
+                .set_number_of_retries(0)
+                .set_min_delay(Duration::from_millis(10))
+                .set_max_delay(Duration::from_millis(100));
+            Target::Single(redis::Client::open(info)?, manager)
+        };
+        Ok(Connector {
+            target,
+            connection: OnceCell::new(),
+        })
+    }
+
+    /// Whether the target is a Redis Cluster.
+    pub(crate) fn is_cluster(&self) -> bool {
+        matches!(self.target, Target::Cluster(_))
+    }
+
+    /// The connection, made on first use (see [`Connector::connection`]).
+    pub(crate) async fn get(&self) -> RedisResult<Connection> {
+        self.connection
+            .get_or_try_init(|| async {
+                match &self.target {
+                    Target::Single(client, config) => Ok(Connection::Single(
+                        ConnectionManager::new_lazy_with_config(client.clone(), config.clone())?,
+                    )),
+                    Target::Cluster(client) => client
+                        .get_async_connection()
+                        .await
+                        .map(|c| Connection::Cluster(Box::new(c))),
+                }
+            })
+            .await
+            .cloned()
+    }
+}
+
+/// The cluster client over `config.cluster_nodes`, each node reached with
+/// the scheme (TLS or not), user and password of `info` (the URL's).
+fn cluster_client(
+    config: &RedisBackendConfig,
+    info: &ConnectionInfo,
+) -> RedisResult<ClusterClient> {
+    let tls = matches!(info.addr(), ConnectionAddr::TcpTls { .. });
+    let nodes = config.cluster_nodes.iter().map(|node| {
+        let (host, port) = parse_node(node).expect("validated");
+        let addr = if tls {
+            ConnectionAddr::TcpTls {
+                host: host.into(),
+                port,
+                insecure: false,
+                tls_params: None,
+            }
+        } else {
+            ConnectionAddr::Tcp(host.into(), port)
+        };
+        info.clone().set_addr(addr)
+    });
+    let settings = info.redis_settings();
+    let mut builder = ClusterClient::builder(nodes)
+        .connection_timeout(config.connect_timeout)
+        .response_timeout(config.timeout)
+        // Retries of MOVED, ASK, TRYAGAIN and lost connections, within
+        // the operation's timeout, which the backend enforces.
+        .retries(3)
+        .min_retry_wait(10)
+        .max_retry_wait(200);
+    if let Some(user) = settings.username() {
+        builder = builder.username(user);
+    }
+    if let Some(password) = settings.password() {
+        builder = builder.password(password);
+    }
+    builder.build()
+}
+
+/// rustls needs a process-wide crypto provider when it builds a TLS
+/// client. cachekit brings rustls with `ring` only (no aws-lc-rs, which
+/// needs a C toolchain and cmake), so `ring` is installed as the process
+/// default, unless the application installed one of its own first.
+fn install_crypto_provider() {
+    if rustls::crypto::CryptoProvider::get_default().is_none() {
+        // Another thread may install one between the check and this call:
+        // either provider serves, so losing that race is fine.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    }
+}
+
+/// A multiplexed connection: clones share it, and every call is pipelined
+/// with the other tasks' on it.
+#[derive(Clone)]
+pub(crate) enum Connection {
+    Single(ConnectionManager),
+    Cluster(Box<ClusterConnection>),
+}
+
+impl ConnectionLike for Connection {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Connection::Single(c) => c.req_packed_command(cmd),
+            Connection::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Connection::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            Connection::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Connection::Single(c) => c.get_db(),
+            Connection::Cluster(c) => c.get_db(),
+        }
+    }
+}

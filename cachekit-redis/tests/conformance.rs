@@ -1,0 +1,33 @@
+//! The core conformance kit against real Redis: one server, and one server
+//! with a key prefix. The kit starts the servers.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use cachekit_core::backend::testkit::{Conformance, ServerKind};
+use cachekit_redis::{RedisBackend, RedisBackendConfig};
+
+/// A backend over the server at `address`, changed by `tweak`. The timeouts
+/// are long: `limits::max_value_size_boundary` moves 512 MiB values, which
+/// keep the server busy for seconds while other cases connect to it on a
+/// loaded machine. The fault cases stop the server, which refuses at once.
+fn backend(
+    address: &str,
+    tweak: fn(RedisBackendConfig) -> RedisBackendConfig,
+) -> cachekit_core::Result<Arc<dyn cachekit_core::Backend>> {
+    let config = RedisBackendConfig::default()
+        .url(format!("redis://{address}/0"))
+        .connect_timeout(Duration::from_secs(20))
+        .timeout(Duration::from_secs(20));
+    Ok(Arc::new(RedisBackend::new(tweak(config))?))
+}
+
+fn main() -> ExitCode {
+    let redis = ServerKind::Redis;
+    Conformance::run_all([
+        Conformance::with_server(redis, |a| backend(a, |c| c)).named("one_server"),
+        Conformance::with_server(redis, |a| backend(a, |c| c.key_prefix("myapp:")))
+            .named("prefixed"),
+    ])
+}
