@@ -40,13 +40,23 @@ pub struct RedisBackend {
     pub(crate) inner: Arc<Inner>,
 }
 
-#[derive(Debug)]
 pub(crate) struct Inner {
     pub(crate) config: RedisBackendConfig,
     connector: Connector,
     capabilities: Capabilities,
     /// The URL's password, masked out of error messages.
     password: Option<String>,
+}
+
+/// Without the password (the config's `Debug` masks the URL's).
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Inner")
+            .field("config", &self.config)
+            .field("connector", &self.connector)
+            .field("capabilities", &self.capabilities)
+            .finish_non_exhaustive()
+    }
 }
 
 impl RedisBackend {
