@@ -211,10 +211,16 @@ fn validation_names_the_field() {
     let cases: [(Breaker, &str); 7] = [
         (|c| c.url("nope"), "redis.url"),
         (|c| c.timeout(Duration::ZERO), "redis.timeout"),
-        (|c| c.connect_timeout(Duration::MAX), "redis.connect_timeout"),
+        (
+            |c| c.connect_timeout(Duration::MAX),
+            "redis.connect_timeout",
+        ),
         (|c| c.key_prefix("x".repeat(200)), "redis.key_prefix"),
         (|c| c.key_prefix("a{b}"), "redis.key_prefix"),
-        (|c| c.cluster_nodes(["r1:6379", "nope"]), "redis.cluster_nodes"),
+        (
+            |c| c.cluster_nodes(["r1:6379", "nope"]),
+            "redis.cluster_nodes",
+        ),
         (
             |c| c.url("redis://h:6379/5").cluster_nodes(["r1:6379"]),
             "redis.url",
