@@ -173,26 +173,56 @@ pub trait Lock: Send + Sync {
 
     /// Releases the lock on `key` if `token` still holds it; `true` if it did.
     async fn unlock(&self, key: &str, token: &LockToken) -> Result<bool>;
+
+    /// Restarts the lease of the lock on `key` at `lease` from now, if
+    /// `token` still holds it; `false` if it does not (released, or its
+    /// lease ran out), and then nothing changes.
+    async fn extend(&self, key: &str, token: &LockToken, lease: Duration) -> Result<bool>;
 }
 
-/// Proof of holding a lock; only its holder can release it.
+/// Proof of holding a lock; only its holder can release or extend it.
+///
+/// A backend may give each acquisition a fencing value
+/// ([`LockToken::fence`]): a number that grows with every acquisition of
+/// the lock, so that a store guarded by the lock can refuse writes from a
+/// holder whose lease has run out (it carries a smaller fence than the
+/// holder after it).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct LockToken(String);
+pub struct LockToken {
+    token: String,
+    fence: Option<u64>,
+}
 
 impl LockToken {
     /// A token from the backend's own representation.
     pub fn new(token: impl Into<String>) -> Self {
-        LockToken(token.into())
+        LockToken {
+            token: token.into(),
+            fence: None,
+        }
     }
 
     /// A fresh token, unique with overwhelming probability across processes.
     pub fn random() -> Self {
-        LockToken(crate::key::random_token())
+        Self::new(crate::key::random_token())
+    }
+
+    /// This token, carrying the fencing value `fence` of its acquisition.
+    pub fn with_fence(mut self, fence: u64) -> Self {
+        self.fence = Some(fence);
+        self
     }
 
     /// The token as a string.
     pub fn as_str(&self) -> &str {
-        &self.0
+        &self.token
+    }
+
+    /// The fencing value of this acquisition, if the backend gives one
+    /// (Redis does): larger than that of every earlier acquisition of the
+    /// same lock.
+    pub fn fence(&self) -> Option<u64> {
+        self.fence
     }
 }
 

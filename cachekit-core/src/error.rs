@@ -54,6 +54,19 @@ pub enum Error {
         source: BoxError,
     },
 
+    /// The backend answered the operation with an error that trying again
+    /// will not fix: a key of another type, a failing script, a command the
+    /// server refuses. Not temporary: it neither counts as a backend failure
+    /// nor is retried.
+    #[error("the {backend} backend rejected the operation: {source}")]
+    Rejected {
+        /// Name of the backend.
+        backend: &'static str,
+        /// The server's answer: the client's error, kept for `source()`.
+        #[source]
+        source: BoxError,
+    },
+
     /// The backend did not answer in time. Temporary.
     #[error("the {backend} backend did not answer {operation} within {after:?}")]
     Timeout {
@@ -116,6 +129,15 @@ impl Error {
         Error::Unavailable {
             backend,
             domain: None,
+            source: source.into(),
+        }
+    }
+
+    /// An [`Error::Rejected`] of `backend`, caused by `source` (the
+    /// server's error, or a message).
+    pub fn rejected(backend: &'static str, source: impl Into<BoxError>) -> Self {
+        Error::Rejected {
+            backend,
             source: source.into(),
         }
     }

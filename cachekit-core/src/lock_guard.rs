@@ -1,8 +1,9 @@
 //! A held backend lock, released explicitly or on drop.
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use crate::{Backend, Capability, Error, LockToken, Result};
+use crate::{Backend, Capability, Error, Lock, LockToken, Result};
 
 /// A lock taken with [`Cache::lock`](crate::Cache::lock). Release it with
 /// [`LockGuard::release`]; if dropped instead, it is released in the
@@ -29,26 +30,45 @@ impl LockGuard {
         &self.key
     }
 
+    /// The fencing value of this acquisition, if the backend gives one
+    /// (see [`LockToken::fence`]): pass it to the store the lock guards, so
+    /// that it can refuse a holder whose lease ran out.
+    pub fn fence(&self) -> Option<u64> {
+        self.token().fence()
+    }
+
+    /// Restarts the lease at `lease` from now; `false` if the lock is no
+    /// longer held (its lease ran out), and then nothing changes.
+    pub async fn extend(&self, lease: Duration) -> Result<bool> {
+        let lock = lock_of(&*self.backend)?;
+        lock.extend(&self.key, self.token(), lease).await
+    }
+
+    fn token(&self) -> &LockToken {
+        self.token
+            .as_ref()
+            .expect("a guard holds its token until released")
+    }
+
     /// Releases the lock; `false` if the lease had already run out and
     /// someone else may hold it now. If this future is dropped before the
     /// backend answers, the lock is released in the background, as on drop.
     pub async fn release(mut self) -> Result<bool> {
-        let token = self
-            .token
-            .as_ref()
-            .expect("a guard holds its token until released");
-        let released = unlock(&*self.backend, &self.key, token).await;
+        let released = unlock(&*self.backend, &self.key, self.token()).await;
         self.token = None;
         released
     }
 }
 
 async fn unlock(backend: &dyn Backend, key: &str, token: &LockToken) -> Result<bool> {
-    let lock = backend.as_lock().ok_or(Error::Unsupported {
+    lock_of(backend)?.unlock(key, token).await
+}
+
+fn lock_of(backend: &dyn Backend) -> Result<&dyn Lock> {
+    backend.as_lock().ok_or(Error::Unsupported {
         backend: backend.name(),
         capability: Capability::Lock,
-    })?;
-    lock.unlock(key, token).await
+    })
 }
 
 impl Drop for LockGuard {

@@ -2,6 +2,7 @@
 //! the backend the core tests exercise every capability check against.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -30,6 +31,9 @@ struct Inner {
     store: Store,
     /// Held locks: the token and the end of the lease (`None`: beyond the clock).
     locks: DashMap<String, (LockToken, Option<Instant>)>,
+    /// The last fencing value given (see [`LockToken::fence`]): one counter
+    /// for every lock, so each lock's values grow too.
+    fences: AtomicU64,
 }
 
 impl MemoryBackend {
@@ -65,6 +69,7 @@ impl MemoryBackend {
             inner: Arc::new(Inner {
                 store: Store::new(max_entries, max_bytes),
                 locks: DashMap::new(),
+                fences: AtomicU64::new(0),
             }),
         }
     }
@@ -183,14 +188,21 @@ impl Lock for MemoryBackend {
     async fn try_lock(&self, key: &str, lease: Duration) -> Result<Option<LockToken>> {
         Self::check(key)?;
         let now = Instant::now();
-        let token = LockToken::random();
         let until = now.checked_add(lease);
+        // Taken under the entry's lock, so acquisitions of one lock get
+        // their fences in the order they hold it.
+        let fence = || {
+            LockToken::random().with_fence(self.inner.fences.fetch_add(1, Ordering::Relaxed) + 1)
+        };
+        let token;
         match self.inner.locks.entry(key.to_owned()) {
             Entry::Occupied(mut held) if held.get().1.is_some_and(|end| end <= now) => {
+                token = fence();
                 held.insert((token.clone(), until));
             }
             Entry::Occupied(_) => return Ok(None),
             Entry::Vacant(free) => {
+                token = fence();
                 free.insert((token.clone(), until));
             }
         }
@@ -207,5 +219,19 @@ impl Lock for MemoryBackend {
                 held == token && until.is_none_or(|end| end > now)
             })
             .is_some())
+    }
+
+    async fn extend(&self, key: &str, token: &LockToken, lease: Duration) -> Result<bool> {
+        Self::check(key)?;
+        let now = Instant::now();
+        let Some(mut held) = self.inner.locks.get_mut(key) else {
+            return Ok(false);
+        };
+        let (holder, until) = &mut *held;
+        if holder != token || until.is_some_and(|end| end <= now) {
+            return Ok(false);
+        }
+        *until = now.checked_add(lease);
+        Ok(true)
     }
 }

@@ -79,6 +79,10 @@ impl Lock for Flaky {
         self.attempt()?;
         self.memory.unlock(key, token).await
     }
+    async fn extend(&self, key: &str, token: &LockToken, lease: Duration) -> Result<bool> {
+        self.attempt()?;
+        self.memory.extend(key, token, lease).await
+    }
 }
 
 fn config() -> ReliabilityConfig {

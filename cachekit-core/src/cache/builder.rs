@@ -82,8 +82,11 @@ impl CacheBuilder {
         self
     }
 
-    /// Lease of the backend lock taken while loading a miss (default 30 s):
-    /// how long other processes wait for this one before loading themselves.
+    /// Lease of the backend lock taken while loading a miss (default 30 s).
+    /// The loading process restarts the lease every third of it while its
+    /// loader runs, so other processes wait for the value however long the
+    /// loader takes (up to ten leases), and only a lease's time for a
+    /// process that died while loading.
     pub fn lock_lease(mut self, lease: Duration) -> Self {
         self.lock_lease = Some(lease);
         self

@@ -16,15 +16,15 @@ use bytes::Bytes;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::lock::{LOCK_POLL_MAX, LOCK_POLL_START};
 use super::{Cache, expiry};
 use crate::flight::Joined;
 use crate::stats::Counters;
-use crate::{Lock, LockGuard, codec, key};
+use crate::{LockGuard, codec, key};
 
-/// First pause between reads while another process holds the load lock.
-const LOCK_POLL_START: Duration = Duration::from_millis(5);
-/// Longest pause between those reads.
-const LOCK_POLL_MAX: Duration = Duration::from_millis(100);
+/// How many lock leases a load waits at most for another process's load of
+/// the same key before loading itself.
+const LOAD_WAIT_LEASES: u32 = 10;
 
 /// A value read or loaded by [`Cache::fetch`], with what a tier in front of
 /// the cache needs to keep a copy.
@@ -182,8 +182,8 @@ impl Cache {
             );
         }
         let mut held = None;
-        if let (true, Some(lock)) = (backend_ok, lock) {
-            match self.acquire_load_lock(lock, key).await {
+        if backend_ok && lock.is_some() {
+            match self.acquire_load_lock(key).await {
                 LoadLock::Held(guard) => held = Some(guard),
                 LoadLock::FilledByOther(payload) => {
                     if let Some(value) = self.decode(key, &payload) {
@@ -202,7 +202,11 @@ impl Cache {
         Counters::bump(&counters.misses);
         Counters::bump(&counters.loads);
         // On an error the guard is dropped, which releases the lock.
-        let value = loader().await.map_err(LoaderError)?;
+        let value = match &held {
+            Some(guard) => self.extending(guard, key, loader()).await,
+            None => loader().await,
+        }
+        .map_err(LoaderError)?;
         let mut stored = false;
         let payload = match codec::encode(&value, expiry(ttl)) {
             Ok(bytes) => {
@@ -240,22 +244,52 @@ impl Cache {
         Ok((fetched, payload))
     }
 
+    /// Runs `loading` (the loader of `key`) while keeping the load lock
+    /// `guard` held: its lease restarts every third of a lease, so that a
+    /// loader slower than the lease never lets another process load too.
+    /// If the lock is lost all the same (the backend lost it, or an
+    /// extension failed for a whole lease), the loader goes on without it.
+    async fn extending<F: Future>(&self, guard: &LockGuard, key: &str, loading: F) -> F::Output {
+        let lease = self.inner.lock_lease;
+        let mut loading = std::pin::pin!(loading);
+        let extender = async {
+            loop {
+                tokio::time::sleep(lease / 3).await;
+                match guard.extend(lease).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        self.warn(|suppressed| {
+                            tracing::warn!(%key, suppressed, "the load lock was lost while the loader ran: another process may load too");
+                        });
+                        return;
+                    }
+                    Err(error) => self.warn(|suppressed| {
+                        tracing::warn!(%key, %error, suppressed, "extending the load lock failed: trying again");
+                    }),
+                }
+            }
+        };
+        tokio::select! {
+            biased;
+            value = &mut loading => value,
+            () = extender => loading.await,
+        }
+    }
+
     /// Takes the backend lock for loading `key`, or waits for the process
-    /// holding it to store the value, for at most the lock lease.
-    async fn acquire_load_lock(&self, lock: &dyn Lock, key: &str) -> LoadLock {
+    /// holding it to store the value. The holder extends its lease while it
+    /// loads, and a holder that dies frees the lock when its lease ends, so
+    /// the wait ends either way; it is bounded all the same, at
+    /// [`LOAD_WAIT_LEASES`] leases, for a loader that never returns.
+    async fn acquire_load_lock(&self, key: &str) -> LoadLock {
         let lock_key = key::lock_key(key);
         let lease = self.inner.lock_lease;
+        let longest = lease.saturating_mul(LOAD_WAIT_LEASES);
         let started = tokio::time::Instant::now();
         let mut pause = LOCK_POLL_START;
         loop {
-            match self
-                .call("lock", &lock_key, false, || lock.try_lock(&lock_key, lease))
-                .await
-            {
-                Ok(Some(token)) => {
-                    // Held by a guard at once: whatever happens next, it is released.
-                    let guard =
-                        LockGuard::new(std::sync::Arc::clone(&self.inner.backend), lock_key, token);
+            match self.try_lock(&lock_key, lease).await {
+                Ok(Some(guard)) => {
                     // Another process may have stored the value between our miss and now.
                     return match self.read(key).await {
                         Ok(Some(opened)) => LoadLock::FilledByOther(opened.payload),
@@ -270,9 +304,9 @@ impl Cache {
                     return LoadLock::Unavailable;
                 }
             }
-            if started.elapsed() + pause >= lease {
+            if started.elapsed() + pause >= longest {
                 self.warn(|suppressed| {
-                    tracing::warn!(%key, suppressed, "the load lock holder did not finish within its lease: loading anyway");
+                    tracing::warn!(%key, suppressed, ?longest, "the load lock holder did not finish in time: loading anyway");
                 });
                 return LoadLock::Unavailable;
             }

@@ -4,6 +4,7 @@
 
 mod builder;
 mod load;
+mod lock;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -19,9 +20,7 @@ use crate::flight::Flights;
 use crate::l1::L1;
 use crate::layer::Reliable;
 use crate::stats::Counters;
-use crate::{
-    Backend, CacheStats, Capabilities, Capability, Error, KeyTtl, LockGuard, Result, codec, key,
-};
+use crate::{Backend, CacheStats, Capabilities, Capability, Error, KeyTtl, Result, codec, key};
 pub use builder::CacheBuilder;
 pub(crate) use load::Fetched;
 
@@ -232,25 +231,6 @@ impl Cache {
             .await;
         self.forget_l1(key);
         result
-    }
-
-    /// Takes the backend lock on `key` for `lease`.
-    ///
-    /// [`Error::Unsupported`] on a backend without locking (Memcached);
-    /// [`Error::LockContended`] if another holder has it.
-    pub async fn lock(&self, key: &str, lease: Duration) -> Result<LockGuard> {
-        let lock = self
-            .raw()
-            .as_lock()
-            .ok_or(self.unsupported(Capability::Lock))?;
-        let key = key::lock_key(&self.key(key));
-        match self
-            .call("lock", &key, false, || lock.try_lock(&key, lease))
-            .await?
-        {
-            Some(token) => Ok(LockGuard::new(Arc::clone(&self.inner.backend), key, token)),
-            None => Err(Error::LockContended { key }),
-        }
     }
 
     /// The remaining lifetime of `key`; [`Error::Unsupported`] on a backend

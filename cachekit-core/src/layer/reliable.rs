@@ -244,4 +244,14 @@ impl Lock for Reliable {
         self.call("unlock", Some(key), false, || lock.unlock(key, token))
             .await
     }
+
+    /// Retried: extending twice with one token extends once.
+    async fn extend(&self, key: &str, token: &LockToken, lease: Duration) -> Result<bool> {
+        let lock = self
+            .inner
+            .as_lock()
+            .expect("offered only when the backend has it");
+        self.call("extend", Some(key), true, || lock.extend(key, token, lease))
+            .await
+    }
 }

@@ -212,6 +212,15 @@ impl<B: Backend> Lock for FaultyBackend<B> {
         self.check().await?;
         lock.unlock(key, token).await
     }
+
+    async fn extend(&self, key: &str, token: &LockToken, lease: Duration) -> Result<bool> {
+        let lock = self
+            .inner
+            .as_lock()
+            .expect("offered only when the wrapped backend has it");
+        self.check().await?;
+        lock.extend(key, token, lease).await
+    }
 }
 
 #[cfg(test)]

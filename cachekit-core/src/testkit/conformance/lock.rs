@@ -1,8 +1,6 @@
-//! The lock with a lease, where declared: the holder releases it, nobody
-//! else can, one holder at a time among many contenders, and the lease ends.
-//!
-//! The [`Lock`](crate::Lock) trait has no operation that extends a lease,
-//! so there is no case for one.
+//! The lock with a lease, where declared: the holder releases and extends
+//! it, nobody else can, one holder at a time among many contenders, the
+//! lease ends, and fencing values (where the backend gives them) grow.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -44,6 +42,16 @@ pub(super) const CASES: &[Case] = &[
         name: "lock::lease_expiry",
         need: Need::Lock,
         run: |c| Box::pin(lease_expiry(c)),
+    },
+    Case {
+        name: "lock::holder_extends",
+        need: Need::Lock,
+        run: |c| Box::pin(holder_extends(c)),
+    },
+    Case {
+        name: "lock::fences_grow",
+        need: Need::Lock,
+        run: |c| Box::pin(fences_grow(c)),
     },
 ];
 
@@ -188,5 +196,71 @@ async fn lease_expiry(c: &Ctx) {
     assert!(
         lock.unlock(&k, &next.expect("checked")).await.unwrap(),
         "{name}: the next holder releases"
+    );
+}
+
+/// The holder extends its lease past its first end; a stranger's token
+/// extends nothing, and neither does the holder's once its lease ran out.
+async fn holder_extends(c: &Ctx) {
+    let (lock, name) = (lock_of(c), c.name());
+    let k = c.key("extended");
+    let lease = Duration::from_millis(800);
+    let token = lock.try_lock(&k, lease).await.unwrap().expect("free");
+    assert!(
+        !lock.extend(&k, &LockToken::random(), lease).await.unwrap(),
+        "{name}: a stranger's token extends nothing"
+    );
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert!(
+            lock.extend(&k, &token, lease).await.unwrap(),
+            "{name}: the holder extends its lease"
+        );
+    }
+    // 1.2 s after it was taken with a 0.8 s lease, the lock is still held.
+    assert!(
+        lock.try_lock(&k, lease).await.unwrap().is_none(),
+        "{name}: an extended lock is held past its first lease"
+    );
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        !lock.extend(&k, &token, lease).await.unwrap(),
+        "{name}: a lease that ran out is not extended"
+    );
+    let next = lock.try_lock(&k, lease).await.unwrap();
+    assert!(next.is_some(), "{name}: the lock is free after its lease");
+    assert!(lock.unlock(&k, &next.expect("checked")).await.unwrap());
+    assert!(
+        !lock.extend(&k, &token, lease).await.unwrap(),
+        "{name}: a released lock is not extended"
+    );
+}
+
+/// Where the backend gives fencing values, each acquisition of a lock gets
+/// a larger one than the one before; a backend gives them to every token
+/// or to none.
+async fn fences_grow(c: &Ctx) {
+    let (lock, name) = (lock_of(c), c.name());
+    let k = c.key("fenced");
+    let lease = Duration::from_secs(30);
+    let mut fences = Vec::new();
+    for _ in 0..5 {
+        let token = lock.try_lock(&k, lease).await.unwrap().expect("free");
+        fences.push(token.fence());
+        assert!(lock.unlock(&k, &token).await.unwrap());
+    }
+    if fences.iter().all(Option::is_none) {
+        return;
+    }
+    let values: Vec<u64> = fences
+        .iter()
+        .map(|fence| {
+            fence
+                .unwrap_or_else(|| panic!("{name}: some tokens have a fence, some not: {fences:?}"))
+        })
+        .collect();
+    assert!(
+        values.windows(2).all(|pair| pair[0] < pair[1]),
+        "{name}: fences must grow with every acquisition: {values:?}"
     );
 }
