@@ -136,15 +136,17 @@ impl RedisBackend {
         Fut: Future<Output = RedisResult<T>>,
     {
         let attempt = async {
-            let connection = self
-                .inner
-                .connector
-                .get()
-                .await
-                .map_err(|error| self.failed(operation, error))?;
-            call(connection)
-                .await
-                .map_err(|error| self.failed(operation, error))
+            let (generation, connection) = self.inner.connector.get().await;
+            let outcome = match connection {
+                Ok(connection) => call(connection).await,
+                Err(error) => Err(error),
+            };
+            outcome.map_err(|error| {
+                if errors::needs_new_connection(&error) {
+                    self.inner.connector.replace(generation);
+                }
+                self.failed(operation, error)
+            })
         };
         match tokio::time::timeout(self.timeout(), attempt).await {
             Ok(outcome) => outcome,

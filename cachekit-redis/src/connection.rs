@@ -2,6 +2,7 @@
 //! (redis-rs's `ConnectionManager`) to a single server, or the async
 //! cluster client over a Redis Cluster, made on first use.
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
@@ -15,12 +16,28 @@ use crate::config::{RedisBackendConfig, parse_node, parse_url};
 /// What to connect to, and the connection once made.
 pub(crate) struct Connector {
     target: Target,
-    /// Made by the first call that needs it; concurrent first calls wait
-    /// for that one. A single-node manager is made without connecting (it
-    /// connects, and reconnects, by itself); a cluster connection is made
-    /// by connecting, and a failed attempt leaves the cell empty for the
-    /// next call to try again.
+    /// The connection in use, replaced by [`Connector::replace`].
+    current: Mutex<Arc<Generation>>,
+}
+
+/// One connection, made by the first call that needs it; concurrent first
+/// calls wait for that one. A single-node manager is made without
+/// connecting (it connects, and reconnects after I/O errors, by itself); a
+/// cluster connection is made by connecting, and a failed attempt leaves
+/// the cell empty for the next call to try again.
+struct Generation {
+    /// Counts the connections made: tells a stale failure from a current one.
+    number: u64,
     connection: OnceCell<Connection>,
+}
+
+impl Generation {
+    fn new(number: u64) -> Arc<Self> {
+        Arc::new(Generation {
+            number,
+            connection: OnceCell::new(),
+        })
+    }
 }
 
 /// The client of the configured deployment, which connects nothing yet.
@@ -37,7 +54,7 @@ impl std::fmt::Debug for Connector {
         };
         f.debug_struct("Connector")
             .field("target", &kind)
-            .field("connected", &self.connection.initialized())
+            .field("generation", &self.generation().number)
             .finish()
     }
 }
@@ -68,7 +85,7 @@ impl Connector {
         };
         Ok(Connector {
             target,
-            connection: OnceCell::new(),
+            current: Mutex::new(Generation::new(0)),
         })
     }
 
@@ -77,9 +94,15 @@ impl Connector {
         matches!(self.target, Target::Cluster(_))
     }
 
-    /// The connection, made on first use (see [`Connector::connection`]).
-    pub(crate) async fn get(&self) -> RedisResult<Connection> {
-        self.connection
+    fn generation(&self) -> Arc<Generation> {
+        Arc::clone(&self.current.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// The connection, made on first use, and its generation's number.
+    pub(crate) async fn get(&self) -> (u64, RedisResult<Connection>) {
+        let generation = self.generation();
+        let connection = generation
+            .connection
             .get_or_try_init(|| async {
                 match &self.target {
                     Target::Single(client, config) => Ok(Connection::Single(
@@ -92,7 +115,20 @@ impl Connector {
                 }
             })
             .await
-            .cloned()
+            .cloned();
+        (generation.number, connection)
+    }
+
+    /// Drops connection number `number` if it is still the one in use, so
+    /// that the next call connects anew. For failures that redis-rs's
+    /// `ConnectionManager` keeps answering without reconnecting: its
+    /// handshake failed with an answer rather than an I/O error (a refused
+    /// password, or a server still loading its data), which it remembers.
+    pub(crate) fn replace(&self, number: u64) {
+        let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
+        if current.number == number {
+            *current = Generation::new(number + 1);
+        }
     }
 }
 

@@ -59,8 +59,6 @@ return 0
 
 /// Sets the lease of the lock to `ARGV[2]` milliseconds from now if
 /// `ARGV[1]` holds it: 1 if it did, else 0.
-// Used by `Lock::extend`, which the core is gaining.
-#[allow(dead_code)]
 static EXTEND: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
@@ -83,14 +81,12 @@ impl RedisBackend {
         let tag = tag_for_slot(slot_of(wire.as_bytes()));
         format!("{}{{{tag}}} fence", self.inner.config.key_prefix)
     }
+}
 
-    /// Takes the lock on `key` for `lease`: its token and fencing value,
-    /// or `None` if another holder has it.
-    pub(crate) async fn try_lock_fenced(
-        &self,
-        key: &str,
-        lease: Duration,
-    ) -> Result<Option<(LockToken, u64)>> {
+#[async_trait]
+impl Lock for RedisBackend {
+    /// Its token carries the acquisition's fencing value.
+    async fn try_lock(&self, key: &str, lease: Duration) -> Result<Option<LockToken>> {
         let wire = self.wire_key(key)?;
         let fence_key = self.fence_key(&wire);
         let token = LockToken::random();
@@ -104,19 +100,10 @@ impl RedisBackend {
                 async move { invocation.invoke_async(&mut connection).await }
             })
             .await?;
-        Ok((fence > 0).then_some((token, fence)))
+        Ok((fence > 0).then(|| token.with_fence(fence)))
     }
 
-    /// Sets the lease of the lock on `key` to `lease` from now if `token`
-    /// holds it; `true` if it did.
-    // Used by `Lock::extend`, which the core is gaining.
-    #[allow(dead_code)]
-    pub(crate) async fn extend_lease(
-        &self,
-        key: &str,
-        token: &LockToken,
-        lease: Duration,
-    ) -> Result<bool> {
+    async fn extend(&self, key: &str, token: &LockToken, lease: Duration) -> Result<bool> {
         let wire = self.wire_key(key)?;
         let extended: u64 = self
             .call("extend", |mut connection| {
@@ -126,16 +113,6 @@ impl RedisBackend {
             })
             .await?;
         Ok(extended == 1)
-    }
-}
-
-#[async_trait]
-impl Lock for RedisBackend {
-    async fn try_lock(&self, key: &str, lease: Duration) -> Result<Option<LockToken>> {
-        Ok(self
-            .try_lock_fenced(key, lease)
-            .await?
-            .map(|(token, _fence)| token))
     }
 
     async fn unlock(&self, key: &str, token: &LockToken) -> Result<bool> {
@@ -148,5 +125,41 @@ impl Lock for RedisBackend {
             })
             .await?;
         Ok(released == 1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::RedisBackendConfig;
+
+    #[test]
+    fn the_fence_counter_is_in_the_slot_of_its_lock_whatever_the_braces() {
+        for prefix in ["", "app:"] {
+            let backend =
+                RedisBackend::new(RedisBackendConfig::default().key_prefix(prefix)).unwrap();
+            for key in [
+                "plain",
+                "{tag}rest",
+                "a}b",
+                "}{",
+                "{",
+                "}",
+                "x{}y",
+                "x{}{y}",
+                "{a}{b}",
+                "ns:f:{1}",
+            ] {
+                let wire = backend.wire_key(key).unwrap();
+                let fence = backend.fence_key(&wire);
+                assert_eq!(
+                    slot_of(fence.as_bytes()),
+                    slot_of(wire.as_bytes()),
+                    "{wire}"
+                );
+                assert!(fence.starts_with(prefix), "{fence}");
+                assert!(fence.contains(' '), "no cache key has a space: {fence}");
+            }
+        }
     }
 }

@@ -1,6 +1,7 @@
 //! Locks over real Redis, with two backends standing for two processes:
-//! one holder at a time among 32 contenders, release by the owner only, and
-//! a crashed holder's lock freed when its lease ends.
+//! one holder at a time among 32 contenders, release by the owner only, a
+//! crashed holder's lock freed when its lease ends, extension, and fencing
+//! values that grow.
 
 mod common;
 
@@ -124,4 +125,97 @@ async fn locks_live_under_the_prefix_with_a_lease() {
     assert_eq!(held.as_deref(), Some(token.as_str()));
     let left: i64 = common::raw(&server, redis::cmd("PTTL").arg("app:k")).await;
     assert!(left > 29_000 && left <= 30_000, "{left}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn extension_keeps_a_slow_holder_alone() {
+    let server = ServerProcess::redis();
+    let (holder, rival) = (
+        common::backend(&server, |c| c),
+        common::backend(&server, |c| c),
+    );
+    let lease = Duration::from_millis(300);
+    let token = holder.try_lock("slow", lease).await.unwrap().expect("free");
+    let started = Instant::now();
+    // Three leases long, extending every third of a lease.
+    while started.elapsed() < lease * 3 {
+        tokio::time::sleep(lease / 3).await;
+        assert!(holder.extend("slow", &token, lease).await.unwrap());
+        assert!(
+            rival.try_lock("slow", lease).await.unwrap().is_none(),
+            "the rival got the lock {:?} after it was taken",
+            started.elapsed()
+        );
+    }
+    assert!(holder.unlock("slow", &token).await.unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn extension_fails_for_a_stranger_and_after_the_lease() {
+    let server = ServerProcess::redis();
+    let backend = common::backend(&server, |c| c);
+    let lease = Duration::from_millis(200);
+    let token = backend.try_lock("k", lease).await.unwrap().expect("free");
+    assert!(
+        !backend
+            .extend("k", &LockToken::random(), Duration::from_secs(30))
+            .await
+            .unwrap()
+    );
+    // The stranger's try changed nothing: the lease still ends on time.
+    let left: i64 = common::raw(&server, redis::cmd("PTTL").arg("k")).await;
+    assert!(left > 0 && left <= 200, "{left}");
+    let mut expired = false;
+    for _ in 0..100 {
+        let exists: i64 = common::raw(&server, redis::cmd("EXISTS").arg("k")).await;
+        if exists == 0 {
+            expired = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(expired, "the lease ends");
+    assert!(!backend.extend("k", &token, lease).await.unwrap());
+    let exists: i64 = common::raw(&server, redis::cmd("EXISTS").arg("k")).await;
+    assert_eq!(exists, 0, "a failed extension creates nothing");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fencing_values_strictly_increase_across_acquisitions_and_processes() {
+    let server = ServerProcess::redis();
+    let backends = [
+        common::backend(&server, |c| c.key_prefix("app:")),
+        common::backend(&server, |c| c.key_prefix("app:")),
+    ];
+    for key in ["fenced", "{tag}fenced", "odd}key{"] {
+        let mut last = 0;
+        for round in 0..20 {
+            let backend = &backends[round % 2];
+            let token = backend
+                .try_lock(key, Duration::from_secs(30))
+                .await
+                .unwrap()
+                .expect("free");
+            let fence = token.fence().expect("redis gives fencing values");
+            assert!(fence > last, "{key}: {fence} after {last}");
+            last = fence;
+            // A contended try takes no fencing value... and costs none.
+            assert!(
+                backend
+                    .try_lock(key, Duration::from_secs(30))
+                    .await
+                    .unwrap()
+                    .is_none()
+            );
+            assert!(backend.unlock(key, &token).await.unwrap());
+        }
+    }
+    // Other prefixes count apart: nothing of "app:" is shared with "other:".
+    let other = common::backend(&server, |c| c.key_prefix("other:"));
+    let token = other
+        .try_lock("fenced", Duration::from_secs(1))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(token.fence(), Some(1));
 }

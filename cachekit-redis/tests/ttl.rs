@@ -5,6 +5,7 @@ mod common;
 
 use std::time::Duration;
 
+use cachekit_core::Error;
 use cachekit_core::backend::Bytes;
 use cachekit_core::backend::testkit::ServerProcess;
 use cachekit_core::backend::{Backend, KeyTtl, Touch, TtlInspect};
@@ -112,15 +113,15 @@ async fn touch_sets_removes_and_reports_missing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the core's Error::Rejected"]
 async fn a_wrong_type_is_a_permanent_error() {
     let server = ServerProcess::redis();
     let backend = common::backend(&server, |c| c);
     let _: i64 = common::raw(&server, redis::cmd("LPUSH").arg("list").arg("x")).await;
     let error = backend.get("list").await.unwrap_err();
     assert!(
-        !error.is_temporary(),
-        "WRONGTYPE is not temporary: {error:?}"
+        matches!(error, Error::Rejected { backend: "redis", .. }),
+        "WRONGTYPE is permanent: {error:?}"
     );
+    assert!(!error.is_temporary());
     assert!(error.to_string().contains("WRONGTYPE"), "{error}");
 }

@@ -36,6 +36,19 @@ pub(super) fn is_temporary(error: &RedisError) -> bool {
         )
 }
 
+/// Whether the connection that gave `error` is to be replaced: the
+/// handshake's refusals (a wrong password, a server loading its data), which
+/// redis-rs's `ConnectionManager` would otherwise answer to every call from
+/// then on, since it reconnects only after I/O errors. A `LOADING` answer to
+/// a plain command replaces a healthy connection too: once per failure of
+/// the connection in use, so at most one reconnection per answer.
+pub(super) fn needs_new_connection(error: &RedisError) -> bool {
+    matches!(
+        error.kind(),
+        ErrorKind::AuthenticationFailed | ErrorKind::Server(ServerErrorKind::BusyLoading)
+    ) || matches!(error.code(), Some("NOAUTH" | "WRONGPASS"))
+}
+
 impl RedisBackend {
     /// The cachekit error of `operation` failing with `error`: temporary
     /// ones are [`Error::Unavailable`], the others [`Error::Rejected`]
@@ -50,7 +63,7 @@ impl RedisBackend {
         if temporary {
             Error::unavailable(Self::NAME, failure)
         } else {
-            rejected(Self::NAME, failure)
+            Error::rejected(Self::NAME, failure)
         }
     }
 
@@ -69,7 +82,7 @@ impl RedisBackend {
 
     /// The error of an answer of the wrong shape.
     pub(super) fn unexpected(&self, operation: &'static str, answer: impl fmt::Debug) -> Error {
-        rejected(
+        Error::rejected(
             Self::NAME,
             format!("{operation}: unexpected answer {answer:?}"),
         )
@@ -116,11 +129,4 @@ impl std::error::Error for RedisFailure {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         Some(&self.error)
     }
-}
-
-/// A permanent failure of `backend`: the server refused the operation.
-// The core's `Error::Rejected` replaces this once it lands on main; until
-// then the failure is reported as `Unavailable`.
-fn rejected(backend: &'static str, source: impl Into<cachekit_core::backend::BoxError>) -> Error {
-    Error::unavailable(backend, source)
 }
