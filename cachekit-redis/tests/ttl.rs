@@ -119,7 +119,13 @@ async fn a_wrong_type_is_a_permanent_error() {
     let _: i64 = common::raw(&server, redis::cmd("LPUSH").arg("list").arg("x")).await;
     let error = backend.get("list").await.unwrap_err();
     assert!(
-        matches!(error, Error::Rejected { backend: "redis", .. }),
+        matches!(
+            error,
+            Error::Rejected {
+                backend: "redis",
+                ..
+            }
+        ),
         "WRONGTYPE is permanent: {error:?}"
     );
     assert!(!error.is_temporary());

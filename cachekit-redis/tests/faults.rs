@@ -1,0 +1,229 @@
+//! Failures of a real Redis: stopped (calls fail within the timeout with
+//! temporary errors), restarted (the backend reconnects with no user
+//! action), restarted under 16 tasks (every caller gets its value), frozen
+//! (calls time out), and the breaker over it.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use cachekit_core::backend::testkit::ServerProcess;
+use cachekit_core::backend::{Backend, Bytes, Lock};
+use cachekit_core::{Cache, ConfigSource, Error, ReliabilityConfig, ReliabilityLayer};
+use cachekit_redis::RedisBackend;
+
+/// How long the test waits for a restarted server to be reached again.
+const RECOVERY_BOUND: Duration = Duration::from_secs(10);
+
+/// Reads `key` until it answers (a restarted server, reached again), at
+/// most [`RECOVERY_BOUND`]; the answer and how long it took.
+async fn until_answered(backend: &RedisBackend, key: &str) -> (Option<Bytes>, Duration) {
+    let started = Instant::now();
+    loop {
+        match backend.get(key).await {
+            Ok(value) => return (value, started.elapsed()),
+            Err(error) => {
+                assert!(error.is_temporary(), "{error:?}");
+                assert!(
+                    started.elapsed() < RECOVERY_BOUND,
+                    "no recovery within {RECOVERY_BOUND:?}: {error}"
+                );
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_server_fails_every_call_in_time_and_a_restart_recovers_alone() {
+    let mut server = ServerProcess::redis();
+    let timeout = Duration::from_millis(300);
+    let backend = common::backend(&server, |c| c.timeout(timeout));
+    backend
+        .set("before", Bytes::from_static(b"v"), None)
+        .await
+        .unwrap();
+
+    server.stop();
+    for round in 0..3 {
+        let started = Instant::now();
+        let calls: [(&str, cachekit_core::Result<()>); 5] = [
+            ("get", backend.get("k").await.map(drop)),
+            (
+                "set",
+                backend.set("k", Bytes::from_static(b"v"), None).await,
+            ),
+            ("delete", backend.delete("k").await.map(drop)),
+            (
+                "try_lock",
+                backend
+                    .try_lock("k", Duration::from_secs(1))
+                    .await
+                    .map(drop),
+            ),
+            ("health", backend.health().await),
+        ];
+        for (operation, outcome) in calls {
+            match outcome {
+                Err(Error::Unavailable { .. } | Error::Timeout { .. }) => {}
+                other => panic!("round {round}: {operation} on a stopped server gave {other:?}"),
+            }
+        }
+        // Not a performance assertion: five calls, each bounded by the timeout.
+        assert!(
+            started.elapsed() < timeout * 5 + Duration::from_millis(500),
+            "took {:?}",
+            started.elapsed()
+        );
+    }
+
+    // The data is gone with the process (no persistence in the test
+    // server); the backend is back with no call to reconnect.
+    server.restart();
+    let (value, _) = until_answered(&backend, "before").await;
+    assert_eq!(value, None);
+    backend
+        .set("after", Bytes::from_static(b"back"), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        backend.get("after").await.unwrap().as_deref(),
+        Some(&b"back"[..])
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_under_16_tasks_loses_no_value_and_the_backend_recovers() {
+    let mut server = ServerProcess::redis();
+    let backend = common::backend(&server, |c| c.timeout(Duration::from_millis(300)));
+    let cache = Cache::builder()
+        .backend(backend.clone())
+        .without_l1()
+        .config(ConfigSource::defaults_only())
+        .build()
+        .unwrap();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (calls, errors) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let tasks: Vec<_> = (0..16)
+        .map(|task| {
+            let (cache, backend, stop) = (cache.clone(), backend.clone(), stop.clone());
+            let (calls, errors) = (calls.clone(), errors.clone());
+            tokio::spawn(async move {
+                let deadline = Instant::now() + Duration::from_secs(20);
+                let mut i = 0usize;
+                while !stop.load(Ordering::Relaxed) && Instant::now() < deadline && i < 200_000 {
+                    let key = format!("t{task}:k{}", i % 50);
+                    let expected = format!("value of {key}");
+                    // A cached function's path: always a value, the right one.
+                    let value = cache
+                        .get_or_insert_with(&key, None, || async { expected.clone() })
+                        .await;
+                    assert_eq!(value, expected, "a wrong value reached a caller");
+                    // A direct call: a value, or a temporary error while down.
+                    if let Err(error) = backend.get(&key).await {
+                        assert!(error.is_temporary(), "{error:?}");
+                        errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                    calls.fetch_add(1, Ordering::Relaxed);
+                    i += 1;
+                }
+            })
+        })
+        .collect();
+
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = calls.load(Ordering::Relaxed);
+    tokio::task::block_in_place(|| server.restart());
+    let (_, took) = until_answered(&backend, "probe").await;
+    // Calls go on after the restart, now against the new process.
+    let after_restart = calls.load(Ordering::Relaxed);
+    let deadline = Instant::now() + RECOVERY_BOUND;
+    while calls.load(Ordering::Relaxed) < after_restart + 500 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    for task in tasks {
+        task.await.expect("every caller got its value");
+    }
+    assert!(before > 0, "calls ran before the restart");
+    assert!(
+        calls.load(Ordering::Relaxed) >= after_restart + 500,
+        "calls ran after the restart (reached again in {took:?})"
+    );
+    // Values written after the restart are in the new process.
+    let stored: i64 = common::raw(&server, &redis::cmd("DBSIZE")).await;
+    assert!(stored > 0, "the restarted server holds the new values");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_server_times_out_calls_and_thawed_answers_again() {
+    let mut server = ServerProcess::redis();
+    let timeout = Duration::from_millis(300);
+    let backend = common::backend(&server, |c| c.timeout(timeout));
+    backend
+        .set("k", Bytes::from_static(b"v"), None)
+        .await
+        .unwrap();
+    tokio::task::block_in_place(|| server.freeze());
+    for _ in 0..3 {
+        let started = Instant::now();
+        let outcome = backend.get("k").await;
+        assert!(
+            matches!(
+                outcome,
+                Err(Error::Timeout {
+                    backend: "redis",
+                    ..
+                })
+            ),
+            "{outcome:?}"
+        );
+        // Not a performance assertion: the call ends near its timeout, never hangs.
+        let took = started.elapsed();
+        assert!(took >= timeout && took < timeout * 4, "took {took:?}");
+    }
+    tokio::task::block_in_place(|| server.thaw());
+    assert_eq!(
+        backend.get("k").await.unwrap().as_deref(),
+        Some(&b"v"[..]),
+        "the same connection answers again"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_breaker_keeps_cached_functions_answering_at_once() {
+    let mut server = ServerProcess::redis();
+    let backend = common::backend(&server, |c| c.timeout(Duration::from_millis(300)));
+    let layered = ReliabilityLayer::new(ReliabilityConfig {
+        failure_threshold: 2,
+        cool_down: Duration::from_millis(500),
+        ..ReliabilityConfig::default()
+    })
+    .layer(Arc::new(backend.clone()));
+    let cache = Cache::builder()
+        .shared_backend(layered)
+        .without_l1()
+        .config(ConfigSource::defaults_only())
+        .build()
+        .unwrap();
+    tokio::task::block_in_place(|| server.freeze());
+    for _ in 0..2 {
+        assert!(cache.get::<u8>("k").await.is_err());
+    }
+    // Open: a cached function runs its body without waiting on the frozen
+    // server (a call that waited would take its 300 ms timeout). Not a
+    // performance assertion: the slowest of 21 calls under 100 ms.
+    let mut slowest = Duration::ZERO;
+    for _ in 0..21 {
+        let started = Instant::now();
+        assert_eq!(
+            cache.get_or_insert_with("k", None, || async { 7_u8 }).await,
+            7
+        );
+        slowest = slowest.max(started.elapsed());
+    }
+    assert!(slowest < Duration::from_millis(100), "slowest {slowest:?}");
+    tokio::task::block_in_place(|| server.thaw());
+}
