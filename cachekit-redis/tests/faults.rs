@@ -227,3 +227,18 @@ async fn an_open_breaker_keeps_cached_functions_answering_at_once() {
     assert!(slowest < Duration::from_millis(100), "slowest {slowest:?}");
     tokio::task::block_in_place(|| server.thaw());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_to_a_plain_server_fails_the_call_without_a_panic() {
+    // Builds a rustls client (the crypto provider installed by the backend)
+    // and fails its handshake: an error for the call, and for the next.
+    let server = ServerProcess::redis();
+    let backend = common::backend(&server, |c| {
+        c.url(format!("rediss://127.0.0.1:{}/0", server.port()))
+    });
+    for _ in 0..2 {
+        let outcome = backend.get("k").await;
+        assert!(outcome.is_err(), "{outcome:?}");
+    }
+    assert!(rustls::crypto::CryptoProvider::get_default().is_some());
+}
