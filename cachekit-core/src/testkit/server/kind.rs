@@ -16,9 +16,10 @@ pub enum ServerKind {
     /// its cluster bus on `port + 10000`, its node table in its scratch
     /// directory, so a restarted node rejoins with the same id and slots).
     /// [`ServerProcess::start`] of this kind starts one node that serves no
-    /// slot yet.
+    /// slot yet; [`RedisCluster::start`] starts nodes and forms a cluster.
     ///
     /// [`ServerProcess::start`]: super::ServerProcess::start
+    /// [`RedisCluster::start`]: super::RedisCluster::start
     RedisCluster,
 }
 
