@@ -69,7 +69,7 @@ impl ReservedPort {
 /// the OS just reported free: `found` is the node's port when its bus port
 /// fits under 65536, else the bus port (ports above 55535 have no bus port).
 /// `None` when the other port of the pair is not free on 127.0.0.1.
-fn bus_pair(found: u16) -> Option<(u16, u16)> {
+pub(super) fn bus_pair(found: u16) -> Option<(u16, u16)> {
     let (port, bus) = match found.checked_add(CLUSTER_BUS_OFFSET) {
         Some(bus) => (found, bus),
         None => (found.checked_sub(CLUSTER_BUS_OFFSET)?, found),

@@ -269,3 +269,20 @@ fn cluster_node_listens_on_its_bus_port() {
 fn redis_cluster_of_fewer_than_three_masters_is_refused() {
     let _cluster = RedisCluster::start(2);
 }
+
+#[test]
+fn cluster_bus_port_is_ten_thousand_above_and_must_be_free() {
+    let held = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind a free port");
+    let taken = held.local_addr().expect("its address").port();
+    assert!(taken > 10_000, "the OS handed out port {taken}");
+    // A node whose bus port is taken is refused.
+    assert_eq!(port::bus_pair(taken - 10_000), None);
+    // A free port becomes the node's port, or its bus port when it is above
+    // 55535; either way the pair is 10000 apart and under 65536.
+    drop(held);
+    if let Some((node, bus)) = port::bus_pair(taken) {
+        assert_eq!(u32::from(bus), u32::from(node) + 10_000);
+        assert!(node == taken || bus == taken, "{taken} -> {node}, {bus}");
+        assert_eq!(node == taken, taken <= 55_535);
+    }
+}
