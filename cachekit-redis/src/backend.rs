@@ -135,22 +135,26 @@ impl RedisBackend {
         F: FnOnce(Connection) -> Fut,
         Fut: Future<Output = RedisResult<T>>,
     {
+        let connector = &self.inner.connector;
+        let generation = connector.generation();
         let attempt = async {
-            let (generation, connection) = self.inner.connector.get().await;
-            let outcome = match connection {
+            let outcome = match connector.connect(&generation).await {
                 Ok(connection) => call(connection).await,
                 Err(error) => Err(error),
             };
             outcome.map_err(|error| {
                 if errors::needs_new_connection(&error) {
-                    self.inner.connector.replace(generation);
+                    connector.replace(generation.number);
                 }
                 self.failed(operation, error)
             })
         };
         match tokio::time::timeout(self.timeout(), attempt).await {
             Ok(outcome) => outcome,
-            Err(_) => Err(self.timed_out(operation)),
+            Err(_) => {
+                connector.replace(generation.number);
+                Err(self.timed_out(operation))
+            }
         }
     }
 

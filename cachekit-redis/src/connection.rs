@@ -25,9 +25,9 @@ pub(crate) struct Connector {
 /// connecting (it connects, and reconnects after I/O errors, by itself); a
 /// cluster connection is made by connecting, and a failed attempt leaves
 /// the cell empty for the next call to try again.
-struct Generation {
+pub(crate) struct Generation {
     /// Counts the connections made: tells a stale failure from a current one.
-    number: u64,
+    pub(crate) number: u64,
     connection: OnceCell<Connection>,
 }
 
@@ -94,14 +94,14 @@ impl Connector {
         matches!(self.target, Target::Cluster(_))
     }
 
-    fn generation(&self) -> Arc<Generation> {
+    /// The connection in use (made on first use by [`Connector::connect`]).
+    pub(crate) fn generation(&self) -> Arc<Generation> {
         Arc::clone(&self.current.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
-    /// The connection, made on first use, and its generation's number.
-    pub(crate) async fn get(&self) -> (u64, RedisResult<Connection>) {
-        let generation = self.generation();
-        let connection = generation
+    /// The connection of `generation`, made on first use.
+    pub(crate) async fn connect(&self, generation: &Generation) -> RedisResult<Connection> {
+        generation
             .connection
             .get_or_try_init(|| async {
                 match &self.target {
@@ -115,15 +115,18 @@ impl Connector {
                 }
             })
             .await
-            .cloned();
-        (generation.number, connection)
+            .cloned()
     }
 
     /// Drops connection number `number` if it is still the one in use, so
     /// that the next call connects anew. For failures that redis-rs's
     /// `ConnectionManager` keeps answering without reconnecting: its
     /// handshake failed with an answer rather than an I/O error (a refused
-    /// password, or a server still loading its data), which it remembers.
+    /// password, or a server still loading its data), which it remembers;
+    /// and for a call that ran out of time, whose connection may never
+    /// answer again: a hung host, or a connection driven by a runtime that
+    /// is blocked (a current-thread runtime waiting on a plain cached
+    /// function, whose cache work runs on another runtime).
     pub(crate) fn replace(&self, number: u64) {
         let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
         if current.number == number {

@@ -192,7 +192,7 @@ async fn a_frozen_server_times_out_calls_and_thawed_answers_again() {
     assert_eq!(
         backend.get("k").await.unwrap().as_deref(),
         Some(&b"v"[..]),
-        "the same connection answers again"
+        "it answers again, on a new connection"
     );
 }
 
