@@ -67,3 +67,47 @@ async fn a_first_connect_that_fails_is_tried_again_by_the_next_call() {
     assert!(answered, "the backend connects once the server is up");
     backend.health().await.unwrap();
 }
+
+/// A backend whose connection was made on a runtime that is gone since:
+/// the next calls, on another runtime, get there (the first may fail).
+fn outlives_the_runtime_that_connected(backend: &cachekit_redis::RedisBackend) {
+    let runtime = || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    };
+    runtime()
+        .block_on(backend.set("k", Bytes::from_static(b"v"), None))
+        .unwrap();
+    let second = runtime();
+    let mut answered = None;
+    for _ in 0..3 {
+        match second.block_on(backend.get("k")) {
+            Ok(value) => {
+                answered = value;
+                break;
+            }
+            Err(error) => assert!(error.is_temporary(), "{error:?}"),
+        }
+    }
+    assert_eq!(answered.as_deref(), Some(&b"v"[..]));
+}
+
+#[test]
+fn a_connection_outlives_the_runtime_that_made_it() {
+    let server = ServerProcess::redis();
+    outlives_the_runtime_that_connected(&common::backend(&server, |c| c));
+}
+
+#[test]
+fn a_cluster_connection_outlives_the_runtime_that_made_it() {
+    let cluster = cachekit_core::backend::testkit::RedisCluster::start(3);
+    let backend = cachekit_redis::RedisBackend::new(
+        cachekit_redis::RedisBackendConfig::default()
+            .cluster_nodes(cluster.addresses())
+            .timeout(Duration::from_millis(500)),
+    )
+    .unwrap();
+    outlives_the_runtime_that_connected(&backend);
+}

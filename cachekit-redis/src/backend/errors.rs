@@ -42,11 +42,16 @@ pub(super) fn is_temporary(error: &RedisError) -> bool {
 /// then on, since it reconnects only after I/O errors. A `LOADING` answer to
 /// a plain command replaces a healthy connection too: once per failure of
 /// the connection in use, so at most one reconnection per answer.
+///
+/// Also the cluster client's "Unable to send command": its task, which
+/// drives every node's connection, is gone (the runtime that ran it was
+/// shut down), and it never comes back on its own.
 pub(super) fn needs_new_connection(error: &RedisError) -> bool {
     matches!(
         error.kind(),
         ErrorKind::AuthenticationFailed | ErrorKind::Server(ServerErrorKind::BusyLoading)
     ) || matches!(error.code(), Some("NOAUTH" | "WRONGPASS"))
+        || (error.is_io_error() && error.to_string().contains("Unable to send command"))
 }
 
 impl RedisBackend {
