@@ -62,10 +62,12 @@ impl std::fmt::Debug for Connector {
 impl Connector {
     /// The clients for `config`, validated; nothing connects.
     pub(crate) fn new(config: &RedisBackendConfig) -> RedisResult<Self> {
-        install_crypto_provider();
         let info = parse_url(&config.url).map_err(|reason| {
             redis::RedisError::from((redis::ErrorKind::InvalidClientConfig, "bad URL", reason))
         })?;
+        if matches!(info.addr(), ConnectionAddr::TcpTls { .. }) {
+            install_crypto_provider();
+        }
         let target = if config.is_cluster() {
             Target::Cluster(cluster_client(config, &info)?)
         } else {
@@ -177,7 +179,10 @@ fn cluster_client(
 /// rustls needs a process-wide crypto provider when it builds a TLS
 /// client. cachekit brings rustls with `ring` only (no aws-lc-rs, which
 /// needs a C toolchain and cmake), so `ring` is installed as the process
-/// default, unless the application installed one of its own first.
+/// default, unless the application installed one of its own first; and
+/// only for a `rediss://` URL, so that an application without TLS to Redis
+/// keeps the choice (an application that installs its provider later
+/// should do so before building the backend).
 fn install_crypto_provider() {
     if rustls::crypto::CryptoProvider::get_default().is_none() {
         // Another thread may install one between the check and this call:
