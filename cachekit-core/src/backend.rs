@@ -18,6 +18,7 @@ use std::time::Duration;
 pub use crate::capability::{Capabilities, Capability};
 pub use crate::config::{CORE_SETTINGS, ConfigSource, Setting, SettingKind, seconds};
 pub use crate::error::{BoxError, Error, Result};
+pub use crate::invalidation::{Invalidation, InvalidationSender, Invalidations};
 pub use crate::key::{MAX_KEY_LEN, validate as validate_key};
 pub use crate::layer::RELIABILITY_SETTINGS;
 pub use crate::redact::redact_url;
@@ -121,6 +122,16 @@ pub trait Backend: fmt::Debug + Send + Sync {
     /// an `Arc`, gets the same reliability layer. `None` (the default):
     /// each `Arc` is an instance of its own.
     fn identity(&self) -> Option<Identity> {
+        None
+    }
+
+    /// Notices of entries changed by other clients of a shared backend,
+    /// when the backend can tell (Redis with `l1_invalidation` on): each
+    /// call is a new listener. Caches in front of the backend drop their
+    /// in-process copies on them, so that a copy never outlives a change
+    /// made elsewhere by more than the notice's trip. `None` (the default):
+    /// the backend cannot tell, and copies live their `l1_ttl`.
+    fn invalidations(&self) -> Option<Invalidations> {
         None
     }
 

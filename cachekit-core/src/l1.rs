@@ -2,6 +2,7 @@
 //! [`L1`]); `docs/guide.md` ("L1, the in-process tier") explains both to
 //! users.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
@@ -61,20 +62,75 @@ impl Default for L1Config {
 /// things: bytes any type may decode, against one function's values.
 ///
 /// A copy lives until the earliest of: `max_ttl`, the TTL it was written
-/// with, and the expiry recorded in the entry's envelope by whichever
-/// process wrote it. So an L1 copy never outlives its L2 entry's lifetime.
+/// with, the expiry recorded in the entry's envelope by whichever process
+/// wrote it, and a notice from the backend that the entry changed elsewhere
+/// ([`L1::invalidate`]). So an L1 copy never outlives its L2 entry.
+///
+/// A copy read from the backend before a notice must not be kept after it:
+/// a filler takes a [`Ticket`] before its backend call and fills with it;
+/// the fill does not stay if any notice came in between (see [`L1::fill`]).
 #[derive(Debug)]
 pub(crate) struct L1<V: StoreValue = Bytes> {
     store: Store<[u8], V>,
     max_ttl: Duration,
+    /// How many notices were applied; a fill keeps its copy only if none
+    /// came since its ticket.
+    notices: AtomicU64,
 }
+
+/// What [`L1::ticket`] gives and [`L1::fill`] takes: the notices applied
+/// when a backend read or write began.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Ticket(u64);
 
 impl<V: StoreValue> L1<V> {
     pub(crate) fn new(config: L1Config) -> Self {
         L1 {
             store: Store::new(config.max_entries, config.max_bytes),
             max_ttl: config.max_ttl,
+            notices: AtomicU64::new(0),
         }
+    }
+
+    /// Taken before the backend call whose result is to be kept.
+    pub(crate) fn ticket(&self) -> Ticket {
+        Ticket(self.notices.load(Ordering::SeqCst))
+    }
+
+    /// Keeps `value`, read or written with the backend since `ticket`, as
+    /// [`L1::insert`] does, unless a notice came since: the copy may be
+    /// older than the change the notice announced. Conservative: a notice
+    /// about any key drops the fills in flight for every key.
+    pub(crate) fn fill(
+        &self,
+        ticket: Ticket,
+        key: impl AsRef<[u8]>,
+        value: V,
+        expires_at: Option<SystemTime>,
+    ) {
+        let key = key.as_ref();
+        if self.notices.load(Ordering::SeqCst) != ticket.0 {
+            return;
+        }
+        self.insert(key, value, expires_at);
+        // A notice between the check and the insert has removed nothing yet
+        // or removed before the insert: check again after it.
+        if self.notices.load(Ordering::SeqCst) != ticket.0 {
+            self.store.remove(key);
+        }
+    }
+
+    /// Drops the copy under `key` on a notice that its entry changed
+    /// elsewhere, and the fills in flight (see [`L1::fill`]).
+    pub(crate) fn invalidate(&self, key: impl AsRef<[u8]>) {
+        self.notices.fetch_add(1, Ordering::SeqCst);
+        self.store.remove(key.as_ref());
+    }
+
+    /// Drops every copy on a notice that any entry may have changed.
+    pub(crate) fn invalidate_all(&self) {
+        self.notices.fetch_add(1, Ordering::SeqCst);
+        self.store.clear();
     }
 
     pub(crate) fn get(&self, key: impl AsRef<[u8]>) -> Option<V> {
@@ -83,8 +139,9 @@ impl<V: StoreValue> L1<V> {
     }
 
     /// Keeps `value` until the earliest of `max_ttl` and `expires_at`; an
-    /// entry already expired is not kept.
-    pub(crate) fn insert(&self, key: impl AsRef<[u8]>, value: V, expires_at: Option<SystemTime>) {
+    /// entry already expired is not kept. Only for a value that comes from
+    /// no backend call; others are kept with [`L1::fill`].
+    fn insert(&self, key: impl AsRef<[u8]>, value: V, expires_at: Option<SystemTime>) {
         let key = key.as_ref();
         let ttl = match expires_at {
             None => self.max_ttl,
@@ -143,5 +200,19 @@ mod tests {
         assert!(l1.get(b"long").is_some());
         tokio::time::advance(Duration::from_secs(55)).await;
         assert!(l1.get(b"long").is_none(), "max_ttl bounds every copy");
+    }
+
+    #[test]
+    fn a_fill_that_began_before_a_notice_is_not_kept() {
+        let l1: L1 = L1::new(L1Config::default());
+        let value = Bytes::from_static(b"old");
+        let before = l1.ticket();
+        l1.invalidate(b"other");
+        l1.fill(before, b"k", value.clone(), None);
+        assert!(!l1.contains(b"k"), "read before a notice, kept after it");
+        l1.fill(l1.ticket(), b"k", value, None);
+        assert!(l1.contains(b"k"), "a fill with no notice since is kept");
+        l1.invalidate(b"k");
+        assert!(!l1.contains(b"k"), "a notice drops the copy");
     }
 }

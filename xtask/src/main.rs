@@ -19,8 +19,9 @@ const USAGE: &str = "\
 Usage: cargo xtask <SUBCOMMAND>
 
 Subcommands:
-  test    The one test command of the project: installs memcached and
-          redis-server if they are missing, then runs, failing fast,
+  test    The one test command of the project: installs memcached,
+          redis-server and redis-cli if they are missing, then runs,
+          failing fast,
             cargo fmt --all -- --check
             cargo clippy --workspace --all-targets --all-features -- -D warnings
             cargo test --workspace --all-features

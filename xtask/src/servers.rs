@@ -1,50 +1,94 @@
 //! Making sure the `memcached` and `redis-server` programs that the tests
-//! start are installed, installing them with apt-get when possible.
+//! start, and the `redis-cli` that forms their Redis Cluster, are installed,
+//! installing them with apt-get when possible.
 
 use std::process::Command;
 
 use crate::cmd::{self, Result};
 
-/// The server programs the tests start, and the flag printing each version.
-const PROGRAMS: [(&str, &str); 2] = [("memcached", "-V"), ("redis-server", "--version")];
+/// A program the tests run.
+struct Program {
+    /// The executable looked up on `PATH`.
+    name: &'static str,
+    /// The flag that prints its version.
+    version_flag: &'static str,
+    /// The Debian/Ubuntu package that provides it.
+    apt_package: &'static str,
+    /// What the tests use it for, for the message when it is missing.
+    used_for: &'static str,
+}
 
-/// The Debian/Ubuntu packages providing [`PROGRAMS`].
-const APT_PACKAGES: [&str; 2] = ["memcached", "redis-server"];
+/// The programs the tests run.
+const PROGRAMS: [Program; 3] = [
+    Program {
+        name: "memcached",
+        version_flag: "-V",
+        apt_package: "memcached",
+        used_for: "the memcached backend's tests",
+    },
+    Program {
+        name: "redis-server",
+        version_flag: "--version",
+        apt_package: "redis-server",
+        used_for: "the redis backend's tests and the Redis Cluster nodes",
+    },
+    Program {
+        name: "redis-cli",
+        version_flag: "--version",
+        apt_package: "redis-tools",
+        used_for: "forming the test kit's Redis Cluster",
+    },
+];
 
-/// Installs the missing servers if it can, then prints the versions found.
+/// Installs the missing programs if it can, then prints the versions found.
 pub(crate) fn ensure_installed() -> Result {
     let missing = missing_programs();
     if !missing.is_empty() {
-        println!("{} not found on PATH", missing.join(", "));
+        println!("{} not found on PATH", describe(&missing));
         install_with_apt(&missing)?;
         let still_missing = missing_programs();
         if !still_missing.is_empty() {
             return Err(format!(
                 "{} still not found on PATH after installing; {}",
-                still_missing.join(", "),
+                describe(&still_missing),
                 manual_install_hint()
             ));
         }
     }
-    for (program, version_flag) in PROGRAMS {
-        cmd::run(Command::new(program).arg(version_flag))?;
+    for program in &PROGRAMS {
+        cmd::run(Command::new(program.name).arg(program.version_flag))?;
     }
     Ok(())
 }
 
 /// The programs of [`PROGRAMS`] that are not on `PATH`.
-fn missing_programs() -> Vec<&'static str> {
+fn missing_programs() -> Vec<&'static Program> {
     PROGRAMS
         .iter()
-        .map(|&(program, _)| program)
-        .filter(|program| !cmd::on_path(program))
+        .filter(|program| !cmd::on_path(program.name))
         .collect()
 }
 
-/// Runs `apt-get update` and `apt-get install`, as root directly or else
-/// through `sudo -n` (never prompting for a password).
-fn install_with_apt(missing: &[&str]) -> Result {
-    let not_found = missing.join(", ");
+/// Names `programs` with their packages and uses:
+/// `redis-cli (Debian package redis-tools, for forming ...)`.
+fn describe(programs: &[&Program]) -> String {
+    programs
+        .iter()
+        .map(|program| {
+            format!(
+                "{} (Debian package {}, for {})",
+                program.name, program.apt_package, program.used_for
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Runs `apt-get update` and `apt-get install` of every package of
+/// [`PROGRAMS`], as root directly or else through `sudo -n` (never prompting
+/// for a password).
+fn install_with_apt(missing: &[&Program]) -> Result {
+    let not_found = describe(missing);
     if !cmd::on_path("apt-get") {
         return Err(format!(
             "{not_found} not found on PATH and apt-get is not available; {}",
@@ -63,7 +107,7 @@ fn install_with_apt(missing: &[&str]) -> Result {
     };
     let install: Vec<&str> = ["install", "-y", "--no-install-recommends"]
         .into_iter()
-        .chain(APT_PACKAGES)
+        .chain(PROGRAMS.iter().map(|program| program.apt_package))
         .collect();
     for args in [&["update"][..], &install] {
         cmd::run(&mut apt_get(use_sudo, args))
@@ -96,9 +140,10 @@ pub(crate) fn is_root() -> bool {
 /// How to install the servers by hand, for error messages.
 fn manual_install_hint() -> &'static str {
     if cfg!(target_os = "macos") {
-        "install them with `brew install memcached redis` and run `cargo xtask test` again"
+        "install them with `brew install memcached redis` (redis includes redis-cli) \
+         and run `cargo xtask test` again"
     } else {
-        "install them with `sudo apt-get install -y memcached redis-server` \
+        "install them with `sudo apt-get install -y memcached redis-server redis-tools` \
          (Debian/Ubuntu; `brew install memcached redis` on macOS) and run `cargo xtask test` again"
     }
 }

@@ -5,7 +5,10 @@ use crate::{project, servers};
 
 /// Runs every check, in order, stopping at the first one that fails.
 pub(crate) fn run() -> Result {
-    cmd::step("memcached and redis-server", servers::ensure_installed)?;
+    cmd::step(
+        "memcached, redis-server and redis-cli",
+        servers::ensure_installed,
+    )?;
     cargo_step(&["fmt", "--all", "--", "--check"])?;
     cargo_step(&[
         "clippy",

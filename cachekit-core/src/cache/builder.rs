@@ -5,6 +5,8 @@ use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use super::{Cache, Inner};
+use crate::backend::Invalidation;
+use crate::coherence::{self, Coherence};
 use crate::config::{CORE_SETTINGS, ConfigSource, CoreSettings};
 use crate::flight::Flights;
 use crate::l1::L1;
@@ -151,6 +153,20 @@ impl CacheBuilder {
         let namespace = self.namespace.unwrap_or(settings.namespace);
         // Room for the lock mark that lock keys add.
         let max_key_len = backend_key_len - key::LOCK_MARK.len();
+        let l1 = l1.map(|config| Arc::new(L1::new(config))).filter(|l1| {
+            let tier = Arc::downgrade(l1);
+            let coherence = coherence::listen(&*backend, move |notice| {
+                let Some(l1) = tier.upgrade() else {
+                    return false;
+                };
+                match notice {
+                    Invalidation::Key(key) => l1.invalidate(key),
+                    _ => l1.invalidate_all(),
+                }
+                true
+            });
+            coherence != Coherence::Impossible
+        });
         Ok(Cache {
             inner: Arc::new(Inner {
                 layer,
@@ -158,7 +174,7 @@ impl CacheBuilder {
                 prefix: key::Prefix::new(&namespace, self.version, max_key_len),
                 namespace,
                 default_ttl,
-                l1: l1.map(L1::new),
+                l1,
                 flights: Flights::default(),
                 lock_lease: self.lock_lease.unwrap_or(Duration::from_secs(30)),
                 counters: Counters::default(),

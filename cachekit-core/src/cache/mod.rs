@@ -46,7 +46,9 @@ struct Inner {
     /// The namespace part of every key, and the longest key.
     prefix: key::Prefix,
     default_ttl: Option<Duration>,
-    l1: Option<L1>,
+    /// In an `Arc` for the task that applies the backend's notices to it
+    /// (see [`Backend::invalidations`]).
+    l1: Option<Arc<L1>>,
     flights: Flights,
     lock_lease: Duration,
     counters: Counters,
@@ -277,6 +279,7 @@ impl Cache {
                 expires_at: None,
             }));
         }
+        let ticket = self.inner.l1.as_ref().map(|l1| l1.ticket());
         let Some(opened) = self.read(key).await? else {
             return Ok(None);
         };
@@ -284,8 +287,8 @@ impl Cache {
             return Ok(None);
         };
         Counters::bump(&counters.l2_hits);
-        if let Some(l1) = &self.inner.l1 {
-            l1.insert(key, opened.payload.clone(), opened.expires_at);
+        if let (Some(l1), Some(ticket)) = (&self.inner.l1, ticket) {
+            l1.fill(ticket, key, opened.payload.clone(), opened.expires_at);
         }
         Ok(Some(Found {
             value,
@@ -337,10 +340,11 @@ impl Cache {
             }
         }
         self.forget_l1(key);
+        let ticket = self.inner.l1.as_ref().map(|l1| l1.ticket());
         self.call("set", key, true, || self.raw().set(key, bytes.clone(), ttl))
             .await?;
-        if let Some(l1) = &self.inner.l1 {
-            l1.insert(key, bytes.slice(codec::HEADER_LEN..), expiry(ttl));
+        if let (Some(l1), Some(ticket)) = (&self.inner.l1, ticket) {
+            l1.fill(ticket, key, bytes.slice(codec::HEADER_LEN..), expiry(ttl));
         }
         Ok(())
     }

@@ -6,8 +6,12 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use super::call::Call;
+use super::coherent;
 use super::policy::ReturnPolicy;
 use super::process::shared_l1;
+use super::state::Chosen;
+use crate::coherence::Coherence;
+use crate::l1::{L1, Ticket};
 use crate::store::StoreValue;
 
 /// Where a cached function keeps results in process: the attribute picks
@@ -105,21 +109,38 @@ pub(super) fn forget_in_l1(call: &Call) {
     }
 }
 
-/// Keeps a copy of `value` in L1 for `call`, if mode `M` keeps results and
-/// the cache that gave it was chosen in the scope `call` began in
-/// (`chosen_in`, its generation): a result from another scope's backend
-/// stays out of this one's L1 keys.
+/// What a call takes before its backend call, to keep a copy of the result
+/// after it (see [`L1::fill`](crate::l1::L1::fill)); `None` without an L1 tier.
+pub(super) fn ticket() -> Option<Ticket> {
+    shared_l1().map(L1::ticket)
+}
+
+/// Keeps a copy of `value` in L1 for `call`, read or written under
+/// `backend_key` since `ticket`, if mode `M` keeps results and the cache
+/// that gave it was chosen in the scope `call` began in (a result from
+/// another scope's backend stays out of this one's L1 keys), and can be
+/// kept coherent with its backend.
 pub(super) fn keep_in_l1<T, M: L1Mode<T>>(
     call: &Call,
-    chosen_in: u64,
+    chosen: &Chosen<'_>,
+    backend_key: &str,
+    ticket: Option<Ticket>,
     value: &T,
     size: usize,
     expires_at: Option<SystemTime>,
 ) {
-    if chosen_in != call.generation {
+    if !M::KEEPS || chosen.generation() != call.generation {
         return;
     }
-    if let (Some(l1), Some(kept)) = (shared_l1(), M::pack(value, size)) {
-        l1.insert(&call.l1, kept, expires_at);
+    let (Some(l1), Some(ticket)) = (shared_l1(), ticket) else {
+        return;
+    };
+    match chosen.coherence() {
+        Coherence::Unneeded => {}
+        Coherence::Listening => coherent::remember(backend_key, &call.l1),
+        Coherence::Impossible => return,
+    }
+    if let Some(kept) = M::pack(value, size) {
+        l1.fill(ticket, &call.l1, kept, expires_at);
     }
 }

@@ -26,6 +26,7 @@
 //! (see `state`). [`init`] finds such errors at startup instead.
 
 mod call;
+mod coherent;
 mod into_backend;
 mod kept;
 mod policy;
@@ -52,6 +53,7 @@ pub(crate) use process::process;
 pub use scope::{ScopedBackend, scoped_backend};
 
 use crate::cache::Fetched;
+use crate::l1::Ticket;
 use crate::throttle::Throttle;
 use crate::{Backend, Cache, CacheStats, Error, Result, blocking, key};
 use call::KeyPart;
@@ -151,13 +153,14 @@ impl CachedFn {
         let Some((chosen, wire)) = self.prepare(&call) else {
             return body.await;
         };
+        let ticket = kept::ticket();
         let fetched = chosen
             .cache()
             .fetch(&wire, self.spec.ttl, || async {
                 P::stored(body.await).map_err(NotStored::Returned)
             })
             .await;
-        match keep_fetched::<_, M, _>(&call, chosen.generation(), fetched) {
+        match keep_fetched::<_, M, _>(&call, &chosen, &wire, ticket, fetched) {
             Ok(stored) => P::result(stored),
             Err(NotStored::Returned(result)) => result,
             Err(NotStored::Abandoned) => unreachable!("an async load is never abandoned"),
@@ -184,6 +187,7 @@ impl CachedFn {
             return body();
         };
         let ttl = self.spec.ttl;
+        let ticket = kept::ticket();
         let mut returned = None;
         let split = || match P::stored(body()) {
             Ok(stored) => Some(stored),
@@ -203,7 +207,7 @@ impl CachedFn {
                     }
                 })
                 .await;
-            match keep_fetched::<_, M, _>(&call, chosen.generation(), fetched) {
+            match keep_fetched::<_, M, _>(&call, &chosen, &wire, ticket, fetched) {
                 Ok(stored) => Some(Some(stored)),
                 Err(NotStored::Returned(())) => Some(None),
                 Err(NotStored::Abandoned) => None,
@@ -307,10 +311,11 @@ impl CachedFn {
         let Some((chosen, wire)) = self.prepare(call) else {
             return stored;
         };
+        let ticket = kept::ticket();
         let storing = chosen.cache().store(&wire, &stored, self.spec.ttl);
         match storing.await {
             Ok((size, expires_at)) => {
-                keep_in_l1::<_, M>(call, chosen.generation(), &stored, size, expires_at)
+                keep_in_l1::<_, M>(call, &chosen, &wire, ticket, &stored, size, expires_at)
             }
             Err(error) => WARNINGS.warn(|suppressed| {
                 tracing::warn!(key = %wire, %error, suppressed, "storing a refreshed value failed");
@@ -355,13 +360,17 @@ impl CachedFn {
 /// A fetched value, kept in L1 for `call` (by mode `M`, see [`keep_in_l1`]) and handed on.
 fn keep_fetched<T, M: L1Mode<T>, X>(
     call: &Call,
-    chosen_in: u64,
+    chosen: &Chosen<'_>,
+    backend_key: &str,
+    ticket: Option<Ticket>,
     fetched: std::result::Result<Fetched<T>, NotStored<X>>,
 ) -> std::result::Result<T, NotStored<X>> {
     fetched.map(|fetched| {
         keep_in_l1::<_, M>(
             call,
-            chosen_in,
+            chosen,
+            backend_key,
+            ticket,
             &fetched.value,
             fetched.size,
             fetched.expires_at,

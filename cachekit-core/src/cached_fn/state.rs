@@ -26,6 +26,7 @@ use tokio::time::Instant;
 
 use super::process::process;
 use super::{CachedFn, scope};
+use crate::coherence::Coherence;
 use crate::config::ConfigSource;
 use crate::{Backend, Cache, Capabilities, ConfigOrigin, Error, Result};
 
@@ -93,6 +94,16 @@ impl Chosen<'_> {
         }
     }
 
+    /// Whether copies of results from this cache are kept coherent with its
+    /// backend, need not be, or cannot be.
+    pub(super) fn coherence(&self) -> Coherence {
+        match self {
+            Chosen::Own(built) => built.coherence,
+            Chosen::Scoped(_, built) => built.coherence,
+            Chosen::StandIn(..) => Coherence::Unneeded,
+        }
+    }
+
     /// The generation of the scope the cache was chosen in (0: none).
     pub(super) fn generation(&self) -> u64 {
         match self {
@@ -109,6 +120,9 @@ pub(super) struct Built {
     /// `module.path:name` when the function names no namespace (its keys
     /// then start with the `namespace` setting), else `name`.
     pub(super) function: String,
+    /// Whether the shared L1 tier hears of changes made elsewhere in the
+    /// cache's backend.
+    pub(super) coherence: Coherence,
 }
 
 /// The record of failed attempts to build a cache.
@@ -341,7 +355,12 @@ impl CachedFn {
             .without_l1()
             .config(process.config.clone())
             .build()?;
-        Ok(Built { cache, function })
+        let coherence = super::coherent::listen(&**cache.backend());
+        Ok(Built {
+            cache,
+            function,
+            coherence,
+        })
     }
 
     /// Claims `function` in `namespace` for this function: two functions

@@ -12,6 +12,7 @@ use super::ReliabilityConfig;
 use super::breaker::Breaker;
 use super::deadline::Deadline;
 use super::retry::Retry;
+use crate::backend::Invalidations;
 use crate::throttle::Throttle;
 use crate::{
     Backend, Capabilities, Error, Identity, KeyTtl, Lock, LockToken, Result, Touch, TtlInspect,
@@ -187,6 +188,10 @@ impl Backend for Reliable {
 
     fn as_ttl_inspect(&self) -> Option<&dyn TtlInspect> {
         self.inner.as_ttl_inspect().map(|_| self as &dyn TtlInspect)
+    }
+
+    fn invalidations(&self) -> Option<Invalidations> {
+        self.inner.invalidations()
     }
 
     fn as_touch(&self) -> Option<&dyn Touch> {

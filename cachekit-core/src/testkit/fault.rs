@@ -8,6 +8,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 
+use crate::backend::Invalidations;
 use crate::{
     Backend, Capabilities, Error, Identity, KeyTtl, Lock, LockToken, Result, Touch, TtlInspect,
 };
@@ -158,6 +159,10 @@ impl<B: Backend> Backend for FaultyBackend<B> {
 
     fn as_ttl_inspect(&self) -> Option<&dyn TtlInspect> {
         self.inner.as_ttl_inspect().map(|_| self as &dyn TtlInspect)
+    }
+
+    fn invalidations(&self) -> Option<Invalidations> {
+        self.inner.invalidations()
     }
 
     fn as_touch(&self) -> Option<&dyn Touch> {

@@ -11,4 +11,4 @@ pub use fault::{Fault, FaultyBackend, PlainBackend};
 /// trials of their own to [`Conformance::trials`].
 #[doc(no_inline)]
 pub use libtest_mimic;
-pub use server::{ServerKind, ServerProcess, SilentServer};
+pub use server::{RedisCluster, ServerKind, ServerProcess, SilentServer};

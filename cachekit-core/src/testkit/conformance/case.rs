@@ -6,7 +6,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::backend::testkit::{ServerKind, ServerProcess};
+use crate::backend::testkit::{RedisCluster, ServerKind, ServerProcess};
 use crate::{Backend, Capabilities, key};
 
 use super::MakeBackend;
@@ -86,13 +86,26 @@ impl Need {
 pub(super) struct Fleet {
     /// Which program the servers run.
     pub(super) kind: ServerKind,
-    /// The running servers; killed when the last case holding them ends.
+    /// The running servers (the nodes of one cluster, for
+    /// [`ServerKind::RedisCluster`]); killed when the last case holding them
+    /// ends.
     pub(super) servers: Vec<ServerProcess>,
     /// Builds the backend under test over given addresses.
     pub(super) make: Arc<MakeBackend>,
 }
 
 impl Fleet {
+    /// Starts `count` servers of `kind`: for [`ServerKind::RedisCluster`],
+    /// one cluster of `count` masters; else `count` independent servers.
+    pub(super) fn start_servers(kind: ServerKind, count: usize) -> Vec<ServerProcess> {
+        match kind {
+            ServerKind::RedisCluster => RedisCluster::start(count).into_nodes(),
+            ServerKind::Memcached | ServerKind::Redis => {
+                (0..count).map(|_| ServerProcess::start(kind)).collect()
+            }
+        }
+    }
+
     /// The servers' addresses, in order.
     pub(super) fn addresses(&self) -> Vec<String> {
         self.servers.iter().map(ServerProcess::address).collect()
@@ -138,15 +151,13 @@ impl Ctx {
         &self.label
     }
 
-    /// Starts servers of the configuration's kind and number, for this case
-    /// alone, and builds a backend over them. `None` without servers.
+    /// Starts servers of the configuration's kind and number (a cluster of
+    /// its own, for [`ServerKind::RedisCluster`]), for this case alone, and
+    /// builds a backend over them. `None` without servers.
     pub(super) fn own_servers(&self) -> Option<(Vec<ServerProcess>, Arc<dyn Backend>)> {
         let fleet = self.fleet.as_ref()?;
-        let servers: Vec<ServerProcess> = tokio::task::block_in_place(|| {
-            (0..fleet.servers.len())
-                .map(|_| ServerProcess::start(fleet.kind))
-                .collect()
-        });
+        let servers =
+            tokio::task::block_in_place(|| Fleet::start_servers(fleet.kind, fleet.servers.len()));
         let addresses: Vec<String> = servers.iter().map(ServerProcess::address).collect();
         let backend = (fleet.make)(&addresses).unwrap_or_else(|error| {
             panic!(

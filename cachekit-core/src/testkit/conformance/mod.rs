@@ -23,6 +23,9 @@ mod limits;
 mod lock;
 mod ttl;
 
+#[cfg(test)]
+mod tests;
+
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -30,7 +33,7 @@ use libtest_mimic::{Arguments, Failed, Trial};
 
 use crate::{Backend, Result};
 
-use super::{ServerKind, ServerProcess};
+use super::{RedisCluster, ServerKind};
 use case::{Case, Ctx, Fleet};
 
 /// Builds the backend under test from the addresses (`"127.0.0.1:PORT"`) of
@@ -86,15 +89,25 @@ impl Conformance {
     /// The kit for a backend over `count` servers of `kind` (a fleet), which
     /// the kit starts on loopback: `make` builds a backend for their addresses.
     ///
+    /// For [`ServerKind::RedisCluster`], the kit starts one cluster of
+    /// `count` masters ([`RedisCluster`]) and `make` gets every node's
+    /// address; the cases that stop servers start a cluster of their own and
+    /// stop all its nodes.
+    ///
     /// # Panics
     ///
-    /// If `count` is 0.
+    /// If `count` is 0, or under [`RedisCluster::MIN_MASTERS`] for a cluster.
     pub fn with_servers(
         kind: ServerKind,
         count: usize,
         make: impl Fn(&[String]) -> Result<Arc<dyn Backend>> + Send + Sync + 'static,
     ) -> Self {
         assert!(count > 0, "a backend with servers needs at least one");
+        assert!(
+            kind != ServerKind::RedisCluster || count >= RedisCluster::MIN_MASTERS,
+            "a Redis Cluster needs at least {} masters, not {count}",
+            RedisCluster::MIN_MASTERS
+        );
         Conformance {
             label: None,
             servers: Some((kind, count)),
@@ -120,7 +133,7 @@ impl Conformance {
         let fleet = self.servers.map(|(kind, count)| {
             Arc::new(Fleet {
                 kind,
-                servers: (0..count).map(|_| ServerProcess::start(kind)).collect(),
+                servers: Fleet::start_servers(kind, count),
                 make: Arc::clone(&self.make),
             })
         });

@@ -12,6 +12,15 @@ pub enum ServerKind {
     Memcached,
     /// `redis-server`.
     Redis,
+    /// `redis-server` as a node of a Redis Cluster (`--cluster-enabled yes`,
+    /// its cluster bus on `port + 10000`, its node table in its scratch
+    /// directory, so a restarted node rejoins with the same id and slots).
+    /// [`ServerProcess::start`] of this kind starts one node that serves no
+    /// slot yet; [`RedisCluster::start`] starts nodes and forms a cluster.
+    ///
+    /// [`ServerProcess::start`]: super::ServerProcess::start
+    /// [`RedisCluster::start`]: super::RedisCluster::start
+    RedisCluster,
 }
 
 impl ServerKind {
@@ -19,15 +28,23 @@ impl ServerKind {
     pub(super) fn program(self) -> &'static str {
         match self {
             ServerKind::Memcached => "memcached",
-            ServerKind::Redis => "redis-server",
+            ServerKind::Redis | ServerKind::RedisCluster => "redis-server",
         }
+    }
+
+    /// Whether the server also listens on a cluster bus port (`port + 10000`),
+    /// which must be free and reserved with its port.
+    pub(super) fn has_cluster_bus(self) -> bool {
+        self == ServerKind::RedisCluster
     }
 
     /// The message of the panic when the program is not on `PATH`.
     pub(super) fn not_installed_message(self) -> String {
         let (program, apt_package, brew_formula) = match self {
             ServerKind::Memcached => ("memcached", "memcached", "memcached"),
-            ServerKind::Redis => ("redis-server", "redis-server", "redis"),
+            ServerKind::Redis | ServerKind::RedisCluster => {
+                ("redis-server", "redis-server", "redis")
+            }
         };
         format!(
             "{program} is not installed (not found on PATH). Install it with \
@@ -52,7 +69,7 @@ impl ServerKind {
                     command.args(["-u", "root"]);
                 }
             }
-            ServerKind::Redis => {
+            ServerKind::Redis | ServerKind::RedisCluster => {
                 command
                     .arg("--port")
                     .arg(port.to_string())
@@ -60,6 +77,14 @@ impl ServerKind {
                     .args(["--daemonize", "no", "--protected-mode", "no", "--dir"])
                     .arg(scratch);
             }
+        }
+        if self == ServerKind::RedisCluster {
+            // A node fails its peers after 2 s of silence, so fault tests
+            // see a stopped node marked failed quickly.
+            command
+                .args(["--cluster-enabled", "yes", "--cluster-config-file"])
+                .arg(scratch.join("nodes.conf"))
+                .args(["--cluster-node-timeout", "2000"]);
         }
         command
     }

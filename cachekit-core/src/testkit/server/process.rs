@@ -83,14 +83,14 @@ impl ServerProcess {
         });
         let mut failures = Vec::new();
         for attempt in 1..=START_ATTEMPTS {
-            let port = match ReservedPort::free() {
+            let port = match ReservedPort::free(kind.has_cluster_bus()) {
                 Ok(port) => port,
                 Err(error) => {
                     failures.push(format!("attempt {attempt}: no free port: {error}"));
                     continue;
                 }
             };
-            match launch(kind, port.0, &scratch) {
+            match launch(kind, port.port, &scratch) {
                 Ok(child) => {
                     return ServerProcess {
                         kind,
@@ -101,7 +101,7 @@ impl ServerProcess {
                 }
                 Err(LaunchError::NotInstalled) => panic!("{}", kind.not_installed_message()),
                 Err(LaunchError::Failed(reason)) => {
-                    failures.push(format!("attempt {attempt} (port {}): {reason}", port.0));
+                    failures.push(format!("attempt {attempt} (port {}): {reason}", port.port));
                 }
             }
         }
@@ -119,12 +119,12 @@ impl ServerProcess {
 
     /// The port the server listens on (the same across [`restart`](Self::restart)).
     pub fn port(&self) -> u16 {
-        self.port.0
+        self.port.port
     }
 
     /// The address the server listens on: `"127.0.0.1:PORT"`.
     pub fn address(&self) -> String {
-        format!("127.0.0.1:{}", self.port.0)
+        format!("127.0.0.1:{}", self.port.port)
     }
 
     /// Whether the process is still alive (it is not after [`stop`](Self::stop)
@@ -152,7 +152,7 @@ impl ServerProcess {
         if let Some(mut child) = self.child.take() {
             kill_and_wait(&mut child);
         }
-        let port = self.port.0;
+        let port = self.port.port;
         if poll(STOP_TIMEOUT, || (!accepts(port)).then_some(())).is_none() {
             panic!(
                 "{} on port {port} was killed, but the port still accepts connections after {STOP_TIMEOUT:?}",
@@ -212,7 +212,7 @@ impl ServerProcess {
     /// apart), or as [`stop`](Self::stop) does.
     pub fn restart(&mut self) {
         self.stop();
-        let port = self.port.0;
+        let port = self.port.port;
         let mut failures = Vec::new();
         for attempt in 1..=RESTART_ATTEMPTS {
             match launch(self.kind, port, &self.scratch) {
@@ -248,7 +248,7 @@ impl Drop for ServerProcess {
 }
 
 /// Kills `child` and reaps it, ignoring errors (it may have exited already).
-fn kill_and_wait(child: &mut Child) {
+pub(super) fn kill_and_wait(child: &mut Child) {
     let _ = child.kill();
     let _ = child.wait();
 }
@@ -326,7 +326,7 @@ fn wait_until_accepting(child: &mut Child, port: u16) -> Result<(), String> {
 
 /// Calls `check` every [`POLL_INTERVAL`] until it returns `Some`, for at most
 /// `timeout` and at most `timeout / POLL_INTERVAL + 1` calls.
-fn poll<T>(timeout: Duration, mut check: impl FnMut() -> Option<T>) -> Option<T> {
+pub(super) fn poll<T>(timeout: Duration, mut check: impl FnMut() -> Option<T>) -> Option<T> {
     let deadline = Instant::now() + timeout;
     let max_calls = timeout.as_millis() / POLL_INTERVAL.as_millis() + 1;
     for _ in 0..max_calls {
