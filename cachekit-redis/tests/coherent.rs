@@ -173,3 +173,15 @@ async fn after_a_restart_copies_are_dropped_and_tracking_resumes() {
         "changes are heard again after the restart"
     );
 }
+
+#[test]
+fn l1_invalidation_on_a_cluster_is_refused_naming_the_setting() {
+    let config = cachekit_redis::RedisBackendConfig::default()
+        .cluster_nodes(["127.0.0.1:7000", "127.0.0.1:7001", "127.0.0.1:7002"])
+        .l1_invalidation(true);
+    let error = RedisBackend::new(config).unwrap_err();
+    assert!(
+        matches!(&error, cachekit_core::Error::Config { setting, .. } if setting == "redis.l1_invalidation"),
+        "{error}"
+    );
+}
