@@ -1,5 +1,6 @@
-//! The core conformance kit against real Redis: one server, and one server
-//! with a key prefix. The kit starts the servers.
+//! The core conformance kit against real Redis: one server, one server with
+//! a key prefix, and a Redis Cluster of three masters. The kit starts the
+//! servers.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -23,11 +24,22 @@ fn backend(
     Ok(Arc::new(RedisBackend::new(tweak(config))?))
 }
 
+/// A cluster backend over the nodes at `addresses` (each a seed), timeouts
+/// as [`backend`]'s.
+fn cluster(addresses: &[String]) -> cachekit_core::Result<Arc<dyn cachekit_core::Backend>> {
+    let config = RedisBackendConfig::default()
+        .cluster_nodes(addresses)
+        .connect_timeout(Duration::from_secs(20))
+        .timeout(Duration::from_secs(20));
+    Ok(Arc::new(RedisBackend::new(config)?))
+}
+
 fn main() -> ExitCode {
     let redis = ServerKind::Redis;
     Conformance::run_all([
         Conformance::with_server(redis, |a| backend(a, |c| c)).named("one_server"),
         Conformance::with_server(redis, |a| backend(a, |c| c.key_prefix("myapp:")))
             .named("prefixed"),
+        Conformance::with_servers(ServerKind::RedisCluster, 3, cluster).named("cluster"),
     ])
 }

@@ -133,7 +133,11 @@ async fn a_restart_under_16_tasks_loses_no_value_and_the_backend_recovers() {
         })
         .collect();
 
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Restart once the tasks are under way (a loaded machine may take a while).
+    let deadline = Instant::now() + RECOVERY_BOUND;
+    while calls.load(Ordering::Relaxed) < 200 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let before = calls.load(Ordering::Relaxed);
     tokio::task::block_in_place(|| server.restart());
     let (_, took) = until_answered(&backend, "probe").await;
