@@ -1,29 +1,40 @@
-//! `#[cache]` against a real Redis (started on a free loopback port): every
-//! form, an outage, and two processes sharing entries.
+//! `#[cache]` against a real redis-server (started on a free loopback
+//! port): every form, an outage, two processes sharing entries and one
+//! loader, and coherent L1 across processes.
 //!
 //! One test drives everything in order, because a cached function picks its
 //! backend at its first call and tests in one binary share the process. The
-//! same binary is also the "other process": run with `CHILD_SERVER` set, the
-//! test acts as a child that calls one cached function and prints what it
-//! saw.
+//! same binary is also the "other process": run with `CHILD_MODE` set, the
+//! test acts as a child that does one thing and prints what it saw.
 
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use cachekit::backends::redis::{RedisBackend, RedisBackendConfig};
 use cachekit::cache;
 use cachekit_core::backend::testkit::ServerProcess;
 use serde::{Deserialize, Serialize};
 
-/// Set in a child process to the server's address.
-const CHILD_SERVER: &str = "CACHEKIT_TEST_CHILD_SERVER";
+/// Set in a child process to what it does: `compute`, `slow` or `invalidate`.
+const CHILD_MODE: &str = "CACHEKIT_TEST_CHILD_MODE";
 
 static RUNS: AtomicUsize = AtomicUsize::new(0);
 
 fn runs() -> usize {
     RUNS.load(Ordering::SeqCst)
+}
+
+/// The server's URL: set by the parent, read from `CACHEKIT_REDIS_URL` by a child.
+static URL: OnceLock<String> = OnceLock::new();
+
+fn config() -> RedisBackendConfig {
+    let url = URL.get_or_init(|| std::env::var("CACHEKIT_REDIS_URL").expect("a child has the URL"));
+    RedisBackendConfig::default()
+        .url(url.clone())
+        .timeout(Duration::from_millis(300))
+        .connect_timeout(Duration::from_millis(300))
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -70,44 +81,61 @@ async fn maybe(n: u64) -> Option<u64> {
     (n > 0).then_some(n)
 }
 
-/// The backend named by `backend = ...` below.
-static NAMED: OnceLock<Arc<RedisBackend>> = OnceLock::new();
-
+/// The backend named by `backend = ...` below: built from [`config`], in
+/// the parent and in children alike.
 fn named_backend() -> Arc<RedisBackend> {
-    NAMED.get().expect("set before the first call").clone()
+    static NAMED: OnceLock<Arc<RedisBackend>> = OnceLock::new();
+    NAMED
+        .get_or_init(|| Arc::new(RedisBackend::new(config()).unwrap()))
+        .clone()
+}
+
+/// The same server with coherent L1 on.
+fn coherent_backend() -> Arc<RedisBackend> {
+    static COHERENT: OnceLock<Arc<RedisBackend>> = OnceLock::new();
+    COHERENT
+        .get_or_init(|| Arc::new(RedisBackend::new(config().l1_invalidation(true)).unwrap()))
+        .clone()
 }
 
 #[cache(backend = named_backend(), namespace = "named", l1 = false)]
 async fn named(n: u64) -> u64 {
     RUNS.fetch_add(1, Ordering::SeqCst);
-    n + 1000
+    1000 + n
 }
 
-/// Computed once by whichever process calls it first.
-#[cache(namespace = "shared", ttl = 300)]
+#[cache(backend = named_backend(), namespace = "shared", l1 = false)]
 fn computed_by(n: u64) -> String {
     format!("{n} computed by process {}", std::process::id())
 }
 
+/// Slower than the load lock's lease is short: two processes calling it at
+/// once run it once (the Redis lock), the other waiting for the value.
+#[cache(backend = named_backend(), namespace = "slow", l1 = false)]
+async fn slow(n: u64) -> String {
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    format!("{n} loaded by process {}", std::process::id())
+}
+
+/// Kept in L1, coherently: a change by another process drops the copy.
+#[cache(backend = coherent_backend(), namespace = "coherent")]
+async fn price(n: u64) -> u64 {
+    RUNS.fetch_add(1, Ordering::SeqCst);
+    n * 100
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn macro_against_redis() {
-    if let Ok(server) = std::env::var(CHILD_SERVER) {
-        return child(&server);
+    if let Ok(mode) = std::env::var(CHILD_MODE) {
+        return child(&mode).await;
     }
     let mut server = ServerProcess::redis();
     let url = format!("redis://{}/0", server.address());
-    let config = || {
-        RedisBackendConfig::default()
-            .url(url.clone())
-            .timeout(Duration::from_millis(300))
-            .connect_timeout(Duration::from_millis(300))
-    };
+    URL.set(url.clone()).unwrap();
     // Functions that name no backend take the process default at their first call.
     cachekit::set_default_backend(Arc::new(RedisBackend::new(config()).unwrap()));
-    let named_backend = Arc::new(RedisBackend::new(config()).unwrap());
-    NAMED.set(named_backend.clone()).unwrap();
 
-    // async fn: the second call is a hit.
+    // async fn: the second call is an L1 hit.
     assert_eq!(profile(1).await.name, "user 1");
     assert_eq!(profile(1).await.name, "user 1");
     assert_eq!(runs(), 1);
@@ -136,7 +164,8 @@ async fn macro_against_redis() {
     assert_eq!(runs(), 9);
     assert_eq!(stock_stats().l2_hits, 1);
 
-    // An explicit backend: the entry is on the server under a readable namespace.
+    // An explicit backend: the entry is on the server, with its TTL, under
+    // a readable namespace; invalidating removes it.
     assert_eq!(named(1).await, 1001);
     assert_eq!(named(1).await, 1001);
     assert_eq!(runs(), 10);
@@ -144,29 +173,59 @@ async fn macro_against_redis() {
         "named:named:{}",
         cachekit::key::args_part(&(1u64,)).unwrap()
     );
+    let backend = named_backend();
     assert!(
-        cachekit::Backend::exists(&*named_backend, &key)
-            .await
-            .unwrap(),
+        cachekit::Backend::exists(&*backend, &key).await.unwrap(),
         "{key} is on Redis"
     );
     assert!(named_invalidate(1).await.unwrap());
-    assert!(
-        !cachekit::Backend::exists(&*named_backend, &key)
-            .await
-            .unwrap()
-    );
+    assert!(!cachekit::Backend::exists(&*backend, &key).await.unwrap());
 
     // Two more processes share the server: the first computes, the second
     // reads the first's value, and this process reads it too.
-    let first = run_child(&server.address());
-    let second = run_child(&server.address());
+    let first = run_child(&url, "compute");
+    let second = run_child(&url, "compute");
     assert!(first.contains("computed by process"), "{first}");
     assert_eq!(
         first, second,
         "the second process got the first one's entry"
     );
     assert_eq!(computed_by(7), first, "and so does this one");
+
+    // Two processes miss one key at once: one loads, under the Redis lock.
+    let racers: Vec<_> = (0..2).map(|_| spawn_child(&url, "slow")).collect();
+    let answers: Vec<String> = racers.into_iter().map(child_answer).collect();
+    assert!(answers[0].contains("loaded by process"), "{answers:?}");
+    assert_eq!(
+        answers[0], answers[1],
+        "one process loaded, the other got its value"
+    );
+
+    // Coherent L1: a copy here, another process invalidates, and this
+    // process's next call misses L1 and runs again.
+    assert_eq!(price(3).await, 300);
+    let before = runs();
+    assert_eq!(price(3).await, 300);
+    assert_eq!(runs(), before, "an L1 hit");
+    assert_eq!(run_child(&url, "invalidate"), "true");
+    let started = Instant::now();
+    let mut ran_again = None;
+    for _ in 0..1_000 {
+        assert_eq!(price(3).await, 300);
+        if runs() > before {
+            ran_again = Some(started.elapsed());
+            break;
+        }
+        if started.elapsed() > Duration::from_secs(2) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let ran_again =
+        ran_again.expect("the other process's invalidation dropped this process's copy");
+    println!(
+        "the other process's invalidation reached this process's L1 within {ran_again:?} of its exit"
+    );
 
     // Outage: the server stops; calls run uncached and return right values.
     server.stop();
@@ -175,7 +234,7 @@ async fn macro_against_redis() {
     assert_eq!(named(2).await, 1002);
     assert_eq!(runs(), before + 2, "ran uncached");
     assert!(named_stats().errors >= 2);
-    // Back up: the backend reconnects by itself and caches again.
+    // Back up: the connection is made again, and it caches again.
     server.restart();
     let mut cached_again = false;
     for _ in 0..50 {
@@ -192,16 +251,21 @@ async fn macro_against_redis() {
     cachekit::clear_default_backend();
 }
 
-/// Runs this test in a child process against `server`, which it finds
-/// through the environment (`CACHEKIT_REDIS_URL`), and returns the
-/// value it got.
-fn run_child(server: &str) -> String {
-    let output = Command::new(std::env::current_exe().unwrap())
+/// Starts this test in a child process doing `mode` against `url`.
+fn spawn_child(url: &str, mode: &str) -> std::process::Child {
+    Command::new(std::env::current_exe().unwrap())
         .args(["--exact", "macro_against_redis", "--nocapture"])
-        .env(CHILD_SERVER, server)
-        .env("CACHEKIT_REDIS_URL", format!("redis://{server}/0"))
-        .output()
-        .expect("the test binary runs");
+        .env(CHILD_MODE, mode)
+        .env("CACHEKIT_REDIS_URL", url)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the test binary runs")
+}
+
+/// What a child printed as its answer, once it exited successfully.
+fn child_answer(child: std::process::Child) -> String {
+    let output = child.wait_with_output().expect("the child ends");
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
         output.status.success(),
@@ -215,14 +279,23 @@ fn run_child(server: &str) -> String {
         .to_owned()
 }
 
-/// The child's side: resolve the backend from the environment, call once.
-fn child(server: &str) {
-    assert_eq!(
-        std::env::var("CACHEKIT_REDIS_URL"),
-        Ok(format!("redis://{server}/0"))
-    );
-    println!("CHILD GOT: {}", computed_by(7));
-    assert_eq!(computed_by_stats().errors, 0, "{:?}", computed_by_stats());
+fn run_child(url: &str, mode: &str) -> String {
+    child_answer(spawn_child(url, mode))
+}
+
+/// The child's side: resolve the backend from the environment, do `mode`.
+async fn child(mode: &str) {
+    let answer = match mode {
+        "compute" => {
+            let value = computed_by(7);
+            assert_eq!(computed_by_stats().errors, 0, "{:?}", computed_by_stats());
+            value
+        }
+        "slow" => slow(1).await,
+        "invalidate" => price_invalidate(3).await.unwrap().to_string(),
+        other => panic!("unknown child mode {other}"),
+    };
+    println!("CHILD GOT: {answer}");
 }
 
 /// The backend shared by the two functions of the current-thread test.
@@ -248,6 +321,9 @@ fn plain_on_current_thread(n: u64) -> u64 {
 /// by the runtime it blocks) and run uncached; the ones after are cached.
 #[tokio::test(flavor = "current_thread")]
 async fn plain_fn_on_a_current_thread_runtime_sharing_a_connection() {
+    if std::env::var(CHILD_MODE).is_ok() {
+        return;
+    }
     let server = ServerProcess::redis();
     let timeout = Duration::from_millis(300);
     let config = RedisBackendConfig::default()
@@ -262,7 +338,7 @@ async fn plain_fn_on_a_current_thread_runtime_sharing_a_connection() {
         2,
         "opens a connection here"
     );
-    let started = std::time::Instant::now();
+    let started = Instant::now();
     assert_eq!(plain_on_current_thread(1), 3);
     let first = started.elapsed();
     assert!(first < timeout * 4, "bounded by the timeout: {first:?}");

@@ -9,13 +9,14 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use cachekit_core::ConfigSource;
 use cachekit_core::backend::{
-    Backend, Capabilities, Identity, KeyTtl, Lock, MAX_KEY_LEN, Result, Touch, TtlInspect,
-    validate_key,
+    Backend, Capabilities, Identity, Invalidations, KeyTtl, Lock, MAX_KEY_LEN, Result, Touch,
+    TtlInspect, validate_key,
 };
 use redis::RedisResult;
 
 use crate::config::{RedisBackendConfig, parse_url};
 use crate::connection::{Connection, Connector};
+use crate::tracking::Tracking;
 
 mod errors;
 
@@ -46,6 +47,8 @@ pub(crate) struct Inner {
     capabilities: Capabilities,
     /// The URL's password, masked out of error messages.
     password: Option<String>,
+    /// With `l1_invalidation`: the notices of changes for L1 tiers.
+    tracking: Option<Tracking>,
 }
 
 /// Without the password (the config's `Debug` masks the URL's).
@@ -93,12 +96,25 @@ impl RedisBackend {
             max_key_len: MAX_KEY_LEN - config.key_prefix.len(),
             ..Self::CAPABILITIES
         };
+        let tracking = match (config.l1_invalidation, parse_url(&config.url)) {
+            (true, Ok(info)) => Some(
+                Tracking::new(info, &config.key_prefix, config.connect_timeout).map_err(
+                    |error| cachekit_core::Error::Config {
+                        setting: "redis.l1_invalidation".into(),
+                        origin: cachekit_core::ConfigOrigin::Code,
+                        reason: cachekit_core::backend::redact_url(&error.to_string()).into_owned(),
+                    },
+                )?,
+            ),
+            _ => None,
+        };
         Ok(RedisBackend {
             inner: Arc::new(Inner {
                 config,
                 connector,
                 capabilities,
                 password,
+                tracking,
             }),
         })
     }
@@ -197,6 +213,10 @@ impl Backend for RedisBackend {
 
     fn capabilities(&self) -> Capabilities {
         self.inner.capabilities
+    }
+
+    fn invalidations(&self) -> Option<Invalidations> {
+        self.inner.tracking.as_ref().map(Tracking::subscribe)
     }
 
     async fn get(&self, key: &str) -> Result<Option<Bytes>> {

@@ -31,6 +31,7 @@ mod config;
 mod connection;
 mod lock;
 mod slot;
+mod tracking;
 
 pub use backend::{MAX_VALUE_SIZE, RedisBackend};
 pub use config::{RedisBackendConfig, SETTINGS};
