@@ -199,12 +199,6 @@ impl RedisBackendConfig {
         for node in &self.cluster_nodes {
             parse_node(node).map_err(|reason| fail("cluster_nodes", reason))?;
         }
-        if self.is_cluster() && self.l1_invalidation {
-            return Err(fail(
-                "l1_invalidation",
-                "L1 invalidation tracks keys on one connection, which a Redis Cluster splits over its masters; it is not supported with `cluster_nodes` yet: turn it off (copies then live `l1_ttl`)".into(),
-            ));
-        }
         if self.is_cluster() && info.redis_settings().db() != 0 {
             return Err(fail(
                 "url",
@@ -213,6 +207,12 @@ impl RedisBackendConfig {
                     redact_url(&self.url),
                     info.redis_settings().db()
                 ),
+            ));
+        }
+        if self.is_cluster() && self.l1_invalidation {
+            return Err(fail(
+                "l1_invalidation",
+                "L1 invalidation tracks keys on one connection, which a Redis Cluster splits over its masters; it is not supported with `cluster_nodes` yet: turn it off (copies then live `l1_ttl`)".into(),
             ));
         }
         let numbers = [

@@ -63,7 +63,6 @@ fn every_variable_sets_its_field() {
         ("CACHEKIT_REDIS_TIMEOUT", "1.5"),
         ("CACHEKIT_REDIS_KEY_PREFIX", "myapp:"),
         ("CACHEKIT_REDIS_CLUSTER_NODES", r#"["r1:6379", "r2:6379"]"#),
-        ("CACHEKIT_REDIS_L1_INVALIDATION", "true"),
     ])
     .unwrap();
     assert_eq!(
@@ -74,8 +73,10 @@ fn every_variable_sets_its_field() {
             .timeout(Duration::from_millis(1500))
             .key_prefix("myapp:")
             .cluster_nodes(["r1:6379", "r2:6379"])
-            .l1_invalidation(true)
     );
+    // Coherent L1 is for a single server (a cluster is refused with it).
+    let config = from_vars(&[("CACHEKIT_REDIS_L1_INVALIDATION", "true")]).unwrap();
+    assert_eq!(config, RedisBackendConfig::default().l1_invalidation(true));
     let declared: Vec<&str> = SETTINGS.iter().map(|s| s.env).collect();
     assert_eq!(
         declared.len(),
@@ -98,7 +99,7 @@ connect_timeout = 0.5
 timeout = 3
 key_prefix = "fromfile:"
 cluster_nodes = "n1:7000, n2:7001"
-l1_invalidation = true
+l1_invalidation = false
 "#,
     )
     .unwrap();
@@ -118,7 +119,17 @@ l1_invalidation = true
     assert_eq!(config.timeout, Duration::from_secs(3));
     assert_eq!(config.key_prefix, "fromfile:");
     assert_eq!(config.cluster_nodes, ["n1:7000", "n2:7001"]);
-    assert!(config.l1_invalidation);
+    assert!(!config.l1_invalidation);
+    // Coherent L1 with a cluster is refused, naming the variable that asked.
+    let (setting, origin, _) = config_error(read(&[
+        ("CACHEKIT_REDIS_URL", "redis://env-host:6379"),
+        ("CACHEKIT_REDIS_L1_INVALIDATION", "true"),
+    ]));
+    assert_eq!(setting, "redis.l1_invalidation");
+    assert_eq!(
+        origin,
+        ConfigOrigin::Env("CACHEKIT_REDIS_L1_INVALIDATION".into())
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
