@@ -16,6 +16,7 @@ use redis::RedisResult;
 
 use crate::config::{RedisBackendConfig, parse_url};
 use crate::connection::{Connection, Connector};
+use crate::slot::{SLOTS, slot_of};
 use crate::tracking::Tracking;
 
 mod errors;
@@ -319,6 +320,32 @@ impl Backend for RedisBackend {
     /// included) by it, so the reliability layer adds no timer of its own.
     fn operation_timeout(&self) -> Option<Duration> {
         Some(self.inner.config.timeout)
+    }
+
+    /// On a cluster, one per configured node: a master that fails does not
+    /// open the circuit breaker for the keys of the others (see
+    /// [`Backend::failure_domain`]).
+    fn failure_domains(&self) -> usize {
+        self.inner.config.cluster_nodes.len().max(1)
+    }
+
+    /// On a cluster, the key's slot's share of the slot range: with `n`
+    /// nodes listed, slots `[i * 16384 / n, (i + 1) * 16384 / n)` are domain
+    /// `i`. This is exactly the master of those slots when the cluster was
+    /// made by `redis-cli --cluster create` with the nodes listed (it gives
+    /// each master one contiguous, even range), and an approximation after
+    /// resharding: redis-rs does not expose its slot table. Either way a
+    /// whole cluster down fails every domain and opens the breaker.
+    fn failure_domain(&self, key: &str) -> usize {
+        let domains = self.failure_domains();
+        if domains == 1 {
+            return 0;
+        }
+        let slot = match self.wire_key(key) {
+            Ok(wire) => slot_of(wire.as_bytes()),
+            Err(_) => return 0,
+        };
+        usize::from(slot) * domains / usize::from(SLOTS)
     }
 
     /// Clones share the connection.

@@ -129,3 +129,80 @@ async fn a_restarted_node_fails_its_keys_in_time_and_is_reached_again() {
         .expect("free");
     assert!(token.fence().is_some());
 }
+
+/// One master down does not open the circuit breaker for the others' keys:
+/// each master is a failure domain of its own. (Until the cluster itself
+/// declares the master failed, after its node timeout: a cluster without
+/// replicas then answers CLUSTERDOWN for every key, and the breaker rightly
+/// opens.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_master_does_not_open_the_breaker_for_the_others_keys() {
+    use std::sync::Arc;
+
+    use cachekit_core::{
+        Cache, CircuitOpen, ConfigSource, Error, ReliabilityConfig, ReliabilityLayer,
+    };
+
+    let mut cluster = tokio::task::block_in_place(|| RedisCluster::start(3));
+    let backend = backend(&cluster, Duration::from_millis(300));
+    assert_eq!(backend.failure_domains(), 3);
+    let layered = ReliabilityLayer::new(
+        ReliabilityConfig::default()
+            .retries(0)
+            .failure_threshold(2)
+            .cool_down(Duration::from_secs(60)),
+    )
+    .layer(Arc::new(backend));
+    let cache = Cache::builder()
+        .shared_backend(layered)
+        .without_l1()
+        .config(ConfigSource::defaults_only())
+        .build()
+        .unwrap();
+    let keys: Vec<String> = (0..30).map(|i| format!("domain:{i}")).collect();
+    for key in &keys {
+        cache.set(key, &1_u8, None).await.unwrap();
+    }
+    // Which keys the victim holds, asked of it directly.
+    let victim = 0;
+    let on_victim = {
+        let address = cluster.nodes()[victim].address();
+        let client = redis::Client::open(format!("redis://{address}")).unwrap();
+        let mut node = client.get_multiplexed_async_connection().await.unwrap();
+        let mut found = Vec::new();
+        for key in &keys {
+            let wire = cache.backend_key(key);
+            let exists: redis::RedisResult<i64> =
+                redis::cmd("EXISTS").arg(&wire).query_async(&mut node).await;
+            found.push(exists == Ok(1));
+        }
+        found
+    };
+    let (lost, kept): (Vec<_>, Vec<_>) = keys.iter().zip(&on_victim).partition(|(_, on)| **on);
+    assert!(!lost.is_empty() && !kept.is_empty(), "keys on every side");
+
+    // The cluster declares the victim failed after its node timeout (2 s in
+    // the test kit); 30 s leaves this test the time of a slow host.
+    for node in cluster.nodes() {
+        let mut set = redis::cmd("CONFIG");
+        set.arg("SET").arg("cluster-node-timeout").arg(30_000);
+        let () = common::raw(node, &set).await;
+    }
+    tokio::task::block_in_place(|| cluster.nodes_mut()[victim].stop());
+    // The victim's keys fail many times in a row: its domain is past the
+    // threshold ...
+    for _ in 0..3 {
+        let error = cache.get::<u8>(lost[0].0).await.unwrap_err();
+        assert!(error.is_temporary(), "{error:?}");
+    }
+    // ... and the others' keys still answer, through a closed breaker.
+    for (key, _) in &kept {
+        match cache.get::<u8>(key).await {
+            Ok(value) => assert_eq!(value, Some(1)),
+            Err(Error::Unavailable { source, .. }) if source.is::<CircuitOpen>() => {
+                panic!("the breaker opened for {key} with two masters up")
+            }
+            Err(error) => panic!("{key} is on a healthy master: {error}"),
+        }
+    }
+}
