@@ -1,4 +1,4 @@
-//! `cargo xtask bench [memcached|macro]`: starts the servers a
+//! `cargo xtask bench [memcached|macro|redis]`: starts the servers a
 //! benchmark needs pinned to one CPU, and runs its binaries pinned to
 //! another, so that client and servers do not compete for a core (these
 //! machines have two). With no name, runs every benchmark, each with its
@@ -6,6 +6,7 @@
 
 mod memcached;
 mod pin;
+mod redis;
 mod server;
 
 use crate::cmd::{self, Result};
@@ -26,6 +27,8 @@ struct Bench {
 enum Servers {
     /// Three memcached servers, in `CACHEKIT_BENCH_MEMCACHED`.
     Memcached,
+    /// One redis-server, in `CACHEKIT_BENCH_REDIS`.
+    Redis,
 }
 
 impl Servers {
@@ -36,6 +39,10 @@ impl Servers {
             Servers::Memcached => {
                 let (processes, value) = memcached::start(pinning)?;
                 (processes, "CACHEKIT_BENCH_MEMCACHED", value)
+            }
+            Servers::Redis => {
+                let (processes, value) = redis::start(pinning)?;
+                (processes, "CACHEKIT_BENCH_REDIS", value)
             }
         })
     }
@@ -59,6 +66,23 @@ const BENCHES: &[Bench] = &[
             "--bench",
             "macro",
         ]],
+    },
+    Bench {
+        name: "redis",
+        servers: Servers::Redis,
+        binaries: &[
+            &["-p", "cachekit-redis", "--bench", "redis"],
+            // `#[cache]` lives in the facade: its Redis rows are a bench
+            // of the root package.
+            &[
+                "-p",
+                "cachekit",
+                "--features",
+                "redis",
+                "--bench",
+                "macro_redis",
+            ],
+        ],
     },
 ];
 
