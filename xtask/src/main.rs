@@ -26,9 +26,10 @@ Subcommands:
             cargo clippy --workspace --all-targets --all-features -- -D warnings
             cargo test --workspace --all-features
             cargo xtask api --check
-  bench [memcached|macro]
-          Starts three memcached servers pinned to one CPU and runs the
-          benchmark pinned to another (all of them when none is named);
+  bench [memcached|macro|redis]
+          Starts the benchmark's servers (three memcached, or one
+          redis-server) pinned to one CPU and runs the benchmark pinned to
+          another (all of them, each with its servers, when none is named);
           prints tables of ratios against raw clients measured in the same run
   api [--check]
           Writes docs/public-api.txt, the public API of the facade with

@@ -1,0 +1,142 @@
+//! `cargo xtask bench [memcached|macro|redis]`: starts the servers a
+//! benchmark needs pinned to one CPU, and runs its binaries pinned to
+//! another, so that client and servers do not compete for a core (these
+//! machines have two). With no name, runs every benchmark, each with its
+//! own servers.
+
+mod memcached;
+mod pin;
+mod redis;
+mod server;
+
+use crate::cmd::{self, Result};
+use crate::servers;
+use pin::Pinning;
+use server::ServerProcess;
+
+/// A benchmark: its name, the servers it runs against, and the cargo
+/// arguments of each of its binaries.
+struct Bench {
+    name: &'static str,
+    servers: Servers,
+    binaries: &'static [&'static [&'static str]],
+}
+
+/// The servers a benchmark gets, each kind passed in its own variable.
+#[derive(Debug, Clone, Copy)]
+enum Servers {
+    /// Three memcached servers, in `CACHEKIT_BENCH_MEMCACHED`.
+    Memcached,
+    /// One redis-server, in `CACHEKIT_BENCH_REDIS`.
+    Redis,
+}
+
+impl Servers {
+    /// Starts the servers; returns them (killed on drop) with the variable
+    /// that tells the benchmark where they are, and its value.
+    fn start(self, pinning: Pinning) -> Result<(Vec<ServerProcess>, &'static str, String)> {
+        Ok(match self {
+            Servers::Memcached => {
+                let (processes, value) = memcached::start(pinning)?;
+                (processes, "CACHEKIT_BENCH_MEMCACHED", value)
+            }
+            Servers::Redis => {
+                let (processes, value) = redis::start(pinning)?;
+                (processes, "CACHEKIT_BENCH_REDIS", value)
+            }
+        })
+    }
+}
+
+/// Every benchmark, in the order `cargo xtask bench` runs them.
+const BENCHES: &[Bench] = &[
+    Bench {
+        name: "memcached",
+        servers: Servers::Memcached,
+        binaries: &[&["-p", "cachekit-memcached", "--bench", "memcached"]],
+    },
+    Bench {
+        name: "macro",
+        servers: Servers::Memcached,
+        binaries: &[&[
+            "-p",
+            "cachekit",
+            "--features",
+            "memcached",
+            "--bench",
+            "macro",
+        ]],
+    },
+    Bench {
+        name: "redis",
+        servers: Servers::Redis,
+        binaries: &[
+            &["-p", "cachekit-redis", "--bench", "redis"],
+            // `#[cache]` lives in the facade: its Redis rows are a bench
+            // of the root package.
+            &[
+                "-p",
+                "cachekit",
+                "--features",
+                "redis",
+                "--bench",
+                "macro_redis",
+            ],
+        ],
+    },
+];
+
+/// Runs the benchmark named by `target`, or all of them for `None`.
+pub(crate) fn run(target: Option<&str>) -> Result {
+    let chosen: Vec<&Bench> = BENCHES
+        .iter()
+        .filter(|bench| target.is_none_or(|name| name == bench.name))
+        .collect();
+    if chosen.is_empty() {
+        let known: Vec<&str> = BENCHES.iter().map(|bench| bench.name).collect();
+        return Err(format!(
+            "unknown benchmark `{}`; known: {}",
+            target.unwrap_or_default(),
+            known.join(", ")
+        ));
+    }
+    cmd::step("servers installed", servers::ensure_installed)?;
+    let pinning = Pinning::detect();
+    if !pinning.pinned() {
+        println!("note: taskset or a second CPU is missing: client and servers are NOT pinned");
+    }
+    for bench in chosen {
+        run_one(bench, pinning)?;
+    }
+    Ok(())
+}
+
+/// Builds the benchmark's binaries, starts its servers, runs the binaries
+/// one after the other against them, and stops the servers.
+fn run_one(bench: &Bench, pinning: Pinning) -> Result {
+    cmd::step(&format!("build the {} benchmark", bench.name), || {
+        bench.binaries.iter().try_for_each(|args| {
+            cmd::run(
+                crate::project::cargo()
+                    .arg("bench")
+                    .args(*args)
+                    .arg("--no-run"),
+            )
+        })
+    })?;
+    let (processes, variable, value) = bench.servers.start(pinning)?;
+    cmd::step(&format!("run the {} benchmark", bench.name), || {
+        bench.binaries.iter().try_for_each(|args| {
+            cmd::run(
+                pinning
+                    .client_cargo()
+                    .args(["bench", "-q"])
+                    .args(*args)
+                    .env(variable, &value),
+            )
+        })
+    })?;
+    println!("{}", pinning.describe());
+    drop(processes);
+    Ok(())
+}
