@@ -23,6 +23,12 @@ pub use crate::key::{MAX_KEY_LEN, validate as validate_key};
 pub use crate::layer::RELIABILITY_SETTINGS;
 pub use crate::redact::redact_url;
 pub use crate::resolve::{BackendFactory, BuildBackend};
+pub use crate::server_list::host_port;
+
+/// Serde for a list of `host:port` servers in settings (see [`host_port`]).
+pub mod server_list {
+    pub use crate::server_list::{deserialize, serialize};
+}
 #[doc(no_inline)]
 pub use async_trait::async_trait;
 #[doc(no_inline)]

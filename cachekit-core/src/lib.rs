@@ -24,6 +24,7 @@ mod lock_guard;
 mod memory;
 mod redact;
 mod resolve;
+mod server_list;
 mod stats;
 mod store;
 pub mod testing;

@@ -2,9 +2,9 @@
 
 use std::time::Duration;
 
-use cachekit_core::backend::{ConfigSource, Setting, SettingKind, seconds};
+use cachekit_core::backend::{ConfigSource, Setting, SettingKind, host_port, seconds, server_list};
 use cachekit_core::{ConfigOrigin, Error, Result, key};
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 
 /// The Memcached backend's settings: the `[memcached]` section of
 /// `cachekit.toml` and the `CACHEKIT_MEMCACHED_*` variables.
@@ -102,7 +102,7 @@ pub const SETTINGS: &[Setting] = &[
 #[serde(default)]
 pub struct MemcachedBackendConfig {
     /// Servers as `host:port`; keys are spread over them by rendezvous hashing.
-    #[serde(deserialize_with = "server_list")]
+    #[serde(with = "server_list")]
     pub servers: Vec<String>,
     /// Connect timeout (default 2 s).
     #[serde(with = "seconds")]
@@ -234,7 +234,7 @@ impl MemcachedBackendConfig {
             ));
         }
         for server in &self.servers {
-            parse_server(server).map_err(|reason| fail("servers", reason))?;
+            host_port(server).map_err(|reason| fail("servers", reason))?;
         }
         // The declared ranges, for a config built in code as for one read.
         let numbers = [
@@ -273,43 +273,4 @@ fn setting(field: &str) -> &'static Setting {
         .iter()
         .find(|s| s.key.strip_prefix("memcached.") == Some(field))
         .expect("every field is declared")
-}
-
-/// Checks `host:port` with a port in 1..=65535 (IPv6 hosts in brackets).
-pub(crate) fn parse_server(server: &str) -> std::result::Result<(&str, u16), String> {
-    let (host, port) = server
-        .rsplit_once(':')
-        .ok_or_else(|| format!("{server:?} is not host:port"))?;
-    if host.is_empty() || host.contains(char::is_whitespace) {
-        return Err(format!("{server:?} has no host"));
-    }
-    match port.parse::<u16>() {
-        Ok(port) if port > 0 => Ok((host, port)),
-        _ => Err(format!(
-            "{server:?} has port {port:?}; give a port in 1..=65535"
-        )),
-    }
-}
-
-/// Accepts a list, a JSON array in a string, or a comma-separated string.
-fn server_list<'de, D: Deserializer<'de>>(
-    deserializer: D,
-) -> std::result::Result<Vec<String>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Servers {
-        List(Vec<String>),
-        Text(String),
-    }
-    match Servers::deserialize(deserializer)? {
-        Servers::List(list) => Ok(list),
-        Servers::Text(text) if text.trim_start().starts_with('[') => serde_json::from_str(&text)
-            .map_err(|e| serde::de::Error::custom(format!("not a JSON array of strings: {e}"))),
-        Servers::Text(text) => Ok(text
-            .split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(String::from)
-            .collect()),
-    }
 }

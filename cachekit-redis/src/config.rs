@@ -3,10 +3,12 @@
 use std::fmt;
 use std::time::Duration;
 
-use cachekit_core::backend::{ConfigSource, Setting, SettingKind, redact_url, seconds};
+use cachekit_core::backend::{
+    ConfigSource, Setting, SettingKind, host_port, redact_url, seconds, server_list,
+};
 use cachekit_core::{ConfigOrigin, Error, Result, key};
 use redis::IntoConnectionInfo;
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 
 /// The Redis backend's settings: the `[redis]` section of `cachekit.toml`
 /// and the `CACHEKIT_REDIS_*` variables.
@@ -97,7 +99,7 @@ pub struct RedisBackendConfig {
     /// Redis Cluster seed nodes as `host:port` (default none). Non-empty:
     /// the backend uses the cluster client, which finds every node from
     /// these and routes keys by slot.
-    #[serde(deserialize_with = "node_list")]
+    #[serde(with = "server_list")]
     pub cluster_nodes: Vec<String>,
     /// Whether L1 copies are dropped when another process changes or
     /// deletes the key (default `false`).
@@ -197,7 +199,7 @@ impl RedisBackendConfig {
         };
         let info = parse_url(&self.url).map_err(|reason| fail("url", reason))?;
         for node in &self.cluster_nodes {
-            parse_node(node).map_err(|reason| fail("cluster_nodes", reason))?;
+            host_port(node).map_err(|reason| fail("cluster_nodes", reason))?;
         }
         if self.is_cluster() && info.redis_settings().db() != 0 {
             return Err(fail(
@@ -267,43 +269,4 @@ pub(crate) fn parse_url(url: &str) -> std::result::Result<redis::ConnectionInfo,
     url.into_connection_info().map_err(|error| {
         format!("{shown:?} is not a valid Redis URL ({error}); write redis://[user][:password@]host[:port][/db]")
     })
-}
-
-/// Checks `host:port` with a port in 1..=65535 (IPv6 hosts in brackets).
-pub(crate) fn parse_node(node: &str) -> std::result::Result<(&str, u16), String> {
-    let (host, port) = node
-        .rsplit_once(':')
-        .ok_or_else(|| format!("{node:?} is not host:port"))?;
-    if host.is_empty() || host.contains(char::is_whitespace) || host.contains('/') {
-        return Err(format!("{node:?} has no host; write host:port"));
-    }
-    match port.parse::<u16>() {
-        Ok(port) if port > 0 => Ok((host.trim_start_matches('[').trim_end_matches(']'), port)),
-        _ => Err(format!(
-            "{node:?} has port {port:?}; give a port in 1..=65535"
-        )),
-    }
-}
-
-/// Accepts a list, a JSON array in a string, or a comma-separated string.
-fn node_list<'de, D: Deserializer<'de>>(
-    deserializer: D,
-) -> std::result::Result<Vec<String>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Nodes {
-        List(Vec<String>),
-        Text(String),
-    }
-    match Nodes::deserialize(deserializer)? {
-        Nodes::List(list) => Ok(list),
-        Nodes::Text(text) if text.trim_start().starts_with('[') => serde_json::from_str(&text)
-            .map_err(|e| serde::de::Error::custom(format!("not a JSON array of strings: {e}"))),
-        Nodes::Text(text) => Ok(text
-            .split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(String::from)
-            .collect()),
-    }
 }

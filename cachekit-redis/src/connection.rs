@@ -11,7 +11,9 @@ use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, ConnectionAddr, ConnectionInfo, Pipeline, RedisFuture, RedisResult, Value};
 use tokio::sync::OnceCell;
 
-use crate::config::{RedisBackendConfig, parse_node, parse_url};
+use cachekit_core::backend::host_port;
+
+use crate::config::{RedisBackendConfig, parse_url};
 
 /// What to connect to, and the connection once made.
 pub(crate) struct Connector {
@@ -145,7 +147,7 @@ fn cluster_client(
 ) -> RedisResult<ClusterClient> {
     let tls = matches!(info.addr(), ConnectionAddr::TcpTls { .. });
     let nodes = config.cluster_nodes.iter().map(|node| {
-        let (host, port) = parse_node(node).expect("validated");
+        let (host, port) = host_port(node).expect("validated");
         let addr = if tls {
             ConnectionAddr::TcpTls {
                 host: host.into(),
