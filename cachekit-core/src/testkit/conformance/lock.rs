@@ -204,25 +204,27 @@ async fn lease_expiry(c: &Ctx) {
 async fn holder_extends(c: &Ctx) {
     let (lock, name) = (lock_of(c), c.name());
     let k = c.key("extended");
-    let lease = Duration::from_millis(800);
+    // Pauses of a quarter lease: a busy host may oversleep them a lot
+    // before the lease runs out between two extensions.
+    let lease = Duration::from_secs(1);
     let token = lock.try_lock(&k, lease).await.unwrap().expect("free");
     assert!(
         !lock.extend(&k, &LockToken::random(), lease).await.unwrap(),
         "{name}: a stranger's token extends nothing"
     );
-    for _ in 0..3 {
-        tokio::time::sleep(Duration::from_millis(400)).await;
+    for _ in 0..6 {
+        tokio::time::sleep(lease / 4).await;
         assert!(
             lock.extend(&k, &token, lease).await.unwrap(),
             "{name}: the holder extends its lease"
         );
     }
-    // 1.2 s after it was taken with a 0.8 s lease, the lock is still held.
+    // 1.5 leases after it was taken, the lock is still held.
     assert!(
         lock.try_lock(&k, lease).await.unwrap().is_none(),
         "{name}: an extended lock is held past its first lease"
     );
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    tokio::time::sleep(lease * 2).await;
     assert!(
         !lock.extend(&k, &token, lease).await.unwrap(),
         "{name}: a lease that ran out is not extended"
