@@ -202,7 +202,9 @@ async fn an_open_breaker_keeps_cached_functions_answering_at_once() {
     let backend = common::backend(&server, |c| c.timeout(Duration::from_millis(300)));
     let layered = ReliabilityLayer::new(ReliabilityConfig {
         failure_threshold: 2,
-        cool_down: Duration::from_millis(500),
+        // Long enough that no probe comes due during the calls below, on
+        // however busy a host.
+        cool_down: Duration::from_secs(30),
         ..ReliabilityConfig::default()
     })
     .layer(Arc::new(backend.clone()));
