@@ -1,0 +1,323 @@
+//! The blocking file operations on the entries: read, write, inspect,
+//! touch, remove. Callers run them off the async executor's threads.
+//!
+//! Writes are atomic: the entry is written to a temp file in the same
+//! directory, flushed (`fsync` on), then renamed over the old one, so a
+//! reader sees the old entry or the new one, never a part. The writer holds
+//! a `flock` on its temp file until the rename: a temp file nobody holds is
+//! an orphan of a killed writer, which a scan removes.
+
+use std::fs::{File, FileTimes};
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use cachekit_core::{Error, Result};
+use rustix::fs::{AtFlags, FlockOperation, Mode, OFlags};
+use rustix::io::Errno;
+
+use crate::dir::{Dirs, FILE_MODE};
+use crate::entry::{self, Defect, HEADER_LEN, Header};
+use crate::errors;
+use crate::name::Name;
+
+/// A read older than this refreshes the file's access time, which other
+/// processes read as its last use; hotter reads leave it as it is (one
+/// metadata write per entry per second at most).
+const ACCESS_TIME_STEP: Duration = Duration::from_secs(1);
+
+/// What a read of an entry found.
+#[derive(Debug)]
+pub(crate) enum Found<T> {
+    /// No file for the key.
+    Missing,
+    /// The entry, and the size of its file.
+    Hit(T, u64),
+    /// A file that was expired, corrupt, or another key's: removed, a miss.
+    Removed,
+}
+
+/// The entries of one cache, reached through its directory's descriptor.
+#[derive(Debug)]
+pub(crate) struct Store {
+    pub(crate) dirs: Dirs,
+    /// Whether entries are flushed to disk before they replace the old ones.
+    fsync: bool,
+    /// The largest value accepted; a file longer than one such entry is not one.
+    max_value_size: u64,
+}
+
+impl Store {
+    pub(crate) fn new(dirs: Dirs, fsync: bool, max_value_size: u64) -> Self {
+        Store {
+            dirs,
+            fsync,
+            max_value_size,
+        }
+    }
+
+    /// The value under `key` (file `name`), if a live entry is there.
+    pub(crate) fn get(&self, name: &Name, key: &str) -> Result<Found<Bytes>> {
+        let Some(mut file) = self.open(name, false)? else {
+            return Ok(Found::Missing);
+        };
+        let meta = file.metadata().map_err(|e| self.failed("get", e))?;
+        let len = meta.len();
+        if !meta.file_type().is_file() {
+            return self.drop_defect(name, &file, Defect::Foreign);
+        }
+        if len > (HEADER_LEN + key.len()) as u64 + self.max_value_size {
+            return self.drop_defect(name, &file, Defect::TooLarge);
+        }
+        let mut bytes = Vec::with_capacity(len as usize);
+        file.read_to_end(&mut bytes)
+            .map_err(|e| self.failed("get", e))?;
+        let header = match entry::parse(&bytes, key) {
+            Ok(header) => header,
+            Err(defect) => return self.drop_defect(name, &file, defect),
+        };
+        let now = SystemTime::now();
+        if header.expired(unix_ms(now)) {
+            self.remove_if_same(name, &file);
+            return Ok(Found::Removed);
+        }
+        let accessed =
+            UNIX_EPOCH + Duration::new(meta.atime().max(0) as u64, meta.atime_nsec() as u32);
+        if now
+            .duration_since(accessed)
+            .is_ok_and(|age| age >= ACCESS_TIME_STEP)
+        {
+            // Best effort: the last use other processes see.
+            let _ = file.set_times(FileTimes::new().set_accessed(now));
+        }
+        let value = Bytes::from(bytes).slice(HEADER_LEN + key.len()..);
+        Ok(Found::Hit(value, len))
+    }
+
+    /// The header of the live entry under `key`, without its value; with
+    /// the file open for writing when `write`.
+    pub(crate) fn header(
+        &self,
+        name: &Name,
+        key: &str,
+        write: bool,
+    ) -> Result<Found<(File, Header)>> {
+        let operation = if write { "touch" } else { "exists" };
+        let Some(mut file) = self.open(name, write)? else {
+            return Ok(Found::Missing);
+        };
+        let meta = file.metadata().map_err(|e| self.failed(operation, e))?;
+        if !meta.file_type().is_file() {
+            return self.drop_defect(name, &file, Defect::Foreign);
+        }
+        let mut bytes = vec![0u8; HEADER_LEN + key.len()];
+        let read = read_up_to(&mut file, &mut bytes).map_err(|e| self.failed(operation, e))?;
+        let header = match entry::parse_header(&bytes[..read], key, meta.len()) {
+            Ok(header) => header,
+            Err(defect) => return self.drop_defect(name, &file, defect),
+        };
+        if header.expired(unix_ms(SystemTime::now())) {
+            self.remove_if_same(name, &file);
+            return Ok(Found::Removed);
+        }
+        Ok(Found::Hit((file, header), meta.len()))
+    }
+
+    /// Sets the expiry of the live entry under `key`; `false` if there is none.
+    pub(crate) fn touch(&self, name: &Name, key: &str, expiry_ms: u64) -> Result<bool> {
+        let Found::Hit((file, _), _) = self.header(name, key, true)? else {
+            return Ok(false);
+        };
+        file.write_all_at(&expiry_ms.to_le_bytes(), entry::EXPIRY_OFFSET)
+            .map_err(|e| self.failed("touch", e))?;
+        Ok(true)
+    }
+
+    /// Writes the entry `key` → `value` as file `name`, replacing the old
+    /// one atomically; the size of the new file.
+    pub(crate) fn write(
+        &self,
+        name: &Name,
+        key: &str,
+        value: &[u8],
+        expiry_ms: u64,
+    ) -> Result<u64> {
+        let crc = entry::checksum(key.as_bytes(), value);
+        let header = entry::header(key, value.len(), expiry_ms, crc);
+        let (temp_name, mut temp) = self.create_temp(name)?;
+        let written = (|| {
+            // One write for small entries; a large value is not copied.
+            if value.len() <= 64 << 10 {
+                let mut all = Vec::with_capacity(HEADER_LEN + key.len() + value.len());
+                all.extend_from_slice(&header);
+                all.extend_from_slice(key.as_bytes());
+                all.extend_from_slice(value);
+                temp.write_all(&all)?;
+            } else {
+                let mut head = header.to_vec();
+                head.extend_from_slice(key.as_bytes());
+                temp.write_all(&head)?;
+                temp.write_all(value)?;
+            }
+            if self.fsync {
+                temp.sync_data()?;
+            }
+            rustix::fs::renameat(
+                &self.dirs.entries,
+                &temp_name,
+                &self.dirs.entries,
+                name.as_str(),
+            )
+            .map_err(std::io::Error::from)
+        })();
+        if let Err(error) = written {
+            let _ = rustix::fs::unlinkat(&self.dirs.entries, &temp_name, AtFlags::empty());
+            return Err(self.failed("set", error));
+        }
+        Ok((HEADER_LEN + key.len() + value.len()) as u64)
+    }
+
+    /// Creates a temp file for entry `name`, holding its `flock` (which
+    /// tells a scan it is not an orphan).
+    fn create_temp(&self, name: &Name) -> Result<(String, File)> {
+        static SEQUENCE: AtomicU64 = AtomicU64::new(0);
+        let flags =
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        // A scan may take a new temp file for an orphan between its creation
+        // and its lock, and remove it; the writer then starts again. A few
+        // attempts suffice: the window is two system calls wide.
+        for _ in 0..8 {
+            let temp_name = format!(
+                ".{}.{}.{}.tmp",
+                name.as_str(),
+                std::process::id(),
+                SEQUENCE.fetch_add(1, Ordering::Relaxed)
+            );
+            let fd = match rustix::fs::openat(
+                &self.dirs.entries,
+                &temp_name,
+                flags,
+                Mode::from_raw_mode(FILE_MODE),
+            ) {
+                Ok(fd) => fd,
+                Err(Errno::EXIST) => continue,
+                Err(errno) => return Err(self.failed("set", errno.into())),
+            };
+            rustix::fs::flock(&fd, FlockOperation::LockExclusive)
+                .map_err(|errno| self.failed("set", errno.into()))?;
+            let stat = rustix::fs::fstat(&fd).map_err(|errno| self.failed("set", errno.into()))?;
+            if stat.st_nlink > 0 {
+                return Ok((temp_name, File::from(fd)));
+            }
+        }
+        Err(self.failed(
+            "set",
+            std::io::Error::other("temp files kept vanishing before they were locked"),
+        ))
+    }
+
+    /// Removes the file of `name`; `true` if there was one.
+    pub(crate) fn remove(&self, name: &Name) -> Result<bool> {
+        match rustix::fs::unlinkat(&self.dirs.entries, name.as_str(), AtFlags::empty()) {
+            Ok(()) => Ok(true),
+            Err(Errno::NOENT) => Ok(false),
+            Err(errno) => Err(self.failed("delete", errno.into())),
+        }
+    }
+
+    /// When the file of `name` was last used, as microseconds since the
+    /// Unix epoch (its access or modification time, whichever is later).
+    pub(crate) fn last_used(&self, name: &Name) -> Option<u64> {
+        let stat = rustix::fs::statat(&self.dirs.entries, name.as_str(), AtFlags::SYMLINK_NOFOLLOW)
+            .ok()?;
+        Some(crate::scan::used_us(&stat))
+    }
+
+    /// Opens the file of `name`; `None` if there is none. A symbolic link
+    /// there is removed and refused: the backend never follows one.
+    fn open(&self, name: &Name, write: bool) -> Result<Option<File>> {
+        let access = if write { OFlags::RDWR } else { OFlags::RDONLY };
+        // NONBLOCK: a FIFO planted there must not hang the open.
+        let flags = access | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC;
+        match rustix::fs::openat(&self.dirs.entries, name.as_str(), flags, Mode::empty()) {
+            Ok(fd) => Ok(Some(File::from(fd))),
+            Err(Errno::NOENT) => Ok(None),
+            Err(Errno::LOOP | Errno::MLINK) => {
+                let _ = rustix::fs::unlinkat(&self.dirs.entries, name.as_str(), AtFlags::empty());
+                Err(errors::symlink(&self.dirs.path, name))
+            }
+            Err(errno) => Err(self.failed(if write { "touch" } else { "get" }, errno.into())),
+        }
+    }
+
+    /// Removes the file of `name` for `defect` (if it is still the file
+    /// read), and says so: a miss.
+    fn drop_defect<T>(&self, name: &Name, file: &File, defect: Defect) -> Result<Found<T>> {
+        tracing::warn!(
+            dir = %self.dirs.path.display(),
+            entry = name.as_str(),
+            %defect,
+            "cachekit removed an unreadable cache entry; it reads as a miss"
+        );
+        self.remove_if_same(name, file);
+        Ok(Found::Removed)
+    }
+
+    /// Removes the file of `name` if it is still `file`, not a newer entry
+    /// renamed over it since.
+    fn remove_if_same(&self, name: &Name, file: &File) {
+        let (Ok(open), Ok(now)) = (
+            rustix::fs::fstat(file.as_fd()),
+            rustix::fs::statat(&self.dirs.entries, name.as_str(), AtFlags::SYMLINK_NOFOLLOW),
+        ) else {
+            return;
+        };
+        if (open.st_dev, open.st_ino) == (now.st_dev, now.st_ino) {
+            let _ = rustix::fs::unlinkat(&self.dirs.entries, name.as_str(), AtFlags::empty());
+        }
+    }
+
+    /// The descriptor of the entries' directory.
+    pub(crate) fn entries_dir(&self) -> &OwnedFd {
+        &self.dirs.entries
+    }
+
+    fn failed(&self, operation: &'static str, error: std::io::Error) -> Error {
+        errors::io(operation, &self.dirs.path, error)
+    }
+}
+
+/// Reads into `buf` until it is full or the file ends; the bytes read.
+fn read_up_to(file: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut read = 0;
+    while read < buf.len() {
+        match file.read(&mut buf[read..]) {
+            Ok(0) => break,
+            Ok(n) => read += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(read)
+}
+
+/// `time` as milliseconds since the Unix epoch.
+pub(crate) fn unix_ms(time: SystemTime) -> u64 {
+    time.duration_since(UNIX_EPOCH)
+        .map_or(0, |since| since.as_millis() as u64)
+}
+
+/// The expiry stored for a TTL of `ttl` from now: `0` for none.
+pub(crate) fn expiry_ms(ttl: Option<Duration>) -> u64 {
+    match ttl {
+        None => 0,
+        Some(ttl) if ttl.is_zero() => 0,
+        Some(ttl) => {
+            let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+            unix_ms(SystemTime::now()).saturating_add(ms)
+        }
+    }
+}
