@@ -108,7 +108,7 @@ impl fmt::Display for Defect {
 /// Reads the header at the start of `bytes` (which hold at least the
 /// header and the key, when the file has them) and checks it against
 /// `key` and against `file_len`, the length of the whole file.
-pub(crate) fn parse_header(bytes: &[u8], key: &str, file_len: u64) -> Result<Header, Defect> {
+fn parse_header(bytes: &[u8], key: &str, file_len: u64) -> Result<Header, Defect> {
     if bytes.len() < 4 || bytes[0..4] != MAGIC {
         return Err(if bytes.len() < 4 && MAGIC.starts_with(bytes) {
             Defect::Truncated

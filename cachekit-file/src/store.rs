@@ -61,10 +61,51 @@ impl Store {
 
     /// The value under `key` (file `name`), if a live entry is there.
     pub(crate) fn get(&self, name: &Name, key: &str) -> Result<Found<Bytes>> {
-        let Some(mut file) = self.open(name, false)? else {
+        let (file, bytes, len) = match self.read(name, key, false)? {
+            Found::Hit(read, len) => (read.0, read.1, len),
+            Found::Missing => return Ok(Found::Missing),
+            Found::Removed => return Ok(Found::Removed),
+        };
+        let now = SystemTime::now();
+        let accessed = file.metadata().ok().map(|meta| {
+            UNIX_EPOCH + Duration::new(meta.atime().max(0) as u64, meta.atime_nsec() as u32)
+        });
+        if accessed.is_some_and(|at| {
+            now.duration_since(at)
+                .is_ok_and(|age| age >= ACCESS_TIME_STEP)
+        }) {
+            // Best effort: the last use other processes see.
+            let _ = file.set_times(FileTimes::new().set_accessed(now));
+        }
+        let value = Bytes::from(bytes).slice(HEADER_LEN + key.len()..);
+        Ok(Found::Hit(value, len))
+    }
+
+    /// The header of the live entry under `key`, with its file, open for
+    /// writing when `write`. The whole entry is checked, as for
+    /// [`Store::get`], so that `exists`, `ttl` and `touch` never disagree
+    /// with `get`.
+    pub(crate) fn header(
+        &self,
+        name: &Name,
+        key: &str,
+        write: bool,
+    ) -> Result<Found<(File, Header)>> {
+        Ok(match self.read(name, key, write)? {
+            Found::Hit((file, _, header), len) => Found::Hit((file, header), len),
+            Found::Missing => Found::Missing,
+            Found::Removed => Found::Removed,
+        })
+    }
+
+    /// Reads and checks the whole entry under `key`: the file, its bytes
+    /// and its header, if it is live.
+    fn read(&self, name: &Name, key: &str, write: bool) -> Result<Found<(File, Vec<u8>, Header)>> {
+        let operation = if write { "touch" } else { "get" };
+        let Some(mut file) = self.open(name, write)? else {
             return Ok(Found::Missing);
         };
-        let meta = file.metadata().map_err(|e| self.failed("get", e))?;
+        let meta = file.metadata().map_err(|e| self.failed(operation, e))?;
         let len = meta.len();
         if !meta.file_type().is_file() {
             return self.drop_defect(name, &file, Defect::Foreign);
@@ -74,48 +115,8 @@ impl Store {
         }
         let mut bytes = Vec::with_capacity(len as usize);
         file.read_to_end(&mut bytes)
-            .map_err(|e| self.failed("get", e))?;
+            .map_err(|e| self.failed(operation, e))?;
         let header = match entry::parse(&bytes, key) {
-            Ok(header) => header,
-            Err(defect) => return self.drop_defect(name, &file, defect),
-        };
-        let now = SystemTime::now();
-        if header.expired(unix_ms(now)) {
-            self.remove_if_same(name, &file);
-            return Ok(Found::Removed);
-        }
-        let accessed =
-            UNIX_EPOCH + Duration::new(meta.atime().max(0) as u64, meta.atime_nsec() as u32);
-        if now
-            .duration_since(accessed)
-            .is_ok_and(|age| age >= ACCESS_TIME_STEP)
-        {
-            // Best effort: the last use other processes see.
-            let _ = file.set_times(FileTimes::new().set_accessed(now));
-        }
-        let value = Bytes::from(bytes).slice(HEADER_LEN + key.len()..);
-        Ok(Found::Hit(value, len))
-    }
-
-    /// The header of the live entry under `key`, without its value; with
-    /// the file open for writing when `write`.
-    pub(crate) fn header(
-        &self,
-        name: &Name,
-        key: &str,
-        write: bool,
-    ) -> Result<Found<(File, Header)>> {
-        let operation = if write { "touch" } else { "exists" };
-        let Some(mut file) = self.open(name, write)? else {
-            return Ok(Found::Missing);
-        };
-        let meta = file.metadata().map_err(|e| self.failed(operation, e))?;
-        if !meta.file_type().is_file() {
-            return self.drop_defect(name, &file, Defect::Foreign);
-        }
-        let mut bytes = vec![0u8; HEADER_LEN + key.len()];
-        let read = read_up_to(&mut file, &mut bytes).map_err(|e| self.failed(operation, e))?;
-        let header = match entry::parse_header(&bytes[..read], key, meta.len()) {
             Ok(header) => header,
             Err(defect) => return self.drop_defect(name, &file, defect),
         };
@@ -123,7 +124,7 @@ impl Store {
             self.remove_if_same(name, &file);
             return Ok(Found::Removed);
         }
-        Ok(Found::Hit((file, header), meta.len()))
+        Ok(Found::Hit((file, bytes, header), len))
     }
 
     /// Sets the expiry of the live entry under `key`; `false` if there is none.
@@ -288,20 +289,6 @@ impl Store {
     fn failed(&self, operation: &'static str, error: std::io::Error) -> Error {
         errors::io(operation, &self.dirs.path, error)
     }
-}
-
-/// Reads into `buf` until it is full or the file ends; the bytes read.
-fn read_up_to(file: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut read = 0;
-    while read < buf.len() {
-        match file.read(&mut buf[read..]) {
-            Ok(0) => break,
-            Ok(n) => read += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(read)
 }
 
 /// `time` as milliseconds since the Unix epoch.
