@@ -45,12 +45,16 @@ pub(crate) fn open(path: &Path) -> Result<Dirs, String> {
             .create(path)
             .map_err(|error| format!("cannot create {shown}: {error}"))?;
     }
-    let root = rustix::fs::open(path, dir_flags(), Mode::empty()).map_err(|errno| match errno {
-        Errno::LOOP | Errno::MLINK => format!(
-            "{shown} is a symbolic link; cachekit never follows links for its directory (another user could plant one): name the real directory"
-        ),
-        Errno::NOTDIR => format!("{shown} is not a directory"),
-        errno => format!("cannot open {shown}: {}", std::io::Error::from(errno)),
+    let root = rustix::fs::open(path, dir_flags(), Mode::empty()).map_err(|errno| {
+        let link = path.symlink_metadata().is_ok_and(|meta| meta.is_symlink());
+        match errno {
+            // Linux answers a link opened as a directory with ENOTDIR.
+            Errno::LOOP | Errno::MLINK | Errno::NOTDIR if link => format!(
+                "{shown} is a symbolic link; cachekit never follows links for its directory (another user could plant one): name the real directory"
+            ),
+            Errno::NOTDIR => format!("{shown} is not a directory"),
+            errno => format!("cannot open {shown}: {}", std::io::Error::from(errno)),
+        }
     })?;
     check_owner_and_mode(&root, &shown.to_string())?;
     let entries = subdirectory(&root, path, ENTRIES)?;
@@ -86,16 +90,17 @@ fn subdirectory(root: &OwnedFd, path: &Path, name: &str) -> Result<OwnedFd, Stri
             ));
         }
     }
-    let dir =
-        rustix::fs::openat(root, name, dir_flags(), Mode::empty()).map_err(
-            |errno| match errno {
-                Errno::LOOP | Errno::MLINK => {
-                    format!("{shown} is a symbolic link; cachekit never follows links: remove it")
-                }
-                Errno::NOTDIR => format!("{shown} is not a directory: remove it"),
-                errno => format!("cannot open {shown}: {}", std::io::Error::from(errno)),
-            },
-        )?;
+    let dir = rustix::fs::openat(root, name, dir_flags(), Mode::empty()).map_err(|errno| {
+        let link = rustix::fs::statat(root, name, rustix::fs::AtFlags::SYMLINK_NOFOLLOW)
+            .is_ok_and(|stat| rustix::fs::FileType::from_raw_mode(stat.st_mode).is_symlink());
+        match errno {
+            Errno::LOOP | Errno::MLINK | Errno::NOTDIR if link => {
+                format!("{shown} is a symbolic link; cachekit never follows links: remove it")
+            }
+            Errno::NOTDIR => format!("{shown} is not a directory: remove it"),
+            errno => format!("cannot open {shown}: {}", std::io::Error::from(errno)),
+        }
+    })?;
     check_owner_and_mode(&dir, &shown)?;
     Ok(dir)
 }
