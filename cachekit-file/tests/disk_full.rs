@@ -26,7 +26,10 @@ impl SmallDisk {
             .arg(&at)
             .output()
             .ok()?;
-        mounted.status.success().then_some(SmallDisk { at, _dir: dir })
+        mounted
+            .status
+            .success()
+            .then_some(SmallDisk { at, _dir: dir })
     }
 
     fn path(&self) -> &Path {
@@ -43,7 +46,9 @@ impl Drop for SmallDisk {
 #[tokio::test]
 async fn a_full_disk_is_an_error_and_loses_nothing() {
     let Some(disk) = SmallDisk::mount() else {
-        eprintln!("SKIPPED a_full_disk_is_an_error_and_loses_nothing: cannot mount a 1 MiB tmpfs here (needs root)");
+        eprintln!(
+            "SKIPPED a_full_disk_is_an_error_and_loses_nothing: cannot mount a 1 MiB tmpfs here (needs root)"
+        );
         return;
     };
     let b = backend(disk.path(), |c| c);
@@ -70,7 +75,13 @@ async fn a_full_disk_is_an_error_and_loses_nothing() {
     }
     let temps = std::fs::read_dir(disk.path().join("cache/entries"))
         .unwrap()
-        .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().ends_with(".tmp"))
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .ends_with(".tmp")
+        })
         .count();
     assert_eq!(temps, 0, "the failed write leaves no temp file");
     // Room made, writes work again.

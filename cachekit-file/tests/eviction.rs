@@ -22,7 +22,10 @@ async fn over_max_entries_the_least_recently_used_goes_and_reads_count() {
     for key in ["a", "b", "c"] {
         b.set(key, Bytes::from_static(b"v"), None).await.unwrap();
     }
-    assert!(b.get("a").await.unwrap().is_some(), "a read makes `a` the most recent");
+    assert!(
+        b.get("a").await.unwrap().is_some(),
+        "a read makes `a` the most recent"
+    );
     b.set("d", Bytes::from_static(b"v"), None).await.unwrap();
     assert!(!stored(dir.path(), "b"), "b was the least recently used");
     for key in ["a", "c", "d"] {
@@ -50,9 +53,14 @@ async fn over_max_size_the_least_recently_used_go() {
     assert!(!stored(dir.path(), "k1"));
     assert_eq!(entry_names(dir.path()).len(), 3);
     // One large value pushes out as many as it takes.
-    b.set("big", Bytes::from(vec![1u8; 3000]), None).await.unwrap();
+    b.set("big", Bytes::from(vec![1u8; 3000]), None)
+        .await
+        .unwrap();
     assert!(stored(dir.path(), "big"));
-    assert_eq!(entry_names(dir.path()).len(), 1 + usize::from(stored(dir.path(), "k4")));
+    assert_eq!(
+        entry_names(dir.path()).len(),
+        1 + usize::from(stored(dir.path(), "k4"))
+    );
     assert!(!stored(dir.path(), "k2") && !stored(dir.path(), "k3"));
 }
 
@@ -63,11 +71,21 @@ async fn a_value_over_max_value_size_is_refused_before_anything_is_written() {
     b.set("k", Bytes::from(vec![0u8; 100]), None).await.unwrap();
     let over = b.set("k", Bytes::from(vec![1u8; 101]), None).await;
     assert!(
-        matches!(over, Err(Error::ValueTooLarge { size: 101, limit: 100 })),
+        matches!(
+            over,
+            Err(Error::ValueTooLarge {
+                size: 101,
+                limit: 100
+            })
+        ),
         "{over:?}"
     );
     assert_eq!(entry_names(dir.path()).len(), 1, "no temp file either");
-    assert_eq!(b.get("k").await.unwrap().unwrap(), vec![0u8; 100], "the old value stays");
+    assert_eq!(
+        b.get("k").await.unwrap().unwrap(),
+        vec![0u8; 100],
+        "the old value stays"
+    );
     assert_eq!(b.capabilities().max_value_size, Some(100));
 }
 
@@ -76,13 +94,21 @@ async fn a_backend_with_lower_limits_evicts_down_to_them_at_its_start() {
     let dir = tempfile::tempdir().unwrap();
     let first = backend(dir.path(), |c| c);
     for i in 0..10 {
-        first.set(&format!("k{i}"), Bytes::from_static(b"v"), None).await.unwrap();
+        first
+            .set(&format!("k{i}"), Bytes::from_static(b"v"), None)
+            .await
+            .unwrap();
     }
     drop(first);
     let _second = backend(dir.path(), |c| c.max_entries(4));
-    wait_until("the start's scan evicts down to 4", || entry_names(dir.path()).len() == 4);
+    wait_until("the start's scan evicts down to 4", || {
+        entry_names(dir.path()).len() == 4
+    });
     for i in 6..10 {
-        assert!(stored(dir.path(), &format!("k{i}")), "the most recent stay: k{i}");
+        assert!(
+            stored(dir.path(), &format!("k{i}")),
+            "the most recent stay: k{i}"
+        );
     }
 }
 
@@ -94,12 +120,18 @@ async fn another_processs_reads_count() {
     let writer = backend(dir.path(), |c| c.max_entries(3));
     let reader = backend(dir.path(), |c| c);
     for key in ["a", "b", "c"] {
-        writer.set(key, Bytes::from_static(b"v"), None).await.unwrap();
+        writer
+            .set(key, Bytes::from_static(b"v"), None)
+            .await
+            .unwrap();
     }
     // Reads refresh the file's access time at most once a second.
     tokio::time::sleep(Duration::from_millis(2100)).await;
     assert!(reader.get("a").await.unwrap().is_some());
-    writer.set("d", Bytes::from_static(b"v"), None).await.unwrap();
+    writer
+        .set("d", Bytes::from_static(b"v"), None)
+        .await
+        .unwrap();
     assert!(stored(dir.path(), "a"), "read elsewhere: kept");
     assert!(!stored(dir.path(), "b"), "the least recently used anywhere");
 }
