@@ -40,6 +40,16 @@ pub(crate) enum Found<T> {
     Removed,
 }
 
+/// A whole entry read and checked.
+struct Entry {
+    file: File,
+    /// The whole file.
+    bytes: Vec<u8>,
+    header: Header,
+    /// The file's metadata when it was opened.
+    meta: std::fs::Metadata,
+}
+
 /// The entries of one cache, reached through its directory's descriptor.
 #[derive(Debug)]
 pub(crate) struct Store {
@@ -61,23 +71,23 @@ impl Store {
 
     /// The value under `key` (file `name`), if a live entry is there.
     pub(crate) fn get(&self, name: &Name, key: &str) -> Result<Found<Bytes>> {
-        let (file, bytes, len) = match self.read(name, key, false)? {
-            Found::Hit(read, len) => (read.0, read.1, len),
+        let (entry, len) = match self.read(name, key, false)? {
+            Found::Hit(entry, len) => (entry, len),
             Found::Missing => return Ok(Found::Missing),
             Found::Removed => return Ok(Found::Removed),
         };
         let now = SystemTime::now();
-        let accessed = file.metadata().ok().map(|meta| {
-            UNIX_EPOCH + Duration::new(meta.atime().max(0) as u64, meta.atime_nsec() as u32)
-        });
-        if accessed.is_some_and(|at| {
-            now.duration_since(at)
-                .is_ok_and(|age| age >= ACCESS_TIME_STEP)
-        }) {
+        let meta = &entry.meta;
+        let accessed =
+            UNIX_EPOCH + Duration::new(meta.atime().max(0) as u64, meta.atime_nsec() as u32);
+        if now
+            .duration_since(accessed)
+            .is_ok_and(|age| age >= ACCESS_TIME_STEP)
+        {
             // Best effort: the last use other processes see.
-            let _ = file.set_times(FileTimes::new().set_accessed(now));
+            let _ = entry.file.set_times(FileTimes::new().set_accessed(now));
         }
-        let value = Bytes::from(bytes).slice(HEADER_LEN + key.len()..);
+        let value = Bytes::from(entry.bytes).slice(HEADER_LEN + key.len()..);
         Ok(Found::Hit(value, len))
     }
 
@@ -92,7 +102,7 @@ impl Store {
         write: bool,
     ) -> Result<Found<(File, Header)>> {
         Ok(match self.read(name, key, write)? {
-            Found::Hit((file, _, header), len) => Found::Hit((file, header), len),
+            Found::Hit(entry, len) => Found::Hit((entry.file, entry.header), len),
             Found::Missing => Found::Missing,
             Found::Removed => Found::Removed,
         })
@@ -100,7 +110,7 @@ impl Store {
 
     /// Reads and checks the whole entry under `key`: the file, its bytes
     /// and its header, if it is live.
-    fn read(&self, name: &Name, key: &str, write: bool) -> Result<Found<(File, Vec<u8>, Header)>> {
+    fn read(&self, name: &Name, key: &str, write: bool) -> Result<Found<Entry>> {
         let operation = if write { "touch" } else { "get" };
         let Some(mut file) = self.open(name, write)? else {
             return Ok(Found::Missing);
@@ -113,8 +123,12 @@ impl Store {
         if len > (HEADER_LEN + key.len()) as u64 + self.max_value_size {
             return self.drop_defect(name, &file, Defect::TooLarge);
         }
+        // Exactly the length seen: one read, no probe for more (a file
+        // that changed since is caught by the checks below).
         let mut bytes = Vec::with_capacity(len as usize);
-        file.read_to_end(&mut bytes)
+        (&mut file)
+            .take(len)
+            .read_to_end(&mut bytes)
             .map_err(|e| self.failed(operation, e))?;
         let header = match entry::parse(&bytes, key) {
             Ok(header) => header,
@@ -124,7 +138,15 @@ impl Store {
             self.remove_if_same(name, &file);
             return Ok(Found::Removed);
         }
-        Ok(Found::Hit((file, bytes, header), len))
+        Ok(Found::Hit(
+            Entry {
+                file,
+                bytes,
+                header,
+                meta,
+            },
+            len,
+        ))
     }
 
     /// Sets the expiry of the live entry under `key`; `false` if there is none.
