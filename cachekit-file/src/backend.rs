@@ -132,8 +132,7 @@ impl FileBackend {
 impl Inner {
     fn locks(&self) -> Locks<'_> {
         Locks {
-            dir: &self.store.dirs.locks,
-            path: &self.store.dirs.path,
+            store: &self.store,
             timeout: self.config.lock_timeout,
         }
     }
@@ -160,7 +159,7 @@ impl Inner {
             Ok(found) => {
                 if found.orphans > 0 {
                     tracing::info!(
-                        dir = %self.store.dirs.path.display(),
+                        dir = %self.store.path().display(),
                         orphans = found.orphans,
                         "cachekit removed temp files of writers that died mid-write"
                     );
@@ -170,7 +169,7 @@ impl Inner {
             }
             Err(error) => {
                 self.index.scan_failed();
-                tracing::warn!(dir = %self.store.dirs.path.display(), %error, "cannot list the file cache");
+                tracing::warn!(dir = %self.store.path().display(), %error, "cannot list the file cache");
             }
         }
     }
@@ -289,18 +288,11 @@ impl Backend for FileBackend {
 
     async fn health(&self) -> Result<()> {
         self.blocking(|inner| {
-            let stat = rustix::fs::fstat(&inner.store.dirs.entries).map_err(|errno| {
-                crate::errors::io("health", &inner.store.dirs.path, errno.into())
-            })?;
-            if stat.st_nlink == 0 {
-                return Err(Error::unavailable(
-                    FileBackend::NAME,
-                    format!(
-                        "{} was removed while in use; make a new backend to create it again",
-                        inner.store.dirs.path.display()
-                    ),
-                ));
-            }
+            // A removed directory is made again, as a write would.
+            let dirs = inner.store.dirs();
+            inner.store.reopen(&dirs)?;
+            rustix::fs::fstat(&inner.store.dirs().entries)
+                .map_err(|errno| crate::errors::io("health", inner.store.path(), errno.into()))?;
             Ok(())
         })
         .await

@@ -13,8 +13,9 @@
 
 use std::fs::File;
 use std::io::Read;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::AsFd;
 use std::os::unix::fs::FileExt;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use cachekit_core::backend::LockToken;
@@ -22,10 +23,10 @@ use cachekit_core::{Error, Result};
 use rustix::fs::{AtFlags, FlockOperation, Mode, OFlags};
 use rustix::io::Errno;
 
-use crate::dir::FILE_MODE;
+use crate::dir::{Dirs, FILE_MODE};
 use crate::errors;
 use crate::name::Name;
-use crate::store::unix_ms;
+use crate::store::{Store, unix_ms};
 
 /// The file of the shared fencing counter, in `locks/`.
 const FENCE_FILE: &str = "fence";
@@ -35,10 +36,8 @@ const MAX_PAUSE: Duration = Duration::from_millis(20);
 /// The lock records of one cache directory.
 #[derive(Debug)]
 pub(crate) struct Locks<'a> {
-    /// `<cache_dir>/locks`.
-    pub(crate) dir: &'a OwnedFd,
-    /// The cache directory, for messages.
-    pub(crate) path: &'a std::path::Path,
+    /// The cache, whose `locks/` holds the records.
+    pub(crate) store: &'a Store,
     /// Longest wait for a record's `flock`.
     pub(crate) timeout: Duration,
 }
@@ -55,12 +54,12 @@ impl Locks<'_> {
     /// lease runs.
     pub(crate) fn try_lock(&self, key: &str, lease: Duration) -> Result<Option<LockToken>> {
         let name = Name::of(key);
-        let file = self.open_held(&name, true)?.expect("created if missing");
+        let (dirs, file) = self.open_held(&name, true)?.expect("created if missing");
         let now = unix_ms(SystemTime::now());
         if read_record(&file).is_some_and(|held| held.expiry_ms > now) {
             return Ok(None);
         }
-        let fence = self.next_fence()?;
+        let fence = self.next_fence(&dirs)?;
         let token = LockToken::random();
         let record = Record {
             expiry_ms: lease_end(now, lease),
@@ -74,13 +73,13 @@ impl Locks<'_> {
     /// Releases the lock on `key` if `token` holds it.
     pub(crate) fn unlock(&self, key: &str, token: &LockToken) -> Result<bool> {
         let name = Name::of(key);
-        let Some(file) = self.open_held(&name, false)? else {
+        let Some((dirs, file)) = self.open_held(&name, false)? else {
             return Ok(false);
         };
         if read_record(&file).is_none_or(|held| held.token != token.as_str()) {
             return Ok(false);
         }
-        rustix::fs::unlinkat(self.dir, name.as_str(), AtFlags::empty())
+        rustix::fs::unlinkat(&dirs.locks, name.as_str(), AtFlags::empty())
             .map_err(|errno| self.failed("unlock", errno.into()))?;
         drop(file);
         Ok(true)
@@ -89,7 +88,7 @@ impl Locks<'_> {
     /// Restarts the lease of `token`'s lock on `key` at `lease` from now.
     pub(crate) fn extend(&self, key: &str, token: &LockToken, lease: Duration) -> Result<bool> {
         let name = Name::of(key);
-        let Some(file) = self.open_held(&name, false)? else {
+        let Some((_, file)) = self.open_held(&name, false)? else {
             return Ok(false);
         };
         let now = unix_ms(SystemTime::now());
@@ -105,38 +104,44 @@ impl Locks<'_> {
     }
 
     /// Opens the lock file of `name` (creating it if `create`) and takes
-    /// its `flock`: `None` if there is no such file.
-    fn open_held(&self, name: &Name, create: bool) -> Result<Option<File>> {
+    /// its `flock`: the directories it is in and the file, or `None` if
+    /// there is no such file.
+    fn open_held(&self, name: &Name, create: bool) -> Result<Option<(Arc<Dirs>, File)>> {
         let mut flags = OFlags::RDWR | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
         if create {
             flags |= OFlags::CREATE;
         }
         // Each turn follows a removal by another holder; a few suffice.
         for _ in 0..16 {
+            let dirs = self.store.dirs();
             let fd = match rustix::fs::openat(
-                self.dir,
+                &dirs.locks,
                 name.as_str(),
                 flags,
                 Mode::from_raw_mode(FILE_MODE),
             ) {
                 Ok(fd) => fd,
                 Err(Errno::NOENT) if !create => return Ok(None),
+                Err(Errno::NOENT) => {
+                    self.store.reopen(&dirs)?;
+                    continue;
+                }
                 Err(Errno::LOOP | Errno::MLINK) => {
-                    let _ = rustix::fs::unlinkat(self.dir, name.as_str(), AtFlags::empty());
-                    return Err(errors::symlink(self.path, name));
+                    let _ = rustix::fs::unlinkat(&dirs.locks, name.as_str(), AtFlags::empty());
+                    return Err(errors::symlink(self.store.path(), name));
                 }
                 Err(errno) => return Err(self.failed("lock", errno.into())),
             };
             self.flock(&fd)?;
             let same = match (
                 rustix::fs::fstat(&fd),
-                rustix::fs::statat(self.dir, name.as_str(), AtFlags::SYMLINK_NOFOLLOW),
+                rustix::fs::statat(&dirs.locks, name.as_str(), AtFlags::SYMLINK_NOFOLLOW),
             ) {
                 (Ok(open), Ok(now)) => (open.st_dev, open.st_ino) == (now.st_dev, now.st_ino),
                 _ => false,
             };
             if same {
-                return Ok(Some(File::from(fd)));
+                return Ok(Some((dirs, File::from(fd))));
             }
             if !create {
                 return Ok(None);
@@ -171,10 +176,15 @@ impl Locks<'_> {
 
     /// The next fencing value: one more than the last handed out by any
     /// process on this directory.
-    fn next_fence(&self) -> Result<u64> {
+    fn next_fence(&self, dirs: &Dirs) -> Result<u64> {
         let flags = OFlags::RDWR | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-        let fd = rustix::fs::openat(self.dir, FENCE_FILE, flags, Mode::from_raw_mode(FILE_MODE))
-            .map_err(|errno| self.failed("lock", errno.into()))?;
+        let fd = rustix::fs::openat(
+            &dirs.locks,
+            FENCE_FILE,
+            flags,
+            Mode::from_raw_mode(FILE_MODE),
+        )
+        .map_err(|errno| self.failed("lock", errno.into()))?;
         self.flock(&fd)?;
         let file = File::from(fd);
         let mut last = [0u8; 8];
@@ -193,7 +203,7 @@ impl Locks<'_> {
     }
 
     fn failed(&self, operation: &'static str, error: std::io::Error) -> Error {
-        errors::io(operation, self.path, error)
+        errors::io(operation, self.store.path(), error)
     }
 }
 

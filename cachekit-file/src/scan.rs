@@ -20,7 +20,8 @@ pub(crate) struct Scan {
 
 /// Lists the entries of `store`, removing orphaned temp files.
 pub(crate) fn scan(store: &Store) -> std::io::Result<Scan> {
-    let dir = store.entries_dir();
+    let dirs = store.dirs();
+    let dir = &dirs.entries;
     let mut scan = Scan::default();
     for item in rustix::fs::Dir::read_from(dir)? {
         let item = item?;

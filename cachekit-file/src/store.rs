@@ -11,7 +11,9 @@ use std::fs::{File, FileTimes};
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::{FileExt, MetadataExt};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -53,7 +55,10 @@ struct Entry {
 /// The entries of one cache, reached through its directory's descriptor.
 #[derive(Debug)]
 pub(crate) struct Store {
-    pub(crate) dirs: Dirs,
+    /// The cache directory, for messages and to make it again.
+    path: PathBuf,
+    /// Its open directories; replaced when the directory was removed.
+    dirs: RwLock<Arc<Dirs>>,
     /// Whether entries are flushed to disk before they replace the old ones.
     fsync: bool,
     /// The largest value accepted; a file longer than one such entry is not one.
@@ -63,10 +68,49 @@ pub(crate) struct Store {
 impl Store {
     pub(crate) fn new(dirs: Dirs, fsync: bool, max_value_size: u64) -> Self {
         Store {
-            dirs,
+            path: dirs.path.clone(),
+            dirs: RwLock::new(Arc::new(dirs)),
             fsync,
             max_value_size,
         }
+    }
+
+    /// The cache directory.
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The open directories.
+    pub(crate) fn dirs(&self) -> Arc<Dirs> {
+        Arc::clone(
+            &self
+                .dirs
+                .read()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()),
+        )
+    }
+
+    /// Makes the cache directory again if `seen`, the directories an
+    /// operation used, were removed (someone cleared the cache with
+    /// `rm -r`): the next operations then work on the new one.
+    pub(crate) fn reopen(&self, seen: &Arc<Dirs>) -> Result<()> {
+        let mut dirs = self
+            .dirs
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let removed = |fd: &OwnedFd| rustix::fs::fstat(fd).is_ok_and(|stat| stat.st_nlink == 0);
+        if !Arc::ptr_eq(&dirs, seen) || !(removed(&seen.entries) || removed(&seen.locks)) {
+            return Ok(());
+        }
+        let reopened = crate::dir::open(&self.path).map_err(|reason| {
+            Error::unavailable(
+                "file",
+                format!("the cache directory was removed and cannot be made again: {reason}"),
+            )
+        })?;
+        tracing::warn!(dir = %self.path.display(), "cachekit's cache directory was removed while in use; made it again");
+        *dirs = Arc::new(reopened);
+        Ok(())
     }
 
     /// The value under `key` (file `name`), if a live entry is there.
@@ -170,7 +214,7 @@ impl Store {
     ) -> Result<u64> {
         let crc = entry::checksum(key.as_bytes(), value);
         let header = entry::header(key, value.len(), expiry_ms, crc);
-        let (temp_name, mut temp) = self.create_temp(name)?;
+        let (dirs, temp_name, mut temp) = self.create_temp(name)?;
         let written = (|| {
             // One write for small entries; a large value is not copied.
             if value.len() <= 64 << 10 {
@@ -188,24 +232,20 @@ impl Store {
             if self.fsync {
                 temp.sync_data()?;
             }
-            rustix::fs::renameat(
-                &self.dirs.entries,
-                &temp_name,
-                &self.dirs.entries,
-                name.as_str(),
-            )
-            .map_err(std::io::Error::from)
+            rustix::fs::renameat(&dirs.entries, &temp_name, &dirs.entries, name.as_str())
+                .map_err(std::io::Error::from)
         })();
         if let Err(error) = written {
-            let _ = rustix::fs::unlinkat(&self.dirs.entries, &temp_name, AtFlags::empty());
+            let _ = rustix::fs::unlinkat(&dirs.entries, &temp_name, AtFlags::empty());
             return Err(self.failed("set", error));
         }
         Ok((HEADER_LEN + key.len() + value.len()) as u64)
     }
 
     /// Creates a temp file for entry `name`, holding its `flock` (which
-    /// tells a scan it is not an orphan).
-    fn create_temp(&self, name: &Name) -> Result<(String, File)> {
+    /// tells a scan it is not an orphan), in the directories returned.
+    fn create_temp(&self, name: &Name) -> Result<(Arc<Dirs>, String, File)> {
+        let mut dirs = self.dirs();
         static SEQUENCE: AtomicU64 = AtomicU64::new(0);
         let flags =
             OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
@@ -220,20 +260,25 @@ impl Store {
                 SEQUENCE.fetch_add(1, Ordering::Relaxed)
             );
             let fd = match rustix::fs::openat(
-                &self.dirs.entries,
+                &dirs.entries,
                 &temp_name,
                 flags,
                 Mode::from_raw_mode(FILE_MODE),
             ) {
                 Ok(fd) => fd,
                 Err(Errno::EXIST) => continue,
+                Err(Errno::NOENT) => {
+                    self.reopen(&dirs)?;
+                    dirs = self.dirs();
+                    continue;
+                }
                 Err(errno) => return Err(self.failed("set", errno.into())),
             };
             rustix::fs::flock(&fd, FlockOperation::LockExclusive)
                 .map_err(|errno| self.failed("set", errno.into()))?;
             let stat = rustix::fs::fstat(&fd).map_err(|errno| self.failed("set", errno.into()))?;
             if stat.st_nlink > 0 {
-                return Ok((temp_name, File::from(fd)));
+                return Ok((dirs, temp_name, File::from(fd)));
             }
         }
         Err(self.failed(
@@ -244,7 +289,7 @@ impl Store {
 
     /// Removes the file of `name`; `true` if there was one.
     pub(crate) fn remove(&self, name: &Name) -> Result<bool> {
-        match rustix::fs::unlinkat(&self.dirs.entries, name.as_str(), AtFlags::empty()) {
+        match rustix::fs::unlinkat(&self.dirs().entries, name.as_str(), AtFlags::empty()) {
             Ok(()) => Ok(true),
             Err(Errno::NOENT) => Ok(false),
             Err(errno) => Err(self.failed("delete", errno.into())),
@@ -254,8 +299,12 @@ impl Store {
     /// When the file of `name` was last used, as microseconds since the
     /// Unix epoch (its access or modification time, whichever is later).
     pub(crate) fn last_used(&self, name: &Name) -> Option<u64> {
-        let stat = rustix::fs::statat(&self.dirs.entries, name.as_str(), AtFlags::SYMLINK_NOFOLLOW)
-            .ok()?;
+        let stat = rustix::fs::statat(
+            &self.dirs().entries,
+            name.as_str(),
+            AtFlags::SYMLINK_NOFOLLOW,
+        )
+        .ok()?;
         Some(crate::scan::used_us(&stat))
     }
 
@@ -265,12 +314,13 @@ impl Store {
         let access = if write { OFlags::RDWR } else { OFlags::RDONLY };
         // NONBLOCK: a FIFO planted there must not hang the open.
         let flags = access | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC;
-        match rustix::fs::openat(&self.dirs.entries, name.as_str(), flags, Mode::empty()) {
+        let dirs = self.dirs();
+        match rustix::fs::openat(&dirs.entries, name.as_str(), flags, Mode::empty()) {
             Ok(fd) => Ok(Some(File::from(fd))),
             Err(Errno::NOENT) => Ok(None),
             Err(Errno::LOOP | Errno::MLINK) => {
-                let _ = rustix::fs::unlinkat(&self.dirs.entries, name.as_str(), AtFlags::empty());
-                Err(errors::symlink(&self.dirs.path, name))
+                let _ = rustix::fs::unlinkat(&dirs.entries, name.as_str(), AtFlags::empty());
+                Err(errors::symlink(&self.path, name))
             }
             Err(errno) => Err(self.failed(if write { "touch" } else { "get" }, errno.into())),
         }
@@ -280,7 +330,7 @@ impl Store {
     /// read), and says so: a miss.
     fn drop_defect<T>(&self, name: &Name, file: &File, defect: Defect) -> Result<Found<T>> {
         tracing::warn!(
-            dir = %self.dirs.path.display(),
+            dir = %self.path.display(),
             entry = name.as_str(),
             %defect,
             "cachekit removed an unreadable cache entry; it reads as a miss"
@@ -292,24 +342,20 @@ impl Store {
     /// Removes the file of `name` if it is still `file`, not a newer entry
     /// renamed over it since.
     fn remove_if_same(&self, name: &Name, file: &File) {
+        let dirs = self.dirs();
         let (Ok(open), Ok(now)) = (
             rustix::fs::fstat(file.as_fd()),
-            rustix::fs::statat(&self.dirs.entries, name.as_str(), AtFlags::SYMLINK_NOFOLLOW),
+            rustix::fs::statat(&dirs.entries, name.as_str(), AtFlags::SYMLINK_NOFOLLOW),
         ) else {
             return;
         };
         if (open.st_dev, open.st_ino) == (now.st_dev, now.st_ino) {
-            let _ = rustix::fs::unlinkat(&self.dirs.entries, name.as_str(), AtFlags::empty());
+            let _ = rustix::fs::unlinkat(&dirs.entries, name.as_str(), AtFlags::empty());
         }
     }
 
-    /// The descriptor of the entries' directory.
-    pub(crate) fn entries_dir(&self) -> &OwnedFd {
-        &self.dirs.entries
-    }
-
     fn failed(&self, operation: &'static str, error: std::io::Error) -> Error {
-        errors::io(operation, &self.dirs.path, error)
+        errors::io(operation, &self.path, error)
     }
 }
 

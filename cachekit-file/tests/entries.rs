@@ -251,3 +251,24 @@ async fn a_new_backend_removes_orphaned_temp_files_and_spares_held_ones() {
     drop(held);
     assert_eq!(entry_names(dir.path()), vec![".4567.1.0.tmp".to_owned()]);
 }
+
+#[tokio::test]
+async fn a_cache_directory_removed_in_use_is_made_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = backend(dir.path(), |c| c);
+    b.set("old", Bytes::from_static(b"v"), None).await.unwrap();
+    // Someone clears the cache the usual way.
+    std::fs::remove_dir_all(cache_dir(dir.path())).unwrap();
+    assert_eq!(b.get("old").await.unwrap(), None);
+    b.set("new", Bytes::from_static(b"again"), None).await.unwrap();
+    assert_eq!(b.get("new").await.unwrap().as_deref(), Some(&b"again"[..]));
+    assert!(entry_path(dir.path(), "new").is_file());
+    b.health().await.unwrap();
+    let lock = b.as_lock().unwrap();
+    std::fs::remove_dir_all(cache_dir(dir.path())).unwrap();
+    let token = lock.try_lock("k", Duration::from_secs(5)).await.unwrap();
+    assert!(token.is_some(), "locks work in the new directory");
+    std::fs::remove_dir_all(cache_dir(dir.path())).unwrap();
+    b.health().await.unwrap();
+    assert!(cache_dir(dir.path()).join("entries").is_dir(), "health makes it again too");
+}
