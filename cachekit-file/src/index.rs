@@ -98,10 +98,15 @@ impl Index {
     }
 
     /// Takes the least recently used entry out of the index while the
-    /// entries are over a limit: the next to evict, with its last use.
+    /// entries are over a limit: the next to evict, with its size and last
+    /// use. The last entry stays: it is the one just written, which may
+    /// exceed `max_size` by its header and key.
     pub(crate) fn pop_victim(&self) -> Option<(Name, u64, u64)> {
         let mut state = self.state();
         let over = state.entries.len() as u64 > self.max_entries || state.bytes > self.max_size;
+        if state.entries.len() <= 1 {
+            return None;
+        }
         if !over {
             return None;
         }
@@ -242,6 +247,16 @@ mod tests {
         assert_eq!(index.totals(), (2, 30));
         assert_eq!(index.pop_victim().map(|v| v.0), Some(name(1)));
         assert_eq!(index.totals(), (1, 20));
+    }
+
+    #[test]
+    fn the_entry_just_written_stays_even_over_max_size() {
+        let index = Index::new(100, 25);
+        index.written(name(0), 10);
+        index.written(name(1), 30);
+        assert_eq!(index.pop_victim().map(|v| v.0), Some(name(0)));
+        assert!(index.pop_victim().is_none());
+        assert_eq!(index.totals(), (1, 30));
     }
 
     #[test]
