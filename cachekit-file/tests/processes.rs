@@ -5,6 +5,8 @@
 //!   value, nor another key's;
 //! - a writer killed with SIGKILL mid-write leaves no torn value (the old
 //!   entry stays whole), and the next start removes its temp file;
+//! - a start's scan for such orphans leaves a live writer's temp files
+//!   alone;
 //! - `Lock::try_lock` excludes across processes;
 //! - the lock of a holder killed while it held it stays taken until its
 //!   lease ends, and is free then.
@@ -321,6 +323,103 @@ fn temp_files(entries: &Path) -> Vec<String> {
         .map(|name| name.to_string_lossy().into_owned())
         .filter(|name| name.starts_with('.') && name.ends_with(".tmp"))
         .collect()
+}
+
+// ---------------------------------------------------------------------------
+// Starts beside a live writer.
+
+/// Values the live writer writes.
+const LIVE_WRITES: u64 = 50;
+/// The key it writes.
+const LIVE_KEY: &str = "live-writer";
+
+/// While a process writes 8 MiB values (each a temp file that lives for
+/// its write and fsync), this one starts backends on the directory over
+/// and over, each scanning it for orphans: the scans leave the live
+/// writer's temp files alone (every write succeeds and its last value is
+/// there, whole), and they saw some.
+#[test]
+fn a_start_leaves_a_live_writers_temp_files_alone() {
+    const TEST: &str = "a_start_leaves_a_live_writers_temp_files_alone";
+    if let Some(role) = child_role() {
+        return live_writer(&role);
+    }
+    let _turn = take_turn();
+    let root = tempfile::tempdir().expect("a temp directory");
+    let entries = root.path().join("cache").join("entries");
+    let runtime = runtime();
+    let (mut child, mut out) = spawn(TEST, "live", root.path());
+    wait_for(&mut out, "CHILD WRITING");
+    let started = Instant::now();
+    let (mut starts, mut temps_seen) = (0u64, 0u64);
+    // Bounded by the writer's end, and by count and time.
+    while child.0.try_wait().expect("the child's status").is_none()
+        && starts < 10_000
+        && started.elapsed() < Duration::from_secs(90)
+    {
+        if !temp_files(&entries).is_empty() {
+            temps_seen += 1;
+        }
+        drop(FileBackend::new(config(root.path())).expect("the backend opens"));
+        starts += 1;
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let lines = rest_of(child, out);
+    let report = lines
+        .iter()
+        .find_map(|line| after(line, "CHILD REPORT "))
+        .unwrap_or_else(|| panic!("no report from the writer: {lines:#?}"));
+    let (written, errors) = report
+        .split_once(' ')
+        .map(|(w, e)| {
+            (
+                w.parse::<u64>().expect("a count"),
+                e.parse::<u64>().expect("a count"),
+            )
+        })
+        .expect("`<written> <errors>`");
+    println!(
+        "{starts} starts in {:?} beside a writer of {written} values; {temps_seen} saw its temp file",
+        started.elapsed()
+    );
+    assert_eq!(errors, 0, "the writer's sets failed: {lines:#?}");
+    assert_eq!(written, LIVE_WRITES, "{lines:#?}");
+    let backend = FileBackend::new(config(root.path())).expect("the backend opens");
+    let value = runtime
+        .block_on(backend.get(LIVE_KEY))
+        .expect("the read succeeds")
+        .expect("the last value is there");
+    assert_eq!(
+        verify(LIVE_KEY, &value),
+        Ok((0, LIVE_WRITES - 1)),
+        "the last value, whole"
+    );
+    assert!(
+        temps_seen > 0,
+        "no start ran while a write was under way: the test proved nothing"
+    );
+}
+
+/// The live writer's side: writes `LIVE_WRITES` 8 MiB values to one key,
+/// each its own, and reports how many succeeded and failed.
+fn live_writer(_role: &str) {
+    let root = child_dir();
+    let backend = FileBackend::new(config(&root)).expect("the backend opens");
+    let runtime = runtime();
+    println!("CHILD WRITING");
+    std::io::stdout().flush().expect("stdout");
+    let (mut written, mut errors) = (0u64, 0u64);
+    for seq in 0..LIVE_WRITES {
+        let value = Bytes::from(make_value(LIVE_KEY, 0, seq, BIG));
+        match runtime.block_on(backend.set(LIVE_KEY, value, None)) {
+            Ok(()) => written += 1,
+            Err(error) => {
+                errors += 1;
+                println!("CHILD BAD set {seq}: {error}");
+            }
+        }
+    }
+    println!("CHILD REPORT {written} {errors}");
 }
 
 // ---------------------------------------------------------------------------
