@@ -260,7 +260,9 @@ async fn a_cache_directory_removed_in_use_is_made_again() {
     // Someone clears the cache the usual way.
     std::fs::remove_dir_all(cache_dir(dir.path())).unwrap();
     assert_eq!(b.get("old").await.unwrap(), None);
-    b.set("new", Bytes::from_static(b"again"), None).await.unwrap();
+    b.set("new", Bytes::from_static(b"again"), None)
+        .await
+        .unwrap();
     assert_eq!(b.get("new").await.unwrap().as_deref(), Some(&b"again"[..]));
     assert!(entry_path(dir.path(), "new").is_file());
     b.health().await.unwrap();
@@ -270,5 +272,8 @@ async fn a_cache_directory_removed_in_use_is_made_again() {
     assert!(token.is_some(), "locks work in the new directory");
     std::fs::remove_dir_all(cache_dir(dir.path())).unwrap();
     b.health().await.unwrap();
-    assert!(cache_dir(dir.path()).join("entries").is_dir(), "health makes it again too");
+    assert!(
+        cache_dir(dir.path()).join("entries").is_dir(),
+        "health makes it again too"
+    );
 }
