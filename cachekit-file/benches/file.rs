@@ -7,7 +7,8 @@
 //! Every directory lives under a temp directory of `std::env::temp_dir()`
 //! (a real disk, not tmpfs, where fsync costs what it costs), removed at
 //! the end. Each measurement takes turns operation by operation with its
-//! raws, so that drift in the machine's speed hits all of them alike:
+//! raws, so that drift in the machine's speed hits all of them alike, in
+//! an order that rotates, so that none always follows the same one:
 //!
 //! - Get hits, L1 off: `std::fs::read` of a file holding the same bytes
 //!   as the entry's file, called inline; the same read through
@@ -112,8 +113,8 @@ fn entries(dir: &Path) -> PathBuf {
 
 /// Get hits, L1 off: the raw read inline, the raw read through
 /// `spawn_blocking`, `FileBackend::get`, `Cache::get` and an empty
-/// `spawn_blocking` take turns operation by operation. Returns the entry
-/// read.
+/// `spawn_blocking` take turns operation by operation (see [`turns`]).
+/// Returns the entry read.
 async fn get_hit(table: &mut Table, dir: &Path) -> Entry {
     let backend = backend(dir, FileBackendConfig::default());
     let cache = Cache::builder()
@@ -135,26 +136,27 @@ async fn get_hit(table: &mut Table, dir: &Path) -> Entry {
     std::fs::write(&raw_path, &file).unwrap();
     let mut samples: [Vec<Duration>; 5] = Default::default();
     for round in 0..WARMUP_OPS + OPS {
-        let mut lap = Instant::now();
-        let mut record = |series: usize| {
-            let now = Instant::now();
-            if round >= WARMUP_OPS {
-                samples[series].push(now - lap);
+        for series in turns(round, samples.len()) {
+            let started = Instant::now();
+            match series {
+                0 => drop(std::hint::black_box(std::fs::read(&raw_path).unwrap())),
+                1 => {
+                    let path = raw_path.clone();
+                    let read = tokio::task::spawn_blocking(move || std::fs::read(path));
+                    drop(std::hint::black_box(read.await.unwrap().unwrap()));
+                }
+                2 => drop(std::hint::black_box(
+                    backend.get(&key).await.unwrap().unwrap(),
+                )),
+                3 => drop(std::hint::black_box(
+                    cache.get::<String>("seq").await.unwrap().unwrap(),
+                )),
+                _ => tokio::task::spawn_blocking(|| ()).await.unwrap(),
             }
-            lap = now;
-        };
-        std::hint::black_box(std::fs::read(&raw_path).unwrap());
-        record(0);
-        let path = raw_path.clone();
-        let read = tokio::task::spawn_blocking(move || std::fs::read(path));
-        std::hint::black_box(read.await.unwrap().unwrap());
-        record(1);
-        std::hint::black_box(backend.get(&key).await.unwrap().unwrap());
-        record(2);
-        std::hint::black_box(cache.get::<String>("seq").await.unwrap().unwrap());
-        record(3);
-        tokio::task::spawn_blocking(|| ()).await.unwrap();
-        record(4);
+            if round >= WARMUP_OPS {
+                samples[series].push(started.elapsed());
+            }
+        }
     }
     let [inline, blocking, ours, cached, hand_off] = samples.map(median);
     table.raws(
@@ -204,25 +206,25 @@ async fn set(table: &mut Table, dir: &Path, entry: &Entry, fsync: bool) {
     };
     let mut samples: [Vec<Duration>; 3] = Default::default();
     for round in 0..warmup + ops {
-        let mut lap = Instant::now();
-        let mut record = |series: usize| {
-            let now = Instant::now();
-            if round >= warmup {
-                samples[series].push(now - lap);
+        for series in turns(round, samples.len()) {
+            let started = Instant::now();
+            match series {
+                0 => raw_write(&raw_dir, &file, fsync).unwrap(),
+                1 => {
+                    let (raw_dir, file) = (Arc::clone(&raw_dir), file.clone());
+                    let write =
+                        tokio::task::spawn_blocking(move || raw_write(&raw_dir, &file, fsync));
+                    write.await.unwrap().unwrap();
+                }
+                _ => backend
+                    .set(&entry.key, entry.value.clone(), None)
+                    .await
+                    .unwrap(),
             }
-            lap = now;
-        };
-        raw_write(&raw_dir, &file, fsync).unwrap();
-        record(0);
-        let (raw_dir, file) = (Arc::clone(&raw_dir), file.clone());
-        let write = tokio::task::spawn_blocking(move || raw_write(&raw_dir, &file, fsync));
-        write.await.unwrap().unwrap();
-        record(1);
-        backend
-            .set(&entry.key, entry.value.clone(), None)
-            .await
-            .unwrap();
-        record(2);
+            if round >= warmup {
+                samples[series].push(started.elapsed());
+            }
+        }
     }
     let [inline, blocking, ours] = samples.map(median);
     let (raw, target) = if fsync {
@@ -273,27 +275,28 @@ async fn by_size(root: &Path, entry: &Entry) -> SizeTable {
     }
     let mut gets: [Vec<Duration>; 2] = Default::default();
     for round in 0..WARMUP_OPS + OPS {
-        for (cache, samples) in caches.iter().zip(&mut gets) {
+        for size in turns(round, SIZES.len()) {
+            let cache = &caches[size];
             let key = &cache.read_keys[round % READ_KEYS];
             let started = Instant::now();
             std::hint::black_box(cache.backend.get(key).await.unwrap().expect("a hit"));
             if round >= WARMUP_OPS {
-                samples.push(started.elapsed());
+                gets[size].push(started.elapsed());
             }
         }
     }
     let mut sets: [Vec<Duration>; 2] = Default::default();
     for round in 0..EVICT_WARMUP_OPS + EVICT_OPS {
         let key = format!("new:{round}");
-        for (cache, samples) in caches.iter().zip(&mut sets) {
+        for size in turns(round, SIZES.len()) {
             let started = Instant::now();
-            cache
+            caches[size]
                 .backend
                 .set(&key, entry.value.clone(), None)
                 .await
                 .unwrap();
             if round >= EVICT_WARMUP_OPS {
-                samples.push(started.elapsed());
+                sets[size].push(started.elapsed());
             }
         }
     }
@@ -447,6 +450,13 @@ impl SizeTable {
             );
         }
     }
+}
+
+/// The order in which `series` take their turns in `round`: each goes
+/// first in every `series`-th round, so that none always follows the same
+/// one (a write's flush, say, slows the next write down).
+fn turns(round: usize, series: usize) -> impl Iterator<Item = usize> {
+    (0..series).map(move |turn| (round + turn) % series)
 }
 
 /// `n` with a comma between thousands: `100,000`.
