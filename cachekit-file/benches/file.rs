@@ -21,8 +21,11 @@
 //!   through `spawn_blocking`, against `FileBackend::set`; with fsync on
 //!   (the default) and off (the raws then skip `sync_data`).
 //! - Size of the cache: get hits and evicting sets (fsync off) in a cache
-//!   of 1,000 entries against one of 100,000, in one flat directory each.
+//!   of 1,000 entries against one of 100,000, in one flat directory each,
+//!   and their raw twins in plain directories of as many files: the same
+//!   reads, and a write renamed to a new name with the oldest file removed.
 
+use std::collections::VecDeque;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -41,10 +44,15 @@ const WARMUP_OPS: usize = 2_000;
 const FSYNC_OPS: usize = 300;
 /// Untimed operations first, per fsync-on set row.
 const FSYNC_WARMUP_OPS: usize = 30;
-/// Evicting sets timed per cache size, after [`EVICT_WARMUP_OPS`].
-const EVICT_OPS: usize = 5_000;
+/// Evicting sets timed per cache size, after [`EVICT_WARMUP_OPS`]. Fewer
+/// than the small cache's entries, so that at both sizes every victim is
+/// an entry of the fill, on disk: removing a file written seconds ago,
+/// whose blocks the file system has not allocated yet, costs a fraction
+/// of removing one that is on disk.
+const EVICT_OPS: usize = 800;
 /// Untimed evicting sets first, per cache size.
-const EVICT_WARMUP_OPS: usize = 500;
+const EVICT_WARMUP_OPS: usize = 100;
+const _: () = assert!(EVICT_WARMUP_OPS + EVICT_OPS < SIZES[0]);
 /// The entries of the small and the large cache.
 const SIZES: [usize; 2] = [1_000, 100_000];
 /// Keys the get rows of both sizes read in turn: as many in each, so that
@@ -259,44 +267,64 @@ fn raw_write(dir: &Path, bytes: &[u8], fsync: bool) -> std::io::Result<()> {
     std::fs::rename(temp, dir.join("raw-set"))
 }
 
-/// A cache of one of [`SIZES`]: its backend (fsync off, full, scan done)
-/// and the keys the get rows read.
+/// A cache of one of [`SIZES`] and its raw twin: the backend (fsync off,
+/// full, scan done), a plain directory of as many files of the entry's
+/// bytes, and the keys and files the get rows read.
 struct Filled {
     backend: FileBackend,
     read_keys: Vec<String>,
+    raw_dir: PathBuf,
+    /// The raw directory's files, oldest first.
+    raw_files: VecDeque<String>,
+    read_files: Vec<PathBuf>,
 }
 
-/// Get hits, then evicting sets, in a cache of each of [`SIZES`] entries,
-/// the two sizes taking turns operation by operation.
+/// Get hits, then evicting sets, in a cache of each of [`SIZES`] entries
+/// and in its raw twin, the four taking turns operation by operation.
 async fn by_size(root: &Path, entry: &Entry) -> SizeTable {
     let mut caches = Vec::with_capacity(SIZES.len());
     for entries in SIZES {
-        caches.push(filled(&root.join(format!("n{entries}")), entries, &entry.value).await);
+        let dir = root.join(format!("n{entries}"));
+        caches.push(filled(&dir, entries, entry).await);
     }
-    let mut gets: [Vec<Duration>; 2] = Default::default();
+    // The fills' files reach the disk now, not in the background of the
+    // timed operations (writeback of 200,000 new files takes seconds of
+    // kernel time, on the CPU this binary is pinned to among others).
+    rustix::fs::syncfs(std::fs::File::open(root).unwrap()).unwrap();
+    // Series `s` is size `s % 2`, raw when `s >= 2`.
+    let mut gets: [Vec<Duration>; 4] = Default::default();
     for round in 0..WARMUP_OPS + OPS {
-        for size in turns(round, SIZES.len()) {
-            let cache = &caches[size];
-            let key = &cache.read_keys[round % READ_KEYS];
+        for series in turns(round, gets.len()) {
+            let cache = &caches[series % 2];
             let started = Instant::now();
-            std::hint::black_box(cache.backend.get(key).await.unwrap().expect("a hit"));
+            if series < 2 {
+                let key = &cache.read_keys[round % READ_KEYS];
+                drop(std::hint::black_box(
+                    cache.backend.get(key).await.unwrap().expect("a hit"),
+                ));
+            } else {
+                let path = &cache.read_files[round % READ_KEYS];
+                drop(std::hint::black_box(std::fs::read(path).unwrap()));
+            }
             if round >= WARMUP_OPS {
-                gets[size].push(started.elapsed());
+                gets[series].push(started.elapsed());
             }
         }
     }
-    let mut sets: [Vec<Duration>; 2] = Default::default();
+    let mut sets: [Vec<Duration>; 4] = Default::default();
     for round in 0..EVICT_WARMUP_OPS + EVICT_OPS {
         let key = format!("new:{round}");
-        for size in turns(round, SIZES.len()) {
+        for series in turns(round, sets.len()) {
+            let cache = &mut caches[series % 2];
             let started = Instant::now();
-            caches[size]
-                .backend
-                .set(&key, entry.value.clone(), None)
-                .await
-                .unwrap();
+            if series < 2 {
+                let value = entry.value.clone();
+                cache.backend.set(&key, value, None).await.unwrap();
+            } else {
+                raw_evict(cache, &entry.file, format!("n{round}")).unwrap();
+            }
             if round >= EVICT_WARMUP_OPS {
-                sets[size].push(started.elapsed());
+                sets[series].push(started.elapsed());
             }
         }
     }
@@ -307,17 +335,64 @@ async fn by_size(root: &Path, entry: &Entry) -> SizeTable {
             "every new key evicts one"
         );
     }
+    let [gets, raw_gets] = pairs(gets);
+    let [sets, raw_sets] = pairs(sets);
     SizeTable {
-        gets: gets.map(median),
-        sets: sets.map(median),
+        rows: vec![
+            (
+                format!(
+                    "raw `std::fs::read`, {} files read in turn",
+                    thousands(READ_KEYS)
+                ),
+                raw_gets,
+            ),
+            (
+                format!(
+                    "`FileBackend::get` hit, {} keys read in turn",
+                    thousands(READ_KEYS)
+                ),
+                gets,
+            ),
+            (
+                "raw write + rename to a new name + removal of the oldest file".into(),
+                raw_sets,
+            ),
+            (
+                "`FileBackend::set` of a new key, evicting one (target: no growth)".into(),
+                sets,
+            ),
+        ],
     }
 }
 
-/// A backend over `dir` holding `entries` entries of `value`, at its
-/// `max_entries`, as a process finds it that starts over a full cache:
-/// another backend (fsync off) writes one entry more, the oldest, and the
-/// new backend's start scan evicts it. Returned once that scan is done.
-async fn filled(dir: &Path, entries: usize, value: &Bytes) -> Filled {
+/// The medians of four series (size `s % 2`, raw when `s >= 2`) as
+/// `[[small, large], [raw small, raw large]]`.
+fn pairs(series: [Vec<Duration>; 4]) -> [[Duration; 2]; 2] {
+    let [small, large, raw_small, raw_large] = series.map(median);
+    [[small, large], [raw_small, raw_large]]
+}
+
+/// The raw twin of an evicting set in `cache`'s raw directory: `bytes`
+/// written to a temp file, renamed to the new file `name`, and the
+/// oldest file removed.
+fn raw_evict(cache: &mut Filled, bytes: &[u8], name: String) -> std::io::Result<()> {
+    let temp = cache.raw_dir.join("raw-new.part");
+    let mut file = std::fs::File::create(&temp)?;
+    file.write_all(bytes)?;
+    std::fs::rename(temp, cache.raw_dir.join(&name))?;
+    cache.raw_files.push_back(name);
+    let oldest = cache.raw_files.pop_front().expect("a full directory");
+    std::fs::remove_file(cache.raw_dir.join(oldest))
+}
+
+/// A backend over `dir` holding `entries` entries of `entry`'s value, at
+/// its `max_entries`, as a process finds it that starts over a full
+/// cache: another backend (fsync off) writes one entry more, the oldest,
+/// and the new backend's start scan evicts it; returned once that scan is
+/// done, with its raw twin, `dir.raw`, holding `entries` files of
+/// `entry`'s bytes.
+async fn filled(dir: &Path, entries: usize, entry: &Entry) -> Filled {
+    let value = &entry.value;
     let config = FileBackendConfig::default().fsync(false);
     let filler = backend(dir, config.clone().max_entries(entries as u64 + 1));
     filler.set("oldest", value.clone(), None).await.unwrap();
@@ -337,10 +412,26 @@ async fn filled(dir: &Path, entries: usize, value: &Bytes) -> Filled {
     drop(filler);
     let backend = backend(dir, config.max_entries(entries as u64));
     wait_for_scan(&backend, entries).await;
+    let step = entries / READ_KEYS;
     let read_keys = (0..READ_KEYS)
-        .map(|i| format!("fill:{}", i * (entries / READ_KEYS)))
+        .map(|i| format!("fill:{}", i * step))
         .collect();
-    Filled { backend, read_keys }
+    let raw_dir = dir.with_extension("raw");
+    std::fs::create_dir(&raw_dir).unwrap();
+    let raw_files: VecDeque<String> = (0..entries).map(|i| format!("f{i}")).collect();
+    for name in &raw_files {
+        std::fs::write(raw_dir.join(name), &entry.file).unwrap();
+    }
+    let read_files = (0..READ_KEYS)
+        .map(|i| raw_dir.join(&raw_files[i * step]))
+        .collect();
+    Filled {
+        backend,
+        read_keys,
+        raw_dir,
+        raw_files,
+        read_files,
+    }
 }
 
 /// Waits, for at most [`SCAN_WAIT`], until `backend`'s start scan has
@@ -413,10 +504,9 @@ impl Table {
     }
 }
 
-/// The medians of the rows by the cache's size, one per [`SIZES`].
+/// Rows of medians by the cache's size, one per [`SIZES`].
 struct SizeTable {
-    gets: [Duration; 2],
-    sets: [Duration; 2],
+    rows: Vec<(String, [Duration; 2])>,
 }
 
 impl SizeTable {
@@ -428,25 +518,12 @@ impl SizeTable {
             "| measurement (fsync off) | {small} entries | {large} entries | {large} / {small} |"
         );
         println!("|---|---|---|---|");
-        let rows = [
-            (
-                format!(
-                    "`FileBackend::get` hit, {} keys read in turn",
-                    thousands(READ_KEYS)
-                ),
-                self.gets,
-            ),
-            (
-                "`FileBackend::set` of a new key, evicting one (target: no growth)".into(),
-                self.sets,
-            ),
-        ];
-        for (name, [small, large]) in rows {
+        for (name, [small, large]) in &self.rows {
             println!(
                 "| {name} | {} | {} | {:.2}x |",
-                show(small),
-                show(large),
-                ratio(large, small)
+                show(*small),
+                show(*large),
+                ratio(*large, *small)
             );
         }
     }
