@@ -52,6 +52,7 @@ const FSYNC_WARMUP_OPS: usize = 30;
 const EVICT_OPS: usize = 800;
 /// Untimed evicting sets first, per cache size.
 const EVICT_WARMUP_OPS: usize = 100;
+/// The evicting sets stay within the small cache's fill (see [`EVICT_OPS`]).
 const _: () = assert!(EVICT_WARMUP_OPS + EVICT_OPS < SIZES[0]);
 /// The entries of the small and the large cache.
 const SIZES: [usize; 2] = [1_000, 100_000];
