@@ -26,11 +26,12 @@ Subcommands:
             cargo clippy --workspace --all-targets --all-features -- -D warnings
             cargo test --workspace --all-features
             cargo xtask api --check
-  bench [memcached|macro|redis]
+  bench [memcached|macro|redis|file]
           Starts the benchmark's servers (three memcached, or one
-          redis-server) pinned to one CPU and runs the benchmark pinned to
-          another (all of them, each with its servers, when none is named);
-          prints tables of ratios against raw clients measured in the same run
+          redis-server; none for file, which measures a temp directory on
+          disk) pinned to one CPU and runs the benchmark pinned to another
+          (all of them, each with its servers, when none is named); prints
+          tables of ratios against raw clients measured in the same run
   api [--check]
           Writes docs/public-api.txt, the public API of the facade with
           every feature on, from `cargo doc` (warnings are errors); with

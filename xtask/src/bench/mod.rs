@@ -1,8 +1,10 @@
-//! `cargo xtask bench [memcached|macro|redis]`: starts the servers a
+//! `cargo xtask bench [memcached|macro|redis|file]`: starts the servers a
 //! benchmark needs pinned to one CPU, and runs its binaries pinned to
 //! another, so that client and servers do not compete for a core (these
-//! machines have two). With no name, runs every benchmark, each with its
-//! own servers.
+//! machines have two). The file benchmark needs no server: its binary
+//! runs pinned to the client CPU all the same, so that its figures come
+//! from one core like the others'. With no name, runs every benchmark,
+//! each with its own servers.
 
 mod memcached;
 mod pin;
@@ -25,24 +27,37 @@ struct Bench {
 /// The servers a benchmark gets, each kind passed in its own variable.
 #[derive(Debug, Clone, Copy)]
 enum Servers {
+    /// None: the benchmark measures local resources (a directory).
+    None,
     /// Three memcached servers, in `CACHEKIT_BENCH_MEMCACHED`.
     Memcached,
     /// One redis-server, in `CACHEKIT_BENCH_REDIS`.
     Redis,
 }
 
+/// Servers started for a benchmark: killed on drop; the variable that
+/// tells the benchmark where they are, and its value (`None` without
+/// servers).
+type Started = (Vec<ServerProcess>, Option<(&'static str, String)>);
+
 impl Servers {
-    /// Starts the servers; returns them (killed on drop) with the variable
-    /// that tells the benchmark where they are, and its value.
-    fn start(self, pinning: Pinning) -> Result<(Vec<ServerProcess>, &'static str, String)> {
+    /// Whether there are servers to install and start.
+    fn any(self) -> bool {
+        !matches!(self, Servers::None)
+    }
+
+    /// Starts the servers; returns them with the variable that tells the
+    /// benchmark where they are.
+    fn start(self, pinning: Pinning) -> Result<Started> {
         Ok(match self {
+            Servers::None => (Vec::new(), None),
             Servers::Memcached => {
                 let (processes, value) = memcached::start(pinning)?;
-                (processes, "CACHEKIT_BENCH_MEMCACHED", value)
+                (processes, Some(("CACHEKIT_BENCH_MEMCACHED", value)))
             }
             Servers::Redis => {
                 let (processes, value) = redis::start(pinning)?;
-                (processes, "CACHEKIT_BENCH_REDIS", value)
+                (processes, Some(("CACHEKIT_BENCH_REDIS", value)))
             }
         })
     }
@@ -84,6 +99,11 @@ const BENCHES: &[Bench] = &[
             ],
         ],
     },
+    Bench {
+        name: "file",
+        servers: Servers::None,
+        binaries: &[&["-p", "cachekit-file", "--bench", "file"]],
+    },
 ];
 
 /// Runs the benchmark named by `target`, or all of them for `None`.
@@ -100,7 +120,9 @@ pub(crate) fn run(target: Option<&str>) -> Result {
             known.join(", ")
         ));
     }
-    cmd::step("servers installed", servers::ensure_installed)?;
+    if chosen.iter().any(|bench| bench.servers.any()) {
+        cmd::step("servers installed", servers::ensure_installed)?;
+    }
     let pinning = Pinning::detect();
     if !pinning.pinned() {
         println!("note: taskset or a second CPU is missing: client and servers are NOT pinned");
@@ -111,8 +133,8 @@ pub(crate) fn run(target: Option<&str>) -> Result {
     Ok(())
 }
 
-/// Builds the benchmark's binaries, starts its servers, runs the binaries
-/// one after the other against them, and stops the servers.
+/// Builds the benchmark's binaries, starts its servers (if any), runs the
+/// binaries one after the other against them, and stops the servers.
 fn run_one(bench: &Bench, pinning: Pinning) -> Result {
     cmd::step(&format!("build the {} benchmark", bench.name), || {
         bench.binaries.iter().try_for_each(|args| {
@@ -124,7 +146,7 @@ fn run_one(bench: &Bench, pinning: Pinning) -> Result {
             )
         })
     })?;
-    let (processes, variable, value) = bench.servers.start(pinning)?;
+    let (processes, address) = bench.servers.start(pinning)?;
     cmd::step(&format!("run the {} benchmark", bench.name), || {
         bench.binaries.iter().try_for_each(|args| {
             cmd::run(
@@ -132,11 +154,11 @@ fn run_one(bench: &Bench, pinning: Pinning) -> Result {
                     .client_cargo()
                     .args(["bench", "-q"])
                     .args(*args)
-                    .env(variable, &value),
+                    .envs(address.clone()),
             )
         })
     })?;
-    println!("{}", pinning.describe());
+    println!("{}", pinning.describe(bench.servers.any()));
     drop(processes);
     Ok(())
 }

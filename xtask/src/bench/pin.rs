@@ -56,10 +56,16 @@ impl Pinning {
         }
     }
 
-    /// One line on the machine and the pinning, printed after each run.
-    pub(super) fn describe(self) -> String {
+    /// One line on the machine and the pinning, printed after each run;
+    /// the server CPU is named only for a benchmark with `servers`.
+    pub(super) fn describe(self, servers: bool) -> String {
+        let servers = if servers {
+            format!(", servers on CPU {SERVER_CPU}")
+        } else {
+            String::new()
+        };
         format!(
-            "machine: {} CPUs; client on CPU {CLIENT_CPU}, servers on CPU {SERVER_CPU} ({})",
+            "machine: {} CPUs; client on CPU {CLIENT_CPU}{servers} ({})",
             cpus(),
             if self.pinned { "pinned" } else { "not pinned" }
         )
