@@ -114,7 +114,7 @@ impl FileBackend {
     /// Runs `operation` on a blocking thread.
     async fn blocking<T: Send + 'static>(
         &self,
-        operation: impl FnOnce(&Inner) -> Result<T> + Send + 'static,
+        operation: impl FnOnce(&Arc<Inner>) -> Result<T> + Send + 'static,
     ) -> Result<T> {
         let inner = Arc::clone(&self.inner);
         tokio::task::spawn_blocking(move || operation(&inner))
@@ -260,12 +260,8 @@ impl Backend for FileBackend {
             });
         }
         let key = key.to_owned();
-        let inner = Arc::clone(&self.inner);
-        tokio::task::spawn_blocking(move || inner.set(&key, &value, ttl))
+        self.blocking(move |inner| inner.set(&key, &value, ttl))
             .await
-            .map_err(|error| {
-                Error::unavailable(Self::NAME, format!("a file operation failed: {error}"))
-            })?
     }
 
     async fn delete(&self, key: &str) -> Result<bool> {
