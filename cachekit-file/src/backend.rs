@@ -18,6 +18,10 @@ use crate::name::Name;
 use crate::scan;
 use crate::store::{self, Found, Store};
 
+/// Longest a write waits for the start's scan before it evicts: a scan
+/// of a very large directory on a slow disk must not stall writes.
+const FIRST_SCAN_WAIT: Duration = Duration::from_secs(10);
+
 /// Victims whose file another process used since this one last did are
 /// put back at most this many times per write; then the next is evicted
 /// anyway, so a write's eviction work stays bounded.
@@ -157,11 +161,12 @@ impl Inner {
     fn scan(&self, mark: u64) {
         match scan::scan(&self.store) {
             Ok(found) => {
-                if found.orphans > 0 {
+                if found.orphans > 0 || found.expired > 0 {
                     tracing::info!(
                         dir = %self.store.path().display(),
                         orphans = found.orphans,
-                        "cachekit removed temp files of writers that died mid-write"
+                        expired = found.expired,
+                        "cachekit's scan removed expired entries and temp files of writers that died mid-write"
                     );
                 }
                 self.index.merge(mark, found.entries);
@@ -215,6 +220,7 @@ impl Inner {
     fn set(self: &Arc<Self>, key: &str, value: &[u8], ttl: Option<Duration>) -> Result<()> {
         let name = Name::of(key);
         let size = self.store.write(&name, key, value, store::expiry_ms(ttl))?;
+        self.index.wait_first_scan(FIRST_SCAN_WAIT);
         self.index.written(name, size);
         self.evict();
         Inner::start_scan(self);

@@ -8,7 +8,7 @@
 //! through the files' access times, checked before a victim is evicted.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::Mutex;
+use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::name::Name;
@@ -31,6 +31,8 @@ struct Meta {
 #[derive(Debug)]
 pub(crate) struct Index {
     state: Mutex<State>,
+    /// Signalled when the first scan is over.
+    first_scan: Condvar,
     max_entries: u64,
     max_size: u64,
 }
@@ -50,6 +52,8 @@ struct State {
     scanned_at: Option<Instant>,
     /// Whether a scan is running.
     scanning: bool,
+    /// Whether the first scan is over (done or failed).
+    first_scan_over: bool,
 }
 
 impl Index {
@@ -63,7 +67,9 @@ impl Index {
                 writes: 0,
                 scanned_at: None,
                 scanning: false,
+                first_scan_over: false,
             }),
+            first_scan: Condvar::new(),
             max_entries,
             max_size,
         }
@@ -178,11 +184,26 @@ impl Index {
             state.take(&name);
         }
         state.scanning = false;
+        state.first_scan_over = true;
+        self.first_scan.notify_all();
     }
 
     /// Marks a failed scan as over.
     pub(crate) fn scan_failed(&self) {
-        self.state().scanning = false;
+        let mut state = self.state();
+        state.scanning = false;
+        state.first_scan_over = true;
+        self.first_scan.notify_all();
+    }
+
+    /// Waits, at most `limit`, until the first scan is over, so that
+    /// evictions weigh the entries already on disk: a write right after
+    /// the start evicts what it should. Reads do not wait.
+    pub(crate) fn wait_first_scan(&self, limit: Duration) {
+        let state = self.state();
+        let _ = self
+            .first_scan
+            .wait_timeout_while(state, limit, |state| !state.first_scan_over);
     }
 
     /// How many entries, and how many bytes, the index holds.

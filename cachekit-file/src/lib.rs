@@ -42,7 +42,8 @@
 //!
 //! A file that is not exactly that for its key (truncated, grown, another
 //! format, another key, a bad checksum, not a regular file) reads as a
-//! miss and is removed. Expired entries read as misses and are removed.
+//! miss and is removed. Expired entries read as misses and are removed,
+//! by the read that finds them or by the next scan.
 //!
 //! # Safety against crashes, other processes and other users
 //!
@@ -59,8 +60,9 @@
 //!   where an entry belongs is removed and refused with an error.
 //! - Over `max_entries` or `max_size`, each write evicts the least
 //!   recently used entries (reads count) from an index in memory, filled by
-//!   a scan at the start and kept by this process's reads and writes, so
-//!   no write lists the directory. Other processes' writes join the index
+//!   a scan at the start (which the first write waits for, at most 10 s)
+//!   and kept by this process's reads and writes, so no write lists the
+//!   directory. Other processes' writes join the index
 //!   at the next scan (after `max_entries / 2` writes, 30 s apart at
 //!   least); their reads are seen through the files' access times before
 //!   a victim goes. With several writing processes, the directory can

@@ -135,3 +135,59 @@ async fn another_processs_reads_count() {
     assert!(stored(dir.path(), "a"), "read elsewhere: kept");
     assert!(!stored(dir.path(), "b"), "the least recently used anywhere");
 }
+
+#[tokio::test]
+async fn the_first_write_after_a_start_weighs_the_entries_on_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = backend(dir.path(), |c| c);
+    for key in ["a", "b", "c"] {
+        first
+            .set(key, Bytes::from_static(b"v"), None)
+            .await
+            .unwrap();
+    }
+    drop(first);
+    // A restart with room for 3: the read and the write come at once,
+    // while the start's scan may still be running.
+    let second = backend(dir.path(), |c| c.max_entries(3));
+    assert!(second.get("a").await.unwrap().is_some());
+    second
+        .set("d", Bytes::from_static(b"v"), None)
+        .await
+        .unwrap();
+    assert!(!stored(dir.path(), "b"), "b was the least recently used");
+    assert_eq!(entry_names(dir.path()).len(), 3);
+}
+
+#[tokio::test]
+async fn a_start_removes_expired_entries_unread() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = backend(dir.path(), |c| c);
+    first
+        .set(
+            "short",
+            Bytes::from_static(b"v"),
+            Some(Duration::from_millis(100)),
+        )
+        .await
+        .unwrap();
+    first
+        .set(
+            "long",
+            Bytes::from_static(b"v"),
+            Some(Duration::from_secs(600)),
+        )
+        .await
+        .unwrap();
+    first
+        .set("forever", Bytes::from_static(b"v"), None)
+        .await
+        .unwrap();
+    drop(first);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let _second = backend(dir.path(), |c| c);
+    wait_until("the start's scan removes the expired entry", || {
+        !stored(dir.path(), "short")
+    });
+    assert!(stored(dir.path(), "long") && stored(dir.path(), "forever"));
+}
