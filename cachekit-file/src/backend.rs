@@ -171,6 +171,14 @@ impl Inner {
                 }
                 self.index.merge(mark, found.entries);
                 self.evict();
+                let stale = self.locks().sweep();
+                if stale > 0 {
+                    tracing::info!(
+                        dir = %self.store.path().display(),
+                        stale,
+                        "cachekit's scan removed locks whose holders never released them"
+                    );
+                }
             }
             Err(error) => {
                 self.index.scan_failed();

@@ -103,6 +103,36 @@ impl Locks<'_> {
         Ok(true)
     }
 
+    /// Removes the lock files whose lease ran out unreleased (their holders
+    /// died, or were dropped without a runtime to release on): the count
+    /// removed. Scans run it, so that `locks/` does not keep one file per
+    /// key ever locked.
+    pub(crate) fn sweep(&self) -> usize {
+        let dirs = self.store.dirs();
+        let Ok(listing) = rustix::fs::Dir::read_from(&dirs.locks) else {
+            return 0;
+        };
+        let now = unix_ms(SystemTime::now());
+        listing
+            .flatten()
+            .filter_map(|item| Name::parse(item.file_name()))
+            .filter(|name| self.remove_if_stale(name, now).unwrap_or(false))
+            .count()
+    }
+
+    /// Removes the lock file of `name` if no lease in it runs at `now_ms`.
+    fn remove_if_stale(&self, name: &Name, now_ms: u64) -> Result<bool> {
+        let Some((dirs, file)) = self.open_held(name, false)? else {
+            return Ok(false);
+        };
+        if read_record(&file).is_some_and(|held| held.expiry_ms > now_ms) {
+            return Ok(false);
+        }
+        rustix::fs::unlinkat(&dirs.locks, name.as_str(), AtFlags::empty())
+            .map_err(|errno| self.failed("unlock", errno.into()))?;
+        Ok(true)
+    }
+
     /// Opens the lock file of `name` (creating it if `create`) and takes
     /// its `flock`: the directories it is in and the file, or `None` if
     /// there is no such file.

@@ -140,3 +140,35 @@ async fn the_load_lock_runs_one_loader_over_files() {
     }
     assert_eq!(loads.load(Ordering::SeqCst), 1);
 }
+
+#[tokio::test]
+async fn a_start_removes_locks_never_released_once_their_lease_ran_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = backend(dir.path(), |c| c);
+    let lock = b.as_lock().unwrap();
+    // Held and forgotten, as by a holder that died.
+    let _lost = lock
+        .try_lock("lost", Duration::from_millis(100))
+        .await
+        .unwrap()
+        .unwrap();
+    let held = lock
+        .try_lock("held", Duration::from_secs(60))
+        .await
+        .unwrap()
+        .unwrap();
+    let locks = cache_dir(dir.path()).join("locks");
+    let files = || std::fs::read_dir(&locks).unwrap().count();
+    assert_eq!(files(), 3, "two lock files and the fence counter");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let _restarted = backend(dir.path(), |c| c);
+    common::wait_until("the start's scan removes the lost lock", || files() == 2);
+    assert!(
+        lock.try_lock("held", Duration::from_secs(1))
+            .await
+            .unwrap()
+            .is_none(),
+        "a running lease stays"
+    );
+    assert!(lock.unlock("held", &held).await.unwrap());
+}
