@@ -70,9 +70,11 @@ impl FileBackend {
 
     /// A backend for `config`, validated, over its directory: created
     /// (mode 0700) if missing, refused if it is a symbolic link or another
-    /// user's. These checks run here, at once, so that a bad directory is
-    /// an error of the constructor; the scan of the existing entries (and
-    /// the removal of orphaned temp files) runs on a thread of its own.
+    /// user's. These checks, and the removal of temp files that writers
+    /// killed mid-write left (one listing of the directory's names), run
+    /// here, at once, so that a bad directory is an error of the
+    /// constructor and no orphan outlives it; the scan of the existing
+    /// entries runs on a thread of its own.
     pub fn new(config: FileBackendConfig) -> Result<Self> {
         Self::open(config, |_| ConfigOrigin::Code)
     }
@@ -106,6 +108,18 @@ impl FileBackend {
             },
             config,
         });
+        let orphans = scan::remove_orphans(&inner.store).map_err(|error| Error::Config {
+            setting: "file.cache_dir".into(),
+            origin: origin("cache_dir"),
+            reason: format!("cannot list {}: {error}", inner.store.path().display()),
+        })?;
+        if orphans > 0 {
+            tracing::info!(
+                dir = %inner.store.path().display(),
+                orphans,
+                "cachekit removed temp files of writers that died mid-write"
+            );
+        }
         Inner::start_scan(&inner);
         Ok(FileBackend { inner })
     }

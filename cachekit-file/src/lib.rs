@@ -51,8 +51,8 @@
 //!   (`fsync`, unless turned off), then renamed over the old one: a reader,
 //!   in any process, sees the old entry or the new one, never a part, even
 //!   when the writer is killed mid-write. A writer holds a `flock` on its
-//!   temp file; a temp file nobody holds is an orphan, removed by the scan
-//!   each start runs. The directory itself is not flushed after each
+//!   temp file; a temp file nobody holds is an orphan, removed by each
+//!   start before [`FileBackend::new`] returns (and by later scans). The directory itself is not flushed after each
 //!   rename: a power cut may lose the last writes (misses), never tear them.
 //! - The directory is created 0700, files 0600. A directory that is a
 //!   symbolic link, or another user's, is refused; every file is opened

@@ -52,6 +52,22 @@ pub(crate) fn scan(store: &Store) -> std::io::Result<Scan> {
     Ok(scan)
 }
 
+/// Removes the orphaned temp files of `store` (their writers died): the
+/// count removed. Names only, no entry is opened, so that a start can
+/// run it before it returns, and no orphan outlives the start.
+pub(crate) fn remove_orphans(store: &Store) -> std::io::Result<usize> {
+    let dirs = store.dirs();
+    let mut removed = 0;
+    for item in rustix::fs::Dir::read_from(&dirs.entries)? {
+        let item = item?;
+        let file_name = item.file_name();
+        if is_temp(file_name.to_bytes()) && remove_if_orphan(&dirs.entries, file_name) {
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
 /// What a scan finds at an entry's name.
 enum Inspected {
     /// An entry that has not expired (or a file the next read will judge).
