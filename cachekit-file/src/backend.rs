@@ -54,7 +54,7 @@ impl FileBackend {
     pub const NAME: &'static str = "file";
 
     /// What the backend declares, but for `max_value_size`, which is the
-    /// configured one.
+    /// configured one (or `max_size`, when lower).
     pub const CAPABILITIES: Capabilities = Capabilities {
         ttl: true,
         ttl_inspect: true,
@@ -98,9 +98,10 @@ impl FileBackend {
             origin: origin("cache_dir"),
             reason,
         })?;
-        let max_value_size = usize::try_from(config.max_value_size).unwrap_or(usize::MAX);
+        let limit = config.value_limit();
+        let max_value_size = usize::try_from(limit).unwrap_or(usize::MAX);
         let inner = Arc::new(Inner {
-            store: Store::new(dirs, config.fsync, config.max_value_size),
+            store: Store::new(dirs, config.fsync, limit),
             index: Index::new(config.max_entries, config.max_size),
             capabilities: Capabilities {
                 max_value_size: Some(max_value_size),
@@ -280,7 +281,7 @@ impl Backend for FileBackend {
 
     async fn set(&self, key: &str, value: Bytes, ttl: Option<Duration>) -> Result<()> {
         self.check_key(key)?;
-        let limit = self.inner.config.max_value_size;
+        let limit = self.inner.config.value_limit();
         if value.len() as u64 > limit {
             return Err(Error::ValueTooLarge {
                 size: value.len(),

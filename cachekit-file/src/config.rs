@@ -23,11 +23,11 @@ pub const SETTINGS: &[Setting] = &[
         env: "CACHEKIT_FILE_MAX_SIZE",
         env_aliases: &[],
         kind: SettingKind::Integer {
-            min: 4096,
+            min: 1,
             max: 1 << 50,
         },
         default: "1073741824",
-        description: "Bytes the entries may take on disk (headers included) before the least recently used are evicted.",
+        description: "Bytes the entries may take on disk (headers included) before the least recently used are evicted. Also bounds a value, when lower than max_value_size.",
     },
     Setting {
         key: "file.max_value_size",
@@ -38,7 +38,7 @@ pub const SETTINGS: &[Setting] = &[
             max: 1 << 40,
         },
         default: "104857600",
-        description: "Largest value in bytes; a larger one is refused (ValueTooLarge) before anything is written. At most max_size.",
+        description: "Largest value in bytes; a larger one (or one larger than max_size) is refused (ValueTooLarge) before anything is written.",
     },
     Setting {
         key: "file.max_entries",
@@ -86,8 +86,9 @@ pub struct FileBackendConfig {
     /// Bytes the entries may take, headers included (default 1 GiB); over
     /// it, the least recently used entries are evicted.
     pub max_size: u64,
-    /// Largest value in bytes (default 100 MiB); a larger one is
-    /// `Error::ValueTooLarge` before anything is written.
+    /// Largest value in bytes (default 100 MiB); a larger one, or one
+    /// larger than [`max_size`](Self::max_size), is `Error::ValueTooLarge`
+    /// before anything is written.
     pub max_value_size: u64,
     /// Entries kept (default 10,000); over it, the least recently used
     /// entries are evicted.
@@ -203,16 +204,16 @@ impl FileBackendConfig {
                 .check(value)
                 .map_err(|reason| fail(field, reason))?;
         }
-        if self.max_value_size > self.max_size {
-            return Err(fail(
-                "max_value_size",
-                format!(
-                    "{} bytes is more than max_size ({} bytes): such a value could never be kept; lower it or raise max_size",
-                    self.max_value_size, self.max_size
-                ),
-            ));
-        }
         Ok(())
+    }
+}
+
+impl FileBackendConfig {
+    /// The largest value accepted: `max_value_size`, or `max_size` when
+    /// lower (a larger value could never be kept). A lower `max_size`
+    /// alone is then enough to bound values; it is not an error.
+    pub(crate) fn value_limit(&self) -> u64 {
+        self.max_value_size.min(self.max_size)
     }
 }
 
