@@ -268,7 +268,10 @@ async fn a_silent_listener_times_calls_out_instead_of_hanging() {
         let outcome = tokio::time::timeout(RECOVERY_BOUND, backend.get("k"))
             .await
             .expect("the call ends");
-        eprintln!("measured: silent listener: get: {:?}", started.elapsed());
+        eprintln!(
+            "measured: silent listener: get: {:?}: {outcome:?}",
+            started.elapsed()
+        );
         match outcome {
             Err(error @ (Error::Unavailable { .. } | Error::Timeout { .. })) => {
                 assert!(error.is_temporary(), "{error:?}")
