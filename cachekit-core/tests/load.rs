@@ -76,6 +76,10 @@ async fn a_call_dropped_mid_load_releases_the_lock() {
     let started = Instant::now();
     let value: u8 = other.get_or_insert_with("k", None, || async { 2 }).await;
     assert_eq!(value, 2);
+    eprintln!(
+        "measured: call dropped mid-load: the next caller waited {:?} (paused clock)",
+        started.elapsed()
+    );
     assert!(
         started.elapsed() < Duration::from_secs(1),
         "the next caller waited {:?}",

@@ -57,9 +57,11 @@ async fn a_full_disk_is_an_error_and_loses_nothing() {
     let mut full = None;
     // 1 MiB holds under 10 values of 100 KiB: the disk fills within 20.
     for i in 0..20 {
+        let started = std::time::Instant::now();
         match b.set(&format!("k{i}"), value(i), None).await {
             Ok(()) => stored.push(i),
             Err(error) => {
+                eprintln!("measured: disk full: set: {:?}", started.elapsed());
                 full = Some(error);
                 break;
             }

@@ -1,11 +1,11 @@
-//! Failures: a server that never answers, a server that answers twice, and a
-//! server of the fleet stopped and restarted under load.
+//! Failures: a server that never answers, a server that answers twice or
+//! with garbage, and a server of the fleet stopped and restarted under load.
 
 mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
@@ -29,6 +29,7 @@ async fn a_server_that_never_answers_times_out_instead_of_hanging() {
         let started = Instant::now();
         let result = backend.get("k").await;
         assert_timed_out(&result);
+        eprintln!("measured: silent listener: get: {:?}", started.elapsed());
         // Not a performance assertion: the call must end near its timeout, never hang.
         assert!(
             started.elapsed() < Duration::from_millis(1300),
@@ -71,6 +72,7 @@ async fn a_server_that_stops_answering_on_an_open_connection_times_out() {
     assert_timed_out(&result);
     // Not a performance assertion: the call must end near its timeout, never hang.
     let took = started.elapsed();
+    eprintln!("measured: server silent on an open connection: get: {took:?}");
     assert!(took >= timeout && took < timeout * 4, "took {took:?}");
     done.send(()).unwrap();
     server.join().unwrap();
@@ -87,7 +89,9 @@ async fn a_closed_port_is_unavailable_after_retries() {
         ..Default::default()
     })
     .unwrap();
+    let started = Instant::now();
     let result = backend.set("k", Bytes::from_static(b"v"), None).await;
+    eprintln!("measured: killed server: set: {:?}", started.elapsed());
     assert!(
         matches!(
             result,
@@ -167,7 +171,12 @@ async fn a_server_answering_twice_never_hands_a_caller_another_keys_value() {
         ..Default::default()
     })
     .unwrap();
+    let started = Instant::now();
     let (first, second) = tokio::join!(backend.get("first"), backend.get("second"));
+    eprintln!(
+        "measured: server answering twice: two gets: {:?}",
+        started.elapsed()
+    );
     // The repeated answer fails its connection; the call it reached is
     // retried on a new one.
     for (key, got) in [("first", first), ("second", second)] {
@@ -184,6 +193,64 @@ async fn a_server_answering_twice_never_hands_a_caller_another_keys_value() {
         .expect("the fake server ends once the backend is dropped")
         .unwrap()
         .expect("the fake server's script succeeds");
+}
+
+/// A TCP listener on 127.0.0.1 that answers every line it reads with
+/// `HELLO`, which is no memcached reply; stops when `stop` is dropped.
+fn garbage_server() -> (String, mpsc::Sender<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    let (stop, stopped) = mpsc::channel::<()>();
+    std::thread::spawn(move || {
+        while let Err(mpsc::TryRecvError::Empty) = stopped.try_recv() {
+            let Ok((stream, _)) = listener.accept() else {
+                std::thread::sleep(Duration::from_millis(5));
+                continue;
+            };
+            std::thread::spawn(move || {
+                stream.set_nonblocking(false).unwrap();
+                let mut reader = BufReader::new(&stream);
+                let mut line = String::new();
+                while reader.read_line(&mut line).is_ok_and(|n| n > 0) {
+                    if (&stream).write_all(b"HELLO\r\n").is_err() {
+                        break;
+                    }
+                    line.clear();
+                }
+            });
+        }
+    });
+    (address, stop)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_answering_garbage_fails_the_call_as_unavailable() {
+    let (address, _stop) = garbage_server();
+    let backend = MemcachedBackend::new(MemcachedBackendConfig {
+        servers: vec![address],
+        timeout: Duration::from_millis(300),
+        ..Default::default()
+    })
+    .unwrap();
+    for _ in 0..3 {
+        let started = Instant::now();
+        let result = backend.get("k").await;
+        eprintln!("measured: garbage replies: get: {:?}", started.elapsed());
+        // Every attempt reads a reply that is not memcached's: the call
+        // fails as the server's, never as a value or a panic.
+        assert!(
+            matches!(
+                result,
+                Err(Error::Unavailable {
+                    backend: "memcached",
+                    domain: Some(0),
+                    ..
+                })
+            ),
+            "{result:?}"
+        );
+    }
 }
 
 fn expected(key: &str) -> String {
@@ -248,6 +315,7 @@ async fn stopping_one_of_three_servers_under_load_loses_no_call_and_it_rejoins()
     servers[1].stop();
     let calls = running.await.expect("every call returned a correct value");
     assert!(calls > 0);
+    eprintln!("measured: one of three stopped: {calls} calls in 2 s of load, all answered");
 
     // A key of the victim's goes to another server, and the write ejects the
     // victim if its dead time had passed meanwhile.
@@ -269,6 +337,7 @@ async fn stopping_one_of_three_servers_under_load_loses_no_call_and_it_rejoins()
 
     // Restart: after its dead time it is tried again and rejoins.
     servers[1].restart();
+    let restarted = Instant::now();
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut rejoined = false;
     while Instant::now() < deadline {
@@ -285,6 +354,10 @@ async fn stopping_one_of_three_servers_under_load_loses_no_call_and_it_rejoins()
         }
     }
     assert!(rejoined, "the restarted server must rejoin the ring");
+    eprintln!(
+        "measured: one of three restarted: rejoined after {:?}",
+        restarted.elapsed()
+    );
     assert_eq!(common::raw(&victim, &format!("mg {key} v")), "VA 4\r\nback");
 }
 
@@ -301,7 +374,12 @@ async fn a_restarted_server_is_reached_on_a_new_connection_and_not_counted_as_fa
     servers[0].restart();
     // The pooled connection is now closed by the server: the call finds out
     // before sending, and goes out on a new one.
+    let started = Instant::now();
     assert_eq!(backend.get("k").await.expect("answered"), None);
+    eprintln!(
+        "measured: restarted server: first get: {:?}",
+        started.elapsed()
+    );
     assert_eq!(backend.live_servers(), [address.as_str()]);
 }
 
@@ -358,11 +436,15 @@ async fn a_frozen_server_costs_the_healthy_servers_keys_nothing() {
     let failed = Arc::new(AtomicUsize::new(0));
     let uncached = Arc::new(AtomicUsize::new(0));
     let calls = Arc::new(AtomicUsize::new(0));
+    // The slowest call on the frozen server's keys, in microseconds.
+    let slowest_frozen = Arc::new(AtomicU64::new(0));
     let keys = Arc::new(keys);
+    let frozen_at = Instant::now();
     let tasks: Vec<_> = (0..16)
         .map(|task| {
             let (cache, keys, healthy) = (cache.clone(), keys.clone(), healthy.clone());
             let (failed, uncached, calls) = (failed.clone(), uncached.clone(), calls.clone());
+            let slowest_frozen = slowest_frozen.clone();
             tokio::spawn(async move {
                 let stop = Instant::now() + Duration::from_secs(2);
                 let mut i = task;
@@ -372,7 +454,10 @@ async fn a_frozen_server_costs_the_healthy_servers_keys_nothing() {
                     i += 16;
                     if !healthy[at] {
                         // The frozen server's keys may fail or run uncached.
+                        let started = Instant::now();
                         let _ = cache.get::<String>(key).await;
+                        let took = started.elapsed().as_micros() as u64;
+                        slowest_frozen.fetch_max(took, Ordering::Relaxed);
                         continue;
                     }
                     calls.fetch_add(1, Ordering::Relaxed);
@@ -406,9 +491,16 @@ async fn a_frozen_server_costs_the_healthy_servers_keys_nothing() {
         (0, 0),
         "failed and uncached calls for healthy servers' keys, of {calls}"
     );
+    eprintln!(
+        "measured: one of three frozen: {calls} calls on healthy keys in {:?}, none failed; \
+         slowest call on the frozen server's keys {:?}",
+        frozen_at.elapsed(),
+        Duration::from_micros(slowest_frozen.load(Ordering::Relaxed))
+    );
 
     // Thawed: after its dead time the server rejoins, and keys it owns are cached there again.
     servers[1].thaw();
+    let thawed = Instant::now();
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut cached_again = false;
     for round in 0..50 {
@@ -435,6 +527,10 @@ async fn a_frozen_server_costs_the_healthy_servers_keys_nothing() {
         cached_again = loads.load(Ordering::Relaxed) == 1;
     }
     assert!(cached_again, "the thawed server's keys are cached again");
+    eprintln!(
+        "measured: one of three thawed: its keys cached again after {:?}",
+        thawed.elapsed()
+    );
 }
 
 /// A cache over `backend` behind a breaker that opens after 2 failures and
@@ -464,9 +560,14 @@ async fn an_open_breaker_costs_a_cached_call_nothing_and_a_probe_closes_it() {
     let cool_down = Duration::from_millis(500);
     let cache = breaker_cache(backend, cool_down);
     servers[0].freeze();
+    let frozen_at = Instant::now();
     for _ in 0..2 {
         assert!(cache.get::<u8>("k").await.is_err());
     }
+    eprintln!(
+        "measured: frozen server: breaker open after {:?} (2 failures)",
+        frozen_at.elapsed()
+    );
     // Open: each call runs its body at once. Not a performance assertion:
     // a call that waited on the frozen server would take its 300 ms
     // timeout. A round of 21 calls all under 1 ms, in at most three (a
@@ -487,6 +588,7 @@ async fn an_open_breaker_costs_a_cached_call_nothing_and_a_probe_closes_it() {
             break;
         }
     }
+    eprintln!("measured: open breaker: slowest cached call of each round of 21: {slowest:?}");
     assert!(
         slowest.last().unwrap() < &Duration::from_millis(1),
         "slowest call of each round: {slowest:?}"
@@ -495,6 +597,7 @@ async fn an_open_breaker_costs_a_cached_call_nothing_and_a_probe_closes_it() {
     // Back, and after the cool-down one probe closes it: values are cached again.
     servers[0].thaw();
     tokio::time::sleep(cool_down).await;
+    let probed = Instant::now();
     let loads = AtomicUsize::new(0);
     for _ in 0..3 {
         cache
@@ -505,6 +608,10 @@ async fn an_open_breaker_costs_a_cached_call_nothing_and_a_probe_closes_it() {
             .await;
     }
     assert_eq!(loads.load(Ordering::SeqCst), 1, "cached after the probe");
+    eprintln!(
+        "measured: breaker closed by a probe: three cached calls after the cool-down: {:?}",
+        probed.elapsed()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -526,6 +633,7 @@ async fn a_probe_cancelled_on_a_frozen_server_does_not_keep_the_breaker_open() {
     let probe = tokio::time::timeout(Duration::from_millis(50), cache.get::<u8>("k")).await;
     assert!(probe.is_err(), "the probe was still waiting");
     servers[0].thaw();
+    let thawed = Instant::now();
     // The next call probes (no second cool-down), and its success closes the breaker.
     let first = cache.get::<u8>("k").await;
     let open =
@@ -538,4 +646,8 @@ async fn a_probe_cancelled_on_a_frozen_server_does_not_keep_the_breaker_open() {
         answered = matches!(cache.get::<u8>("k").await, Ok(Some(1)));
     }
     assert!(answered, "the breaker closed after the thaw");
+    eprintln!(
+        "measured: cancelled probe: breaker closed {:?} after the thaw",
+        thawed.elapsed()
+    );
 }

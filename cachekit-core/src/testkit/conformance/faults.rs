@@ -62,7 +62,9 @@ async fn ends_with<T: std::fmt::Debug>(
         .await
         .unwrap_or_else(|_| panic!("{name}: {operation} did not end within {DEAD_BOUND:?}"));
     match outcome {
-        Err(error) if expected(&error) => {}
+        Err(error) if expected(&error) => {
+            eprintln!("measured: {name}: {operation}: {:?}", started.elapsed());
+        }
         other => panic!(
             "{name}: {operation} gave {other:?} after {:?}",
             started.elapsed()
