@@ -282,21 +282,30 @@ async fn a_silent_listener_times_calls_out_instead_of_hanging() {
 }
 
 /// A TCP listener on 127.0.0.1 that answers whatever it reads with `HELLO`,
-/// which is no RESP reply; stops when the sender it returns is dropped.
-fn garbage_server() -> (String, std::sync::mpsc::Sender<()>) {
+/// which is no RESP reply, and counts the connections it accepts; stops
+/// when the sender it returns is dropped.
+fn garbage_server() -> (
+    String,
+    std::sync::mpsc::Sender<()>,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
     use std::io::{Read, Write};
-    use std::sync::mpsc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, mpsc};
 
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.set_nonblocking(true).unwrap();
     let address = listener.local_addr().unwrap().to_string();
     let (stop, stopped) = mpsc::channel::<()>();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&accepted);
     std::thread::spawn(move || {
         while let Err(mpsc::TryRecvError::Empty) = stopped.try_recv() {
             let Ok((mut stream, _)) = listener.accept() else {
                 std::thread::sleep(Duration::from_millis(5));
                 continue;
             };
+            counted.fetch_add(1, Ordering::SeqCst);
             std::thread::spawn(move || {
                 stream.set_nonblocking(false).unwrap();
                 let mut buffer = [0u8; 4096];
@@ -308,12 +317,12 @@ fn garbage_server() -> (String, std::sync::mpsc::Sender<()>) {
             });
         }
     });
-    (address, stop)
+    (address, stop, accepted)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garbage_replies_fail_the_call_without_a_panic() {
-    let (address, _stop) = garbage_server();
+    let (address, _stop, accepted) = garbage_server();
     let backend = RedisBackend::new(
         RedisBackendConfig::default()
             .url(format!("redis://{address}/0"))
@@ -330,11 +339,15 @@ async fn garbage_replies_fail_the_call_without_a_panic() {
             "measured: garbage replies: get: {:?}: {outcome:?}",
             started.elapsed()
         );
-        // An error, never a value or a panic. Its kind is `Rejected`:
-        // redis-rs reports the unparsable reply as a type error, which is
-        // not temporary, so neither retries nor the breaker count it.
-        assert!(outcome.is_err(), "garbage replies gave {outcome:?}");
+        // An error, never a value or a panic; temporary, so that the
+        // breaker counts it.
+        let error = outcome.expect_err("garbage replies must fail the call");
+        assert!(error.is_temporary(), "{error:?}");
     }
+    // Each failed call gives up its connection: a server that came back
+    // speaking Redis would be reached.
+    let connections = accepted.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(connections >= 3, "{connections} connections for 3 calls");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

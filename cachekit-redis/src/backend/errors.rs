@@ -11,12 +11,14 @@ use redis::{ErrorKind, RedisError, ServerErrorKind};
 use super::RedisBackend;
 
 /// Whether `error` may pass if the operation is tried again: the
-/// connection failed or timed out, or the server is loading its data,
+/// connection failed, timed out or answered what is not Redis (see
+/// [`speaks_no_redis`]), or the server is loading its data,
 /// failing over or resharding (`LOADING`, `TRYAGAIN`, `CLUSTERDOWN`,
 /// `MASTERDOWN`, `READONLY` during a failover). `MOVED` and `ASK` never get
 /// here: the cluster client follows them.
 pub(super) fn is_temporary(error: &RedisError) -> bool {
-    error.is_io_error()
+    speaks_no_redis(error)
+        || error.is_io_error()
         || error.is_timeout()
         || error.is_connection_dropped()
         || error.is_connection_refusal()
@@ -43,15 +45,33 @@ pub(super) fn is_temporary(error: &RedisError) -> bool {
 /// a plain command replaces a healthy connection too: once per failure of
 /// the connection in use, so at most one reconnection per answer.
 ///
+/// Also an answer that is not Redis (see [`speaks_no_redis`]): the
+/// connection's stream is out of step, and only a new one can recover.
+///
 /// Also the cluster client's "Unable to send command": its task, which
 /// drives every node's connection, is gone (the runtime that ran it was
 /// shut down), and it never comes back on its own.
 pub(super) fn needs_new_connection(error: &RedisError) -> bool {
+    speaks_no_redis(error)
+        || matches!(
+            error.kind(),
+            ErrorKind::AuthenticationFailed | ErrorKind::Server(ServerErrorKind::BusyLoading)
+        )
+        || matches!(error.code(), Some("NOAUTH" | "WRONGPASS"))
+        || (error.is_io_error() && error.to_string().contains("Unable to send command"))
+}
+
+/// Whether `error` says the server answered bytes that are not RESP, or
+/// a reply of a shape no command of the backend gets from Redis (a
+/// wrong-type key is a server error, not this): another program on the
+/// port, or a stream out of step. Temporary, so that the breaker counts
+/// it, and the connection is replaced, since redis-rs keeps answering
+/// such a connection's calls with the same error.
+fn speaks_no_redis(error: &RedisError) -> bool {
     matches!(
         error.kind(),
-        ErrorKind::AuthenticationFailed | ErrorKind::Server(ServerErrorKind::BusyLoading)
-    ) || matches!(error.code(), Some("NOAUTH" | "WRONGPASS"))
-        || (error.is_io_error() && error.to_string().contains("Unable to send command"))
+        ErrorKind::Parse | ErrorKind::UnexpectedReturnType
+    )
 }
 
 impl RedisBackend {
