@@ -449,4 +449,6 @@ fn malformed(line: &[u8]) -> ProtocolError {
 }
 
 #[cfg(test)]
+mod fuzz_tests;
+#[cfg(test)]
 mod tests;
