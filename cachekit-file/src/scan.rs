@@ -81,6 +81,10 @@ enum Inspected {
 /// checked by the read that finds it.
 fn inspect(dir: &OwnedFd, file_name: &CStr, now_ms: u64) -> Option<Inspected> {
     let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
+    // The read must not count as a use: access times are the last uses
+    // other processes see, and the eviction's second chances read them.
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    let flags = flags | OFlags::NOATIME;
     let file = File::from(rustix::fs::openat(dir, file_name, flags, Mode::empty()).ok()?);
     let stat = rustix::fs::fstat(&file).ok()?;
     if !rustix::fs::FileType::from_raw_mode(stat.st_mode).is_file() {

@@ -191,3 +191,48 @@ async fn a_start_removes_expired_entries_unread() {
     });
     assert!(stored(dir.path(), "long") && stored(dir.path(), "forever"));
 }
+
+/// Linux reads without touching access times (`O_NOATIME`); other systems
+/// have no such flag.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+#[tokio::test]
+async fn a_scan_does_not_count_as_a_use() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = backend(dir.path(), |c| c);
+    first
+        .set(
+            "old",
+            Bytes::from_static(b"v"),
+            Some(Duration::from_secs(600)),
+        )
+        .await
+        .unwrap();
+    drop(first);
+    // Last used an hour ago (and written then).
+    let hour_ago = std::time::SystemTime::now() - Duration::from_secs(3600);
+    let file = std::fs::File::options()
+        .write(true)
+        .open(entry_path(dir.path(), "old"))
+        .unwrap();
+    file.set_times(
+        std::fs::FileTimes::new()
+            .set_accessed(hour_ago)
+            .set_modified(hour_ago),
+    )
+    .unwrap();
+    drop(file);
+    let second = backend(dir.path(), |c| c);
+    // A write waits for the start's scan, which reads every entry's expiry.
+    second
+        .set("new", Bytes::from_static(b"v"), None)
+        .await
+        .unwrap();
+    let accessed = std::fs::metadata(entry_path(dir.path(), "old"))
+        .unwrap()
+        .accessed()
+        .unwrap();
+    assert!(
+        accessed <= hour_ago + Duration::from_secs(1),
+        "the scan's read made the entry look used: {accessed:?}"
+    );
+}
