@@ -289,6 +289,9 @@ pub(crate) fn random_token() -> String {
 mod fuzz_tests;
 
 #[cfg(test)]
+mod test_value;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use std::collections::HashSet;
