@@ -256,22 +256,7 @@ async fn an_open_breaker_keeps_cached_functions_answering_at_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silent_listener_times_calls_out_instead_of_hanging() {
     let silent = SilentServer::start();
-    let backend = RedisBackend::new(
-        RedisBackendConfig::default()
-            .url(format!("redis://{}/0", silent.address()))
-            .connect_timeout(Duration::from_millis(300))
-            .timeout(Duration::from_millis(300)),
-    )
-    .unwrap();
-    for _ in 0..3 {
-        let started = Instant::now();
-        let outcome = tokio::time::timeout(RECOVERY_BOUND, backend.get("k"))
-            .await
-            .expect("the call ends");
-        eprintln!(
-            "measured: silent listener: get: {:?}: {outcome:?}",
-            started.elapsed()
-        );
+    for outcome in three_gets_at(&silent.address(), "silent listener").await {
         match outcome {
             Err(error @ (Error::Unavailable { .. } | Error::Timeout { .. })) => {
                 assert!(error.is_temporary(), "{error:?}")
@@ -279,6 +264,32 @@ async fn a_silent_listener_times_calls_out_instead_of_hanging() {
             other => panic!("a silent listener gave {other:?}"),
         }
     }
+}
+
+/// Three `get`s, one after the other, by a backend with 300 ms timeouts
+/// on the peer at `address` (not a Redis server); each bounded and
+/// printed as `measured: <what>: ...`.
+async fn three_gets_at(address: &str, what: &str) -> Vec<cachekit_core::Result<Option<Bytes>>> {
+    let backend = RedisBackend::new(
+        RedisBackendConfig::default()
+            .url(format!("redis://{address}/0"))
+            .connect_timeout(Duration::from_millis(300))
+            .timeout(Duration::from_millis(300)),
+    )
+    .unwrap();
+    let mut outcomes = Vec::new();
+    for _ in 0..3 {
+        let started = Instant::now();
+        let outcome = tokio::time::timeout(RECOVERY_BOUND, backend.get("k"))
+            .await
+            .expect("the call ends");
+        eprintln!(
+            "measured: {what}: get: {:?}: {outcome:?}",
+            started.elapsed()
+        );
+        outcomes.push(outcome);
+    }
+    outcomes
 }
 
 /// A TCP listener on 127.0.0.1 that answers whatever it reads with `HELLO`,
@@ -323,22 +334,7 @@ fn garbage_server() -> (
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garbage_replies_fail_the_call_without_a_panic() {
     let (address, _stop, accepted) = garbage_server();
-    let backend = RedisBackend::new(
-        RedisBackendConfig::default()
-            .url(format!("redis://{address}/0"))
-            .connect_timeout(Duration::from_millis(300))
-            .timeout(Duration::from_millis(300)),
-    )
-    .unwrap();
-    for _ in 0..3 {
-        let started = Instant::now();
-        let outcome = tokio::time::timeout(RECOVERY_BOUND, backend.get("k"))
-            .await
-            .expect("the call ends");
-        eprintln!(
-            "measured: garbage replies: get: {:?}: {outcome:?}",
-            started.elapsed()
-        );
+    for outcome in three_gets_at(&address, "garbage replies").await {
         // An error, never a value or a panic; temporary, so that the
         // breaker counts it.
         let error = outcome.expect_err("garbage replies must fail the call");
