@@ -11,8 +11,8 @@ use cachekit_redis::{RedisBackend, RedisBackendConfig};
 
 /// A backend over the server at `address`, changed by `tweak`. The timeouts
 /// are long: `limits::max_value_size_boundary` moves 512 MiB values, which
-/// keep the server busy for seconds while other cases connect to it on a
-/// loaded machine. The fault cases stop the server, which refuses at once.
+/// take seconds on a loaded machine. The fault cases stop the server, which
+/// refuses at once.
 fn backend(
     address: &str,
     tweak: fn(RedisBackendConfig) -> RedisBackendConfig,
