@@ -191,10 +191,10 @@
 pub use cachekit_macros::cache;
 
 pub use cachekit_core::{
-    Backend, Cache, CacheBuilder, CacheStats, Capabilities, Capability, CircuitOpen, ConfigOrigin,
-    ConfigSource, Error, KeyTtl, L1Config, LockGuard, LockToken, MemoryBackend, ReliabilityConfig,
-    ReliabilityLayer, Result, backend, clear_default_backend, init, key, set_default_backend,
-    testing,
+    Backend, BreakerState, Cache, CacheBuilder, CacheStats, Capabilities, Capability, CircuitOpen,
+    ConfigOrigin, ConfigSource, Error, KeyTtl, L1Config, LockGuard, LockToken, MemoryBackend,
+    ReliabilityConfig, ReliabilityLayer, Result, backend, clear_default_backend, init, key,
+    set_default_backend, testing,
 };
 
 /// The backends, each behind its cargo feature. Naming one whose feature is

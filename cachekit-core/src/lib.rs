@@ -38,7 +38,7 @@ pub use capability::{Capabilities, Capability};
 pub use config::ConfigSource;
 pub use error::{ConfigOrigin, Error, Result};
 pub use l1::L1Config;
-pub use layer::{CircuitOpen, ReliabilityConfig, ReliabilityLayer};
+pub use layer::{BreakerState, CircuitOpen, ReliabilityConfig, ReliabilityLayer};
 pub use lock_guard::LockGuard;
 pub use memory::MemoryBackend;
 pub use resolve::{clear_default_backend, set_default_backend};

@@ -55,6 +55,34 @@ impl fmt::Display for CircuitOpen {
 
 impl std::error::Error for CircuitOpen {}
 
+/// Where a backend's circuit breaker stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum BreakerState {
+    /// Calls reach the backend.
+    Closed,
+    /// Calls fail at once without reaching the backend, until the cool-down ends.
+    Open,
+    /// The cool-down ended: the next calls probe the backend.
+    HalfOpen,
+}
+
+impl BreakerState {
+    /// `closed`, `open` or `half_open`: the name in logs and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BreakerState::Closed => "closed",
+            BreakerState::Open => "open",
+            BreakerState::HalfOpen => "half_open",
+        }
+    }
+}
+
+impl fmt::Display for BreakerState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 impl Breaker {
     /// A closed breaker for `backend`, with `domains` failure domains.
     pub(super) fn new(
@@ -154,6 +182,15 @@ impl Breaker {
     pub(super) fn is_open(&self) -> bool {
         self.open_until.load(Ordering::Acquire) != 0
     }
+
+    /// Where the breaker stands now.
+    pub(super) fn state(&self) -> BreakerState {
+        match self.open_until.load(Ordering::Acquire) {
+            0 => BreakerState::Closed,
+            until if now_nanos() < until => BreakerState::Open,
+            _ => BreakerState::HalfOpen,
+        }
+    }
 }
 
 /// A call let through a half-open breaker; its slot is free again once it
@@ -208,6 +245,7 @@ mod tests {
             assert!(call(&breaker, down(None)).is_err());
         }
         assert!(breaker.is_open());
+        assert_eq!(breaker.state(), BreakerState::Open);
         let skipped = breaker.admit();
         assert!(
             matches!(&skipped, Err(Error::Unavailable { source, .. }) if source.is::<CircuitOpen>()),
@@ -215,11 +253,13 @@ mod tests {
         );
         drop(skipped);
         tokio::time::advance(Duration::from_secs(6)).await;
+        assert_eq!(breaker.state(), BreakerState::HalfOpen);
         assert!(call(&breaker, down(None)).is_err(), "failed probe");
         assert!(breaker.is_open(), "a failed probe reopens");
         tokio::time::advance(Duration::from_secs(6)).await;
         call(&breaker, Ok(())).unwrap();
         assert!(!breaker.is_open(), "a good probe closes");
+        assert_eq!(breaker.state(), BreakerState::Closed);
     }
 
     #[tokio::test(start_paused = true)]

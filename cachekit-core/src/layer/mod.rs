@@ -10,7 +10,7 @@ mod retry;
 
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 
-pub use breaker::CircuitOpen;
+pub use breaker::{BreakerState, CircuitOpen};
 pub use config::{RELIABILITY_SETTINGS, ReliabilityConfig};
 pub(crate) use reliable::Reliable;
 

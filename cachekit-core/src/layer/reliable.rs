@@ -55,6 +55,11 @@ impl Reliable {
         }
     }
 
+    /// Where the layer's circuit breaker stands.
+    pub(crate) fn breaker_state(&self) -> super::BreakerState {
+        self.breaker.state()
+    }
+
     /// The backend behind the layer.
     pub(crate) fn inner(&self) -> &Arc<dyn Backend> {
         &self.inner
