@@ -24,6 +24,7 @@ pub use crate::layer::RELIABILITY_SETTINGS;
 pub use crate::redact::redact_url;
 pub use crate::resolve::{BackendFactory, BuildBackend};
 pub use crate::server_list::host_port;
+pub use crate::stats::count_event;
 
 /// Serde for a list of `host:port` servers in settings (see [`host_port`]).
 pub mod server_list {

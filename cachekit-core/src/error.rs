@@ -171,6 +171,27 @@ impl Error {
         matches!(self, Error::Unavailable { .. } | Error::Timeout { .. })
     }
 
+    /// The error's kind in one word: `unavailable`, `circuit_open` (an
+    /// `Unavailable` from an open breaker), `timeout`, `rejected`,
+    /// `invalid_key`, `value_too_large`, `codec`, `config`, `unsupported`
+    /// or `lock_contended`; the `kind` label of the error metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::Unavailable { source, .. } if source.is::<crate::CircuitOpen>() => {
+                "circuit_open"
+            }
+            Error::Unavailable { .. } => "unavailable",
+            Error::Timeout { .. } => "timeout",
+            Error::Rejected { .. } => "rejected",
+            Error::InvalidKey { .. } => "invalid_key",
+            Error::ValueTooLarge { .. } => "value_too_large",
+            Error::Codec(_) => "codec",
+            Error::Config { .. } => "config",
+            Error::Unsupported { .. } => "unsupported",
+            Error::LockContended { .. } => "lock_contended",
+        }
+    }
+
     /// The failure domain a temporary error is confined to, if any.
     pub fn domain(&self) -> Option<usize> {
         match self {

@@ -166,6 +166,11 @@ impl<V: StoreValue> L1<V> {
         self.store.clear();
     }
 
+    /// Entries held, bytes charged for them, and entries evicted so far.
+    pub(crate) fn size(&self) -> (usize, usize, u64) {
+        (self.store.len(), self.store.bytes(), self.store.evictions())
+    }
+
     pub(crate) fn contains(&self, key: impl AsRef<[u8]>) -> bool {
         let key = key.as_ref();
         self.store.contains(key)

@@ -42,7 +42,7 @@ pub use layer::{BreakerState, CircuitOpen, ReliabilityConfig, ReliabilityLayer};
 pub use lock_guard::LockGuard;
 pub use memory::MemoryBackend;
 pub use resolve::{clear_default_backend, set_default_backend};
-pub use stats::CacheStats;
+pub use stats::{BackendStats, CacheStats, EventStats, L1Stats, NamedStats, Stats, stats};
 
 /// What the code `#[cache]` generates, and this workspace's own tests and
 /// tools, reach inside the core; not an API.

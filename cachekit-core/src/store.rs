@@ -67,6 +67,8 @@ pub(crate) struct Store<K: StoreKey + ?Sized = str, V: StoreValue = Bytes> {
     order: Mutex<VecDeque<(Arc<K>, u64)>>,
     bytes: AtomicUsize,
     generation: AtomicU64,
+    /// Entries dropped to keep within the bounds.
+    evictions: AtomicU64,
     max_entries: usize,
     max_bytes: usize,
 }
@@ -99,6 +101,7 @@ impl<K: StoreKey + ?Sized, V: StoreValue> Store<K, V> {
             order: Mutex::new(VecDeque::new()),
             bytes: AtomicUsize::new(0),
             generation: AtomicU64::new(0),
+            evictions: AtomicU64::new(0),
             max_entries: max_entries.max(1),
             max_bytes,
         }
@@ -211,6 +214,11 @@ impl<K: StoreKey + ?Sized, V: StoreValue> Store<K, V> {
         order.clear();
     }
 
+    /// Entries dropped so far to keep within the bounds.
+    pub(crate) fn evictions(&self) -> u64 {
+        self.evictions.load(Ordering::Relaxed)
+    }
+
     /// Bytes charged for the entries held.
     pub(crate) fn bytes(&self) -> usize {
         self.bytes.load(Ordering::Relaxed)
@@ -230,7 +238,12 @@ impl<K: StoreKey + ?Sized, V: StoreValue> Store<K, V> {
             let Some((key, generation)) = order.pop_front() else {
                 break;
             };
-            self.remove_if(&key, |entry| entry.generation == generation);
+            if self
+                .remove_if(&key, |entry| entry.generation == generation)
+                .is_some()
+            {
+                self.evictions.fetch_add(1, Ordering::Relaxed);
+            }
         }
         if order.len() > 2 * self.map.len() + 64 {
             order.retain(|(key, generation)| {

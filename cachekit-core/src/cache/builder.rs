@@ -31,6 +31,9 @@ pub struct CacheBuilder {
     l1: Option<Option<L1Config>>,
     lock_lease: Option<Duration>,
     config: Option<ConfigSource>,
+    /// Set for the cache of a cached function: its counters carry the
+    /// function's name, and the function reports them (not the cache).
+    function: Option<String>,
 }
 
 impl CacheBuilder {
@@ -97,6 +100,13 @@ impl CacheBuilder {
     /// Reads unset options from `config` instead of this process's environment and file.
     pub fn config(mut self, config: ConfigSource) -> Self {
         self.config = Some(config);
+        self
+    }
+
+    /// Builds the cache of the cached function `name`: its counters carry
+    /// that name, and the function reports them.
+    pub(crate) fn for_function(mut self, name: String) -> Self {
+        self.function = Some(name);
         self
     }
 
@@ -167,6 +177,14 @@ impl CacheBuilder {
             });
             coherence != Coherence::Impossible
         });
+        let counters = match self.function {
+            Some(function) => Counters::new(&function),
+            None => {
+                let counters = Counters::new(&namespace);
+                crate::stats::register_cache(&counters, l1.as_ref());
+                counters
+            }
+        };
         Ok(Cache {
             inner: Arc::new(Inner {
                 layer,
@@ -177,7 +195,7 @@ impl CacheBuilder {
                 l1,
                 flights: Flights::default(),
                 lock_lease: self.lock_lease.unwrap_or(Duration::from_secs(30)),
-                counters: Counters::default(),
+                counters,
                 said_no_lock: AtomicBool::new(false),
                 backend,
             }),

@@ -19,7 +19,6 @@ use serde::de::DeserializeOwned;
 use super::lock::{LOCK_POLL_MAX, LOCK_POLL_START};
 use super::{Cache, expiry};
 use crate::flight::Joined;
-use crate::stats::Counters;
 use crate::{LockGuard, codec, key};
 
 /// How many lock leases a load waits at most for another process's load of
@@ -72,8 +71,8 @@ impl Cache {
                 self.warn(|suppressed| {
                     tracing::warn!(%key, %error, suppressed, "running uncached");
                 });
-                Counters::bump(&counters.misses);
-                Counters::bump(&counters.loads);
+                counters.misses.bump();
+                counters.loads.bump();
                 return Ok(Fetched {
                     value: loader().await?,
                     size: 0,
@@ -138,7 +137,7 @@ impl Cache {
                     through_backend.store(false, Ordering::Relaxed);
                     run().await
                 } else if let Some(value) = self.decode(key, &payload) {
-                    Counters::bump(&self.inner.counters.coalesced);
+                    self.inner.counters.coalesced.bump();
                     // Size 0: the leader keeps the copy in front, if it stored one.
                     return Ok(Fetched {
                         value,
@@ -187,7 +186,7 @@ impl Cache {
                 LoadLock::Held(guard) => held = Some(guard),
                 LoadLock::FilledByOther(payload) => {
                     if let Some(value) = self.decode(key, &payload) {
-                        Counters::bump(&counters.l2_hits);
+                        counters.l2_hits.bump();
                         let fetched = Fetched {
                             value,
                             size: payload.len(),
@@ -199,14 +198,17 @@ impl Cache {
                 LoadLock::Unavailable => {}
             }
         }
-        Counters::bump(&counters.misses);
-        Counters::bump(&counters.loads);
+        counters.misses.bump();
+        counters.loads.bump();
         // On an error the guard is dropped, which releases the lock.
         let value = match &held {
             Some(guard) => self.extending(guard, key, loader()).await,
             None => loader().await,
         }
-        .map_err(LoaderError)?;
+        .map_err(|error| {
+            counters.load_errors.bump();
+            LoaderError(error)
+        })?;
         let mut stored = false;
         let payload = match codec::encode(&value, expiry(ttl)) {
             Ok(bytes) => {

@@ -51,7 +51,7 @@ struct Inner {
     l1: Option<Arc<L1>>,
     flights: Flights,
     lock_lease: Duration,
-    counters: Counters,
+    counters: Arc<Counters>,
     /// Whether the backend's lack of a lock was logged.
     said_no_lock: AtomicBool,
 }
@@ -121,7 +121,7 @@ impl Cache {
         let key = self.key(key);
         let found = self.lookup(&key).await?;
         if found.is_none() {
-            Counters::bump(&self.inner.counters.misses);
+            self.inner.counters.misses.bump();
         }
         Ok(found.map(|found| found.value))
     }
@@ -272,7 +272,7 @@ impl Cache {
             let Some(value) = self.decode(key, &payload) else {
                 return Ok(None);
             };
-            Counters::bump(&counters.l1_hits);
+            counters.l1_hits.bump();
             return Ok(Some(Found {
                 value,
                 size: payload.len(),
@@ -286,7 +286,7 @@ impl Cache {
         let Some(value) = self.decode(key, &opened.payload) else {
             return Ok(None);
         };
-        Counters::bump(&counters.l2_hits);
+        counters.l2_hits.bump();
         if let (Some(l1), Some(ticket)) = (&self.inner.l1, ticket) {
             l1.fill(ticket, key, opened.payload.clone(), opened.expires_at);
         }
@@ -304,6 +304,7 @@ impl Cache {
         let Some(bytes) = self.call("get", key, true, || self.raw().get(key)).await? else {
             return Ok(None);
         };
+        self.inner.counters.bytes_read.add(bytes.len() as u64);
         match codec::open(bytes) {
             Ok(opened) => Ok(Some(opened)),
             Err(error) => {
@@ -343,6 +344,7 @@ impl Cache {
         let ticket = self.inner.l1.as_ref().map(|l1| l1.ticket());
         self.call("set", key, true, || self.raw().set(key, bytes.clone(), ttl))
             .await?;
+        self.inner.counters.bytes_written.add(bytes.len() as u64);
         if let (Some(l1), Some(ticket)) = (&self.inner.l1, ticket) {
             l1.fill(ticket, key, bytes.slice(codec::HEADER_LEN..), expiry(ttl));
         }
@@ -365,7 +367,7 @@ impl Cache {
         let layer = &self.inner.layer;
         let result = layer.call(operation, Some(key), idempotent, attempt).await;
         if result.is_err() {
-            Counters::bump(&self.inner.counters.errors);
+            self.inner.counters.errors.bump();
         }
         result
     }

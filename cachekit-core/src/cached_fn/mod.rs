@@ -36,7 +36,6 @@ mod state;
 
 use std::fmt::Display;
 use std::future::Future;
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -59,6 +58,12 @@ use crate::{Backend, Cache, CacheStats, Error, Result, blocking, key};
 use call::KeyPart;
 use kept::{forget_in_l1, keep_in_l1};
 use process::shared_l1;
+
+/// The size of the L1 tier cached functions share, once it exists.
+pub(crate) fn shared_l1_stats() -> Option<crate::stats::L1Stats> {
+    Some(shared_l1()?.stats("#[cache]"))
+}
+pub(crate) use state::all_stats;
 use state::{Chosen, State};
 
 /// Warnings about cached functions' calls that are not a backend's (an
@@ -296,7 +301,7 @@ impl CachedFn {
         }
         call.part.as_ref()?;
         let value = M::unpack(&shared_l1()?.get(&call.l1)?)?;
-        call.state.l1_hits.fetch_add(1, Ordering::Relaxed);
+        call.state.l1_hits.bump();
         Some(value)
     }
 

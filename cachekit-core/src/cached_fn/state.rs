@@ -16,7 +16,6 @@
 //!   and degradation stay those of every cache.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
@@ -28,6 +27,7 @@ use super::process::process;
 use super::{CachedFn, scope};
 use crate::coherence::Coherence;
 use crate::config::ConfigSource;
+use crate::stats::Count;
 use crate::{Backend, Cache, Capabilities, ConfigOrigin, Error, Result};
 
 /// First wait before a failed build is tried again; it doubles up to [`RETRY_MAX`].
@@ -43,8 +43,11 @@ pub(super) struct State {
     pub(super) id: [u8; 8],
     /// The name of the function's `Self` type (`""` for none).
     self_type: &'static str,
+    /// The function's path (`my_crate::users::profile`, with the `Self`
+    /// type for a method): the name its counters carry.
+    pub(super) name: String,
     /// Calls answered by the L1 tier.
-    pub(super) l1_hits: AtomicU64,
+    pub(super) l1_hits: Count,
     /// The cache, once built.
     built: OnceLock<Built>,
     /// Attempts to build, while it fails.
@@ -203,7 +206,7 @@ impl State {
                     *scoped = Some(Scoped {
                         generation,
                         built: Arc::clone(&built),
-                        l1_hits_before: self.l1_hits.load(Ordering::Relaxed),
+                        l1_hits_before: self.l1_hits.get(),
                     });
                 }
                 Ok(built)
@@ -221,22 +224,23 @@ impl State {
                 return crate::CacheStats::default();
             };
             let mut stats = scoped.built.cache.stats();
-            stats.l1_hits += self.l1_hits.load(Ordering::Relaxed) - scoped.l1_hits_before;
+            stats.l1_hits += self.l1_hits.get() - scoped.l1_hits_before;
             return stats;
         }
+        self.process_counters()
+    }
+
+    /// Counters of the built cache and the stand-in, whatever the scope.
+    pub(super) fn process_counters(&self) -> crate::CacheStats {
         let mut stats = self
             .built
             .get()
             .map(|built| built.cache.stats())
             .unwrap_or_default();
         if let Some(stand_in) = self.stand_in.get() {
-            let fallen = stand_in.stats();
-            stats.misses += fallen.misses;
-            stats.coalesced += fallen.coalesced;
-            stats.loads += fallen.loads;
-            stats.errors += fallen.errors;
+            stats += stand_in.stats();
         }
-        stats.l1_hits += self.l1_hits.load(Ordering::Relaxed);
+        stats.l1_hits += self.l1_hits.get();
         stats
     }
 
@@ -298,6 +302,7 @@ impl State {
     fn stand_in(&self) -> &Cache {
         self.stand_in.get_or_init(|| {
             Cache::builder()
+                .for_function(self.name.clone())
                 .shared_backend(Unbuilt::shared())
                 .without_l1()
                 .config(ConfigSource::defaults_only())
@@ -315,10 +320,12 @@ impl CachedFn {
         if let Some(state) = registry.states.get(&(self.spec.site, self_type)) {
             return state;
         }
+        let name = self.path(self_type);
         let state: &'static State = Box::leak(Box::new(State {
             id: (registry.states.len() as u64 + 1).to_le_bytes(),
             self_type,
-            l1_hits: AtomicU64::new(0),
+            l1_hits: Count::new("cachekit_l1_hits_total", &[("cache", &name)]),
+            name,
             built: OnceLock::new(),
             failing: Mutex::default(),
             stand_in: OnceLock::new(),
@@ -326,6 +333,14 @@ impl CachedFn {
         }));
         registry.states.insert((self.spec.site, self_type), state);
         state
+    }
+
+    /// The function's path for `self_type`: the name its counters carry.
+    fn path(&self, self_type: &'static str) -> String {
+        match self_type {
+            "" => format!("{}::{}", self.spec.module, self.spec.name),
+            self_type => format!("{self_type}::{}", self.spec.name),
+        }
     }
 
     /// Builds the cache of this function for `self_type`, over `over` if
@@ -349,6 +364,7 @@ impl CachedFn {
         };
         // Results are kept decoded in the shared L1 tier, in front of the cache.
         let cache = Cache::builder()
+            .for_function(self.path(self_type))
             .shared_backend(backend)
             .namespace(namespace)
             .version(self.spec.version)
@@ -403,6 +419,22 @@ struct Registry {
 }
 
 static REGISTRY: LazyLock<Mutex<Registry>> = LazyLock::new(Mutex::default);
+
+/// The counters of every cached function called so far, by its path.
+pub(crate) fn all_stats() -> Vec<(String, crate::CacheStats)> {
+    // Listed first, as in [`forget_scoped`].
+    let states: Vec<&'static State> = REGISTRY
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .states
+        .values()
+        .copied()
+        .collect();
+    states
+        .into_iter()
+        .map(|state| (state.name.clone(), state.process_counters()))
+        .collect()
+}
 
 /// Drops every function's cache over a scope's backend (at the scope's
 /// end), so that the backend is not kept alive by them.

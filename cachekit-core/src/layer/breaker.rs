@@ -19,6 +19,9 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+#[cfg(feature = "metrics")]
+use crate::stats::export;
+use crate::stats::Count;
 use crate::{Error, Result};
 
 /// The breaker of one backend.
@@ -35,6 +38,10 @@ pub(super) struct Breaker {
     open_until: AtomicU64,
     /// Probes in flight.
     probing: AtomicU32,
+    /// `cachekit_breaker_transitions_total{backend, to="open"}`.
+    opened: Count,
+    /// `cachekit_breaker_transitions_total{backend, to="closed"}`.
+    closed: Count,
 }
 
 /// The typed cause of an [`Error::Unavailable`] from an open breaker.
@@ -54,6 +61,13 @@ impl fmt::Display for CircuitOpen {
 }
 
 impl std::error::Error for CircuitOpen {}
+
+#[cfg(test)]
+impl CircuitOpen {
+    pub(crate) fn for_test() -> Self {
+        CircuitOpen { failures: 1 }
+    }
+}
 
 /// Where a backend's circuit breaker stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -100,6 +114,8 @@ impl Breaker {
             failures: (0..domains.max(1)).map(|_| AtomicU32::new(0)).collect(),
             open_until: AtomicU64::new(0),
             probing: AtomicU32::new(0),
+            opened: transitions(backend, "open"),
+            closed: transitions(backend, "closed"),
         }
     }
 
@@ -146,6 +162,9 @@ impl Breaker {
                 if self.open_until.load(Ordering::Acquire) != 0
                     && self.open_until.swap(0, Ordering::AcqRel) != 0
                 {
+                    self.closed.bump();
+                    #[cfg(feature = "metrics")]
+                    export::gauge("cachekit_breaker_open", &[("backend", self.backend)], 0.0);
                     tracing::info!(
                         backend = self.backend,
                         "backend answering again: circuit closed"
@@ -172,6 +191,9 @@ impl Breaker {
         if probe || all_failing {
             let until = now_nanos().saturating_add(nanos(self.cool_down));
             if self.open_until.swap(until.max(1), Ordering::AcqRel) == 0 {
+                self.opened.bump();
+                #[cfg(feature = "metrics")]
+                export::gauge("cachekit_breaker_open", &[("backend", self.backend)], 1.0);
                 tracing::warn!(backend = self.backend, %error, "backend failing: circuit opened");
             }
         }
@@ -181,6 +203,11 @@ impl Breaker {
     #[cfg(test)]
     pub(super) fn is_open(&self) -> bool {
         self.open_until.load(Ordering::Acquire) != 0
+    }
+
+    /// Times the breaker opened.
+    pub(super) fn openings(&self) -> u64 {
+        self.opened.get()
     }
 
     /// Where the breaker stands now.
@@ -204,6 +231,14 @@ impl Drop for Probe<'_> {
     fn drop(&mut self) {
         self.breaker.probing.fetch_sub(1, Ordering::AcqRel);
     }
+}
+
+/// The counter of a breaker's transitions `to` a state.
+fn transitions(backend: &'static str, to: &'static str) -> Count {
+    Count::new(
+        "cachekit_breaker_transitions_total",
+        &[("backend", backend), ("to", to)],
+    )
 }
 
 fn epoch() -> Instant {

@@ -10,9 +10,11 @@ use tokio::time::Instant;
 
 use super::ReliabilityConfig;
 use super::breaker::Breaker;
+use super::meter::Meter;
 use super::deadline::Deadline;
 use super::retry::Retry;
 use crate::backend::Invalidations;
+use crate::stats::BackendStats;
 use crate::throttle::Throttle;
 use crate::{
     Backend, Capabilities, Error, Identity, KeyTtl, Lock, LockToken, Result, Touch, TtlInspect,
@@ -33,6 +35,7 @@ pub(crate) struct Reliable {
     retry: Option<Retry>,
     /// Warnings about this backend, shared by every cache over it.
     pub(crate) throttle: Throttle,
+    meter: Meter,
 }
 
 impl Reliable {
@@ -51,8 +54,15 @@ impl Reliable {
             retry: (!inner.retries_itself())
                 .then(|| Retry::new(config.retries, config.retry_backoff)),
             throttle: Throttle::new(),
+            meter: Meter::new(name),
             inner,
         }
+    }
+
+    /// The backend's counters.
+    pub(crate) fn stats(&self) -> BackendStats {
+        self.meter
+            .stats(self.breaker.state(), self.breaker.openings())
     }
 
     /// Where the layer's circuit breaker stands.
@@ -80,8 +90,16 @@ impl Reliable {
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T>>,
     {
+        #[cfg(feature = "metrics")]
+        let started = Instant::now();
         // Held across the await: a probe dropped before its answer frees its slot.
-        let probe = self.breaker.admit()?;
+        let probe = match self.breaker.admit() {
+            Ok(probe) => probe,
+            Err(error) => {
+                self.meter.record(Some(&error));
+                return Err(error);
+            }
+        };
         let result = match &self.retry {
             Some(retry) if idempotent => {
                 let deadline = Instant::now()
@@ -97,6 +115,10 @@ impl Reliable {
         };
         let result = result.map_err(|error| self.place(error, key));
         self.breaker.record(&result, probe.is_some());
+        self.meter.record(result.as_ref().err());
+        #[cfg(feature = "metrics")]
+        self.meter
+            .latency(operation, started.elapsed().as_secs_f64());
         result
     }
 

@@ -1,0 +1,71 @@
+//! One counter: an atomic read by the snapshots ([`crate::stats()`],
+//! [`Cache::stats`](crate::Cache::stats)) and, with the `metrics` feature,
+//! its twin in the `metrics` facade.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// A counter kept by cachekit and exported under `name` with `labels`.
+///
+/// The exported twin is registered when the counter is made: a recorder
+/// installed after that (after the cache was built) does not see it, which
+/// is how every handle of the `metrics` crate behaves.
+pub(crate) struct Count {
+    value: AtomicU64,
+    #[cfg(feature = "metrics")]
+    exported: metrics::Counter,
+}
+
+impl Count {
+    /// A counter at zero, exported as `name` with `labels` (label name, value).
+    pub(crate) fn new(name: &'static str, labels: &[(&'static str, &str)]) -> Self {
+        #[cfg(not(feature = "metrics"))]
+        let _ = (name, labels);
+        Count {
+            value: AtomicU64::new(0),
+            #[cfg(feature = "metrics")]
+            exported: metrics::counter!(name, export::labels(labels)),
+        }
+    }
+
+    /// Adds one.
+    #[inline]
+    pub(crate) fn bump(&self) {
+        self.add(1);
+    }
+
+    /// Adds `n`.
+    #[inline]
+    pub(crate) fn add(&self, n: u64) {
+        self.value.fetch_add(n, Ordering::Relaxed);
+        #[cfg(feature = "metrics")]
+        self.exported.increment(n);
+    }
+
+    /// The count so far.
+    pub(crate) fn get(&self) -> u64 {
+        self.value.load(Ordering::Relaxed)
+    }
+}
+
+impl std::fmt::Debug for Count {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.get().fmt(f)
+    }
+}
+
+/// What the `metrics` feature adds: labels, gauges and histograms.
+#[cfg(feature = "metrics")]
+pub(crate) mod export {
+    /// `labels` as the `metrics` crate takes them.
+    pub(crate) fn labels(labels: &[(&'static str, &str)]) -> Vec<metrics::Label> {
+        labels
+            .iter()
+            .map(|&(name, value)| metrics::Label::new(name, value.to_owned()))
+            .collect()
+    }
+
+    /// Sets gauge `name` with `labels` to `value`.
+    pub(crate) fn gauge(name: &'static str, labels: &[(&'static str, &str)], value: f64) {
+        metrics::gauge!(name, self::labels(labels)).set(value);
+    }
+}
