@@ -29,6 +29,7 @@ mod stats;
 mod store;
 pub mod testing;
 mod throttle;
+mod trace;
 
 pub use backend::{Backend, KeyTtl, LockToken};
 pub(crate) use backend::{Identity, Lock, Touch, TtlInspect};

@@ -19,7 +19,7 @@ use serde::de::DeserializeOwned;
 use super::lock::{LOCK_POLL_MAX, LOCK_POLL_START};
 use super::{Cache, expiry};
 use crate::flight::Joined;
-use crate::{LockGuard, codec, key};
+use crate::{LockGuard, codec, key, trace};
 
 /// How many lock leases a load waits at most for another process's load of
 /// the same key before loading itself.
@@ -73,6 +73,7 @@ impl Cache {
                 });
                 counters.misses.bump();
                 counters.loads.bump();
+                trace::outcome("miss");
                 return Ok(Fetched {
                     value: loader().await?,
                     size: 0,
@@ -138,6 +139,7 @@ impl Cache {
                     run().await
                 } else if let Some(value) = self.decode(key, &payload) {
                     self.inner.counters.coalesced.bump();
+                    trace::outcome("coalesced");
                     // Size 0: the leader keeps the copy in front, if it stored one.
                     return Ok(Fetched {
                         value,
@@ -187,6 +189,7 @@ impl Cache {
                 LoadLock::FilledByOther(payload) => {
                     if let Some(value) = self.decode(key, &payload) {
                         counters.l2_hits.bump();
+                        trace::outcome("hit");
                         let fetched = Fetched {
                             value,
                             size: payload.len(),
@@ -200,6 +203,7 @@ impl Cache {
         }
         counters.misses.bump();
         counters.loads.bump();
+        trace::outcome("miss");
         // On an error the guard is dropped, which releases the lock.
         let value = match &held {
             Some(guard) => self.extending(guard, key, loader()).await,
@@ -207,6 +211,7 @@ impl Cache {
         }
         .map_err(|error| {
             counters.load_errors.bump();
+            trace::outcome("load_error");
             LoaderError(error)
         })?;
         let mut stored = false;

@@ -20,7 +20,9 @@ use crate::flight::Flights;
 use crate::l1::L1;
 use crate::layer::Reliable;
 use crate::stats::Counters;
-use crate::{Backend, CacheStats, Capabilities, Capability, Error, KeyTtl, Result, codec, key};
+use crate::{
+    Backend, CacheStats, Capabilities, Capability, Error, KeyTtl, Result, codec, key, trace,
+};
 pub use builder::CacheBuilder;
 pub(crate) use load::Fetched;
 
@@ -119,11 +121,16 @@ impl Cache {
     /// another type, an older format) are a miss and a warning.
     pub async fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
         let key = self.key(key);
-        let found = self.lookup(&key).await?;
-        if found.is_none() {
-            self.inner.counters.misses.bump();
-        }
-        Ok(found.map(|found| found.value))
+        let span = self.span("get", &key);
+        trace::traced(span, async {
+            let found = self.lookup(&key).await?;
+            if found.is_none() {
+                self.inner.counters.misses.bump();
+                trace::outcome("miss");
+            }
+            Ok(found.map(|found| found.value))
+        })
+        .await
     }
 
     /// Stores `value` under `key` for `ttl` (`None`: the cache's default TTL;
@@ -138,12 +145,13 @@ impl Cache {
         let key = self.key(key);
         let ttl = self.effective_ttl(ttl)?;
         let bytes = codec::encode(value, expiry(ttl))?;
-        self.write(&key, bytes, ttl).await
+        trace::traced(self.span("set", &key), self.write(&key, bytes, ttl)).await
     }
 
     /// Removes `key`; `true` if the backend had it.
     pub async fn delete(&self, key: &str) -> Result<bool> {
-        self.remove(&self.key(key)).await
+        let key = self.key(key);
+        trace::traced(self.span("delete", &key), self.remove(&key)).await
     }
 
     /// Whether `key` is present.
@@ -157,8 +165,8 @@ impl Cache {
         {
             return Ok(true);
         }
-        self.call("exists", &key, true, || self.raw().exists(&key))
-            .await
+        let exists = self.call("exists", &key, true, || self.raw().exists(&key));
+        trace::traced(self.span("exists", &key), exists).await
     }
 
     /// The value under `key`, or else the value of `loader`, stored for `ttl`
@@ -200,7 +208,10 @@ impl Cache {
         Fut: Future<Output = Result<T, E>>,
     {
         let key = self.key(key);
-        Ok(self.fetch(&key, ttl, loader).await?.value)
+        let fetch = self.fetch(&key, ttl, loader);
+        Ok(trace::traced(self.span("get_or_insert", &key), fetch)
+            .await?
+            .value)
     }
 
     /// Encodes `value` and stores it under the built `key` for `ttl` (as in
@@ -243,7 +254,8 @@ impl Cache {
             .as_ttl_inspect()
             .ok_or(self.unsupported(Capability::TtlInspect))?;
         let key = self.key(key);
-        self.call("ttl", &key, true, || inspect.ttl(&key)).await
+        let ttl = self.call("ttl", &key, true, || inspect.ttl(&key));
+        trace::traced(self.span("ttl", &key), ttl).await
     }
 
     /// Sets the TTL of `key` without rewriting it (`None`: the default TTL,
@@ -258,8 +270,8 @@ impl Cache {
         let ttl = self.effective_ttl(ttl)?;
         // The L1 copy may be bound by the old, longer lifetime.
         self.forget_l1(&key);
-        self.call("touch", &key, true, || touch.touch(&key, ttl))
-            .await
+        let touched = self.call("touch", &key, true, || touch.touch(&key, ttl));
+        trace::traced(self.span("touch", &key), touched).await
     }
 
     /// Looks in L1, then the backend, and decodes: counts an L1 or a backend
@@ -273,6 +285,7 @@ impl Cache {
                 return Ok(None);
             };
             counters.l1_hits.bump();
+            trace::outcome("l1_hit");
             return Ok(Some(Found {
                 value,
                 size: payload.len(),
@@ -287,6 +300,7 @@ impl Cache {
             return Ok(None);
         };
         counters.l2_hits.bump();
+        trace::outcome("hit");
         if let (Some(l1), Some(ticket)) = (&self.inner.l1, ticket) {
             l1.fill(ticket, key, opened.payload.clone(), opened.expires_at);
         }
@@ -368,8 +382,19 @@ impl Cache {
         let result = layer.call(operation, Some(key), idempotent, attempt).await;
         if result.is_err() {
             self.inner.counters.errors.bump();
+            trace::outcome("error");
         }
         result
+    }
+
+    /// The span of this cache's operation `operation` on the built `key`.
+    pub(crate) fn span(&self, operation: &'static str, key: &str) -> tracing::Span {
+        trace::operation(
+            &self.inner.counters.name,
+            self.inner.backend.name(),
+            operation,
+            Some(key),
+        )
     }
 
     /// Writes a warning about the backend, unless one was written for it

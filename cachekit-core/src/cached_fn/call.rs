@@ -34,6 +34,13 @@ impl Call {
         }
     }
 
+    /// The span of this call (see [`crate::trace`]); its backend and key
+    /// are recorded once known ([`super::Chosen::traced`]).
+    #[inline]
+    pub(super) fn span(&self) -> tracing::Span {
+        crate::trace::operation(&self.state.name, "", "call", None)
+    }
+
     /// The serialized arguments or custom key: the L1 key past the function's identity.
     pub(super) fn args(&self) -> &[u8] {
         let identity = self.state.id.len() + if self.generation != 0 { 8 } else { 0 };

@@ -54,7 +54,7 @@ pub use scope::{ScopedBackend, scoped_backend};
 use crate::cache::Fetched;
 use crate::l1::Ticket;
 use crate::throttle::Throttle;
-use crate::{Backend, Cache, CacheStats, Error, Result, blocking, key};
+use crate::{Backend, Cache, CacheStats, Error, Result, blocking, key, trace};
 use call::KeyPart;
 use kept::{forget_in_l1, keep_in_l1};
 use process::shared_l1;
@@ -152,19 +152,20 @@ impl CachedFn {
         P: ReturnPolicy<R>,
         M: L1Mode<P::Stored>,
     {
+        let span = call.span();
         if let Some(stored) = self.l1_hit::<P::Stored, M>(&call) {
+            span.record("outcome", "l1_hit");
             return P::result(stored);
         }
         let Some((chosen, wire)) = self.prepare(&call) else {
+            span.record("outcome", "uncached");
             return body.await;
         };
         let ticket = kept::ticket();
-        let fetched = chosen
-            .cache()
-            .fetch(&wire, self.spec.ttl, || async {
-                P::stored(body.await).map_err(NotStored::Returned)
-            })
-            .await;
+        let fetch = chosen.cache().fetch(&wire, self.spec.ttl, || async {
+            P::stored(body.await).map_err(NotStored::Returned)
+        });
+        let fetched = trace::traced(chosen.traced(span, &wire), fetch).await;
         match keep_fetched::<_, M, _>(&call, &chosen, &wire, ticket, fetched) {
             Ok(stored) => P::result(stored),
             Err(NotStored::Returned(result)) => result,
@@ -185,12 +186,16 @@ impl CachedFn {
         M: L1Mode<P::Stored>,
         P::Stored: Send + 'static,
     {
+        let span = call.span();
         if let Some(stored) = self.l1_hit::<P::Stored, M>(&call) {
+            span.record("outcome", "l1_hit");
             return P::result(stored);
         }
         let Some((chosen, wire)) = self.prepare(&call) else {
+            span.record("outcome", "uncached");
             return body();
         };
+        let span = chosen.traced(span, &wire);
         let ttl = self.spec.ttl;
         let ticket = kept::ticket();
         let mut returned = None;
@@ -202,16 +207,14 @@ impl CachedFn {
             }
         };
         let stored = blocking::run_with_body(split, move |run_body| async move {
-            let fetched = chosen
-                .cache()
-                .fetch(&wire, ttl, || async {
-                    match run_body.await {
-                        Some(Some(stored)) => Ok(stored),
-                        Some(None) => Err(NotStored::Returned(())),
-                        None => Err(NotStored::Abandoned),
-                    }
-                })
-                .await;
+            let fetch = chosen.cache().fetch(&wire, ttl, || async {
+                match run_body.await {
+                    Some(Some(stored)) => Ok(stored),
+                    Some(None) => Err(NotStored::Returned(())),
+                    None => Err(NotStored::Abandoned),
+                }
+            });
+            let fetched = trace::traced(span, fetch).await;
             match keep_fetched::<_, M, _>(&call, &chosen, &wire, ticket, fetched) {
                 Ok(stored) => Some(Some(stored)),
                 Err(NotStored::Returned(())) => Some(None),

@@ -107,6 +107,15 @@ impl Chosen<'_> {
         }
     }
 
+    /// `span`, a call's, with the chosen cache's backend and the backend key `wire`.
+    pub(super) fn traced(&self, span: tracing::Span, wire: &str) -> tracing::Span {
+        if !span.is_disabled() {
+            span.record("backend", self.cache().backend().name());
+            span.record("key", crate::trace::key_hash(wire));
+        }
+        span
+    }
+
     /// The generation of the scope the cache was chosen in (0: none).
     pub(super) fn generation(&self) -> u64 {
         match self {

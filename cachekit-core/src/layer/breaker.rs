@@ -19,9 +19,9 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crate::stats::Count;
 #[cfg(feature = "metrics")]
 use crate::stats::export;
-use crate::stats::Count;
 use crate::{Error, Result};
 
 /// The breaker of one backend.

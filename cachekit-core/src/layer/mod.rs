@@ -112,7 +112,9 @@ pub(crate) fn reliable(backend: &Arc<dyn Backend>, config: ReliabilityConfig) ->
 pub(crate) fn live() -> Vec<Arc<Reliable>> {
     let mut made = lock(&MADE);
     made.retain(|(_, layer)| layer.strong_count() > 0);
-    made.iter().filter_map(|(_, layer)| layer.upgrade()).collect()
+    made.iter()
+        .filter_map(|(_, layer)| layer.upgrade())
+        .collect()
 }
 
 /// What tells one backend instance from another: its own

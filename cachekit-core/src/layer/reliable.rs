@@ -10,8 +10,8 @@ use tokio::time::Instant;
 
 use super::ReliabilityConfig;
 use super::breaker::Breaker;
-use super::meter::Meter;
 use super::deadline::Deadline;
+use super::meter::Meter;
 use super::retry::Retry;
 use crate::backend::Invalidations;
 use crate::stats::BackendStats;
@@ -90,6 +90,8 @@ impl Reliable {
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T>>,
     {
+        let name = self.inner.name();
+        let mut attempt = || crate::trace::backend_call(name, operation, key, attempt());
         #[cfg(feature = "metrics")]
         let started = Instant::now();
         // Held across the await: a probe dropped before its answer frees its slot.

@@ -12,8 +12,8 @@ use std::sync::Arc;
 pub(crate) use count::Count;
 #[cfg(feature = "metrics")]
 pub(crate) use count::export;
-pub use process::{BackendStats, EventStats, L1Stats, NamedStats, Stats, count_event, stats};
 pub(crate) use process::register_cache;
+pub use process::{BackendStats, EventStats, L1Stats, NamedStats, Stats, count_event, stats};
 
 /// A snapshot of a cache's counters, defined the same way on every backend.
 ///
