@@ -79,13 +79,14 @@ impl ReliabilityLayer {
     }
 }
 
+/// The layers made, by the identity of the backend under them, while
+/// they live. A layer holds its backend, so no identity is reused while
+/// its entry is here.
+static MADE: Mutex<Vec<(Identity, Weak<Reliable>)>> = Mutex::new(Vec::new());
+
 /// The layered `backend`: `backend` itself if it is one, else the layer
 /// already over it (or over a clone of it), else a new one with `config`.
 pub(crate) fn reliable(backend: &Arc<dyn Backend>, config: ReliabilityConfig) -> Arc<Reliable> {
-    /// The layers made, by the identity of the backend under them, while
-    /// they live. A layer holds its backend, so no identity is reused
-    /// while its entry is here.
-    static MADE: Mutex<Vec<(Identity, Weak<Reliable>)>> = Mutex::new(Vec::new());
     let id = identity(backend);
     let find = |made: &mut Vec<(Identity, Weak<Reliable>)>| {
         made.retain(|(_, layer)| layer.strong_count() > 0);
@@ -104,6 +105,15 @@ pub(crate) fn reliable(backend: &Arc<dyn Backend>, config: ReliabilityConfig) ->
     }
     made.push((id, Arc::downgrade(&new)));
     new
+}
+
+/// The layers in use: every backend instance that a cache or a cached
+/// function holds, through its layer, in the order they were made.
+pub(crate) fn in_use() -> Vec<Arc<Reliable>> {
+    let made = lock(&MADE);
+    made.iter()
+        .filter_map(|(_, layer)| layer.upgrade())
+        .collect()
 }
 
 /// What tells one backend instance from another: its own
