@@ -223,6 +223,11 @@ pub mod backends {
 }
 
 /// Paths the code `#[cache]` generates relies on; not a public API.
+/// The readiness probe of docs/health.md, compiled as a doctest.
+#[cfg(all(doctest, feature = "memcached"))]
+#[doc = include_str!("../docs/health.md")]
+mod health_md {}
+
 #[doc(hidden)]
 pub mod __private {
     pub use cachekit_core::__private::{
