@@ -30,7 +30,8 @@
 //! What you call lives at the root: [`#[cache]`](macro@cache) and
 //! [`Cache`] with its [builder](CacheBuilder), their settings
 //! ([`L1Config`], [`ReliabilityConfig`], [`ConfigSource`]), the process
-//! default backend ([`set_default_backend`]) and [`testing`] for tests.
+//! default backend ([`set_default_backend`]), [`health`] for readiness
+//! probes (docs/health.md) and [`testing`] for tests.
 //! Backends are in [`backends`]. To write a backend of your own, implement
 //! [`backend::Backend`] with what the [`backend`] module gathers.
 
@@ -191,9 +192,10 @@
 pub use cachekit_macros::cache;
 
 pub use cachekit_core::{
-    Backend, BreakerState, Cache, CacheBuilder, CacheStats, Capabilities, Capability, CircuitOpen,
-    ConfigOrigin, ConfigSource, Error, KeyTtl, L1Config, LockGuard, LockToken, MemoryBackend,
-    ReliabilityConfig, ReliabilityLayer, Result, backend, clear_default_backend, init, key,
+    Backend, BackendHealth, BreakerState, Cache, CacheBuilder, CacheStats, Capabilities,
+    Capability, CircuitOpen, ConfigOrigin, ConfigSource, DomainHealth, DomainState, Error, Health,
+    HealthReport, KeyTtl, L1Config, LockGuard, LockToken, MemoryBackend, ReliabilityConfig,
+    ReliabilityLayer, Result, backend, clear_default_backend, health, init, key,
     set_default_backend, testing,
 };
 
@@ -221,6 +223,11 @@ pub mod backends {
 }
 
 /// Paths the code `#[cache]` generates relies on; not a public API.
+/// The readiness probe of docs/health.md, compiled as a doctest.
+#[cfg(all(doctest, feature = "memcached"))]
+#[doc = include_str!("../docs/health.md")]
+mod health_md {}
+
 #[doc(hidden)]
 pub mod __private {
     pub use cachekit_core::__private::{

@@ -1,7 +1,8 @@
 //! For backend authors: the [`Backend`] trait every storage tier
 //! implements and its optional capabilities ([`TtlInspect`], [`Touch`],
 //! [`Lock`]), the [`Capabilities`] a backend declares, the [`Error`]s it
-//! returns and their constructors, the settings metadata its configuration
+//! returns and their constructors, what its health check answers
+//! ([`Health`]), the settings metadata its configuration
 //! declares ([`Setting`], read from a [`ConfigSource`]), key validation,
 //! registration with configuration ([`BackendFactory`]), and, with the
 //! `testkit` feature, the [`testkit`] (conformance trials, fault injection,
@@ -18,6 +19,7 @@ use std::time::Duration;
 pub use crate::capability::{Capabilities, Capability};
 pub use crate::config::{CORE_SETTINGS, ConfigSource, Setting, SettingKind, seconds};
 pub use crate::error::{BoxError, Error, Result};
+pub use crate::health::{DomainHealth, DomainState, Health};
 pub use crate::invalidation::{Invalidation, InvalidationSender, Invalidations};
 pub use crate::key::{MAX_KEY_LEN, validate as validate_key};
 pub use crate::layer::RELIABILITY_SETTINGS;
@@ -67,8 +69,17 @@ pub trait Backend: fmt::Debug + Send + Sync {
     /// Whether `key` is present, without transferring the value where the backend allows.
     async fn exists(&self, key: &str) -> Result<bool>;
 
-    /// `Ok` when the backend answers.
-    async fn health(&self) -> Result<()>;
+    /// Checks the backend now, around the circuit breaker: `Ok` when it can
+    /// serve, with how long the check took and, for a backend of several
+    /// failure domains, the state of each ([`DomainHealth`]: up with its
+    /// latency, down with the error, or ejected since when); `Err` when it
+    /// cannot serve at all (every domain down). A memcached fleet with one
+    /// server of three down answers `Ok`, that server listed down.
+    ///
+    /// A backend reports its own name and latency ([`Health::new`],
+    /// [`Health::with_latency`]); the reliability layer over it sets the
+    /// breaker's state and bounds the check by its deadline.
+    async fn health(&self) -> Result<Health>;
 
     /// The values under `keys`, in order. The default asks one key at a time;
     /// network backends override it with one round trip per server.

@@ -13,7 +13,9 @@ use tokio::time::Instant;
 
 use crate::key;
 use crate::store::Store;
-use crate::{Backend, Capabilities, Identity, KeyTtl, Lock, LockToken, Result, Touch, TtlInspect};
+use crate::{
+    Backend, Capabilities, Health, Identity, KeyTtl, Lock, LockToken, Result, Touch, TtlInspect,
+};
 
 /// Entries in this process's memory, bounded by entries and bytes (FIFO
 /// eviction, see the `store` module), with TTL, touch, TTL inspection and an
@@ -132,8 +134,9 @@ impl Backend for MemoryBackend {
         Ok(self.inner.store.contains(key))
     }
 
-    async fn health(&self) -> Result<()> {
-        Ok(())
+    /// Always healthy: nothing to ask, no domains.
+    async fn health(&self) -> Result<Health> {
+        Ok(Health::new(Self::NAME))
     }
 
     /// No operation waits: the reliability layer needs no timer.

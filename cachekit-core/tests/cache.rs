@@ -506,8 +506,8 @@ impl Backend for ShortKeys {
         cachekit_core::key::validate(key, 72)?;
         self.0.exists(key).await
     }
-    async fn health(&self) -> cachekit_core::Result<()> {
-        Ok(())
+    async fn health(&self) -> cachekit_core::Result<cachekit_core::Health> {
+        Ok(cachekit_core::Health::new(self.name()))
     }
 }
 

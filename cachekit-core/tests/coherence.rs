@@ -38,8 +38,8 @@ impl Backend for Noticing {
     async fn exists(&self, key: &str) -> Result<bool> {
         self.memory.exists(key).await
     }
-    async fn health(&self) -> Result<()> {
-        Ok(())
+    async fn health(&self) -> Result<cachekit_core::Health> {
+        Ok(cachekit_core::Health::new(self.name()))
     }
     fn invalidations(&self) -> Option<Invalidations> {
         Some(self.notices.subscribe())

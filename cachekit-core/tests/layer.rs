@@ -58,8 +58,8 @@ impl Backend for Flaky {
         self.attempt()?;
         self.memory.exists(key).await
     }
-    async fn health(&self) -> Result<()> {
-        Ok(())
+    async fn health(&self) -> Result<cachekit_core::Health> {
+        Ok(cachekit_core::Health::new(self.name()))
     }
     fn retries_itself(&self) -> bool {
         self.retries_itself.load(Ordering::SeqCst)
@@ -160,8 +160,8 @@ impl Backend for HalfSilent {
     async fn exists(&self, key: &str) -> Result<bool> {
         self.memory.exists(key).await
     }
-    async fn health(&self) -> Result<()> {
-        Ok(())
+    async fn health(&self) -> Result<cachekit_core::Health> {
+        Ok(cachekit_core::Health::new(self.name()))
     }
     fn failure_domains(&self) -> usize {
         2

@@ -6,8 +6,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use cachekit_core::backend::{
-    Backend, Capabilities, Identity, KeyTtl, Lock, LockToken, MAX_KEY_LEN, Touch, TtlInspect,
-    validate_key,
+    Backend, Capabilities, Health, Identity, KeyTtl, Lock, LockToken, MAX_KEY_LEN, Touch,
+    TtlInspect, validate_key,
 };
 use cachekit_core::{ConfigOrigin, ConfigSource, Error, Result};
 
@@ -311,7 +311,11 @@ impl Backend for FileBackend {
             .await
     }
 
-    async fn health(&self) -> Result<()> {
+    /// The directory is there (made again if it was removed, as a write
+    /// would) and can be read. No domains: the directory is the backend's
+    /// one failure domain, and its path is in the error when it fails.
+    async fn health(&self) -> Result<Health> {
+        let started = std::time::Instant::now();
         self.blocking(|inner| {
             // A removed directory is made again, as a write would.
             let dirs = inner.store.dirs();
@@ -320,7 +324,8 @@ impl Backend for FileBackend {
                 .map_err(|errno| crate::errors::io("health", inner.store.path(), errno.into()))?;
             Ok(())
         })
-        .await
+        .await?;
+        Ok(Health::new(Self::NAME).with_latency(started.elapsed()))
     }
 
     async fn get_many(&self, keys: &[&str]) -> Result<Vec<Option<Bytes>>> {

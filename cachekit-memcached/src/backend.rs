@@ -9,7 +9,8 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use cachekit_core::ConfigSource;
 use cachekit_core::backend::{
-    Backend, Capabilities, Error, Identity, MAX_KEY_LEN, Result, Touch, validate_key,
+    Backend, Capabilities, DomainHealth, DomainState, Error, Health, Identity, MAX_KEY_LEN, Result,
+    Touch, validate_key,
 };
 use tokio::time::{Instant, timeout_at};
 
@@ -250,6 +251,31 @@ impl MemcachedBackend {
     }
 }
 
+impl MemcachedBackend {
+    /// `server`'s answer to a no-op within `timeout`, for [`Backend::health`].
+    /// Neither an answer nor a failure counts toward its ejection: the check
+    /// observes the fleet and changes nothing.
+    async fn ping(&self, server: &Server) -> DomainHealth {
+        let started = Instant::now();
+        let timeout = self.inner.config.timeout;
+        let answer = timeout_at(
+            started + timeout,
+            on_connection(server, |connection| async move {
+                connection.call(Request::Noop).await
+            }),
+        )
+        .await;
+        match answer {
+            Ok(Ok(Response::Noop)) => DomainHealth::up(&server.name, started.elapsed()),
+            Ok(Ok(other)) => {
+                DomainHealth::down(&server.name, format!("unexpected answer {other:?}"))
+            }
+            Ok(Err(error)) => DomainHealth::down(&server.name, error),
+            Err(_) => DomainHealth::down(&server.name, format!("no answer within {timeout:?}")),
+        }
+    }
+}
+
 /// Whole seconds for memcached: none is 0, anything under a second is 1,
 /// and anything over 30 days is 30 days.
 fn ttl_seconds(ttl: Option<Duration>) -> u32 {
@@ -329,36 +355,36 @@ impl Backend for MemcachedBackend {
         )
     }
 
-    async fn health(&self) -> Result<()> {
-        let mut failures = Vec::new();
-        for server in self.inner.servers.iter() {
-            let deadline = Instant::now() + self.inner.config.timeout;
-            let answer = timeout_at(
-                deadline,
-                on_connection(server, |connection| async move {
-                    connection.call(Request::Noop).await
-                }),
-            )
-            .await;
-            match answer {
-                Ok(Ok(Response::Noop)) => {}
-                Ok(Ok(other)) => {
-                    failures.push(format!("{}: unexpected answer {other:?}", server.name))
-                }
-                Ok(Err(error)) => failures.push(format!("{}: {error}", server.name)),
-                Err(_) => failures.push(format!(
-                    "{}: no answer within {:?}",
-                    server.name, self.inner.config.timeout
-                )),
+    /// Each server in the ring now is asked a `mn` (no-op), all at once,
+    /// within `timeout`: up with its latency, or down with the error. An
+    /// ejected server is listed with the time it left, and not asked: calls
+    /// skip it until its dead time is over (unless every server is out, and
+    /// then calls, and this check, go to all of them). `Ok` when at least
+    /// one server answers.
+    async fn health(&self) -> Result<Health> {
+        let started = Instant::now();
+        let servers = &self.inner.servers;
+        let none_live = servers.iter().all(|server| !server.is_live());
+        let checks = servers.iter().map(|server| async move {
+            match server.ejected_since() {
+                Some(since) if !none_live => DomainHealth::ejected(&server.name, since),
+                _ => self.ping(server).await,
             }
+        });
+        let domains = futures_util::future::join_all(checks).await;
+        if !domains.iter().any(|d| d.state == DomainState::Up) {
+            let states: Vec<String> = domains
+                .iter()
+                .map(|d| match &d.state {
+                    DomainState::Down { error } => format!("{}: {error}", d.name),
+                    state => format!("{}: {state:?}", d.name),
+                })
+                .collect();
+            return Err(Error::unavailable(Self::NAME, states.join("; ")));
         }
-        if failures.len() == self.inner.servers.len() {
-            return Err(Error::unavailable(Self::NAME, failures.join("; ")));
-        }
-        for failure in failures {
-            tracing::warn!(%failure, "memcached server does not answer; the others do");
-        }
-        Ok(())
+        Ok(Health::new(Self::NAME)
+            .with_latency(started.elapsed())
+            .with_domains(domains))
     }
 
     async fn get_many(&self, keys: &[&str]) -> Result<Vec<Option<Bytes>>> {

@@ -3,7 +3,7 @@
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::MemcachedBackendConfig;
 use crate::pool::Pool;
@@ -48,6 +48,26 @@ impl Server {
     pub(crate) fn is_live(&self) -> bool {
         let until = self.ejected_until.load(Ordering::Acquire);
         until == 0 || now_millis() >= until
+    }
+
+    /// When the server left the ring, if it is out now (ejected, and its
+    /// dead time not over). A server that fails again while out (every
+    /// server out, so calls still go to it) restarts its dead time: the
+    /// time is that of the last restart.
+    pub(crate) fn ejected_since(&self) -> Option<SystemTime> {
+        let until = self.ejected_until.load(Ordering::Acquire);
+        let now = now_millis();
+        if until == 0 || now >= until {
+            return None;
+        }
+        let dead_time = u64::try_from(self.dead_time.as_millis()).unwrap_or(u64::MAX / 2);
+        let ago = now.saturating_sub(until.saturating_sub(dead_time));
+        let ago = Duration::from_millis(ago);
+        Some(
+            SystemTime::now()
+                .checked_sub(ago)
+                .unwrap_or(SystemTime::UNIX_EPOCH),
+        )
     }
 
     /// Records an answer: the server is healthy (again).

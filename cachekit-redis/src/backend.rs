@@ -3,14 +3,14 @@
 use std::borrow::Cow;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use cachekit_core::ConfigSource;
 use cachekit_core::backend::{
-    Backend, Capabilities, Identity, Invalidations, KeyTtl, Lock, MAX_KEY_LEN, Result, Touch,
-    TtlInspect, validate_key,
+    Backend, Capabilities, DomainHealth, DomainState, Health, Identity, Invalidations, KeyTtl,
+    Lock, MAX_KEY_LEN, Result, Touch, TtlInspect, host_port, validate_key,
 };
 use redis::RedisResult;
 
@@ -267,12 +267,63 @@ impl Backend for RedisBackend {
         Ok(found > 0)
     }
 
-    async fn health(&self) -> Result<()> {
-        let answer: String = self.query("health", &redis::cmd("PING")).await?;
-        match answer.as_str() {
-            "PONG" => Ok(()),
-            _ => Err(self.unexpected("health", answer)),
+    /// One server: `PING`, its one domain (the URL's `host:port`) up, or
+    /// `Err`. A cluster: a `PING` to each configured node, all at once, each
+    /// within `timeout`: up with its latency or down with the error; `Ok`
+    /// when at least one answers.
+    ///
+    /// The nodes listed are the configured ones (the failure domains of
+    /// [`Backend::failure_domain`]), each pinged at the address it is
+    /// configured with: the cluster client reaches a node by the address
+    /// the cluster announces, so a node configured under another name
+    /// (a host name for an announced IP) is listed down, "not found".
+    /// redis-rs does not expose the nodes it learned from the cluster.
+    async fn health(&self) -> Result<Health> {
+        let started = Instant::now();
+        let nodes = &self.inner.config.cluster_nodes;
+        if nodes.is_empty() {
+            let answer: String = self.query("health", &redis::cmd("PING")).await?;
+            if answer != "PONG" {
+                return Err(self.unexpected("health", answer));
+            }
+            let server = parse_url(&self.inner.config.url)
+                .map(|info| info.addr().to_string())
+                .unwrap_or_default();
+            let latency = started.elapsed();
+            return Ok(Health::new(Self::NAME)
+                .with_latency(latency)
+                .with_domains(vec![DomainHealth::up(server, latency)]));
         }
+        let pings = nodes.iter().map(|node| async move {
+            let started = Instant::now();
+            let (host, port) = host_port(node).expect("validated");
+            let answer = self
+                .call("health", |mut connection| async move {
+                    connection.ping(host, port).await
+                })
+                .await;
+            match answer {
+                Ok(_) => DomainHealth::up(node, started.elapsed()),
+                Err(error) => DomainHealth::down(node, error),
+            }
+        });
+        let domains = futures_util::future::join_all(pings).await;
+        if !domains.iter().any(|d| d.state == DomainState::Up) {
+            let states: Vec<String> = domains
+                .iter()
+                .map(|d| match &d.state {
+                    DomainState::Down { error } => format!("{}: {error}", d.name),
+                    state => format!("{}: {state:?}", d.name),
+                })
+                .collect();
+            return Err(cachekit_core::Error::unavailable(
+                Self::NAME,
+                states.join("; "),
+            ));
+        }
+        Ok(Health::new(Self::NAME)
+            .with_latency(started.elapsed())
+            .with_domains(domains))
     }
 
     /// One `MGET`; on a cluster, the cluster client splits it by slot.

@@ -8,6 +8,7 @@ use std::time::Duration;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 use redis::{Cmd, ConnectionAddr, ConnectionInfo, Pipeline, RedisFuture, RedisResult, Value};
 use tokio::sync::OnceCell;
 
@@ -199,6 +200,23 @@ fn install_crypto_provider() {
 pub(crate) enum Connection {
     Single(ConnectionManager),
     Cluster(Box<ClusterConnection>),
+}
+
+impl Connection {
+    /// `PING` to the node at `host:port` of a cluster (to the server, on a
+    /// single-server connection).
+    pub(crate) async fn ping(&mut self, host: &str, port: u16) -> RedisResult<Value> {
+        match self {
+            Connection::Single(c) => redis::cmd("PING").query_async(c).await,
+            Connection::Cluster(c) => {
+                let node = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
+                    host: host.to_owned(),
+                    port,
+                });
+                c.route_command(redis::cmd("PING"), node).await
+            }
+        }
+    }
 }
 
 impl ConnectionLike for Connection {

@@ -64,7 +64,7 @@ async fn a_stopped_server_fails_every_call_in_time_and_a_restart_recovers_alone(
                     .await
                     .map(drop),
             ),
-            ("health", backend.health().await),
+            ("health", backend.health().await.map(drop)),
         ];
         for (operation, outcome) in calls {
             match outcome {

@@ -523,7 +523,7 @@ impl Backend for Unbuilt {
         Self::unavailable()
     }
 
-    async fn health(&self) -> Result<()> {
+    async fn health(&self) -> Result<crate::Health> {
         Self::unavailable()
     }
 

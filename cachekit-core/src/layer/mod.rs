@@ -81,8 +81,8 @@ impl ReliabilityLayer {
 }
 
 /// The layers made, by the identity of the backend under them, while
-/// they live. A layer holds its backend, so no identity is reused
-/// while its entry is here.
+/// they live. A layer holds its backend, so no identity is reused while
+/// its entry is here.
 static MADE: Mutex<Vec<(Identity, Weak<Reliable>)>> = Mutex::new(Vec::new());
 
 /// The layered `backend`: `backend` itself if it is one, else the layer
@@ -108,8 +108,9 @@ pub(crate) fn reliable(backend: &Arc<dyn Backend>, config: ReliabilityConfig) ->
     new
 }
 
-/// Every layer alive: the backends in use.
-pub(crate) fn live() -> Vec<Arc<Reliable>> {
+/// The layers in use: every backend instance that a cache or a cached
+/// function holds, through its layer, in the order they were made.
+pub(crate) fn in_use() -> Vec<Arc<Reliable>> {
     let mut made = lock(&MADE);
     made.retain(|(_, layer)| layer.strong_count() > 0);
     made.iter()

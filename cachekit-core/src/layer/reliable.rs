@@ -17,7 +17,8 @@ use crate::backend::Invalidations;
 use crate::stats::BackendStats;
 use crate::throttle::Throttle;
 use crate::{
-    Backend, Capabilities, Error, Identity, KeyTtl, Lock, LockToken, Result, Touch, TtlInspect,
+    Backend, Capabilities, Error, Health, Identity, KeyTtl, Lock, LockToken, Result, Touch,
+    TtlInspect,
 };
 
 /// A backend behind the layer: each operation passes the breaker, runs
@@ -177,9 +178,15 @@ impl Backend for Reliable {
             .await
     }
 
-    async fn health(&self) -> Result<()> {
+    /// The backend's answer, bounded by the deadline, with the latency of
+    /// the whole check and the breaker's state.
+    async fn health(&self) -> Result<Health> {
         // Not through the breaker: a health check asks the backend itself.
-        self.deadline.bound("health", self.inner.health()).await
+        let started = Instant::now();
+        let health = self.deadline.bound("health", self.inner.health()).await?;
+        Ok(health
+            .with_latency(started.elapsed())
+            .with_breaker(self.breaker_state()))
     }
 
     async fn get_many(&self, keys: &[&str]) -> Result<Vec<Option<Bytes>>> {

@@ -129,7 +129,7 @@ pub fn stats() -> Stats {
     Stats {
         total,
         caches,
-        backends: crate::layer::live().iter().map(|l| l.stats()).collect(),
+        backends: crate::layer::in_use().iter().map(|l| l.stats()).collect(),
         l1,
         events: lock(&EVENTS)
             .iter()

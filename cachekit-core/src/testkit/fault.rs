@@ -10,7 +10,8 @@ use bytes::Bytes;
 
 use crate::backend::Invalidations;
 use crate::{
-    Backend, Capabilities, Error, Identity, KeyTtl, Lock, LockToken, Result, Touch, TtlInspect,
+    Backend, Capabilities, Error, Health, Identity, KeyTtl, Lock, LockToken, Result, Touch,
+    TtlInspect,
 };
 
 /// Exposes only the required operations of the backend it wraps: no TTL
@@ -49,8 +50,11 @@ impl<B: Backend> Backend for PlainBackend<B> {
         self.0.exists(key).await
     }
 
-    async fn health(&self) -> Result<()> {
-        self.0.health().await
+    /// The wrapped backend's, under this one's name.
+    async fn health(&self) -> Result<Health> {
+        let mut health = self.0.health().await?;
+        health.backend = self.name();
+        Ok(health)
     }
 }
 
@@ -152,9 +156,12 @@ impl<B: Backend> Backend for FaultyBackend<B> {
         self.inner.exists(key).await
     }
 
-    async fn health(&self) -> Result<()> {
+    /// The wrapped backend's, under this one's name, unless a fault fails it.
+    async fn health(&self) -> Result<Health> {
         self.check().await?;
-        self.inner.health().await
+        let mut health = self.inner.health().await?;
+        health.backend = self.name();
+        Ok(health)
     }
 
     fn as_ttl_inspect(&self) -> Option<&dyn TtlInspect> {

@@ -7,7 +7,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::case::{Case, Ctx, Need};
-use crate::{Cache, Capability, Error, key};
+use crate::{Cache, Capability, DomainState, Error, key};
 
 /// The cases of this topic.
 pub(super) const CASES: &[Case] = &[
@@ -75,12 +75,22 @@ async fn hooks_agree_with_flags(c: &Ctx) {
     }
 }
 
-/// `health`, a miss, a write read back, an overwrite, and deletes.
+/// `health` (named after the backend, every domain up), a miss, a write read back, an overwrite, and deletes.
 async fn read_write_delete(c: &Ctx) {
     let (b, name) = (&c.backend, c.name());
-    b.health()
+    let health = b
+        .health()
         .await
         .unwrap_or_else(|e| panic!("{name}: health: {e}"));
+    assert_eq!(health.backend, b.name(), "{name}: health names the backend");
+    for domain in &health.domains {
+        assert_eq!(
+            domain.state,
+            DomainState::Up,
+            "{name}: health: every domain of a running server is up: {health:?}"
+        );
+        assert!(domain.latency.is_some(), "{name}: {domain:?} has a latency");
+    }
     let k = c.key("basic");
     assert_eq!(
         b.get(&k).await.unwrap(),
