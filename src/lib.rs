@@ -192,11 +192,11 @@
 pub use cachekit_macros::cache;
 
 pub use cachekit_core::{
-    Backend, BackendHealth, BreakerState, Cache, CacheBuilder, CacheStats, Capabilities,
-    Capability, CircuitOpen, ConfigOrigin, ConfigSource, DomainHealth, DomainState, Error, Health,
-    HealthReport, KeyTtl, L1Config, LockGuard, LockToken, MemoryBackend, ReliabilityConfig,
-    ReliabilityLayer, Result, backend, clear_default_backend, health, init, key,
-    set_default_backend, testing,
+    Backend, BackendHealth, BackendStats, BreakerState, Cache, CacheBuilder, CacheStats,
+    Capabilities, Capability, CircuitOpen, ConfigOrigin, ConfigSource, DomainHealth, DomainState,
+    Error, EventStats, Health, HealthReport, KeyTtl, L1Config, L1Stats, LockGuard, LockToken,
+    MemoryBackend, NamedStats, ReliabilityConfig, ReliabilityLayer, Result, Stats, backend,
+    clear_default_backend, health, init, key, set_default_backend, stats, testing,
 };
 
 /// The backends, each behind its cargo feature. Naming one whose feature is
@@ -222,12 +222,12 @@ pub mod backends {
     pub use cachekit_file as file;
 }
 
-/// Paths the code `#[cache]` generates relies on; not a public API.
 /// The readiness probe of docs/health.md, compiled as a doctest.
 #[cfg(all(doctest, feature = "memcached"))]
 #[doc = include_str!("../docs/health.md")]
 mod health_md {}
 
+/// Paths the code `#[cache]` generates relies on; not a public API.
 #[doc(hidden)]
 pub mod __private {
     pub use cachekit_core::__private::{

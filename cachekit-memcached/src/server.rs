@@ -95,6 +95,10 @@ impl Server {
         if failures >= self.eject_after {
             let until = now_millis() + u64::try_from(dead_time.as_millis()).unwrap_or(u64::MAX / 2);
             if self.ejected_until.swap(until, Ordering::AcqRel) == 0 {
+                cachekit_core::backend::count_event(
+                    "cachekit_memcached_ejections_total",
+                    &[("server", &self.name)],
+                );
                 tracing::warn!(
                     server = %self.name,
                     failures,

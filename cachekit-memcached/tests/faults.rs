@@ -334,6 +334,18 @@ async fn stopping_one_of_three_servers_under_load_loses_no_call_and_it_rejoins()
     );
     assert_eq!(backend.live_servers().len(), 2);
     assert_ne!(backend.server_for(&key), victim);
+    let ejections = cachekit_core::stats()
+        .events
+        .into_iter()
+        .find(|event| {
+            event.name == "cachekit_memcached_ejections_total"
+                && event.labels == [("server", victim.clone())]
+        })
+        .map(|event| event.count);
+    assert!(
+        ejections >= Some(1),
+        "the ejection is counted under its server: {ejections:?}"
+    );
 
     // Restart: after its dead time it is tried again and rejoins.
     servers[1].restart();

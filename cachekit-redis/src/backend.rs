@@ -192,11 +192,16 @@ impl RedisBackend {
             Ok(Err(error)) => {
                 if errors::needs_new_connection(&error) {
                     self.inner.connector.replace(number);
+                    count_reconnect("data");
+                } else if error.is_connection_dropped() || error.is_connection_refusal() {
+                    // The connection manager connects anew by itself.
+                    count_reconnect("data");
                 }
                 Err(self.failed(operation, error))
             }
             Err(_) => {
                 self.inner.connector.replace(number);
+                count_reconnect("data");
                 Err(self.timed_out(operation))
             }
         }
@@ -494,4 +499,16 @@ mod tests {
         assert_eq!(ttl_millis(Some(Duration::from_secs(60))), Some(60_000));
         assert_eq!(ttl_millis(Some(Duration::MAX)), Some(MAX_PX));
     }
+}
+
+/// Counts a connection lost, refused or dropped by the backend, after
+/// which the next call (or the tracking task) connects anew:
+/// `cachekit_redis_reconnects_total{connection}` in `cachekit::stats()`
+/// and, with the `metrics` feature, the exported counter. While a server
+/// is down, every attempt counts.
+pub(crate) fn count_reconnect(connection: &'static str) {
+    cachekit_core::backend::count_event(
+        "cachekit_redis_reconnects_total",
+        &[("connection", connection)],
+    );
 }

@@ -122,6 +122,7 @@ impl Listener {
                         return;
                     }
                     self.notices.send(Invalidation::All);
+                    crate::backend::count_reconnect("tracking");
                     tracing::warn!(
                         "redis: the L1 invalidation connection was lost: every L1 copy dropped, reconnecting"
                     );

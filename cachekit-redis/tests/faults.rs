@@ -37,6 +37,19 @@ async fn until_answered(backend: &RedisBackend, key: &str) -> (Option<Bytes>, Du
     }
 }
 
+/// `cachekit_redis_reconnects_total{connection="data"}` in the process.
+fn data_reconnects() -> u64 {
+    cachekit_core::stats()
+        .events
+        .into_iter()
+        .filter(|event| {
+            event.name == "cachekit_redis_reconnects_total"
+                && event.labels == [("connection", "data".to_owned())]
+        })
+        .map(|event| event.count)
+        .sum()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stopped_server_fails_every_call_in_time_and_a_restart_recovers_alone() {
     let mut server = ServerProcess::redis();
@@ -47,6 +60,7 @@ async fn a_stopped_server_fails_every_call_in_time_and_a_restart_recovers_alone(
         .await
         .unwrap();
 
+    let reconnects_before = data_reconnects();
     server.stop();
     for round in 0..3 {
         let started = Instant::now();
@@ -90,6 +104,10 @@ async fn a_stopped_server_fails_every_call_in_time_and_a_restart_recovers_alone(
     let (value, took) = until_answered(&backend, "before").await;
     assert_eq!(value, None);
     eprintln!("measured: restarted server: answered again {took:?} after the restart");
+    assert!(
+        data_reconnects() > reconnects_before,
+        "the lost connection is counted in cachekit::stats()"
+    );
     backend
         .set("after", Bytes::from_static(b"back"), None)
         .await
