@@ -76,6 +76,9 @@ pub(crate) struct L1<V: StoreValue = Bytes> {
     /// How many notices were applied; a fill keeps its copy only if none
     /// came since its ticket.
     notices: AtomicU64,
+    /// Where its size is exported, once it has a name ([`L1::export_as`]).
+    #[cfg(feature = "metrics")]
+    exported: std::sync::OnceLock<crate::stats::export::L1Gauges>,
 }
 
 /// What [`L1::ticket`] gives and [`L1::fill`] takes: the notices applied
@@ -89,6 +92,33 @@ impl<V: StoreValue> L1<V> {
             store: Store::new(config.max_entries, config.max_bytes),
             max_ttl: config.max_ttl,
             notices: AtomicU64::new(0),
+            #[cfg(feature = "metrics")]
+            exported: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// With the `metrics` feature, exports this tier's size under the
+    /// label `cache`, updated at every change a write, a removal or an
+    /// eviction makes (an expired copy leaves the count when it is next
+    /// looked up or pushed out). Without it, does nothing.
+    pub(crate) fn export_as(&self, cache: &str) {
+        #[cfg(feature = "metrics")]
+        {
+            let gauges = self
+                .exported
+                .get_or_init(|| crate::stats::export::L1Gauges::new(cache));
+            gauges.report(self.size());
+        }
+        #[cfg(not(feature = "metrics"))]
+        let _ = cache;
+    }
+
+    /// Reports the size after a change, if exported.
+    #[inline]
+    fn changed(&self) {
+        #[cfg(feature = "metrics")]
+        if let Some(gauges) = self.exported.get() {
+            gauges.report(self.size());
         }
     }
 
@@ -125,12 +155,14 @@ impl<V: StoreValue> L1<V> {
     pub(crate) fn invalidate(&self, key: impl AsRef<[u8]>) {
         self.notices.fetch_add(1, Ordering::SeqCst);
         self.store.remove(key.as_ref());
+        self.changed();
     }
 
     /// Drops every copy on a notice that any entry may have changed.
     pub(crate) fn invalidate_all(&self) {
         self.notices.fetch_add(1, Ordering::SeqCst);
         self.store.clear();
+        self.changed();
     }
 
     pub(crate) fn get(&self, key: impl AsRef<[u8]>) -> Option<V> {
@@ -154,16 +186,19 @@ impl<V: StoreValue> L1<V> {
             },
         };
         self.store.insert(key, value, Some(ttl));
+        self.changed();
     }
 
     pub(crate) fn remove(&self, key: impl AsRef<[u8]>) {
         let key = key.as_ref();
         self.store.remove(key);
+        self.changed();
     }
 
     /// Drops every copy.
     pub(crate) fn clear(&self) {
         self.store.clear();
+        self.changed();
     }
 
     /// Entries held, bytes charged for them, and entries evicted so far.

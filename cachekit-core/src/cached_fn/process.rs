@@ -65,7 +65,11 @@ pub(crate) fn process() -> Result<&'static Process> {
             max_ttl: settings.l1_ttl,
         })
     });
-    let _ = SHARED_L1.set(l1);
+    if let Ok(()) = SHARED_L1.set(l1) {
+        if let Some(l1) = shared_l1() {
+            l1.export_as("#[cache]");
+        }
+    }
     Ok(PROCESS.get_or_init(|| Process {
         config,
         settings,

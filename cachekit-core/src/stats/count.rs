@@ -68,4 +68,32 @@ pub(crate) mod export {
     pub(crate) fn gauge(name: &'static str, labels: &[(&'static str, &str)], value: f64) {
         metrics::gauge!(name, self::labels(labels)).set(value);
     }
+
+    /// The exported size of an L1 tier: `cachekit_l1_entries` and
+    /// `cachekit_l1_bytes` (gauges) and `cachekit_l1_evictions_total`,
+    /// labelled with the tier's `cache`.
+    #[derive(Debug)]
+    pub(crate) struct L1Gauges {
+        entries: metrics::Gauge,
+        bytes: metrics::Gauge,
+        evictions: metrics::Counter,
+    }
+
+    impl L1Gauges {
+        pub(crate) fn new(cache: &str) -> Self {
+            let labels = labels(&[("cache", cache)]);
+            L1Gauges {
+                entries: metrics::gauge!("cachekit_l1_entries", labels.clone()),
+                bytes: metrics::gauge!("cachekit_l1_bytes", labels.clone()),
+                evictions: metrics::counter!("cachekit_l1_evictions_total", labels),
+            }
+        }
+
+        /// Reports a tier's size: entries, bytes, evictions so far.
+        pub(crate) fn report(&self, (entries, bytes, evictions): (usize, usize, u64)) {
+            self.entries.set(entries as f64);
+            self.bytes.set(bytes as f64);
+            self.evictions.absolute(evictions);
+        }
+    }
 }

@@ -173,6 +173,7 @@ pub fn count_event(name: &'static str, labels: &[(&'static str, &str)]) {
 pub(crate) fn register_cache(counters: &Arc<Counters>, l1: Option<&Arc<L1>>) {
     lock(&CACHES).push(Arc::downgrade(counters));
     if let Some(l1) = l1 {
+        l1.export_as(&counters.name);
         lock(&TIERS).push((counters.name.clone(), Arc::downgrade(l1)));
     }
 }
