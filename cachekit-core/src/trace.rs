@@ -65,6 +65,21 @@ pub(crate) async fn traced<F: Future>(span: Span, future: F) -> F::Output {
     output
 }
 
+/// Runs `operation`, one that finds no value (`set`, `delete`, `exists`,
+/// `ttl`, `touch`), in `span`, as [`traced`] does, recording its outcome:
+/// `ok` or `error`.
+pub(crate) async fn traced_result<T, F>(span: Span, operation: F) -> crate::Result<T>
+where
+    F: Future<Output = crate::Result<T>>,
+{
+    if span.is_disabled() {
+        return operation.await;
+    }
+    let result = traced(span.clone(), operation).await;
+    span.record("outcome", if result.is_ok() { "ok" } else { "error" });
+    result
+}
+
 /// Runs `attempt`, one round trip of `operation` to `backend` for `key`,
 /// in its span, recording its outcome (`ok`, or the error's kind).
 pub(crate) async fn backend_call<T, F>(

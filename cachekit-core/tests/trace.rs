@@ -144,7 +144,7 @@ async fn a_failed_round_trip_records_the_errors_kind() {
     let backend = FaultyBackend::new(MemoryBackend::new());
     backend.set_fault(Fault::Down);
     let cache = Cache::builder()
-        .backend(backend)
+        .backend(backend.clone())
         .namespace("failing")
         .build()
         .unwrap();
@@ -163,4 +163,13 @@ async fn a_failed_round_trip_records_the_errors_kind() {
         operations[0].fields["outcome"], "miss",
         "ran the loader after the error"
     );
+
+    assert!(cache.set("k", &1, None).await.is_err());
+    backend.set_fault(Fault::None);
+    cache.set("k", &2, None).await.unwrap();
+    let writes: Vec<String> = spans.named("cachekit.operation")[1..]
+        .iter()
+        .map(|s| format!("{}={}", s.fields["operation"], s.fields["outcome"]))
+        .collect();
+    assert_eq!(writes, ["set=error", "set=ok"]);
 }

@@ -145,13 +145,13 @@ impl Cache {
         let key = self.key(key);
         let ttl = self.effective_ttl(ttl)?;
         let bytes = codec::encode(value, expiry(ttl))?;
-        trace::traced(self.span("set", &key), self.write(&key, bytes, ttl)).await
+        trace::traced_result(self.span("set", &key), self.write(&key, bytes, ttl)).await
     }
 
     /// Removes `key`; `true` if the backend had it.
     pub async fn delete(&self, key: &str) -> Result<bool> {
         let key = self.key(key);
-        trace::traced(self.span("delete", &key), self.remove(&key)).await
+        trace::traced_result(self.span("delete", &key), self.remove(&key)).await
     }
 
     /// Whether `key` is present.
@@ -166,7 +166,7 @@ impl Cache {
             return Ok(true);
         }
         let exists = self.call("exists", &key, true, || self.raw().exists(&key));
-        trace::traced(self.span("exists", &key), exists).await
+        trace::traced_result(self.span("exists", &key), exists).await
     }
 
     /// The value under `key`, or else the value of `loader`, stored for `ttl`
@@ -255,7 +255,7 @@ impl Cache {
             .ok_or(self.unsupported(Capability::TtlInspect))?;
         let key = self.key(key);
         let ttl = self.call("ttl", &key, true, || inspect.ttl(&key));
-        trace::traced(self.span("ttl", &key), ttl).await
+        trace::traced_result(self.span("ttl", &key), ttl).await
     }
 
     /// Sets the TTL of `key` without rewriting it (`None`: the default TTL,
@@ -271,7 +271,7 @@ impl Cache {
         // The L1 copy may be bound by the old, longer lifetime.
         self.forget_l1(&key);
         let touched = self.call("touch", &key, true, || touch.touch(&key, ttl));
-        trace::traced(self.span("touch", &key), touched).await
+        trace::traced_result(self.span("touch", &key), touched).await
     }
 
     /// Looks in L1, then the backend, and decodes: counts an L1 or a backend
