@@ -485,6 +485,18 @@ impl Touch for RedisBackend {
     }
 }
 
+/// Counts a connection lost, refused or dropped by the backend, after
+/// which the next call (or the tracking task) connects anew:
+/// `cachekit_redis_reconnects_total{connection}` in `cachekit::stats()`
+/// and, with the `metrics` feature, the exported counter. While a server
+/// is down, every attempt counts.
+pub(crate) fn count_reconnect(connection: &'static str) {
+    cachekit_core::backend::count_event(
+        "cachekit_redis_reconnects_total",
+        &[("connection", connection)],
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -499,16 +511,4 @@ mod tests {
         assert_eq!(ttl_millis(Some(Duration::from_secs(60))), Some(60_000));
         assert_eq!(ttl_millis(Some(Duration::MAX)), Some(MAX_PX));
     }
-}
-
-/// Counts a connection lost, refused or dropped by the backend, after
-/// which the next call (or the tracking task) connects anew:
-/// `cachekit_redis_reconnects_total{connection}` in `cachekit::stats()`
-/// and, with the `metrics` feature, the exported counter. While a server
-/// is down, every attempt counts.
-pub(crate) fn count_reconnect(connection: &'static str) {
-    cachekit_core::backend::count_event(
-        "cachekit_redis_reconnects_total",
-        &[("connection", connection)],
-    );
 }
