@@ -56,6 +56,9 @@ pub(super) struct State {
     stand_in: OnceLock<Cache>,
     /// The cache over the backend of the [scope](super::scope) in force.
     scoped: Mutex<Option<Scoped>>,
+    /// The counters of the caches of scopes that ended (locked after
+    /// `scoped`), which the process's counters keep.
+    ended: Mutex<crate::CacheStats>,
 }
 
 /// A cache over a scope's backend.
@@ -239,7 +242,9 @@ impl State {
         self.process_counters()
     }
 
-    /// Counters of the built cache and the stand-in, whatever the scope.
+    /// Counters of every call since the process began, whatever the scope:
+    /// of the built cache, the stand-in and the scopes' caches (as the
+    /// exported metrics count them, under the same name), L1 hits included.
     pub(super) fn process_counters(&self) -> crate::CacheStats {
         let mut stats = self
             .built
@@ -248,6 +253,13 @@ impl State {
             .unwrap_or_default();
         if let Some(stand_in) = self.stand_in.get() {
             stats += stand_in.stats();
+        }
+        {
+            let scoped = self.scoped.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some(scoped) = scoped.as_ref() {
+                stats += scoped.built.cache.stats();
+            }
+            stats += *self.ended.lock().unwrap_or_else(PoisonError::into_inner);
         }
         stats.l1_hits += self.l1_hits.get();
         stats
@@ -339,6 +351,7 @@ impl CachedFn {
             failing: Mutex::default(),
             stand_in: OnceLock::new(),
             scoped: Mutex::new(None),
+            ended: Mutex::default(),
         }));
         registry.states.insert((self.spec.site, self_type), state);
         state
@@ -458,7 +471,12 @@ pub(super) fn forget_scoped() {
         .copied()
         .collect();
     for state in states {
-        *state.scoped.lock().unwrap_or_else(PoisonError::into_inner) = None;
+        let mut scoped = state.scoped.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(ended) = scoped.take() {
+            // Kept in the process's counters (its L1 hits are already).
+            *state.ended.lock().unwrap_or_else(PoisonError::into_inner) +=
+                ended.built.cache.stats();
+        }
     }
 }
 
