@@ -20,8 +20,6 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::stats::Count;
-#[cfg(feature = "metrics")]
-use crate::stats::export;
 use crate::{Error, Result};
 
 /// The breaker of one backend.
@@ -42,6 +40,10 @@ pub(super) struct Breaker {
     opened: Count,
     /// `cachekit_breaker_transitions_total{backend, to="closed"}`.
     closed: Count,
+    /// `cachekit_breaker_open{backend}`: this breaker adds 1 while open, so
+    /// that instances of one backend kind add up rather than overwrite.
+    #[cfg(feature = "metrics")]
+    open_gauge: metrics::Gauge,
 }
 
 /// The typed cause of an [`Error::Unavailable`] from an open breaker.
@@ -116,6 +118,13 @@ impl Breaker {
             probing: AtomicU32::new(0),
             opened: transitions(backend, "open"),
             closed: transitions(backend, "closed"),
+            #[cfg(feature = "metrics")]
+            open_gauge: {
+                let gauge = metrics::gauge!("cachekit_breaker_open", "backend" => backend);
+                // The series exists, at 0, before the first opening.
+                gauge.increment(0.0);
+                gauge
+            },
         }
     }
 
@@ -164,7 +173,7 @@ impl Breaker {
                 {
                     self.closed.bump();
                     #[cfg(feature = "metrics")]
-                    export::gauge("cachekit_breaker_open", &[("backend", self.backend)], 0.0);
+                    self.open_gauge.decrement(1.0);
                     tracing::info!(
                         backend = self.backend,
                         "backend answering again: circuit closed"
@@ -193,7 +202,7 @@ impl Breaker {
             if self.open_until.swap(until.max(1), Ordering::AcqRel) == 0 {
                 self.opened.bump();
                 #[cfg(feature = "metrics")]
-                export::gauge("cachekit_breaker_open", &[("backend", self.backend)], 1.0);
+                self.open_gauge.increment(1.0);
                 tracing::warn!(backend = self.backend, %error, "backend failing: circuit opened");
             }
         }
@@ -216,6 +225,16 @@ impl Breaker {
             0 => BreakerState::Closed,
             until if now_nanos() < until => BreakerState::Open,
             _ => BreakerState::HalfOpen,
+        }
+    }
+}
+
+#[cfg(feature = "metrics")]
+impl Drop for Breaker {
+    /// A breaker dropped open leaves the gauge as if it had closed.
+    fn drop(&mut self) {
+        if *self.open_until.get_mut() != 0 {
+            self.open_gauge.decrement(1.0);
         }
     }
 }

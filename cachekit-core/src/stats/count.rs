@@ -53,7 +53,7 @@ impl std::fmt::Debug for Count {
     }
 }
 
-/// What the `metrics` feature adds: labels, gauges and histograms.
+/// What the `metrics` feature adds: labels, and the L1 tiers' gauges.
 #[cfg(feature = "metrics")]
 pub(crate) mod export {
     /// `labels` as the `metrics` crate takes them.
@@ -62,11 +62,6 @@ pub(crate) mod export {
             .iter()
             .map(|&(name, value)| metrics::Label::new(name, value.to_owned()))
             .collect()
-    }
-
-    /// Sets gauge `name` with `labels` to `value`.
-    pub(crate) fn gauge(name: &'static str, labels: &[(&'static str, &str)], value: f64) {
-        metrics::gauge!(name, self::labels(labels)).set(value);
     }
 
     /// The exported size of an L1 tier: `cachekit_l1_entries` and
