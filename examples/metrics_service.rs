@@ -52,9 +52,14 @@ async fn fetch_rate(currency: &str) -> f64 {
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let addr: SocketAddr = std::env::var("METRICS_ADDR")
         .unwrap_or_else(|_| DEFAULT_ADDR.to_owned())
-        .parse()?;
+        .parse()
+        .map_err(|error| format!("METRICS_ADDR: {error}"))?;
     let run_for = match std::env::var("METRICS_SERVICE_SECONDS") {
-        Ok(seconds) => Some(Duration::from_secs(seconds.parse()?)),
+        Ok(seconds) => {
+            Some(Duration::from_secs(seconds.parse().map_err(|error| {
+                format!("METRICS_SERVICE_SECONDS: {error}")
+            })?))
+        }
         Err(_) => None,
     };
 
