@@ -227,6 +227,12 @@ pub mod backends {
 #[doc = include_str!("../docs/health.md")]
 mod health_md {}
 
+/// The snapshots and the Prometheus setup of docs/observability.md,
+/// compiled as doctests.
+#[cfg(all(doctest, feature = "metrics"))]
+#[doc = include_str!("../docs/observability.md")]
+mod observability_md {}
+
 /// Paths the code `#[cache]` generates relies on; not a public API.
 #[doc(hidden)]
 pub mod __private {

@@ -126,10 +126,9 @@ const MOVING: &[(&str, &[&str])] = &[
     ),
 ];
 
-/// Exported from the start, whether or not they move. Not here:
-/// `cachekit_breaker_open`, which is set at the breaker's first transition
-/// only, so a healthy backend never exports it.
+/// Exported from the start, whether or not they move.
 const PRESENT: &[(&str, &[&str])] = &[
+    ("cachekit_breaker_open", &[r#"backend="memcached""#]),
     ("cachekit_coalesced_total", &[]),
     ("cachekit_load_errors_total", &[]),
     ("cachekit_errors_total", &[]),
@@ -245,6 +244,11 @@ fn metrics_service_exports_memcached_metrics() {
         total(&after, "cachekit_errors_total", &[]).0,
         0.0,
         "memcached is up: no cache errors:\n{last}"
+    );
+    assert_eq!(
+        total(&after, "cachekit_breaker_open", &[r#"backend="memcached""#]),
+        (0.0, 1),
+        "memcached is up: its breaker is closed:\n{last}"
     );
     assert!(
         service.0.try_wait().expect("child status").is_none(),
