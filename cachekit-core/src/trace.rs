@@ -5,13 +5,20 @@
 //! backend key (the same in both spans, so they can be matched).
 //!
 //! With no subscriber interested in debug spans, making one is a check of
-//! the level filter, and nothing is hashed, timed or recorded.
+//! the level filter, and nothing is hashed, timed or recorded. A traced
+//! future ([`Traced`]) is the future with a few fields around it, not an
+//! `async` block: an `async` wrapper with one path for disabled spans and
+//! one for enabled ones holds the wrapped future twice, and every cache
+//! operation's future (moved at each spawn and `block_on`) grows with it.
+//! `docs/benchmarks.md` ("Observability") has the measurements.
 
 use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
 use std::time::Instant;
 
+use tracing::Span;
 use tracing::field::Empty;
-use tracing::{Instrument, Span};
 
 /// The span of operation `operation` of the cache (or cached function)
 /// `cache` on the backend key `key`, if on one.
@@ -54,56 +61,102 @@ fn round_trip(backend: &'static str, operation: &'static str, key: Option<&str>)
     span
 }
 
-/// Runs `future` in `span`, recording how long it took.
-pub(crate) async fn traced<F: Future>(span: Span, future: F) -> F::Output {
-    if span.is_disabled() {
-        return future.await;
-    }
-    let started = Instant::now();
-    let output = future.instrument(span.clone()).await;
-    span.record("elapsed_us", elapsed_us(started));
-    output
+/// `future` run in `span`, recording how long it took; its outcome is
+/// recorded by the code it runs ([`outcome`]).
+pub(crate) fn traced<F: Future>(span: Span, future: F) -> Traced<F, fn(&F::Output) -> Outcome> {
+    Traced::new(span, future, |_| None)
 }
 
-/// Runs `operation`, one that finds no value (`set`, `delete`, `exists`,
-/// `ttl`, `touch`), in `span`, as [`traced`] does, recording its outcome:
-/// `ok` or `error`.
-pub(crate) async fn traced_result<T, F>(span: Span, operation: F) -> crate::Result<T>
+/// `operation`, one that finds no value (`set`, `delete`, `exists`, `ttl`,
+/// `touch`), run in `span` as by [`traced`], recording its outcome: `ok`
+/// or `error`.
+pub(crate) fn traced_result<T, F>(span: Span, operation: F) -> Traced<F, fn(&F::Output) -> Outcome>
 where
     F: Future<Output = crate::Result<T>>,
 {
-    if span.is_disabled() {
-        return operation.await;
-    }
-    let result = traced(span.clone(), operation).await;
-    span.record("outcome", if result.is_ok() { "ok" } else { "error" });
-    result
+    Traced::new(span, operation, |result| {
+        Some(if result.is_ok() { "ok" } else { "error" })
+    })
 }
 
-/// Runs `attempt`, one round trip of `operation` to `backend` for `key`,
-/// in its span, recording its outcome (`ok`, or the error's kind).
-pub(crate) async fn backend_call<T, F>(
+/// `attempt`, one round trip of `operation` to `backend` for `key`, run in
+/// its span, recording its outcome: `ok`, or the error's kind.
+pub(crate) fn backend_call<T, F>(
     backend: &'static str,
     operation: &'static str,
     key: Option<&str>,
     attempt: F,
-) -> crate::Result<T>
+) -> Traced<F, fn(&F::Output) -> Outcome>
 where
     F: Future<Output = crate::Result<T>>,
 {
-    let span = round_trip(backend, operation, key);
+    Traced::new(round_trip(backend, operation, key), attempt, |result| {
+        Some(match result {
+            Ok(_) => "ok",
+            Err(error) => error.kind(),
+        })
+    })
+}
+
+/// Runs `step`, the synchronous first step of an operation, in `span`;
+/// `Some` if it finished the operation, recording how long it took.
+#[inline]
+pub(crate) fn first_step<R>(span: &Span, step: impl FnOnce() -> Option<R>) -> Option<R> {
     if span.is_disabled() {
-        return attempt.await;
+        return step();
     }
     let started = Instant::now();
-    let result = attempt.instrument(span.clone()).await;
-    let outcome = match &result {
-        Ok(_) => "ok",
-        Err(error) => error.kind(),
-    };
-    span.record("outcome", outcome);
-    span.record("elapsed_us", elapsed_us(started));
-    result
+    let output = span.in_scope(step);
+    if output.is_some() {
+        span.record("elapsed_us", elapsed_us(started));
+    }
+    output
+}
+
+/// What a finished future's span records as its outcome, if anything.
+pub(crate) type Outcome = Option<&'static str>;
+
+pin_project_lite::pin_project! {
+    /// A future run in a span: entered at each poll, and given its
+    /// duration (and, by `outcome`, its outcome) when the future is done.
+    pub(crate) struct Traced<F, O> {
+        #[pin]
+        future: F,
+        span: Span,
+        // `None` when the span is disabled: nothing to time.
+        started: Option<Instant>,
+        outcome: O,
+    }
+}
+
+impl<F, O> Traced<F, O> {
+    fn new(span: Span, future: F, outcome: O) -> Self {
+        Traced {
+            started: (!span.is_disabled()).then(Instant::now),
+            future,
+            span,
+            outcome,
+        }
+    }
+}
+
+impl<F: Future, O: Fn(&F::Output) -> Outcome> Future for Traced<F, O> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        let output = {
+            let _entered = this.span.enter();
+            ready!(this.future.poll(cx))
+        };
+        if let Some(started) = this.started.take() {
+            if let Some(outcome) = (this.outcome)(&output) {
+                this.span.record("outcome", outcome);
+            }
+            this.span.record("elapsed_us", elapsed_us(started));
+        }
+        Poll::Ready(output)
+    }
 }
 
 /// Records the outcome of the cache operation in progress (`l1_hit`,

@@ -122,15 +122,24 @@ impl Cache {
     pub async fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
         let key = self.key(key);
         let span = self.span("get", &key);
+        // L1 first, outside any future: a hit builds and moves no wrapper.
+        let l1 = || self.lookup_l1(&key).map(|found| self.counted(found));
+        if let Some(found) = trace::first_step(&span, l1) {
+            return Ok(found);
+        }
         trace::traced(span, async {
-            let found = self.lookup(&key).await?;
-            if found.is_none() {
-                self.inner.counters.misses.bump();
-                trace::outcome("miss");
-            }
-            Ok(found.map(|found| found.value))
+            Ok(self.counted(self.lookup_backend(&key).await?))
         })
         .await
+    }
+
+    /// What `get` returns of `found`, counted as a miss if none.
+    fn counted<T>(&self, found: Option<Found<T>>) -> Option<T> {
+        if found.is_none() {
+            self.inner.counters.misses.bump();
+            trace::outcome("miss");
+        }
+        found.map(|found| found.value)
     }
 
     /// Stores `value` under `key` for `ttl` (`None`: the cache's default TTL;
@@ -279,19 +288,30 @@ impl Cache {
     /// shares another caller's load does not miss). Unreadable bytes are
     /// no value, and a warning.
     async fn lookup<T: DeserializeOwned>(&self, key: &str) -> Result<Option<Found<T>>> {
-        let counters = &self.inner.counters;
-        if let Some(payload) = self.inner.l1.as_ref().and_then(|l1| l1.get(key)) {
-            let Some(value) = self.decode(key, &payload) else {
-                return Ok(None);
-            };
-            counters.l1_hits.bump();
-            trace::outcome("l1_hit");
-            return Ok(Some(Found {
-                value,
-                size: payload.len(),
-                expires_at: None,
-            }));
+        match self.lookup_l1(key) {
+            Some(found) => Ok(found),
+            None => self.lookup_backend(key).await,
         }
+    }
+
+    /// [`Cache::lookup`] in L1: `None` if L1 holds no copy, else the
+    /// copy's value (none if it does not decode), counted as an L1 hit.
+    fn lookup_l1<T: DeserializeOwned>(&self, key: &str) -> Option<Option<Found<T>>> {
+        let payload = self.inner.l1.as_ref()?.get(key)?;
+        let Some(value) = self.decode(key, &payload) else {
+            return Some(None);
+        };
+        self.inner.counters.l1_hits.bump();
+        trace::outcome("l1_hit");
+        Some(Some(Found {
+            value,
+            size: payload.len(),
+            expires_at: None,
+        }))
+    }
+
+    /// [`Cache::lookup`] in the backend, keeping what it finds in L1.
+    async fn lookup_backend<T: DeserializeOwned>(&self, key: &str) -> Result<Option<Found<T>>> {
         let ticket = self.inner.l1.as_ref().map(|l1| l1.ticket());
         let Some(opened) = self.read(key).await? else {
             return Ok(None);
@@ -299,7 +319,7 @@ impl Cache {
         let Some(value) = self.decode(key, &opened.payload) else {
             return Ok(None);
         };
-        counters.l2_hits.bump();
+        self.inner.counters.l2_hits.bump();
         trace::outcome("hit");
         if let (Some(l1), Some(ticket)) = (&self.inner.l1, ticket) {
             l1.fill(ticket, key, opened.payload.clone(), opened.expires_at);
