@@ -50,6 +50,30 @@ impl Health {
         self
     }
 
+    /// The health of `backend` from the checks of its failure domains,
+    /// which took `latency`: `Err` ([`Error::Unavailable`](crate::Error),
+    /// naming each domain and why) when none is up, since it cannot serve
+    /// at all.
+    pub fn of_domains(
+        backend: &'static str,
+        latency: Duration,
+        domains: Vec<DomainHealth>,
+    ) -> Result<Self> {
+        if !domains.iter().any(|d| d.state == DomainState::Up) {
+            let states: Vec<String> = domains
+                .iter()
+                .map(|d| match &d.state {
+                    DomainState::Down { error } => format!("{}: {error}", d.name),
+                    state => format!("{}: {state:?}", d.name),
+                })
+                .collect();
+            return Err(crate::Error::unavailable(backend, states.join("; ")));
+        }
+        Ok(Health::new(backend)
+            .with_latency(latency)
+            .with_domains(domains))
+    }
+
     /// This report, with the breaker in `breaker` (the layer's part).
     pub(crate) fn with_breaker(mut self, breaker: BreakerState) -> Self {
         self.breaker = breaker;

@@ -38,10 +38,7 @@ pub(crate) fn operation(
         outcome = Empty,
         elapsed_us = Empty,
     );
-    if let (false, Some(key)) = (span.is_disabled(), key) {
-        span.record("key", key_hash(key));
-    }
-    span
+    with_key(span, key)
 }
 
 /// The span of one round trip of `operation` to `backend` for `key`.
@@ -55,6 +52,11 @@ fn round_trip(backend: &'static str, operation: &'static str, key: Option<&str>)
         outcome = Empty,
         elapsed_us = Empty,
     );
+    with_key(span, key)
+}
+
+/// `span`, with the hash of `key` recorded if it is enabled.
+fn with_key(span: Span, key: Option<&str>) -> Span {
     if let (false, Some(key)) = (span.is_disabled(), key) {
         span.record("key", key_hash(key));
     }

@@ -9,8 +9,8 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use cachekit_core::ConfigSource;
 use cachekit_core::backend::{
-    Backend, Capabilities, DomainHealth, DomainState, Error, Health, Identity, MAX_KEY_LEN, Result,
-    Touch, validate_key,
+    Backend, Capabilities, DomainHealth, Error, Health, Identity, MAX_KEY_LEN, Result, Touch,
+    validate_key,
 };
 use tokio::time::{Instant, timeout_at};
 
@@ -372,19 +372,7 @@ impl Backend for MemcachedBackend {
             }
         });
         let domains = futures_util::future::join_all(checks).await;
-        if !domains.iter().any(|d| d.state == DomainState::Up) {
-            let states: Vec<String> = domains
-                .iter()
-                .map(|d| match &d.state {
-                    DomainState::Down { error } => format!("{}: {error}", d.name),
-                    state => format!("{}: {state:?}", d.name),
-                })
-                .collect();
-            return Err(Error::unavailable(Self::NAME, states.join("; ")));
-        }
-        Ok(Health::new(Self::NAME)
-            .with_latency(started.elapsed())
-            .with_domains(domains))
+        Health::of_domains(Self::NAME, started.elapsed(), domains)
     }
 
     async fn get_many(&self, keys: &[&str]) -> Result<Vec<Option<Bytes>>> {

@@ -9,8 +9,8 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use cachekit_core::ConfigSource;
 use cachekit_core::backend::{
-    Backend, Capabilities, DomainHealth, DomainState, Health, Identity, Invalidations, KeyTtl,
-    Lock, MAX_KEY_LEN, Result, Touch, TtlInspect, host_port, validate_key,
+    Backend, Capabilities, DomainHealth, Health, Identity, Invalidations, KeyTtl, Lock,
+    MAX_KEY_LEN, Result, Touch, TtlInspect, host_port, validate_key,
 };
 use redis::RedisResult;
 
@@ -313,22 +313,7 @@ impl Backend for RedisBackend {
             }
         });
         let domains = futures_util::future::join_all(pings).await;
-        if !domains.iter().any(|d| d.state == DomainState::Up) {
-            let states: Vec<String> = domains
-                .iter()
-                .map(|d| match &d.state {
-                    DomainState::Down { error } => format!("{}: {error}", d.name),
-                    state => format!("{}: {state:?}", d.name),
-                })
-                .collect();
-            return Err(cachekit_core::Error::unavailable(
-                Self::NAME,
-                states.join("; "),
-            ));
-        }
-        Ok(Health::new(Self::NAME)
-            .with_latency(started.elapsed())
-            .with_domains(domains))
+        Health::of_domains(Self::NAME, started.elapsed(), domains)
     }
 
     /// One `MGET`; on a cluster, the cluster client splits it by slot.

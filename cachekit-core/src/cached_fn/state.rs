@@ -442,17 +442,22 @@ struct Registry {
 
 static REGISTRY: LazyLock<Mutex<Registry>> = LazyLock::new(Mutex::default);
 
-/// The counters of every cached function called so far, by its path.
-pub(crate) fn all_stats() -> Vec<(String, crate::CacheStats)> {
-    // Listed first, as in [`forget_scoped`].
-    let states: Vec<&'static State> = REGISTRY
+/// Every function's state, listed with the registry's lock released: a
+/// state's own locks are taken while the registry is locked (to claim a
+/// name), never the other way round.
+fn registered() -> Vec<&'static State> {
+    REGISTRY
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .states
         .values()
         .copied()
-        .collect();
-    states
+        .collect()
+}
+
+/// The counters of every cached function called so far, by its path.
+pub(crate) fn all_stats() -> Vec<(String, crate::CacheStats)> {
+    registered()
         .into_iter()
         .map(|state| (state.name.clone(), state.process_counters()))
         .collect()
@@ -461,16 +466,7 @@ pub(crate) fn all_stats() -> Vec<(String, crate::CacheStats)> {
 /// Drops every function's cache over a scope's backend (at the scope's
 /// end), so that the backend is not kept alive by them.
 pub(super) fn forget_scoped() {
-    // Listed first: a state's `scoped` lock is held while the registry is
-    // locked (to claim a name), never the other way round.
-    let states: Vec<&'static State> = REGISTRY
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .states
-        .values()
-        .copied()
-        .collect();
-    for state in states {
+    for state in registered() {
         let mut scoped = state.scoped.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(ended) = scoped.take() {
             // Kept in the process's counters (its L1 hits are already).
