@@ -31,27 +31,44 @@ impl Drop for Service {
     }
 }
 
-/// The example binary that cargo built next to this test's directory
-/// (`cargo test` builds examples, except when targets are named, as with
-/// `--test metrics_example`: then `cargo build --examples` must run first).
+/// The example binary: the one `cargo test` built next to this test's
+/// directory, or, when targets were named (`--test metrics_example`, which
+/// builds no examples), one this test builds now in a target directory of
+/// its own (so as not to wait on the lock of the one cargo holds).
 fn example_binary() -> PathBuf {
+    let name = format!("metrics_service{}", std::env::consts::EXE_SUFFIX);
     let exe = std::env::current_exe().expect("the test's own path");
     // target/debug/deps/metrics_example-HASH -> target/debug/examples/
     let profile_dir = exe
         .parent()
         .and_then(|deps| deps.parent())
         .expect("the test runs from target/<profile>/deps");
-    let binary = profile_dir
-        .join("examples")
-        .join(format!("metrics_service{}", std::env::consts::EXE_SUFFIX));
-    assert!(
-        binary.is_file(),
-        "{} is missing: `cargo test --features macros,metrics,memcached` (or \
-         `cargo build --examples --all-features`) builds it; `--test metrics_example` \
-         alone does not build examples",
-        binary.display()
+    let built = profile_dir.join("examples").join(&name);
+    if built.is_file() {
+        return built;
+    }
+    let own_target = profile_dir
+        .parent()
+        .expect("target/<profile> has a parent")
+        .join("metrics-example");
+    eprintln!(
+        "{} is missing: building the example into {}",
+        built.display(),
+        own_target.display()
     );
-    binary
+    let status = Command::new(env!("CARGO"))
+        .args(["build", "--example", "metrics_service"])
+        .args(["--features", "macros,metrics,memcached", "--manifest-path"])
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"))
+        .arg("--target-dir")
+        .arg(&own_target)
+        .status()
+        .expect("cargo runs");
+    assert!(
+        status.success(),
+        "cargo build --example metrics_service: {status}"
+    );
+    own_target.join("debug").join("examples").join(&name)
 }
 
 /// A 127.0.0.1 port that was free a moment ago.
