@@ -248,8 +248,10 @@ async fn a_new_backend_removes_orphaned_temp_files_and_spares_held_ones() {
     let _b = backend(dir.path(), |c| c);
     assert!(!orphan.exists(), "removed before the start returns");
     assert!(live.exists(), "a temp file its writer holds stays");
-    drop(held);
+    // Read while it is still held: once released, the backend's
+    // background scan may rightly remove it as an orphan.
     assert_eq!(entry_names(dir.path()), vec![".4567.1.0.tmp".to_owned()]);
+    drop(held);
 }
 
 #[tokio::test]
