@@ -3,14 +3,16 @@
 //! with the memcached backend, and they move while the service runs.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use cachekit_core::backend::testkit::ServerProcess;
+
+mod support;
+
+use support::{Running, clean_command, example_binary, free_port, lines};
 
 /// How long the example may take to serve its first scrape.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(10);
@@ -20,62 +22,6 @@ const PROGRESS_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The pause between two connection attempts or two scrapes.
 const RETRY_INTERVAL: Duration = Duration::from_millis(200);
-
-/// The example's process, killed on drop so a failed assertion leaks nothing.
-struct Service(Child);
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// The example binary: the one `cargo test` built next to this test's
-/// directory, or, when targets were named (`--test metrics_example`, which
-/// builds no examples), one this test builds now in a target directory of
-/// its own (so as not to wait on the lock of the one cargo holds).
-fn example_binary() -> PathBuf {
-    let name = format!("metrics_service{}", std::env::consts::EXE_SUFFIX);
-    let exe = std::env::current_exe().expect("the test's own path");
-    // target/debug/deps/metrics_example-HASH -> target/debug/examples/
-    let profile_dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("the test runs from target/<profile>/deps");
-    let built = profile_dir.join("examples").join(&name);
-    if built.is_file() {
-        return built;
-    }
-    let own_target = profile_dir
-        .parent()
-        .expect("target/<profile> has a parent")
-        .join("metrics-example");
-    eprintln!(
-        "{} is missing: building the example into {}",
-        built.display(),
-        own_target.display()
-    );
-    let status = Command::new(env!("CARGO"))
-        .args(["build", "--example", "metrics_service"])
-        .args(["--features", "macros,metrics,memcached", "--manifest-path"])
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"))
-        .arg("--target-dir")
-        .arg(&own_target)
-        .status()
-        .expect("cargo runs");
-    assert!(
-        status.success(),
-        "cargo build --example metrics_service: {status}"
-    );
-    own_target.join("debug").join("examples").join(&name)
-}
-
-/// A 127.0.0.1 port that was free a moment ago.
-fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    listener.local_addr().expect("local address").port()
-}
 
 /// One `GET /metrics`: the body, or why there is none.
 fn scrape(addr: SocketAddr) -> Result<String, String> {
@@ -173,17 +119,12 @@ fn unexported(page: &str) -> Vec<&'static str> {
 
 #[test]
 fn metrics_service_exports_memcached_metrics() {
-    let binary = example_binary();
+    let binary = example_binary("metrics_service", "macros,metrics,memcached");
     let memcached = ServerProcess::memcached();
     let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
 
-    let mut command = Command::new(binary);
-    // The child sees only the cachekit configuration this test gives it.
-    for (name, _) in std::env::vars().filter(|(name, _)| name.starts_with("CACHEKIT_")) {
-        command.env_remove(name);
-    }
-    let mut service = Service(
-        command
+    let mut service = Running(
+        clean_command(&binary)
             .env("METRICS_ADDR", addr.to_string())
             .env("METRICS_SERVICE_SECONDS", "30")
             .env("CACHEKIT_MEMCACHED_SERVERS", memcached.address())
@@ -194,15 +135,7 @@ fn metrics_service_exports_memcached_metrics() {
 
     // Its first line says where it serves (read on a thread: a silent child
     // must fail the test, not hang it).
-    let stdout = service.0.stdout.take().expect("piped stdout");
-    let (lines, first_line) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if lines.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let first_line = lines(service.0.stdout.take().expect("piped stdout"));
     let line = first_line
         .recv_timeout(STARTUP_TIMEOUT)
         .expect("the example prints where it serves");
