@@ -114,3 +114,67 @@ impl fmt::Display for Capability {
         f.write_str(self.operation())
     }
 }
+
+/// What an operation does on a backend that lacks the capability it needs.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WhenMissing {
+    /// It returns [`Error::Unsupported`](crate::Error::Unsupported).
+    Unsupported,
+    /// It does what this says instead.
+    FallsBack(&'static str),
+}
+
+/// An operation that needs a capability, and what it does without it.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CapabilityUse {
+    /// The operation, as users call it.
+    pub operation: &'static str,
+    /// The capability it needs.
+    pub needs: Capability,
+    /// What it does on a backend without it.
+    pub without: WhenMissing,
+}
+
+/// Every operation that needs a capability, and what it does without it.
+/// `cargo xtask docs` writes docs/backends.md from this table, and
+/// `tests/when_missing.rs` runs each row against a backend that lacks the
+/// capability, so the table, the page and the code agree.
+#[doc(hidden)]
+pub const CAPABILITY_USES: &[CapabilityUse] = &[
+    CapabilityUse {
+        operation: "`#[cache]` functions, `Cache::get_or_insert_with` on a miss",
+        needs: Capability::Lock,
+        without: WhenMissing::FallsBack(
+            "in-process single-flight: concurrent misses for one key run the loader once per process, not once per fleet",
+        ),
+    },
+    CapabilityUse {
+        operation: "`Cache::lock`, `Cache::lock_wait`",
+        needs: Capability::Lock,
+        without: WhenMissing::Unsupported,
+    },
+    CapabilityUse {
+        operation: "`Cache::ttl`",
+        needs: Capability::TtlInspect,
+        without: WhenMissing::Unsupported,
+    },
+    CapabilityUse {
+        operation: "`Cache::touch`",
+        needs: Capability::Touch,
+        without: WhenMissing::Unsupported,
+    },
+    CapabilityUse {
+        operation: "`Cache::set` with a TTL (or a default TTL)",
+        needs: Capability::Ttl,
+        without: WhenMissing::Unsupported,
+    },
+    CapabilityUse {
+        operation: "`#[cache(ttl = ...)]` functions, `Cache::get_or_insert_with` with a TTL",
+        needs: Capability::Ttl,
+        without: WhenMissing::FallsBack(
+            "the loader runs uncached on every call, with a rate-limited warning: nothing is stored that would never expire",
+        ),
+    },
+];

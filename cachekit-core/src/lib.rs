@@ -55,6 +55,7 @@ pub mod __private {
         CacheAll, CacheOk, CacheSome, CachedFn, FnSpec, IntoBackend, WithL1, WithoutL1,
         check_l1_value,
     };
+    pub use crate::capability::{CAPABILITY_USES, CapabilityUse, WhenMissing};
     pub use crate::config::CoreSettings;
     pub use crate::resolve::{ResolvedFrom, factories, resolve_with};
 
