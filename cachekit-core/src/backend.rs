@@ -5,8 +5,9 @@
 //! ([`Health`]), the settings metadata its configuration
 //! declares ([`Setting`], read from a [`ConfigSource`]), key validation,
 //! registration with configuration ([`BackendFactory`]), and, with the
-//! `testkit` feature, the [`testkit`] (conformance trials, fault injection,
-//! real servers on loopback).
+//! `testkit` feature, the `testkit` module (conformance trials, fault
+//! injection, real servers on loopback).
+#![cfg_attr(feature = "testkit", doc = "\nSee [`testkit`].")]
 //!
 //! Users of cachekit need none of this beyond [`Backend`] itself, which the
 //! crate root exports.

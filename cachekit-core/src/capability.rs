@@ -121,7 +121,7 @@ impl fmt::Display for Capability {
 pub enum WhenMissing {
     /// It returns [`Error::Unsupported`](crate::Error::Unsupported).
     Unsupported,
-    /// It does what this says instead.
+    /// It falls back to what this says ("in-process single-flight").
     FallsBack(&'static str),
 }
 
@@ -147,7 +147,7 @@ pub const CAPABILITY_USES: &[CapabilityUse] = &[
         operation: "`#[cache]` functions, `Cache::get_or_insert_with` on a miss",
         needs: Capability::Lock,
         without: WhenMissing::FallsBack(
-            "in-process single-flight: concurrent misses for one key run the loader once per process, not once per fleet",
+            "in-process single-flight (concurrent misses for one key run the loader once per process, not once per fleet)",
         ),
     },
     CapabilityUse {
@@ -174,7 +174,7 @@ pub const CAPABILITY_USES: &[CapabilityUse] = &[
         operation: "`#[cache(ttl = ...)]` functions, `Cache::get_or_insert_with` with a TTL",
         needs: Capability::Ttl,
         without: WhenMissing::FallsBack(
-            "the loader runs uncached on every call, with a rate-limited warning: nothing is stored that would never expire",
+            "running the loader uncached on every call, with a rate-limited warning (nothing is stored that would never expire)",
         ),
     },
 ];

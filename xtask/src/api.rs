@@ -12,7 +12,7 @@ use std::env;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use crate::cmd::{self, Result};
+use crate::cmd::Result;
 use crate::project;
 
 /// The checked-in list, relative to the workspace root.
@@ -31,13 +31,7 @@ const KINDS: &[&str] = &[
 /// Documents the workspace (warnings are errors) and writes the list, or
 /// with `check` fails if the checked-in list differs.
 pub(crate) fn run(check: bool) -> Result {
-    cmd::step("cargo doc --workspace --all-features --no-deps", || {
-        cmd::run(
-            project::cargo()
-                .args(["doc", "--workspace", "--all-features", "--no-deps"])
-                .env("RUSTDOCFLAGS", "-D warnings"),
-        )
-    })?;
+    crate::docs::rustdoc(false)?;
     let listed = list(&doc_dir().join("cachekit"))?;
     let path = project::workspace_root().join(LIST);
     if check {

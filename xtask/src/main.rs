@@ -8,6 +8,7 @@
 mod api;
 mod bench;
 mod cmd;
+mod docs;
 mod project;
 mod servers;
 mod test;
@@ -25,6 +26,7 @@ Subcommands:
             cargo fmt --all -- --check
             cargo clippy --workspace --all-targets --all-features -- -D warnings
             cargo test --workspace --all-features
+            cargo xtask docs --check
             cargo xtask api --check
   bench [memcached|macro|redis|file]
           Starts the benchmark's servers (three memcached, or one
@@ -36,6 +38,14 @@ Subcommands:
           Writes docs/public-api.txt, the public API of the facade with
           every feature on, from `cargo doc` (warnings are errors); with
           --check, fails if the file is not current
+  docs [--check | --open]
+          Writes the reference pages generated from the code's
+          declarations (docs/backends.md, docs/configuration.md, the
+          README's feature table); with --check, fails naming each stale
+          file; with --open, then builds the API docs and opens them
+  rustdoc [--open]
+          Builds the API docs of every crate with every feature
+          (cargo doc --workspace --all-features --no-deps), warnings denied
   help    Prints this message
 ";
 
@@ -50,6 +60,11 @@ fn main() -> ExitCode {
         ["test"] => finish(test::run()),
         ["api"] => finish(api::run(false)),
         ["api", "--check"] => finish(api::run(true)),
+        ["docs"] => finish(docs::generate(false)),
+        ["docs", "--check"] => finish(docs::generate(true)),
+        ["docs", "--open"] => finish(docs::generate(false).and_then(|()| docs::rustdoc(true))),
+        ["rustdoc"] => finish(docs::rustdoc(false)),
+        ["rustdoc", "--open"] => finish(docs::rustdoc(true)),
         ["bench"] => finish(bench::run(None)),
         ["bench", target] => finish(bench::run(Some(target))),
         ["help" | "--help" | "-h"] => {
