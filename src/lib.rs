@@ -19,13 +19,12 @@
 //! # }
 //! ```
 //!
-//! | feature | adds |
-//! |---|---|
-//! | `macros` (default) | the [`#[cache]`](macro@cache) attribute |
-//! | `memcached` | [`backends::memcached`] |
-//! | `redis` | [`backends::redis`] |
-//! | `file` | [`backends::file`] |
-//! | `full` | all of the above |
+//! ## Feature flags
+//!
+//! The in-process [`MemoryBackend`] is always available; each other
+//! backend is a feature ([`backends`]).
+//!
+#![doc = document_features::document_features!()]
 //!
 //! What you call lives at the root: [`#[cache]`](macro@cache) and
 //! [`Cache`] with its [builder](CacheBuilder), their settings
