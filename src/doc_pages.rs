@@ -8,6 +8,10 @@
 #[doc = include_str!("../docs/guide.md")]
 mod guide_md {}
 
+/// docs/writing-a-backend.md: the factory and the conformance binary.
+#[doc = include_str!("../docs/writing-a-backend.md")]
+mod writing_a_backend_md {}
+
 /// The readiness probe of docs/health.md.
 #[cfg(feature = "memcached")]
 #[doc = include_str!("../docs/health.md")]
