@@ -12,6 +12,25 @@ mod guide_md {}
 #[doc = include_str!("../docs/writing-a-backend.md")]
 mod writing_a_backend_md {}
 
+/// docs/backends/memory.md.
+#[doc = include_str!("../docs/backends/memory.md")]
+mod memory_md {}
+
+/// docs/backends/memcached.md.
+#[cfg(feature = "memcached")]
+#[doc = include_str!("../docs/backends/memcached.md")]
+mod memcached_md {}
+
+/// docs/backends/redis.md.
+#[cfg(feature = "redis")]
+#[doc = include_str!("../docs/backends/redis.md")]
+mod redis_md {}
+
+/// docs/backends/file.md.
+#[cfg(feature = "file")]
+#[doc = include_str!("../docs/backends/file.md")]
+mod file_md {}
+
 /// The readiness probe of docs/health.md.
 #[cfg(feature = "memcached")]
 #[doc = include_str!("../docs/health.md")]
