@@ -8,6 +8,11 @@
 #[doc = include_str!("../docs/guide.md")]
 mod guide_md {}
 
+/// docs/capabilities.md: checking capabilities and matching `Unsupported`.
+#[cfg(feature = "memcached")]
+#[doc = include_str!("../docs/capabilities.md")]
+mod capabilities_md {}
+
 /// docs/writing-a-backend.md: the factory and the conformance binary.
 #[doc = include_str!("../docs/writing-a-backend.md")]
 mod writing_a_backend_md {}
