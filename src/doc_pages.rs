@@ -3,6 +3,11 @@
 //! (and, unless marked `no_run`, runs) every Rust block in them. A page is
 //! gated on the features its blocks use; `--all-features` checks them all.
 
+/// docs/getting-started.md: from the dependency to a tested cached function.
+#[cfg(feature = "macros")]
+#[doc = include_str!("../docs/getting-started.md")]
+mod getting_started_md {}
+
 /// docs/guide.md: the layered backend and the testing scope.
 #[cfg(feature = "memcached")]
 #[doc = include_str!("../docs/guide.md")]
