@@ -3,6 +3,15 @@
 //! (and, unless marked `no_run`, runs) every Rust block in them. A page is
 //! gated on the features its blocks use; `--all-features` checks them all.
 
+/// The README's examples.
+#[cfg(feature = "macros")]
+#[doc = include_str!("../README.md")]
+mod readme {}
+
+/// docs/README.md, the index.
+#[doc = include_str!("../docs/README.md")]
+mod docs_readme {}
+
 /// docs/getting-started.md: from the dependency to a tested cached function.
 #[cfg(feature = "macros")]
 #[doc = include_str!("../docs/getting-started.md")]
