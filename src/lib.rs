@@ -221,16 +221,9 @@ pub mod backends {
     pub use cachekit_file as file;
 }
 
-/// The readiness probe of docs/health.md, compiled as a doctest.
-#[cfg(all(doctest, feature = "memcached"))]
-#[doc = include_str!("../docs/health.md")]
-mod health_md {}
-
-/// The snapshots and the Prometheus setup of docs/observability.md,
-/// compiled as doctests.
-#[cfg(all(doctest, feature = "metrics"))]
-#[doc = include_str!("../docs/observability.md")]
-mod observability_md {}
+/// Every Rust block of the README and of docs/, compiled as doctests.
+#[cfg(doctest)]
+mod doc_pages;
 
 /// Paths the code `#[cache]` generates relies on; not a public API.
 #[doc(hidden)]
