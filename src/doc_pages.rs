@@ -27,6 +27,14 @@ mod guide_md {}
 #[doc = include_str!("../docs/capabilities.md")]
 mod capabilities_md {}
 
+/// docs/backends.md, generated (no Rust blocks: any the generator adds is checked).
+#[doc = include_str!("../docs/backends.md")]
+mod backends_md {}
+
+/// docs/configuration.md, generated (no Rust blocks: any the generator adds is checked).
+#[doc = include_str!("../docs/configuration.md")]
+mod configuration_md {}
+
 /// docs/writing-a-backend.md: the factory and the conformance binary.
 #[doc = include_str!("../docs/writing-a-backend.md")]
 mod writing_a_backend_md {}

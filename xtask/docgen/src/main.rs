@@ -148,3 +148,43 @@ mod tests {
         }
     }
 }
+
+/// Every page of `docs/` (and the README) is compiled as a doctest through
+/// the facade's `src/doc_pages.rs`, so that no Rust block in the docs goes
+/// unchecked; a new page must be added there.
+#[cfg(test)]
+mod doctested {
+    use std::fs;
+    use std::path::Path;
+
+    use super::workspace_root;
+
+    /// The Markdown files under `dir`, relative to the workspace root.
+    fn pages(root: &Path, dir: &Path, found: &mut Vec<String>) {
+        for entry in fs::read_dir(dir).expect("docs/ is readable") {
+            let path = entry.expect("a directory entry").path();
+            if path.is_dir() {
+                pages(root, &path, found);
+            } else if path.extension().is_some_and(|ext| ext == "md") {
+                let relative = path.strip_prefix(root).expect("under the root");
+                found.push(relative.to_string_lossy().replace('\\', "/"));
+            }
+        }
+    }
+
+    #[test]
+    fn every_page_is_compiled_as_a_doctest() {
+        let root = workspace_root();
+        let included = fs::read_to_string(root.join("src/doc_pages.rs")).expect("src/doc_pages.rs");
+        let mut found = vec!["README.md".to_string()];
+        pages(&root, &root.join("docs"), &mut found);
+        let missing: Vec<&String> = found
+            .iter()
+            .filter(|page| !included.contains(&format!("include_str!(\"../{page}\")")))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "pages whose Rust blocks no doctest compiles: {missing:?}; add each to src/doc_pages.rs"
+        );
+    }
+}
