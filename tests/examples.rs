@@ -1,0 +1,126 @@
+//! Runs the examples that show cachekit's backends against real servers
+//! and directories (started here), and checks what each prints.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::sync::mpsc::Receiver;
+use std::time::{Duration, Instant};
+
+use cachekit_core::backend::testkit::ServerProcess;
+
+mod support;
+
+use support::{Running, clean_command, example_binary, lines};
+
+/// The features each example is built with when `cargo test` did not build
+/// it: one set for all, so that they share one build of the library.
+const FEATURES: &str = "memcached,redis,file";
+
+/// How long one run of an example may take.
+const RUN_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A command for example `name` with none of this process's `CACHEKIT_`
+/// variables, run in an empty directory so that no `cachekit.toml` is read.
+fn example(name: &str, cwd: &std::path::Path) -> Command {
+    let mut command = clean_command(&example_binary(name, FEATURES));
+    command.current_dir(cwd);
+    command
+}
+
+/// One key's line of `memcached_fleet`: the server it is on, and whether
+/// the read was a `hit` or a `load`.
+type Placement = BTreeMap<String, (String, String)>;
+
+/// Reads `memcached_fleet`'s lines up to `until`, and returns the placement
+/// they print (`KEY on SERVER: OUTCOME`). Bounded by `deadline`.
+fn phase(output: &Receiver<String>, until: &str, deadline: Instant) -> Placement {
+    let mut placement = Placement::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = output
+            .recv_timeout(left)
+            .unwrap_or_else(|_| panic!("no {until:?} within {RUN_TIMEOUT:?}: {placement:?}"));
+        if line == until {
+            return placement;
+        }
+        if let Some((key, rest)) = line.split_once(" on ") {
+            let (server, outcome) = rest.split_once(": ").expect("SERVER: OUTCOME");
+            placement.insert(key.to_owned(), (server.to_owned(), outcome.to_owned()));
+        }
+    }
+}
+
+#[test]
+fn memcached_fleet_moves_a_stopped_servers_keys_and_brings_them_back() {
+    let mut servers = [
+        ServerProcess::memcached(),
+        ServerProcess::memcached(),
+        ServerProcess::memcached(),
+    ];
+    let list: Vec<String> = servers.iter().map(ServerProcess::address).collect();
+    let cwd = tempfile::tempdir().expect("temp dir");
+    let mut fleet = Running(
+        example("memcached_fleet", cwd.path())
+            .env("CACHEKIT_MEMCACHED_SERVERS", list.join(","))
+            .env("CACHEKIT_MEMCACHED_DEAD_TIME", "2")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("the example starts"),
+    );
+    let output = lines(fleet.0.stdout.take().expect("piped stdout"));
+    let mut input = fleet.0.stdin.take().expect("piped stdin");
+    let deadline = Instant::now() + RUN_TIMEOUT;
+
+    let first = phase(&output, "stop one server, then press Enter", deadline);
+    assert_eq!(first.len(), 12, "12 keys: {first:?}");
+    assert!(
+        first.values().all(|(_, outcome)| outcome == "load"),
+        "{first:?}"
+    );
+    // The server holding the most keys (at least 4 of 12) is stopped.
+    let stopped = (0..servers.len())
+        .max_by_key(|&i| first.values().filter(|(s, _)| *s == list[i]).count())
+        .expect("three servers");
+    let stopped_name = list[stopped].clone();
+    servers[stopped].stop();
+    writeln!(input).expect("Enter");
+
+    let second = phase(&output, "start it again, then press Enter", deadline);
+    assert_eq!(second.len(), 12, "12 keys: {second:?}");
+    for (key, (server, outcome)) in &second {
+        let (before, _) = &first[key];
+        if *before == stopped_name {
+            assert_ne!(
+                *server, stopped_name,
+                "{key} moved off {stopped_name}: {second:?}"
+            );
+            assert_eq!(
+                outcome, "load",
+                "{key} is loaded on its new server: {second:?}"
+            );
+        } else {
+            assert_eq!(server, before, "{key} stays where it was: {second:?}");
+            assert_eq!(outcome, "hit", "{key} is still there: {second:?}");
+        }
+    }
+    servers[stopped].restart();
+    writeln!(input).expect("Enter");
+
+    let third = phase(&output, "done", deadline);
+    assert_eq!(third.len(), 12, "12 keys: {third:?}");
+    for (key, (server, outcome)) in &third {
+        let (before, _) = &first[key];
+        assert_eq!(server, before, "{key} is back where it was: {third:?}");
+        // The restarted server starts empty: its keys are loaded again.
+        let expected = if *before == stopped_name {
+            "load"
+        } else {
+            "hit"
+        };
+        assert_eq!(outcome, expected, "{key} on {server}: {third:?}");
+    }
+    let status = fleet.0.wait().expect("the example exits");
+    assert!(status.success(), "the example exits cleanly: {status}");
+}
