@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
@@ -11,7 +11,7 @@ use cachekit_core::backend::testkit::ServerProcess;
 
 mod support;
 
-use support::{Running, clean_command, example_binary, lines};
+use support::{Running, clean_command, example_binary, lines, run_to_end};
 
 /// The features each example is built with when `cargo test` did not build
 /// it: one set for all, so that they share one build of the library.
@@ -26,6 +26,21 @@ fn example(name: &str, cwd: &std::path::Path) -> Command {
     let mut command = clean_command(&example_binary(name, FEATURES));
     command.current_dir(cwd);
     command
+}
+
+/// The stdout of a run that must have succeeded, as lines.
+fn succeeded(output: &Output) -> Vec<String> {
+    assert!(
+        output.status.success(),
+        "the example failed ({}):\nstdout:\n{}\nstderr:\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect()
 }
 
 /// One key's line of `memcached_fleet`: the server it is on, and whether
@@ -123,4 +138,39 @@ fn memcached_fleet_moves_a_stopped_servers_keys_and_brings_them_back() {
     }
     let status = fleet.0.wait().expect("the example exits");
     assert!(status.success(), "the example exits cleanly: {status}");
+}
+
+#[test]
+fn capability_lock_contends_on_redis_and_is_unsupported_on_memcached() {
+    let (redis, memcached) = (ServerProcess::redis(), ServerProcess::memcached());
+    let cwd = tempfile::tempdir().expect("temp dir");
+    let mut command = example("capability_lock", cwd.path());
+    command
+        .env("CACHEKIT_REDIS_URL", format!("redis://{}", redis.address()))
+        .env("CACHEKIT_MEMCACHED_SERVERS", memcached.address());
+    let lines = succeeded(&run_to_end(command, RUN_TIMEOUT));
+    let at = |wanted: &str| {
+        lines
+            .iter()
+            .position(|line| line.starts_with(wanted))
+            .unwrap_or_else(|| panic!("no line {wanted:?} in {lines:#?}"))
+    };
+    // Task 2 is refused while task 1 holds the lock, and gets it after.
+    let holds = at("redis: task 1 holds the lock");
+    let refused = at("redis: task 2 refused: the lock on ");
+    let released = at("redis: task 1 released the lock");
+    let second_holds = at("redis: task 2 holds the lock");
+    assert!(
+        holds < refused && refused < released && released < second_holds,
+        "{lines:#?}"
+    );
+    assert!(
+        lines[at("memcached: lock: ")].contains("does not support locking (lock)"),
+        "{lines:#?}"
+    );
+    assert_eq!(
+        lines.last().map(String::as_str),
+        Some("memcached: 16 concurrent calls, loader ran 1 time(s)"),
+        "{lines:#?}"
+    );
 }
