@@ -174,3 +174,59 @@ fn capability_lock_contends_on_redis_and_is_unsupported_on_memcached() {
         "{lines:#?}"
     );
 }
+
+#[test]
+fn swap_backend_uses_the_backend_its_configuration_names() {
+    let (redis, memcached) = (ServerProcess::redis(), ServerProcess::memcached());
+    let cwd = tempfile::tempdir().expect("temp dir");
+    let config = cwd.path().join("redis.toml");
+    let toml = format!(
+        "backend = \"redis\"\n\n[redis]\nurl = \"redis://{}\"\n",
+        redis.address()
+    );
+    std::fs::write(&config, toml).expect("write the config file");
+    let files = tempfile::tempdir().expect("temp dir");
+    let servers = memcached.address();
+
+    let runs: [(&str, &[(&str, &std::ffi::OsStr)]); 4] = [
+        ("memory", &[("CACHEKIT_BACKEND", "memory".as_ref())]),
+        (
+            "memcached",
+            &[
+                ("CACHEKIT_BACKEND", "memcached".as_ref()),
+                ("CACHEKIT_MEMCACHED_SERVERS", servers.as_ref()),
+            ],
+        ),
+        ("redis", &[("CACHEKIT_CONFIG", config.as_os_str())]),
+        (
+            "file",
+            &[("CACHEKIT_FILE_CACHE_DIR", files.path().as_os_str())],
+        ),
+    ];
+    for (backend, vars) in runs {
+        let mut command = example("swap_backend", cwd.path());
+        command.envs(vars.iter().copied());
+        let lines = succeeded(&run_to_end(command, RUN_TIMEOUT));
+        assert_eq!(
+            lines,
+            [
+                format!("backend: {backend}"),
+                "miss: hello from the loader".to_owned(),
+                "hit: hello from the loader".to_owned(),
+            ],
+            "with {vars:?}"
+        );
+    }
+
+    let mut broken = example("swap_backend", cwd.path());
+    broken.env("CACHEKIT_BACKEND", "nosuch");
+    let output = run_to_end(broken, RUN_TIMEOUT);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "stderr: {stderr}");
+    assert!(output.stdout.is_empty(), "nothing ran: {output:?}");
+    assert!(
+        stderr.contains("invalid setting `backend` (from environment variable CACHEKIT_BACKEND)")
+            && stderr.contains("\"nosuch\""),
+        "the error names the setting and the value: {stderr}"
+    );
+}
