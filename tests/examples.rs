@@ -230,3 +230,45 @@ fn swap_backend_uses_the_backend_its_configuration_names() {
         "the error names the setting and the value: {stderr}"
     );
 }
+
+#[test]
+fn file_persistent_reads_the_first_runs_result_in_the_second() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let run = |n: &str| {
+        let mut command = example("file_persistent", dir.path());
+        command.arg(n).env("CACHEKIT_FILE_CACHE_DIR", dir.path());
+        succeeded(&run_to_end(command, RUN_TIMEOUT))
+    };
+    let outcome = |lines: &[String]| {
+        assert_eq!(lines.len(), 3, "{lines:#?}");
+        assert_eq!(
+            lines[0],
+            format!("cache directory: {}", dir.path().display())
+        );
+        lines[1]
+            .split(' ')
+            .next()
+            .map(str::to_owned)
+            .unwrap_or_default()
+    };
+
+    let first = run("30");
+    assert_eq!(
+        outcome(&first),
+        "miss",
+        "the first run computes: {first:#?}"
+    );
+    assert_eq!(first[2], "fibonacci(30) = 832040");
+    // A new process: only the directory carries the result over.
+    let second = run("30");
+    assert_eq!(
+        outcome(&second),
+        "hit",
+        "the second run reads it: {second:#?}"
+    );
+    assert_eq!(second[2], "fibonacci(30) = 832040");
+    // Another argument is another key.
+    let other = run("31");
+    assert_eq!(outcome(&other), "miss", "{other:#?}");
+    assert_eq!(other[2], "fibonacci(31) = 1346269");
+}
