@@ -19,6 +19,7 @@
 //! changes the listen address (default `127.0.0.1:3000`); the first line
 //! printed is `listening on http://ADDR`. Ctrl-C stops it.
 
+use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -123,7 +124,9 @@ async fn find_user(db: &Db, id: i64) -> Result<Option<User>, DbError> {
 /// What the handlers share.
 #[derive(Clone)]
 struct AppState {
+    /// The users' database.
     db: Db,
+    /// Renders what the installed recorder holds.
     metrics: PrometheusHandle,
 }
 
@@ -171,7 +174,18 @@ async fn readiness() -> (StatusCode, String) {
 }
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+async fn main() -> ExitCode {
+    match serve().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("axum_service: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Sets up metrics, the cache and the database, then serves until Ctrl-C.
+async fn serve() -> Result<(), Box<dyn std::error::Error>> {
     let addr = std::env::var("AXUM_SERVICE_ADDR").unwrap_or_else(|_| DEFAULT_ADDR.to_owned());
 
     // First: cachekit registers its metrics when a cache is built, and the

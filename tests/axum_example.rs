@@ -1,7 +1,7 @@
 //! Runs the built `axum_service` example against a real memcached and sends
 //! it HTTP requests: a user is served from the cache after the first
 //! request (the database ran one query), an unknown one is a 404, and
-//! /metrics and /health answer.
+//! /metrics and /health answer; a broken configuration stops it at startup.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -12,7 +12,7 @@ use cachekit_core::backend::testkit::ServerProcess;
 
 mod support;
 
-use support::{Running, clean_command, example_binary, free_port, lines};
+use support::{Running, clean_command, example_binary, free_port, lines, run_to_end};
 
 /// How long the example may take to print where it listens, and then to
 /// accept connections.
@@ -183,5 +183,26 @@ fn axum_service_caches_users_in_memcached() {
     assert!(
         service.0.try_wait().expect("child status").is_none(),
         "the service still runs"
+    );
+}
+
+#[test]
+fn axum_service_refuses_a_broken_configuration() {
+    let binary = example_binary("axum_service", "macros,metrics,memcached");
+    let mut command = clean_command(&binary);
+    command
+        .env("AXUM_SERVICE_ADDR", format!("127.0.0.1:{}", free_port()))
+        .env("CACHEKIT_BACKEND", "nosuch");
+    let output = run_to_end(command, STARTUP_TIMEOUT);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "it exits with an error: {stdout}");
+    assert_eq!(stdout, "", "it does not listen");
+    assert!(
+        stderr.starts_with(
+            "axum_service: invalid setting `backend` (from environment variable CACHEKIT_BACKEND): \
+             unknown backend \"nosuch\""
+        ),
+        "{stderr}"
     );
 }
