@@ -1,0 +1,137 @@
+//! Builds the `features` example twice, with memcached and with redis
+//! compiled in, and runs each build against a real server: the same code
+//! caches in the backend the configuration selects, and a configuration
+//! that selects the backend left out names its feature.
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::time::Duration;
+
+use cachekit_core::backend::testkit::ServerProcess;
+
+mod support;
+
+use support::{build_example, clean_command, run_to_end};
+
+/// How long one run of the example may take.
+const RUN_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The target directory both builds share (the second reuses the first's
+/// dependencies): next to the one this test runs from, so that it does not
+/// wait on the lock cargo holds while it runs the tests.
+fn own_target() -> PathBuf {
+    let exe = std::env::current_exe().expect("the test's own path");
+    // target/debug/deps/TEST-HASH -> target/examples-features
+    exe.parent()
+        .and_then(Path::parent)
+        .and_then(Path::parent)
+        .expect("the test runs from target/<profile>/deps")
+        .join("examples-features")
+}
+
+/// Builds the example with `feature_args` and copies its binary to
+/// `copy_name`: the next build writes over the one cargo leaves.
+fn build(feature_args: &[&str], copy_name: &str) -> PathBuf {
+    let target = own_target();
+    let built = build_example("features", feature_args, &target);
+    let copy = target.join(format!("{copy_name}{}", std::env::consts::EXE_SUFFIX));
+    std::fs::copy(&built, &copy).expect("copy the example's binary");
+    copy
+}
+
+/// Runs `binary` with only the variables `vars`.
+fn run(binary: &Path, vars: &[(&str, &str)]) -> Output {
+    let mut command = clean_command(binary);
+    command.envs(vars.iter().copied());
+    run_to_end(command, RUN_TIMEOUT)
+}
+
+/// What `output` printed, for assertion messages.
+fn printed(output: &Output) -> String {
+    format!(
+        "status: {}\nstdout:\n{}\nstderr:\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+/// `output` succeeded, with `compiled` backends, caching in `backend`:
+/// the loader ran once for two calls.
+fn assert_cached(output: &Output, compiled: &str, backend: &str) {
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let expected = format!(
+        "compiled in: {compiled}\nbackend: {backend}\n\
+         value: hello, ada\nvalue: hello, ada\nloads: 1\n"
+    );
+    assert!(
+        output.status.success() && stdout == expected,
+        "expected:\n{expected}\n{}",
+        printed(output)
+    );
+}
+
+/// `output` failed with status 2 and a configuration error that names
+/// `feature` as the one to enable.
+fn assert_names_feature(output: &Output, compiled: &str, feature: &str) {
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{}", printed(output));
+    assert_eq!(stdout, format!("compiled in: {compiled}\n"));
+    assert!(
+        stderr.starts_with(
+            "configuration error: invalid setting `backend` (from environment variable CACHEKIT_BACKEND): "
+        ) && stderr.contains(&format!(
+            "the {feature} backend is not compiled in; enable the `{feature}` feature"
+        )),
+        "{}",
+        printed(output)
+    );
+}
+
+#[test]
+fn one_program_under_two_feature_sets() {
+    // Built one after the other into one directory; each binary is copied
+    // away before the next build replaces it. Both without the default
+    // `macros` feature: with it, the features of shared dependencies
+    // (`tracing` among them) change, and the second build compiles some
+    // forty of them again instead of only the backend crates.
+    let memcached_build = build(
+        &["--no-default-features", "--features", "memcached"],
+        "features-memcached",
+    );
+    let redis_build = build(
+        &["--no-default-features", "--features", "redis"],
+        "features-redis",
+    );
+    let memcached = ServerProcess::memcached();
+    let redis = ServerProcess::redis();
+
+    let with_memcached = "memcached=on redis=off file=off";
+    assert_cached(
+        &run(
+            &memcached_build,
+            &[("CACHEKIT_MEMCACHED_SERVERS", &memcached.address())],
+        ),
+        with_memcached,
+        "memcached",
+    );
+    assert_names_feature(
+        &run(&memcached_build, &[("CACHEKIT_BACKEND", "redis")]),
+        with_memcached,
+        "redis",
+    );
+
+    let with_redis = "memcached=off redis=on file=off";
+    let redis_url = format!("redis://{}", redis.address());
+    assert_cached(
+        &run(&redis_build, &[("CACHEKIT_REDIS_URL", &redis_url)]),
+        with_redis,
+        "redis",
+    );
+    assert_names_feature(
+        &run(&redis_build, &[("CACHEKIT_BACKEND", "memcached")]),
+        with_redis,
+        "memcached",
+    );
+}
