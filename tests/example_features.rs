@@ -16,25 +16,40 @@ use support::{build_example, clean_command, run_to_end};
 /// How long one run of the example may take.
 const RUN_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// The target directory both builds share (the second reuses the first's
-/// dependencies): next to the one this test runs from, so that it does not
-/// wait on the lock cargo holds while it runs the tests.
-fn own_target() -> PathBuf {
+/// The binary of the example built with only `backend`:
+/// `examples/features-BACKEND`, which `cargo xtask test` builds before the
+/// tests, or else one built now in a target directory of this test's own
+/// (cargo holds the lock of the one it runs the tests from). Both builds
+/// leave out the default `macros` feature: with it, the features of shared
+/// dependencies change and the second build compiles dozens of them again.
+fn binary(backend: &str) -> PathBuf {
+    let name = format!("features-{backend}{}", std::env::consts::EXE_SUFFIX);
     let exe = std::env::current_exe().expect("the test's own path");
-    // target/debug/deps/TEST-HASH -> target/examples-features
-    exe.parent()
+    // target/debug/deps/TEST-HASH -> target/debug
+    let profile_dir = exe
+        .parent()
         .and_then(Path::parent)
-        .and_then(Path::parent)
-        .expect("the test runs from target/<profile>/deps")
-        .join("examples-features")
-}
-
-/// Builds the example with `feature_args` and copies its binary to
-/// `copy_name`: the next build writes over the one cargo leaves.
-fn build(feature_args: &[&str], copy_name: &str) -> PathBuf {
-    let target = own_target();
-    let built = build_example("features", feature_args, &target);
-    let copy = target.join(format!("{copy_name}{}", std::env::consts::EXE_SUFFIX));
+        .expect("the test runs from target/<profile>/deps");
+    let prebuilt = profile_dir.join("examples").join(&name);
+    if prebuilt.is_file() {
+        return prebuilt;
+    }
+    let own_target = profile_dir
+        .parent()
+        .expect("target/<profile> has a parent")
+        .join("examples-features");
+    eprintln!(
+        "{} is missing (`cargo xtask test` builds it): building it into {}",
+        prebuilt.display(),
+        own_target.display()
+    );
+    let built = build_example(
+        "features",
+        &["--no-default-features", "--features", backend],
+        &own_target,
+    );
+    // The next build replaces the binary cargo leaves: keep a copy.
+    let copy = own_target.join(&name);
     std::fs::copy(&built, &copy).expect("copy the example's binary");
     copy
 }
@@ -91,19 +106,8 @@ fn assert_names_feature(output: &Output, compiled: &str, feature: &str) {
 
 #[test]
 fn one_program_under_two_feature_sets() {
-    // Built one after the other into one directory; each binary is copied
-    // away before the next build replaces it. Both without the default
-    // `macros` feature: with it, the features of shared dependencies
-    // (`tracing` among them) change, and the second build compiles some
-    // forty of them again instead of only the backend crates.
-    let memcached_build = build(
-        &["--no-default-features", "--features", "memcached"],
-        "features-memcached",
-    );
-    let redis_build = build(
-        &["--no-default-features", "--features", "redis"],
-        "features-redis",
-    );
+    let memcached_build = binary("memcached");
+    let redis_build = binary("redis");
     let memcached = ServerProcess::memcached();
     let redis = ServerProcess::redis();
 

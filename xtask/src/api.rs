@@ -8,7 +8,6 @@
 //! change shows in review.
 
 use std::collections::BTreeSet;
-use std::env;
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -51,10 +50,7 @@ pub(crate) fn run(check: bool) -> Result {
 
 /// Where `cargo doc` writes.
 fn doc_dir() -> PathBuf {
-    let target = env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| project::workspace_root().join("target"));
-    target.join("doc")
+    project::target_dir().join("doc")
 }
 
 /// The list for the crate documented in `dir`, one line per item or member.

@@ -19,3 +19,10 @@ pub(crate) fn cargo() -> Command {
     command.current_dir(workspace_root());
     command
 }
+
+/// Where cargo writes: `CARGO_TARGET_DIR`, else `target/` in the workspace.
+pub(crate) fn target_dir() -> PathBuf {
+    env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"))
+}
