@@ -273,3 +273,29 @@ fn bytes(n: usize) -> String {
         format!("{grouped} bytes")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::configuration::GROUPS;
+
+    /// A backend registered for configuration but missing here would be
+    /// missing from the page: every factory has a column, and every backend
+    /// but in-process memory (which has no settings) a configuration section.
+    #[test]
+    fn every_registered_backend_is_documented() {
+        for factory in factories() {
+            assert!(
+                BACKENDS.iter().any(|(name, ..)| *name == factory.name),
+                "backend `{}` is registered but not in BACKENDS: add its Capabilities",
+                factory.name
+            );
+            assert!(
+                factory.name == MemoryBackend::NAME
+                    || GROUPS.iter().any(|group| group.table == Some(factory.name)),
+                "backend `{}` has no section in configuration::GROUPS: add its SETTINGS",
+                factory.name
+            );
+        }
+    }
+}
