@@ -3,8 +3,7 @@
 //! request (the database ran one query), an unknown one is a 404, and
 //! /metrics and /health answer; a broken configuration stops it at startup.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -12,6 +11,7 @@ use cachekit_core::backend::testkit::ServerProcess;
 
 mod support;
 
+use support::http::{Response, get};
 use support::{Running, clean_command, example_binary, free_port, lines, run_to_end};
 
 /// How long the example may take to print where it listens, and then to
@@ -21,67 +21,12 @@ const STARTUP_TIMEOUT: Duration = Duration::from_secs(10);
 /// The pause between two connection attempts.
 const RETRY_INTERVAL: Duration = Duration::from_millis(100);
 
-/// An HTTP response: status code, headers (names in lower case), body.
-struct Response {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: String,
-}
-
-impl Response {
-    /// The value of header `name` (lower case), if it is there once.
-    fn header(&self, name: &str) -> Option<&str> {
-        let mut values = self.headers.iter().filter(|(n, _)| n == name);
-        match (values.next(), values.next()) {
-            (Some((_, value)), None) => Some(value),
-            _ => None,
-        }
-    }
-
-    /// The database query count the service reports in `x-db-queries`.
-    fn db_queries(&self) -> u64 {
-        self.header("x-db-queries")
-            .and_then(|value| value.parse().ok())
-            .unwrap_or_else(|| panic!("no x-db-queries header: {:?}", self.headers))
-    }
-}
-
-/// One `GET path` on a new connection, read to its end (`Connection:
-/// close`); bounded by timeouts.
-fn get(addr: SocketAddr, path: &str) -> Result<Response, String> {
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(1))
-        .map_err(|e| format!("connect: {e}"))?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .map_err(|e| e.to_string())?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .map_err(|e| format!("send: {e}"))?;
-    let mut response = String::new();
-    stream
-        .read_to_string(&mut response)
-        .map_err(|e| format!("read: {e}"))?;
-    let (head, body) = response
-        .split_once("\r\n\r\n")
-        .ok_or_else(|| format!("not an HTTP response: {response:?}"))?;
-    let mut head_lines = head.lines();
-    let status = head_lines
-        .next()
-        .and_then(|line| line.strip_prefix("HTTP/1.1 "))
-        .and_then(|rest| rest.get(..3))
-        .and_then(|code| code.parse().ok())
-        .ok_or_else(|| format!("no status line: {head:?}"))?;
-    let headers = head_lines
-        .filter_map(|line| line.split_once(':'))
-        .map(|(name, value)| (name.trim().to_ascii_lowercase(), value.trim().to_owned()))
-        .collect();
-    Ok(Response {
-        status,
-        headers,
-        body: body.to_owned(),
-    })
+/// The database query count the service reports in `x-db-queries`.
+fn db_queries(response: &Response) -> u64 {
+    response
+        .header("x-db-queries")
+        .and_then(|value| value.parse().ok())
+        .unwrap_or_else(|| panic!("no x-db-queries header: {:?}", response.headers))
 }
 
 #[test]
@@ -123,7 +68,7 @@ fn axum_service_caches_users_in_memcached() {
         r#"{"id":1,"name":"Ada Lovelace","email":"ada@example.com"}"#
     );
     assert_eq!(
-        first.db_queries(),
+        db_queries(&first),
         1,
         "the first request queries the database"
     );
@@ -132,7 +77,7 @@ fn axum_service_caches_users_in_memcached() {
     assert_eq!(second.status, 200, "{}", second.body);
     assert_eq!(second.body, first.body, "the same user");
     assert_eq!(
-        second.db_queries(),
+        db_queries(&second),
         1,
         "the second request is served from the cache"
     );
@@ -144,14 +89,14 @@ fn axum_service_caches_users_in_memcached() {
         "{}",
         other.body
     );
-    assert_eq!(other.db_queries(), 2, "another user is another query");
+    assert_eq!(db_queries(&other), 2, "another user is another query");
 
     let missing = get(addr, "/users/999").expect("an unknown user");
     assert_eq!(missing.status, 404, "{}", missing.body);
-    assert_eq!(missing.db_queries(), 3);
+    assert_eq!(db_queries(&missing), 3);
     let missing_again = get(addr, "/users/999").expect("an unknown user again");
     assert_eq!(missing_again.status, 404, "{}", missing_again.body);
-    assert_eq!(missing_again.db_queries(), 3, "the miss is cached too");
+    assert_eq!(db_queries(&missing_again), 3, "the miss is cached too");
 
     let metrics = get(addr, "/metrics").expect("the metrics page");
     assert_eq!(metrics.status, 200, "{}", metrics.body);

@@ -3,8 +3,7 @@
 //! with the memcached backend, and they move while the service runs.
 
 use std::collections::HashMap;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -25,27 +24,11 @@ const RETRY_INTERVAL: Duration = Duration::from_millis(200);
 
 /// One `GET /metrics`: the body, or why there is none.
 fn scrape(addr: SocketAddr) -> Result<String, String> {
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(1))
-        .map_err(|e| format!("connect: {e}"))?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .map_err(|e| e.to_string())?;
-    write!(
-        stream,
-        "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .map_err(|e| format!("send: {e}"))?;
-    let mut response = String::new();
-    stream
-        .read_to_string(&mut response)
-        .map_err(|e| format!("read: {e}"))?;
-    let (head, body) = response
-        .split_once("\r\n\r\n")
-        .ok_or_else(|| format!("not an HTTP response: {response:?}"))?;
-    if !head.starts_with("HTTP/1.1 200") {
-        return Err(format!("status: {head}"));
+    let response = support::http::get(addr, "/metrics")?;
+    if response.status != 200 {
+        return Err(format!("status {}: {}", response.status, response.body));
     }
-    Ok(body.to_owned())
+    Ok(response.body)
 }
 
 /// The samples of a Prometheus text page, by `name{labels}` as written.

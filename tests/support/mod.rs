@@ -6,6 +6,8 @@
 
 #![allow(dead_code)]
 
+pub(crate) mod http;
+
 use std::io::{BufRead, BufReader, Read};
 use std::net::TcpListener;
 use std::path::PathBuf;
