@@ -1,5 +1,6 @@
-//! Runs the examples that show cachekit's backends against real servers
-//! and directories (started here), and checks what each prints.
+//! Runs the examples (the quickstart with nothing configured, the others
+//! against real servers and directories started here) and checks what each
+//! prints.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -271,4 +272,22 @@ fn file_persistent_reads_the_first_runs_result_in_the_second() {
     let other = run("31");
     assert_eq!(outcome(&other), "miss", "{other:#?}");
     assert_eq!(other[2], "fibonacci(31) = 1346269");
+}
+
+#[test]
+fn quickstart_misses_then_hits_with_nothing_configured() {
+    let cwd = tempfile::tempdir().expect("temp dir");
+    let lines = succeeded(&run_to_end(example("quickstart", cwd.path()), RUN_TIMEOUT));
+    let outcomes: Vec<&str> = lines
+        .iter()
+        .filter_map(|line| line.split(':').next())
+        .map(str::trim)
+        .collect();
+    assert_eq!(outcomes, ["miss", "hit", "loads"], "{lines:#?}");
+    assert!(
+        lines[0].ends_with("report for customer 42: 1,234 orders")
+            && lines[1].ends_with("report for customer 42: 1,234 orders"),
+        "{lines:#?}"
+    );
+    assert_eq!(lines[2], "loads: 1, hits: 1", "{lines:#?}");
 }
