@@ -15,7 +15,10 @@ use crate::store::{Store, StoreValue};
 pub struct L1Config {
     /// Most entries held.
     pub max_entries: usize,
-    /// Most bytes held (keys, values and a small per-entry overhead).
+    /// Most bytes held (keys, values and a small per-entry overhead). The
+    /// bytes are split over up to 16 shards, so one copy may take about a
+    /// sixteenth of them (3.9 MiB of the default 64 MiB); a larger result
+    /// is not kept in process and is read from the backend.
     pub max_bytes: usize,
     /// Longest an in-process copy lives, whatever the entry's TTL. This bounds
     /// how long a process can serve a value that another process has since

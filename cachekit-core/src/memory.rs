@@ -17,8 +17,8 @@ use crate::{
     Backend, Capabilities, Health, Identity, KeyTtl, Lock, LockToken, Result, Touch, TtlInspect,
 };
 
-/// Entries in this process's memory, bounded by entries and bytes (FIFO
-/// eviction, see the `store` module), with TTL, touch, TTL inspection and an
+/// Entries in this process's memory, bounded by entries and bytes
+/// (scan-resistant eviction that keeps what is in use), with TTL, touch, TTL inspection and an
 /// in-process lock. Not shared with other processes, lost on exit.
 ///
 /// Keys follow the same rules as the network backends (printable ASCII, at

@@ -1,26 +1,34 @@
 //! A concurrent map of bytes bounded by entry count and by bytes, with TTL:
 //! the storage under both the L1 tier and the in-memory backend.
 //!
-//! Eviction is FIFO by insertion: when an insert takes the store over either
-//! bound, the oldest inserted entries go first. Expired entries are dropped
-//! when read and when eviction reaches them. FIFO rather than LRU because a
-//! hit then costs one shard read lock and no write: the insertion queue is
-//! touched only by inserts. Overwriting a key counts as a new insertion.
+//! Built on `quick_cache`, whose eviction (a Clock-PRO variant close to
+//! S3-FIFO) keeps what is hot: an entry read since it came in survives a
+//! scan of keys read once, where first-in-first-out eviction would drop it.
+//! A hit takes one shard read lock and sets a reference counter in place;
+//! inserts and evictions take the shard's write lock.
+//!
+//! Two bounds in one weight: the cache holds at most `max_bytes` of weight,
+//! and an entry weighs its cost (key, value and a fixed overhead) but never
+//! less than `max_bytes / max_entries`. So the weights bound the bytes, and
+//! also the entries: no more than `max_entries` of the least weight fit.
+//!
+//! The bytes are split over [`shards`] shards, each holding its share, so
+//! one value may take at most a shard's share (less quick_cache's reserve
+//! for cold entries): [`Store::value_limit`] says how much.
 //!
 //! Keys are hashed with foldhash (hashbrown's default hasher) rather than
 //! std's SipHash, which is a large share of a hit this short
 //! (docs/benchmarks.md). foldhash is seeded per process, so keys built from
 //! user data cannot be crafted to collide without knowing the seed.
 
-use std::collections::VecDeque;
 use std::hash::Hash;
 use std::sync::Arc;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use dashmap::DashMap;
+use quick_cache::sync::{Cache, EntryAction, EntryResult};
+use quick_cache::{Lifecycle, OptionsBuilder, Weighter};
 use tokio::time::Instant;
 
 use crate::KeyTtl;
@@ -28,9 +36,27 @@ use crate::KeyTtl;
 /// Bytes charged per entry on top of key and value, for the map's own bookkeeping.
 const ENTRY_OVERHEAD: usize = 64;
 
+/// The share of a shard's bytes that entries in use may take: quick_cache's
+/// default, which keeps the rest for entries on trial. One value may take
+/// no more.
+const HOT_ALLOCATION: f64 = 0.97;
+
+/// Most shards: enough that threads on different keys rarely share a lock
+/// on the machines this runs on, few enough that a shard's share of the
+/// bytes (the largest value) stays large.
+const MAX_SHARDS: usize = 16;
+
+/// Fewest entries a shard is sized for, so that small stores keep their
+/// eviction policy meaningful (quick_cache's own floor).
+const MIN_SHARD_ENTRIES: usize = 32;
+
+/// Fewest bytes a shard is sized for: a store of a few MiB stays in few
+/// shards, so that one value may still take most of it.
+const MIN_SHARD_BYTES: usize = 1 << 20;
+
 /// Keys a [`Store`] can hold: `str` for backend keys, `[u8]` for the
 /// L1 tier (whose keys may be a function's serialized arguments).
-pub(crate) trait StoreKey: Hash + Eq + AsRef<[u8]> {
+pub(crate) trait StoreKey: Hash + Eq + AsRef<[u8]> + Send + Sync {
     /// An owned copy, as the map holds it.
     fn to_arc(&self) -> Arc<Self>;
 }
@@ -49,7 +75,7 @@ impl StoreKey for [u8] {
 
 /// Values a [`Store`] can hold: bytes, or the L1 copies of cached
 /// functions' results; `size` is what an entry is charged.
-pub(crate) trait StoreValue: Clone {
+pub(crate) trait StoreValue: Clone + Send + Sync {
     fn size(&self) -> usize;
 }
 
@@ -59,32 +85,13 @@ impl StoreValue for Bytes {
     }
 }
 
-#[derive(Debug)]
-pub(crate) struct Store<K: StoreKey + ?Sized = str, V: StoreValue = Bytes> {
-    map: DashMap<Arc<K>, Entry<V>, foldhash::fast::RandomState>,
-    /// Keys in insertion order, with the generation that inserted them; an
-    /// item whose generation no longer matches the map is stale and skipped.
-    order: Mutex<VecDeque<(Arc<K>, u64)>>,
-    bytes: AtomicUsize,
-    generation: AtomicU64,
-    /// Entries dropped to keep within the bounds.
-    evictions: AtomicU64,
-    max_entries: usize,
-    max_bytes: usize,
-}
-
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Entry<V> {
     value: V,
     expires_at: Option<Instant>,
-    generation: u64,
 }
 
-impl<V: StoreValue> Entry<V> {
-    fn cost(&self, key: &[u8]) -> usize {
-        cost(key, &self.value)
-    }
-
+impl<V> Entry<V> {
     fn is_expired(&self, now: Instant) -> bool {
         self.expires_at.is_some_and(|at| at <= now)
     }
@@ -94,59 +101,144 @@ fn cost(key: &[u8], value: &impl StoreValue) -> usize {
     key.len() + value.size() + ENTRY_OVERHEAD
 }
 
+/// How many shards a store gets: a power of two, at most [`MAX_SHARDS`],
+/// each sized for at least [`MIN_SHARD_ENTRIES`] entries and
+/// [`MIN_SHARD_BYTES`] bytes.
+fn shards(max_entries: usize, max_bytes: usize) -> usize {
+    let wanted = (max_entries / MIN_SHARD_ENTRIES)
+        .min(max_bytes / MIN_SHARD_BYTES)
+        .clamp(1, MAX_SHARDS);
+    // The largest power of two not above `wanted`.
+    1 << wanted.ilog2()
+}
+
+/// An entry's weight: its cost, but at least `floor` (see the module docs).
+#[derive(Debug, Clone)]
+struct Weight {
+    floor: u64,
+}
+
+impl<K: StoreKey + ?Sized, V: StoreValue> Weighter<Arc<K>, Entry<V>> for Weight {
+    fn weight(&self, key: &Arc<K>, entry: &Entry<V>) -> u64 {
+        (cost((**key).as_ref(), &entry.value) as u64).max(self.floor)
+    }
+}
+
+/// Keeps the byte count and the eviction count as quick_cache drops
+/// entries: evicted ones, replaced ones and refused ones all pass here.
+#[derive(Debug, Clone)]
+struct Tally {
+    bytes: Arc<AtomicUsize>,
+    evictions: Arc<AtomicU64>,
+}
+
+/// What one insert learns from [`Tally`]: entries of other keys dropped
+/// to make room are evictions; the inserted key's own old value is not.
+struct Dropped<K: ?Sized> {
+    inserted: Option<Arc<K>>,
+}
+
+impl<K: ?Sized> Default for Dropped<K> {
+    fn default() -> Self {
+        Dropped { inserted: None }
+    }
+}
+
+impl<K: StoreKey + ?Sized, V: StoreValue> Lifecycle<Arc<K>, Entry<V>> for Tally {
+    type RequestState = Dropped<K>;
+
+    fn on_evict(&self, dropped: &mut Self::RequestState, key: Arc<K>, entry: Entry<V>) {
+        self.bytes
+            .fetch_sub(cost((*key).as_ref(), &entry.value), Ordering::Relaxed);
+        if dropped.inserted.as_deref() != Some(&*key) {
+            self.evictions.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+pub(crate) struct Store<K: StoreKey + ?Sized = str, V: StoreValue = Bytes> {
+    map: Cache<Arc<K>, Entry<V>, Weight, foldhash::fast::RandomState, Tally>,
+    tally: Tally,
+    /// The most one entry may weigh: a shard's share for entries in use.
+    max_weight: u64,
+}
+
+impl<K: StoreKey + ?Sized, V: StoreValue> std::fmt::Debug for Store<K, V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("entries", &self.map.len())
+            .field("bytes", &self.bytes())
+            .field("capacity", &self.map.capacity())
+            .finish_non_exhaustive()
+    }
+}
+
 impl<K: StoreKey + ?Sized, V: StoreValue> Store<K, V> {
     pub(crate) fn new(max_entries: usize, max_bytes: usize) -> Self {
+        let max_entries = max_entries.max(1);
+        let shards = shards(max_entries, max_bytes);
+        // A multiple of the shard count, so that the shards' shares add up
+        // to no more than `max_bytes`.
+        let capacity = (max_bytes - max_bytes % shards) as u64;
+        let max_weight = (capacity / shards as u64) as f64 * HOT_ALLOCATION;
+        let max_weight = max_weight as u64;
+        // Never above what one entry may weigh, or a store of one entry
+        // (whose floor is its whole capacity) would take none.
+        let floor = capacity.div_ceil(max_entries as u64).min(max_weight);
+        let options = OptionsBuilder::new()
+            .shards(shards)
+            .estimated_items_capacity(max_entries)
+            .weight_capacity(capacity)
+            .hot_allocation(HOT_ALLOCATION)
+            .build()
+            .expect("the options are within quick_cache's ranges");
+        let tally = Tally {
+            bytes: Arc::new(AtomicUsize::new(0)),
+            evictions: Arc::new(AtomicU64::new(0)),
+        };
         Store {
-            map: DashMap::default(),
-            order: Mutex::new(VecDeque::new()),
-            bytes: AtomicUsize::new(0),
-            generation: AtomicU64::new(0),
-            evictions: AtomicU64::new(0),
-            max_entries: max_entries.max(1),
-            max_bytes,
+            map: Cache::with_options(
+                options,
+                Weight { floor },
+                foldhash::fast::RandomState::default(),
+                tally.clone(),
+            ),
+            tally,
+            max_weight,
         }
     }
 
     /// The value under `key` and when it expires, unless missing or expired.
     pub(crate) fn get(&self, key: &K) -> Option<(V, Option<Instant>)> {
+        let entry = self.map.get(key)?;
         let now = Instant::now();
-        {
-            let entry = self.map.get(key)?;
-            if !entry.is_expired(now) {
-                return Some((entry.value.clone(), entry.expires_at));
-            }
+        if !entry.is_expired(now) {
+            return Some((entry.value, entry.expires_at));
         }
         self.remove_if(key, |entry| entry.is_expired(now));
         None
     }
 
     /// Stores `value` for `ttl` (`None`: until evicted). A value larger than
-    /// the byte bound is not stored; returns whether it was.
+    /// [`Store::value_limit`] is not stored (and the key's old value is
+    /// dropped); returns whether it was.
     pub(crate) fn insert(&self, key: &K, value: V, ttl: Option<Duration>) -> bool {
         let size = cost(key.as_ref(), &value);
-        if size > self.max_bytes {
+        if size as u64 > self.max_weight {
             self.remove(key);
             return false;
         }
         let key = key.to_arc();
-        let generation = self.generation.fetch_add(1, Ordering::Relaxed);
         let entry = Entry {
             value,
             // A TTL beyond what the clock counts is none.
             expires_at: ttl.and_then(|ttl| Instant::now().checked_add(ttl)),
-            generation,
         };
-        let mut order = self
-            .order
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(old) = self.map.insert(key.clone(), entry) {
-            self.bytes
-                .fetch_sub(old.cost((*key).as_ref()), Ordering::Relaxed);
-        }
-        self.bytes.fetch_add(size, Ordering::Relaxed);
-        order.push_back((key, generation));
-        self.evict(&mut order);
+        self.tally.bytes.fetch_add(size, Ordering::Relaxed);
+        let mut dropped = Dropped {
+            inserted: Some(key.clone()),
+        };
+        self.map.insert_with_lifecycle(key, entry, &mut dropped);
         true
     }
 
@@ -157,18 +249,19 @@ impl<K: StoreKey + ?Sized, V: StoreValue> Store<K, V> {
             .is_some_and(|entry| !entry.is_expired(now))
     }
 
-    /// Whether a live entry is under `key`.
+    /// Whether a live entry is under `key`. A look, not a use: it does not
+    /// make the entry hotter.
     pub(crate) fn contains(&self, key: &K) -> bool {
         let now = Instant::now();
         self.map
-            .get(key)
+            .peek(key)
             .is_some_and(|entry| !entry.is_expired(now))
     }
 
     /// The remaining lifetime of `key`.
     pub(crate) fn ttl(&self, key: &K) -> KeyTtl {
         let now = Instant::now();
-        match self.map.get(key) {
+        match self.map.peek(key) {
             Some(entry) if !entry.is_expired(now) => match entry.expires_at {
                 Some(at) => KeyTtl::Expires(at - now),
                 None => KeyTtl::Forever,
@@ -180,13 +273,17 @@ impl<K: StoreKey + ?Sized, V: StoreValue> Store<K, V> {
     /// Sets the lifetime of a live `key` to `ttl`; `false` if missing.
     pub(crate) fn touch(&self, key: &K, ttl: Option<Duration>) -> bool {
         let now = Instant::now();
-        match self.map.get_mut(key) {
-            Some(mut entry) if !entry.is_expired(now) => {
-                entry.expires_at = ttl.and_then(|ttl| now.checked_add(ttl));
-                true
+        // In place, under the shard's lock: a value set meanwhile is kept.
+        let key = key.to_arc();
+        let touched = self.map.entry(&key, Some(Duration::ZERO), |_, entry| {
+            if entry.is_expired(now) {
+                return EntryAction::Retain(false);
             }
-            _ => false,
-        }
+            entry.expires_at = ttl.and_then(|ttl| now.checked_add(ttl));
+            EntryAction::Retain(true)
+        });
+        // A vacant key gives a guard for loading it, dropped here unfilled.
+        matches!(touched, EntryResult::Retained(true))
     }
 
     /// Entries held, expired ones not yet dropped included.
@@ -196,62 +293,36 @@ impl<K: StoreKey + ?Sized, V: StoreValue> Store<K, V> {
 
     /// The largest value that fits under `key`.
     pub(crate) fn value_limit(&self, key: &K) -> usize {
-        self.max_bytes
-            .saturating_sub(key.as_ref().len() + ENTRY_OVERHEAD)
+        (self.max_weight as usize).saturating_sub(key.as_ref().len() + ENTRY_OVERHEAD)
     }
 
     /// Drops every entry.
     pub(crate) fn clear(&self) {
-        let mut order = self.order.lock().unwrap_or_else(|e| e.into_inner());
-        let keys: Vec<Arc<K>> = self
-            .map
-            .iter()
-            .map(|entry| Arc::clone(entry.key()))
-            .collect();
-        for key in keys {
-            self.remove_if(&key, |_| true);
-        }
-        order.clear();
+        self.map.retain(|key, entry| {
+            self.tally
+                .bytes
+                .fetch_sub(cost((**key).as_ref(), &entry.value), Ordering::Relaxed);
+            false
+        });
     }
 
     /// Entries dropped so far to keep within the bounds.
     pub(crate) fn evictions(&self) -> u64 {
-        self.evictions.load(Ordering::Relaxed)
+        self.tally.evictions.load(Ordering::Relaxed)
     }
 
-    /// Bytes charged for the entries held.
+    /// Bytes charged for the entries held: keys, values and the per-entry
+    /// overhead (not the weights, which round small entries up).
     pub(crate) fn bytes(&self) -> usize {
-        self.bytes.load(Ordering::Relaxed)
+        self.tally.bytes.load(Ordering::Relaxed)
     }
 
     fn remove_if(&self, key: &K, condition: impl FnOnce(&Entry<V>) -> bool) -> Option<Entry<V>> {
-        let (key, entry) = self.map.remove_if(key, |_, entry| condition(entry))?;
-        self.bytes
-            .fetch_sub(entry.cost((*key).as_ref()), Ordering::Relaxed);
+        let (key, entry) = self.map.remove_if(key, condition)?;
+        self.tally
+            .bytes
+            .fetch_sub(cost((*key).as_ref(), &entry.value), Ordering::Relaxed);
         Some(entry)
-    }
-
-    /// Drops the oldest entries until both bounds hold, then compacts the
-    /// queue if stale items (overwritten or removed keys) dominate it.
-    fn evict(&self, order: &mut VecDeque<(Arc<K>, u64)>) {
-        while self.map.len() > self.max_entries || self.bytes() > self.max_bytes {
-            let Some((key, generation)) = order.pop_front() else {
-                break;
-            };
-            if self
-                .remove_if(&key, |entry| entry.generation == generation)
-                .is_some()
-            {
-                self.evictions.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-        if order.len() > 2 * self.map.len() + 64 {
-            order.retain(|(key, generation)| {
-                self.map
-                    .get(key)
-                    .is_some_and(|entry| entry.generation == *generation)
-            });
-        }
     }
 }
 
@@ -264,29 +335,71 @@ mod tests {
     }
 
     #[test]
-    fn evicts_oldest_first_when_over_entry_bound() {
-        let store = Store::new(3, usize::MAX);
-        for key in ["a", "b", "c", "d"] {
-            assert!(store.insert(key, value(1), None));
+    fn holds_at_most_max_entries() {
+        for max_entries in [1, 3, 100, 1000] {
+            let store: Store = Store::new(max_entries, usize::MAX / 2);
+            for i in 0..max_entries * 4 {
+                assert!(store.insert(&format!("k{i}"), value(1), None));
+                assert!(
+                    store.len() <= max_entries,
+                    "{} > {max_entries}",
+                    store.len()
+                );
+            }
+            assert!(
+                store.len() >= max_entries / 2,
+                "a full store keeps most of its room"
+            );
+            assert_eq!(
+                store.evictions() as usize,
+                max_entries * 4 - store.len(),
+                "every entry gone was evicted"
+            );
         }
-        assert_eq!(store.len(), 3);
-        assert!(!store.contains("a"), "oldest entry must go first");
-        assert!(store.contains("b") && store.contains("c") && store.contains("d"));
     }
 
     #[test]
-    fn overwrite_refreshes_position_and_bytes() {
-        let store = Store::new(2, usize::MAX);
+    fn hot_entries_survive_a_scan_of_cold_ones() {
+        let store: Store = Store::new(1000, usize::MAX / 2);
+        let hot: Vec<String> = (0..100).map(|i| format!("hot{i}")).collect();
+        for key in &hot {
+            store.insert(key, value(1), None);
+        }
+        // Read twice: hot keys are in use.
+        for _ in 0..2 {
+            for key in &hot {
+                assert!(store.get(key).is_some());
+            }
+        }
+        // Ten times the capacity of keys read once.
+        for i in 0..10_000 {
+            store.insert(&format!("scan{i}"), value(1), None);
+        }
+        let kept = hot.iter().filter(|key| store.contains(key)).count();
+        assert!(
+            kept >= 90,
+            "only {kept} of 100 hot entries survived the scan"
+        );
+    }
+
+    #[test]
+    fn overwrite_keeps_bytes_exact_and_is_no_eviction() {
+        let store: Store = Store::new(2, 1 << 20);
         store.insert("a", value(10), None);
         store.insert("b", value(10), None);
         store.insert("a", value(20), None);
-        store.insert("c", value(10), None);
-        assert!(store.contains("a"), "re-inserted key is young again");
-        assert!(!store.contains("b"));
+        assert_eq!(store.evictions(), 0, "an overwrite is not an eviction");
         assert_eq!(
             store.bytes(),
-            cost(b"a", &value(20)) + cost(b"c", &value(10))
+            cost(b"a", &value(20)) + cost(b"b", &value(10))
         );
+        for _ in 0..10_000 {
+            store.insert("same", value(1), None);
+        }
+        assert!(store.len() <= 2);
+        assert!(store.remove("same"));
+        store.clear();
+        assert_eq!((store.len(), store.bytes()), (0, 0));
     }
 
     #[test]
@@ -294,26 +407,25 @@ mod tests {
         let per_entry = cost(b"k00", &value(100));
         let store: Store = Store::new(1000, per_entry * 5);
         for i in 0..50 {
-            store.insert(&format!("k{i:02}"), value(100), None);
-            assert!(store.bytes() <= per_entry * 5);
+            assert!(store.insert(&format!("k{i:02}"), value(100), None));
+            assert!(store.bytes() <= per_entry * 5, "{}", store.bytes());
         }
-        assert_eq!(store.len(), 5);
-        assert!(store.contains("k49") && !store.contains("k44"));
-        assert!(!store.insert("huge", value(per_entry * 5), None));
-        assert!(!store.contains("huge"));
+        assert!(store.len() <= 5);
+        let limit = store.value_limit("huge");
+        assert!(limit >= 100 && limit < per_entry * 5, "{limit}");
+        store.insert("huge", value(1), None);
+        assert!(!store.insert("huge", value(limit + 1), None));
+        assert!(!store.contains("huge"), "a refused value drops the old one");
+        assert!(store.insert("huge", value(limit), None));
     }
 
     #[test]
-    fn queue_stays_bounded_under_overwrites() {
-        let store = Store::new(10, usize::MAX);
-        for _ in 0..10_000 {
-            store.insert("same", value(1), None);
-        }
-        assert_eq!(store.len(), 1);
-        assert!(
-            store.order.lock().unwrap().len() <= 2 + 64 + 1,
-            "stale queue items are compacted"
-        );
+    fn a_large_store_takes_values_up_to_a_shards_share() {
+        let store: Store = Store::new(100_000, 256 << 20);
+        let limit = store.value_limit("k");
+        assert!(limit > 15 << 20, "{limit}");
+        assert!(store.insert("k", value(limit), None));
+        assert_eq!(store.get("k").map(|(v, _)| v.len()), Some(limit));
     }
 
     #[tokio::test(start_paused = true)]
