@@ -51,11 +51,11 @@ const MEASURED_REQUESTS: usize = 2_000_000;
 const SCAN: u64 = 50_000;
 /// Requests counted for trace B, right after its scan.
 const AFTER_SCAN_REQUESTS: usize = 500_000;
-/// The first of those, counted on their own as well: twice the capacity.
-/// A cache that the scan flushed refills its hot keys within about its
-/// capacity's worth of requests, so the collapse shows over this window
-/// and fades over the longer one.
-const RIGHT_AFTER_SCAN: usize = 20_000;
+/// The first of those, counted on their own as well: the capacity's
+/// worth. A cache that the scan flushed refills its hot keys over about
+/// that many requests, so the collapse shows over this window and fades
+/// over the longer one.
+const RIGHT_AFTER_SCAN: usize = 10_000;
 /// The seed of the trace, fixed so that every run replays the same one.
 const SEED: u64 = 0x5eed_cafe;
 /// The first key of the scan: above every key the Zipf trace can draw.
