@@ -28,12 +28,13 @@ Subcommands:
             cargo test --workspace --all-features
             cargo xtask docs --check
             cargo xtask api --check
-  bench [memcached|macro|redis|file]
+  bench [memcached|macro|redis|file|l1]
           Starts the benchmark's servers (three memcached, or one
           redis-server; none for file, which measures a temp directory on
-          disk) pinned to one CPU and runs the benchmark pinned to another
-          (all of them, each with its servers, when none is named); prints
-          tables of ratios against raw clients measured in the same run
+          disk, nor for l1, which measures in-process caches) pinned to one
+          CPU and runs the benchmark pinned to another (all of them, each
+          with its servers, when none is named); prints tables of ratios
+          against raw clients or other caches measured in the same run
   api [--check]
           Writes docs/public-api.txt, the public API of the facade with
           every feature on, from `cargo doc` (warnings are errors); with

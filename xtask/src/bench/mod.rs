@@ -1,9 +1,9 @@
-//! `cargo xtask bench [memcached|macro|redis|file]`: starts the servers a
+//! `cargo xtask bench [memcached|macro|redis|file|l1]`: starts the servers a
 //! benchmark needs pinned to one CPU, and runs its binaries pinned to
 //! another, so that client and servers do not compete for a core (these
-//! machines have two). The file benchmark needs no server: its binary
-//! runs pinned to the client CPU all the same, so that its figures come
-//! from one core like the others'. With no name, runs every benchmark,
+//! machines have two). The file and L1 benchmarks need no server: their
+//! binaries run pinned to the client CPU all the same, so that their
+//! figures come from one core like the others'. With no name, runs every benchmark,
 //! each with its own servers.
 
 mod memcached;
@@ -27,7 +27,7 @@ struct Bench {
 /// The servers a benchmark gets, each kind passed in its own variable.
 #[derive(Debug, Clone, Copy)]
 enum Servers {
-    /// None: the benchmark measures local resources (a directory).
+    /// None: the benchmark measures local resources (a directory, memory).
     None,
     /// Three memcached servers, in `CACHEKIT_BENCH_MEMCACHED`.
     Memcached,
@@ -103,6 +103,13 @@ const BENCHES: &[Bench] = &[
         name: "file",
         servers: Servers::None,
         binaries: &[&["-p", "cachekit-file", "--bench", "file"]],
+    },
+    // In-process caches only: no server; pinned to the client CPU like
+    // the file benchmark.
+    Bench {
+        name: "l1",
+        servers: Servers::None,
+        binaries: &[&["-p", "cachekit", "--bench", "l1"]],
     },
 ];
 
