@@ -9,8 +9,9 @@
 //!
 //! Two bounds in one weight: the cache holds at most `max_bytes` of weight,
 //! and an entry weighs its cost (key, value and a fixed overhead) but never
-//! less than `max_bytes / max_entries`. So the weights bound the bytes, and
-//! also the entries: no more than `max_entries` of the least weight fit.
+//! less than `max_bytes / max_entries` (rounded down). So the weights bound
+//! the bytes, and also the entries: no more than `max_entries` of the least
+//! weight fit.
 //!
 //! The bytes are split over [`shards`] shards, each holding its share, so
 //! one value may take at most a shard's share (less quick_cache's reserve
@@ -177,14 +178,24 @@ impl<K: StoreKey + ?Sized, V: StoreValue> Store<K, V> {
     pub(crate) fn new(max_entries: usize, max_bytes: usize) -> Self {
         let max_entries = max_entries.max(1);
         let shards = shards(max_entries, max_bytes);
-        // A multiple of the shard count, so that the shards' shares add up
-        // to no more than `max_bytes`.
-        let capacity = (max_bytes - max_bytes % shards) as u64;
+        // Room for whole shards of least-weight entries: every shard takes
+        // the same number, and together no more than `max_entries` (all of
+        // them when the shard count divides it, as it does the defaults).
+        let room = (shards * (max_entries / shards).max(1)) as u64;
+        let floor = max_bytes as u64 / room;
+        // A whole number of floors per shard, and no more than `max_bytes`
+        // in all; without a floor (fewer bytes than entries), a multiple
+        // of the shard count.
+        let capacity = if floor > 0 {
+            floor * room
+        } else {
+            (max_bytes - max_bytes % shards) as u64
+        };
         let max_weight = (capacity / shards as u64) as f64 * HOT_ALLOCATION;
         let max_weight = max_weight as u64;
         // Never above what one entry may weigh, or a store of one entry
         // (whose floor is its whole capacity) would take none.
-        let floor = capacity.div_ceil(max_entries as u64).min(max_weight);
+        let floor = floor.min(max_weight);
         let options = OptionsBuilder::new()
             .shards(shards)
             .estimated_items_capacity(max_entries)
@@ -355,6 +366,21 @@ mod tests {
                 max_entries * 4 - store.len(),
                 "every entry gone was evicted"
             );
+        }
+    }
+
+    #[test]
+    fn the_default_bounds_hold_exactly_max_entries_small_entries() {
+        for (max_entries, max_bytes) in [(10_000, 64 << 20), (100_000, 256 << 20), (7, 1000)] {
+            let store: Store = Store::new(max_entries, max_bytes);
+            for i in 0..max_entries * 2 {
+                store.insert(&format!("{i}"), value(1), None);
+            }
+            let held = store.len();
+            assert!(held <= max_entries, "{held} > {max_entries}");
+            if max_entries % 16 == 0 {
+                assert_eq!(held, max_entries, "small entries fill every place");
+            }
         }
     }
 
