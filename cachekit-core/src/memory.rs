@@ -12,7 +12,7 @@ use dashmap::mapref::entry::Entry;
 use tokio::time::Instant;
 
 use crate::key;
-use crate::store::Store;
+use crate::store::{self, Store};
 use crate::{
     Backend, Capabilities, Health, Identity, KeyTtl, Lock, LockToken, Result, Touch, TtlInspect,
 };
@@ -31,6 +31,8 @@ pub struct MemoryBackend {
 #[derive(Debug)]
 struct Inner {
     store: Store,
+    /// The largest value taken, under any key (see `store::largest_value`).
+    max_value_size: usize,
     /// Held locks: the token and the end of the lease (`None`: beyond the clock).
     locks: DashMap<String, (LockToken, Option<Instant>)>,
     /// The last fencing value given (see [`LockToken::fence`]): one counter
@@ -56,7 +58,12 @@ impl MemoryBackend {
         persistent: false,
         shared: false,
         max_ttl: None,
-        max_value_size: None,
+        // With the default bounds; `capabilities()` gives a backend's own.
+        max_value_size: Some(store::largest_value(
+            Self::DEFAULT_MAX_ENTRIES,
+            Self::DEFAULT_MAX_BYTES,
+            key::MAX_KEY_LEN,
+        )),
         max_key_len: key::MAX_KEY_LEN,
     };
 
@@ -70,6 +77,7 @@ impl MemoryBackend {
         MemoryBackend {
             inner: Arc::new(Inner {
                 store: Store::new(max_entries, max_bytes),
+                max_value_size: store::largest_value(max_entries, max_bytes, key::MAX_KEY_LEN),
                 locks: DashMap::new(),
                 fences: AtomicU64::new(0),
             }),
@@ -104,7 +112,10 @@ impl Backend for MemoryBackend {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Self::CAPABILITIES
+        Capabilities {
+            max_value_size: Some(self.inner.max_value_size),
+            ..Self::CAPABILITIES
+        }
     }
 
     async fn get(&self, key: &str) -> Result<Option<Bytes>> {
@@ -115,10 +126,16 @@ impl Backend for MemoryBackend {
     async fn set(&self, key: &str, value: Bytes, ttl: Option<Duration>) -> Result<()> {
         Self::check(key)?;
         let ttl = Self::CAPABILITIES.clamp_ttl(ttl);
-        if !self.inner.store.insert(key, value.clone(), ttl) {
+        // One limit for every key, the one `capabilities()` declares (the
+        // store would take a little more under a short key).
+        let limit = self.inner.max_value_size;
+        if value.len() > limit || !self.inner.store.insert(key, value.clone(), ttl) {
+            // The key's old value goes: a reader must not get it back
+            // after a write that failed.
+            self.inner.store.remove(key);
             return Err(crate::Error::ValueTooLarge {
                 size: value.len(),
-                limit: self.inner.store.value_limit(key),
+                limit,
             });
         }
         Ok(())

@@ -15,7 +15,7 @@
 //!
 //! The bytes are split over [`shards`] shards, each holding its share, so
 //! one value may take at most a shard's share (less quick_cache's reserve
-//! for cold entries): [`Store::value_limit`] says how much.
+//! for cold entries): [`largest_value`] says how much.
 //!
 //! Keys are hashed with foldhash (hashbrown's default hasher) rather than
 //! std's SipHash, which is a large share of a hit this short
@@ -105,12 +105,85 @@ fn cost(key: &[u8], value: &impl StoreValue) -> usize {
 /// How many shards a store gets: a power of two, at most [`MAX_SHARDS`],
 /// each sized for at least [`MIN_SHARD_ENTRIES`] entries and
 /// [`MIN_SHARD_BYTES`] bytes.
-fn shards(max_entries: usize, max_bytes: usize) -> usize {
-    let wanted = (max_entries / MIN_SHARD_ENTRIES)
-        .min(max_bytes / MIN_SHARD_BYTES)
-        .clamp(1, MAX_SHARDS);
+const fn shards(max_entries: usize, max_bytes: usize) -> usize {
+    let by_entries = max_entries / MIN_SHARD_ENTRIES;
+    let by_bytes = max_bytes / MIN_SHARD_BYTES;
+    let wanted = if by_entries < by_bytes {
+        by_entries
+    } else {
+        by_bytes
+    };
+    let wanted = if wanted < 1 {
+        1
+    } else if wanted > MAX_SHARDS {
+        MAX_SHARDS
+    } else {
+        wanted
+    };
     // The largest power of two not above `wanted`.
     1 << wanted.ilog2()
+}
+
+/// How a store of `max_entries` and `max_bytes` is laid out over its
+/// shards; a `const fn` so that a backend can declare the largest value a
+/// store of its default bounds takes.
+struct Layout {
+    shards: usize,
+    /// The weight all entries together may have.
+    capacity: u64,
+    /// The least weight of an entry.
+    floor: u64,
+    /// The most one entry may weigh: a shard's share for entries in use.
+    max_weight: u64,
+}
+
+impl Layout {
+    const fn of(max_entries: usize, max_bytes: usize) -> Layout {
+        let max_entries = if max_entries == 0 { 1 } else { max_entries };
+        let shards = shards(max_entries, max_bytes);
+        // Room for whole shards of least-weight entries: every shard takes
+        // the same number, and together no more than `max_entries` (all of
+        // them when the shard count divides it, as it does the defaults).
+        let per_shard = if max_entries / shards == 0 {
+            1
+        } else {
+            max_entries / shards
+        };
+        let room = (shards * per_shard) as u64;
+        let floor = max_bytes as u64 / room;
+        // A whole number of floors per shard, and no more than `max_bytes`
+        // in all; without a floor (fewer bytes than entries), a multiple
+        // of the shard count.
+        let capacity = if floor > 0 {
+            floor * room
+        } else {
+            (max_bytes - max_bytes % shards) as u64
+        };
+        let max_weight = ((capacity / shards as u64) as f64 * HOT_ALLOCATION) as u64;
+        Layout {
+            shards,
+            capacity,
+            // Never above what one entry may weigh, or a store of one entry
+            // (whose floor is its whole capacity) would take none.
+            floor: if floor < max_weight {
+                floor
+            } else {
+                max_weight
+            },
+            max_weight,
+        }
+    }
+}
+
+/// The largest value a store of these bounds takes under any key of at
+/// most `max_key_len` bytes.
+pub(crate) const fn largest_value(
+    max_entries: usize,
+    max_bytes: usize,
+    max_key_len: usize,
+) -> usize {
+    (Layout::of(max_entries, max_bytes).max_weight as usize)
+        .saturating_sub(max_key_len + ENTRY_OVERHEAD)
 }
 
 /// An entry's weight: its cost, but at least `floor` (see the module docs).
@@ -176,26 +249,13 @@ impl<K: StoreKey + ?Sized, V: StoreValue> std::fmt::Debug for Store<K, V> {
 
 impl<K: StoreKey + ?Sized, V: StoreValue> Store<K, V> {
     pub(crate) fn new(max_entries: usize, max_bytes: usize) -> Self {
+        let Layout {
+            shards,
+            capacity,
+            floor,
+            max_weight,
+        } = Layout::of(max_entries, max_bytes);
         let max_entries = max_entries.max(1);
-        let shards = shards(max_entries, max_bytes);
-        // Room for whole shards of least-weight entries: every shard takes
-        // the same number, and together no more than `max_entries` (all of
-        // them when the shard count divides it, as it does the defaults).
-        let room = (shards * (max_entries / shards).max(1)) as u64;
-        let floor = max_bytes as u64 / room;
-        // A whole number of floors per shard, and no more than `max_bytes`
-        // in all; without a floor (fewer bytes than entries), a multiple
-        // of the shard count.
-        let capacity = if floor > 0 {
-            floor * room
-        } else {
-            (max_bytes - max_bytes % shards) as u64
-        };
-        let max_weight = (capacity / shards as u64) as f64 * HOT_ALLOCATION;
-        let max_weight = max_weight as u64;
-        // Never above what one entry may weigh, or a store of one entry
-        // (whose floor is its whole capacity) would take none.
-        let floor = floor.min(max_weight);
         let options = OptionsBuilder::new()
             .shards(shards)
             .estimated_items_capacity(max_entries)
@@ -231,7 +291,7 @@ impl<K: StoreKey + ?Sized, V: StoreValue> Store<K, V> {
     }
 
     /// Stores `value` for `ttl` (`None`: until evicted). A value larger than
-    /// [`Store::value_limit`] is not stored (and the key's old value is
+    /// a shard's share is not stored (and the key's old value is
     /// dropped); returns whether it was.
     pub(crate) fn insert(&self, key: &K, value: V, ttl: Option<Duration>) -> bool {
         let size = cost(key.as_ref(), &value);
@@ -303,7 +363,8 @@ impl<K: StoreKey + ?Sized, V: StoreValue> Store<K, V> {
     }
 
     /// The largest value that fits under `key`.
-    pub(crate) fn value_limit(&self, key: &K) -> usize {
+    #[cfg(test)]
+    fn value_limit(&self, key: &K) -> usize {
         (self.max_weight as usize).saturating_sub(key.as_ref().len() + ENTRY_OVERHEAD)
     }
 

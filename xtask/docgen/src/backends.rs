@@ -257,7 +257,7 @@ fn duration(duration: Duration) -> String {
     }
 }
 
-/// `n` bytes with thousands separated, and in MiB when that is whole.
+/// `n` bytes with thousands separated, and in MiB past one.
 fn bytes(n: usize) -> String {
     let digits = n.to_string();
     let mut grouped = String::new();
@@ -269,6 +269,11 @@ fn bytes(n: usize) -> String {
     }
     if n % (1 << 20) == 0 {
         format!("{} MiB ({grouped} bytes)", n >> 20)
+    } else if n > 1 << 20 {
+        format!(
+            "{grouped} bytes (about {:.1} MiB)",
+            n as f64 / f64::from(1 << 20)
+        )
     } else {
         format!("{grouped} bytes")
     }
