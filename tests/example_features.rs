@@ -11,7 +11,7 @@ use cachekit_core::backend::testkit::ServerProcess;
 
 mod support;
 
-use support::{build_example, clean_command, run_to_end};
+use support::{clean_command, prebuilt_or_build, run_to_end};
 
 /// How long one run of the example may take.
 const RUN_TIMEOUT: Duration = Duration::from_secs(60);
@@ -23,35 +23,12 @@ const RUN_TIMEOUT: Duration = Duration::from_secs(60);
 /// leave out the default `macros` feature: with it, the features of shared
 /// dependencies change and the second build compiles dozens of them again.
 fn binary(backend: &str) -> PathBuf {
-    let name = format!("features-{backend}{}", std::env::consts::EXE_SUFFIX);
-    let exe = std::env::current_exe().expect("the test's own path");
-    // target/debug/deps/TEST-HASH -> target/debug
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("the test runs from target/<profile>/deps");
-    let prebuilt = profile_dir.join("examples").join(&name);
-    if prebuilt.is_file() {
-        return prebuilt;
-    }
-    let own_target = profile_dir
-        .parent()
-        .expect("target/<profile> has a parent")
-        .join("examples-features");
-    eprintln!(
-        "{} is missing (`cargo xtask test` builds it): building it into {}",
-        prebuilt.display(),
-        own_target.display()
-    );
-    let built = build_example(
+    prebuilt_or_build(
+        &format!("features-{backend}"),
         "features",
         &["--no-default-features", "--features", backend],
-        &own_target,
-    );
-    // The next build replaces the binary cargo leaves: keep a copy.
-    let copy = own_target.join(&name);
-    std::fs::copy(&built, &copy).expect("copy the example's binary");
-    copy
+        "examples-features",
+    )
 }
 
 /// Runs `binary` with only the variables `vars`.

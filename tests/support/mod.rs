@@ -21,27 +21,44 @@ use std::time::{Duration, Instant};
 /// directory of its own (so as not to wait on the lock of the one cargo
 /// holds while it runs the tests).
 pub(crate) fn example_binary(name: &str, features: &str) -> PathBuf {
-    let file = format!("{name}{}", std::env::consts::EXE_SUFFIX);
+    prebuilt_or_build(name, name, &["--features", features], "examples-for-tests")
+}
+
+/// The binary `examples/FILE` next to this test's directory if it is there
+/// (built by `cargo test`, or by `cargo xtask test` under a name of its
+/// own), else example `name` built now with `feature_args` into the target
+/// directory `own_target` beside the one this test runs from, and kept
+/// there as `FILE` (a later build of the example replaces cargo's copy).
+pub(crate) fn prebuilt_or_build(
+    file: &str,
+    name: &str,
+    feature_args: &[&str],
+    own_target: &str,
+) -> PathBuf {
+    let file = format!("{file}{}", std::env::consts::EXE_SUFFIX);
     let exe = std::env::current_exe().expect("the test's own path");
-    // target/debug/deps/TEST-HASH -> target/debug/examples/
+    // target/debug/deps/TEST-HASH -> target/debug
     let profile_dir = exe
         .parent()
         .and_then(|deps| deps.parent())
         .expect("the test runs from target/<profile>/deps");
-    let built = profile_dir.join("examples").join(&file);
-    if built.is_file() {
-        return built;
+    let prebuilt = profile_dir.join("examples").join(&file);
+    if prebuilt.is_file() {
+        return prebuilt;
     }
     let own_target = profile_dir
         .parent()
         .expect("target/<profile> has a parent")
-        .join("examples-for-tests");
+        .join(own_target);
     eprintln!(
         "{} is missing: building the example into {}",
-        built.display(),
+        prebuilt.display(),
         own_target.display()
     );
-    build_example(name, &["--features", features], &own_target)
+    let built = build_example(name, feature_args, &own_target);
+    let kept = own_target.join(&file);
+    std::fs::copy(&built, &kept).expect("keep a copy of the example's binary");
+    kept
 }
 
 /// Builds example `name` with cargo `feature_args` (`["--features", "redis"]`,
