@@ -72,8 +72,12 @@ fn build_features_example(backend: &str) -> Result {
         .map_err(|error| format!("copying {} to {}: {error}", built.display(), copy.display()))
 }
 
-/// A step that runs `cargo <args>` in the workspace root, named after it.
+/// A step that runs `cargo <args>` in the workspace root, named after it;
+/// without incremental compilation, whose caches would double the disk a
+/// full run takes (a clean run gains nothing from them).
 fn cargo_step(args: &[&str]) -> Result {
     let name = format!("cargo {}", args.join(" "));
-    cmd::step(&name, || cmd::run(project::cargo().args(args)))
+    cmd::step(&name, || {
+        cmd::run(project::cargo().env("CARGO_INCREMENTAL", "0").args(args))
+    })
 }
