@@ -88,6 +88,7 @@
 /// | `version = 2` | a version of what is stored (default 0): entries written under another version are never read |
 /// | `cache_none = false` | for `-> Option<T>`: `None` is not stored (it is by default) |
 /// | `l1 = false` | results are not kept in process: every call reads the backend |
+/// | `l1_capacity = 1000` | the most results kept in process for this function (at least 1); default: the `l1_max_entries` setting |
 ///
 /// # Keys
 ///
@@ -133,13 +134,15 @@
 /// `cache_none = false`. The function sees its own return type, so `?`,
 /// `return` and a local `Result` alias work as usual.
 ///
-/// Results are also kept in the in-process L1 tier (bounded by the `l1_*`
-/// settings, and never past the expiry of the entry this process read or
-/// wrote; an invalidation by another process reaches this one's copy when
-/// it expires, within `l1_ttl`). A hit there costs
-/// one serialization of the arguments, one map read and a clone of the
-/// value, so the stored type must also be `Clone + Send + Sync + 'static`;
-/// for one that is not, write `l1 = false`.
+/// Results are also kept in process, in the function's own L1 (at most
+/// `l1_capacity` entries, else the `l1_max_entries` setting, and
+/// `l1_max_bytes`; `l1_max_entries = 0` turns every function's off), never
+/// past the expiry of the entry this process read or wrote; an
+/// invalidation by another process reaches this one's copy when it
+/// expires, within `l1_ttl`. A hit there costs one serialization of the
+/// arguments, one map read and a clone of the value, so the stored type
+/// must also be `Clone + Send + Sync + 'static`; for one that is not, write
+/// `l1 = false`.
 ///
 /// # Companions
 ///

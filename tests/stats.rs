@@ -474,12 +474,18 @@ async fn every_backend_counts_alike() {
         assert!(backend.errors.is_empty(), "{name}: {backend:?}");
     }
     // An L1 tier per cache with one (the four backends' `stats-l1` and
-    // their readers), and the functions' shared one.
+    // their readers), and one per cached function that keeps copies, named
+    // by its path (empty now: each scope's end dropped its copies).
     let tiers = stats.l1.iter().filter(|t| t.name == "stats-l1").count();
     assert_eq!(tiers, 8, "{:?}", stats.l1);
     assert!(
-        stats.l1.iter().any(|t| t.name == "#[cache]"),
+        stats.l1.iter().any(|t| t.name == "stats::kept"),
         "{:?}",
+        stats.l1
+    );
+    assert!(
+        !stats.l1.iter().any(|t| t.name == "stats::unkept"),
+        "`l1 = false` keeps no tier: {:?}",
         stats.l1
     );
     drop(kept_alive);

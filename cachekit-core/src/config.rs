@@ -130,7 +130,7 @@ pub const CORE_SETTINGS: &[Setting] = &[
             max: 100_000_000,
         },
         default: "10000",
-        description: "Most entries in the in-process L1 tier; 0 turns L1 off.",
+        description: "Most entries in the in-process L1 tier of each cache and of each cached function without `l1_capacity`; 0 turns L1 off.",
     },
     Setting {
         key: "l1_max_bytes",
@@ -141,7 +141,7 @@ pub const CORE_SETTINGS: &[Setting] = &[
             max: 1 << 40,
         },
         default: "67108864",
-        description: "Most bytes in the in-process L1 tier.",
+        description: "Most bytes in the in-process L1 tier of each cache and of each cached function.",
     },
     Setting {
         key: "l1_ttl",

@@ -87,7 +87,7 @@ pub(crate) struct L1<V: StoreValue = Bytes> {
 /// What [`L1::ticket`] gives and [`L1::fill`] takes: the notices applied
 /// when a backend read or write began.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Ticket(u64);
+pub struct Ticket(u64);
 
 impl<V: StoreValue> L1<V> {
     pub(crate) fn new(config: L1Config) -> Self {
@@ -176,7 +176,7 @@ impl<V: StoreValue> L1<V> {
     /// Keeps `value` until the earliest of `max_ttl` and `expires_at`; an
     /// entry already expired is not kept. Only for a value that comes from
     /// no backend call; others are kept with [`L1::fill`].
-    fn insert(&self, key: impl AsRef<[u8]>, value: V, expires_at: Option<SystemTime>) {
+    fn insert(&self, key: impl AsRef<[u8]>, mut value: V, expires_at: Option<SystemTime>) {
         let key = key.as_ref();
         let ttl = match expires_at {
             None => self.max_ttl,
@@ -188,7 +188,8 @@ impl<V: StoreValue> L1<V> {
                 }
             },
         };
-        self.store.insert(key, value, Some(ttl));
+        let ttl = (!value.expires_itself(ttl)).then_some(ttl);
+        self.store.insert(key, value, ttl);
         self.changed();
     }
 

@@ -78,6 +78,12 @@ impl StoreKey for [u8] {
 /// functions' results; `size` is what an entry is charged.
 pub(crate) trait StoreValue: Clone + Send + Sync {
     fn size(&self) -> usize;
+
+    /// Whether the value keeps its own expiry, `ttl` from now (the store
+    /// then gives it none); by default the store keeps it.
+    fn expires_itself(&mut self, _ttl: Duration) -> bool {
+        false
+    }
 }
 
 impl StoreValue for Bytes {
@@ -282,8 +288,12 @@ impl<K: StoreKey + ?Sized, V: StoreValue> Store<K, V> {
     /// The value under `key` and when it expires, unless missing or expired.
     pub(crate) fn get(&self, key: &K) -> Option<(V, Option<Instant>)> {
         let entry = self.map.get(key)?;
+        // The clock only for entries that expire.
+        let Some(at) = entry.expires_at else {
+            return Some((entry.value, None));
+        };
         let now = Instant::now();
-        if !entry.is_expired(now) {
+        if at > now {
             return Some((entry.value, entry.expires_at));
         }
         self.remove_if(key, |entry| entry.is_expired(now));

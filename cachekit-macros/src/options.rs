@@ -24,6 +24,9 @@ pub(crate) struct Options {
     pub(crate) cache_none: Option<bool>,
     /// Whether results are kept in the in-process L1 tier (default true).
     pub(crate) l1: Option<bool>,
+    /// The most entries the function's L1 holds (default: the
+    /// `l1_max_entries` setting).
+    pub(crate) l1_capacity: Option<L1Capacity>,
     /// A version of the stored data: raising it breaks with older entries.
     pub(crate) version: Option<Version>,
 }
@@ -49,6 +52,37 @@ impl FromMeta for Version {
             _ => Err(error(
                 expr.span(),
                 format!("`version` must be an integer literal; {VERSION_HELP}"),
+            )),
+        }
+    }
+}
+
+/// The most entries a function's L1 holds, at least 1.
+#[derive(Debug)]
+pub(crate) struct L1Capacity(pub(crate) usize, pub(crate) Span);
+
+const L1_CAPACITY_HELP: &str = "give a whole number of entries, at least 1 (`l1_capacity = 1000`); to keep no copies in process, write `l1 = false`";
+
+impl FromMeta for L1Capacity {
+    fn from_expr(expr: &Expr) -> darling::Result<Self> {
+        match expr {
+            Expr::Lit(ExprLit {
+                lit: Lit::Int(int), ..
+            }) => match int.base10_parse::<usize>() {
+                Ok(0) => Err(error(
+                    int.span(),
+                    format!("`l1_capacity` cannot be 0; {L1_CAPACITY_HELP}"),
+                )),
+                Ok(entries) => Ok(L1Capacity(entries, int.span())),
+                Err(_) => Err(error(
+                    int.span(),
+                    format!("`l1_capacity` is out of range; {L1_CAPACITY_HELP}"),
+                )),
+            },
+            Expr::Group(group) => L1Capacity::from_expr(&group.expr),
+            _ => Err(error(
+                expr.span(),
+                format!("`l1_capacity` must be an integer literal; {L1_CAPACITY_HELP}"),
             )),
         }
     }

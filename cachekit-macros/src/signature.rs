@@ -146,6 +146,14 @@ impl Function {
                 _ => Policy::All,
             }
         });
+        if let (Some(false), Some(capacity)) = (options.l1, &options.l1_capacity) {
+            errors.push(
+                darling::Error::custom(
+                    "`l1_capacity` sizes the L1 copies that `l1 = false` turns off: drop one of them",
+                )
+                .with_span(&capacity.1),
+            );
+        }
         errors.finish()?;
         Ok(Function {
             output: output.expect("checked above"),

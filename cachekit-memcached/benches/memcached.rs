@@ -64,6 +64,7 @@ static PROFILE: CachedFn = CachedFn::new(
         ttl: None,
         version: 0,
         site: concat!(file!(), ":", line!()),
+        l1_capacity: None,
     },
     Some(|| {
         Ok(Arc::clone(

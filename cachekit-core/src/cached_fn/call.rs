@@ -3,14 +3,14 @@
 use serde::Serialize;
 use smallvec::SmallVec;
 
-/// One call's keys: the L1 key (the function's identity and the serialized
-/// arguments or custom key) and what the backend key is built from.
+/// One call's keys: the L1 key (the serialized arguments or custom key, in
+/// the function's own L1) and what the backend key is built from.
 #[derive(Debug)]
 pub struct Call {
     /// The state of the function called.
     pub(super) state: &'static super::State,
     /// The generation of the [scope](super::scope) in force when the call
-    /// began (0: none); part of the L1 key.
+    /// began (0: none); a copy made in another is not this call's.
     pub(super) generation: u64,
     pub(super) l1: SmallVec<[u8; 64]>,
     /// The key given to the cache (`name:hash` or `name:custom`), built on an L1 miss;
@@ -20,16 +20,12 @@ pub struct Call {
 
 impl Call {
     /// Starts the keys of a call of the function whose state is `state`.
+    #[inline]
     pub(super) fn new(state: &'static super::State) -> Self {
-        let generation = super::scope::generation();
-        let mut l1 = SmallVec::from_slice(&state.id);
-        if generation != 0 {
-            l1.extend_from_slice(&generation.to_le_bytes());
-        }
         Call {
             state,
-            generation,
-            l1,
+            generation: super::scope::generation(),
+            l1: SmallVec::new(),
             part: Some(KeyPart::Args),
         }
     }
@@ -41,10 +37,9 @@ impl Call {
         crate::trace::operation(&self.state.name, "", "call", None)
     }
 
-    /// The serialized arguments or custom key: the L1 key past the function's identity.
+    /// The serialized arguments or custom key: the L1 key.
     pub(super) fn args(&self) -> &[u8] {
-        let identity = self.state.id.len() + if self.generation != 0 { 8 } else { 0 };
-        &self.l1[identity..]
+        &self.l1
     }
 
     /// Adds an argument to the key. Arguments are written in the

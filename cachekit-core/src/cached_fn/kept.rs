@@ -1,31 +1,39 @@
-//! Cached functions' results kept decoded in process: the L1 tier they
-//! share, and whether a function uses it.
+//! Cached functions' results kept decoded in process: whether a function
+//! keeps them, and the L1 copies it keeps.
+//!
+//! Each function (for each `Self` type) has an L1 of its own, typed by its
+//! result: a hit clones the result out of the store, with no downcast of a
+//! shared, type-erased value and no reference count to touch. Its keys are
+//! the call's serialized arguments alone (the function is the store), and a
+//! copy records the [scope](super::scope) generation it was made in, so no
+//! result crosses from one scope's backend to another's.
 
 use std::any::Any;
-use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use super::call::Call;
 use super::coherent;
 use super::policy::ReturnPolicy;
-use super::process::shared_l1;
-use super::state::Chosen;
+use super::state::{Chosen, State};
 use crate::coherence::Coherence;
 use crate::l1::{L1, Ticket};
+use crate::stats::L1Stats;
 use crate::store::StoreValue;
 
 /// Where a cached function keeps results in process: the attribute picks
 /// [`WithL1`] (the default) or [`WithoutL1`] (`l1 = false`).
 pub trait L1Mode<T>: 'static {
-    /// Whether results are kept at all.
-    const KEEPS: bool;
-    /// The result in what L1 kept.
-    fn unpack(kept: &Kept) -> Option<T>;
-    /// What L1 keeps of `value`, `size` bytes encoded.
-    fn pack(value: &T, size: usize) -> Option<Kept>;
+    /// The result kept for `call`, if any.
+    fn hit(call: &Call) -> Option<T>;
+    /// What a call takes before its backend call, to keep a copy of the
+    /// result after it (see [`L1::fill`]); `None` when nothing is kept.
+    fn ticket(call: &Call) -> Option<Ticket>;
+    /// Keeps a copy of `value`, `size` bytes encoded, for `call`, until
+    /// `expires_at` at the latest.
+    fn keep(call: &Call, ticket: Ticket, value: &T, size: usize, expires_at: Option<SystemTime>);
 }
 
-/// Results are kept decoded in the shared L1 tier, and a hit returns a clone.
+/// Results are kept decoded in the function's L1, and a hit returns a clone.
 #[derive(Debug)]
 pub enum WithL1 {}
 
@@ -52,73 +60,168 @@ where
 {
 }
 
-/// A cached function's result as the L1 tier holds it.
+/// A cached function's result as its L1 holds it.
 #[derive(Clone)]
-pub struct Kept {
-    value: Arc<dyn Any + Send + Sync>,
+pub(super) struct Kept<T> {
+    value: T,
     /// The encoded size, charged against L1's byte bound.
     size: usize,
+    /// The generation of the scope the copy was made in (0: none).
+    generation: u64,
+    /// When the copy stops being served, on the coarse clock (see [`now`]).
+    deadline: coarsetime::Instant,
 }
 
-impl std::fmt::Debug for Kept {
+/// How far the coarse clock may lag the precise one: its tick (4 ms at
+/// Linux's usual 250 Hz, 10 ms at 100 Hz; 15.6 ms on Windows). A copy's
+/// deadline is this much before its backend entry's expiry, so it never
+/// outlives the entry.
+const COARSE_SLACK: Duration = Duration::from_millis(20);
+
+/// The time on the coarse clock: a read of the kernel's last tick
+/// (`CLOCK_MONOTONIC_COARSE` on Linux), with no write to shared memory, a
+/// fraction of a precise clock's cost on the path of every hit.
+#[inline]
+fn now() -> coarsetime::Instant {
+    coarsetime::Instant::now_without_cache_update()
+}
+
+impl<T> std::fmt::Debug for Kept<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Kept").field("size", &self.size).finish()
+        f.debug_struct("Kept")
+            .field("size", &self.size)
+            .finish_non_exhaustive()
     }
 }
 
-impl StoreValue for Kept {
+impl<T: Clone + Send + Sync> StoreValue for Kept<T> {
     fn size(&self) -> usize {
         self.size
     }
+
+    /// On the coarse clock, checked at every hit.
+    fn expires_itself(&mut self, ttl: Duration) -> bool {
+        let left = ttl.saturating_sub(COARSE_SLACK);
+        self.deadline = now() + coarsetime::Duration::from(left);
+        true
+    }
+}
+
+/// One function's L1, seen without its result type: what notices, scopes
+/// and stats need.
+pub(super) trait Copies: std::fmt::Debug + Send + Sync {
+    fn as_any(&self) -> &dyn Any;
+    /// Drops the copy under `key`.
+    fn remove(&self, key: &[u8]);
+    /// Drops the copy under `key` on a notice, and the fills in flight.
+    fn invalidate(&self, key: &[u8]);
+    /// Drops every copy on a notice, and the fills in flight.
+    fn invalidate_all(&self);
+    /// Drops every copy.
+    fn clear(&self);
+    fn stats(&self, name: &str) -> L1Stats;
+    /// Exports the L1's size under the function's `name` (with the `metrics` feature).
+    fn export_as(&self, name: &str);
+}
+
+impl<T: L1Value> Copies for L1<Kept<T>> {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn remove(&self, key: &[u8]) {
+        L1::remove(self, key);
+    }
+
+    fn invalidate(&self, key: &[u8]) {
+        L1::invalidate(self, key);
+    }
+
+    fn invalidate_all(&self) {
+        L1::invalidate_all(self);
+    }
+
+    fn clear(&self) {
+        L1::clear(self);
+    }
+
+    fn stats(&self, name: &str) -> L1Stats {
+        L1::stats(self, name)
+    }
+
+    fn export_as(&self, name: &str) {
+        L1::export_as(self, name);
+    }
+}
+
+/// The L1 of `state` for results of type `T`, made at first use; `None`
+/// when L1 is off, or the configuration cannot be read yet, or the state
+/// keeps another type (an associated function of a generic `impl` that
+/// never names `Self` has one state for every instantiation: the first
+/// type seen keeps copies, the others read the backend).
+fn copies<T: L1Value>(state: &'static State) -> Option<&'static L1<Kept<T>>> {
+    let copies = match state.copies() {
+        Some(copies) => copies?,
+        None => state.make_copies(|config| Box::new(L1::<Kept<T>>::new(config)))?,
+    };
+    copies.as_any().downcast_ref()
 }
 
 impl<T: L1Value> L1Mode<T> for WithL1 {
-    const KEEPS: bool = true;
-
-    fn unpack(kept: &Kept) -> Option<T> {
-        // Keys start with the function's identity, and one function stores
-        // one type, so the downcast fails only across a bug.
-        kept.value.downcast_ref::<T>().cloned()
+    #[inline]
+    fn hit(call: &Call) -> Option<T> {
+        call.part.as_ref()?;
+        let copy = copies::<T>(call.state)?.get(&call.l1)?;
+        // A copy past its deadline is never served; the fill after this
+        // call's backend read replaces it.
+        (copy.generation == call.generation && now() < copy.deadline).then_some(copy.value)
     }
 
-    fn pack(value: &T, size: usize) -> Option<Kept> {
+    fn ticket(call: &Call) -> Option<Ticket> {
+        Some(copies::<T>(call.state)?.ticket())
+    }
+
+    fn keep(call: &Call, ticket: Ticket, value: &T, size: usize, expires_at: Option<SystemTime>) {
         // Size 0: the value could not be encoded, so it is not in the backend either.
-        (size > 0).then(|| Kept {
-            value: Arc::new(value.clone()),
-            size,
-        })
+        if size == 0 {
+            return;
+        }
+        if let Some(l1) = copies::<T>(call.state) {
+            let copy = Kept {
+                value: value.clone(),
+                size,
+                generation: call.generation,
+                // Set when kept, from the copy's time to live.
+                deadline: now(),
+            };
+            l1.fill(ticket, &call.l1, copy, expires_at);
+        }
     }
 }
 
 impl<T> L1Mode<T> for WithoutL1 {
-    const KEEPS: bool = false;
-
-    fn unpack(_: &Kept) -> Option<T> {
+    fn hit(_: &Call) -> Option<T> {
         None
     }
 
-    fn pack(_: &T, _: usize) -> Option<Kept> {
+    fn ticket(_: &Call) -> Option<Ticket> {
         None
     }
+
+    fn keep(_: &Call, _: Ticket, _: &T, _: usize, _: Option<SystemTime>) {}
 }
 
 /// Drops the L1 copy of `call`'s result, if any.
 pub(super) fn forget_in_l1(call: &Call) {
-    if let Some(l1) = shared_l1() {
-        l1.remove(&call.l1);
+    if let Some(Some(copies)) = call.state.copies() {
+        copies.remove(&call.l1);
     }
-}
-
-/// What a call takes before its backend call, to keep a copy of the result
-/// after it (see [`L1::fill`](crate::l1::L1::fill)); `None` without an L1 tier.
-pub(super) fn ticket() -> Option<Ticket> {
-    shared_l1().map(L1::ticket)
 }
 
 /// Keeps a copy of `value` in L1 for `call`, read or written under
 /// `backend_key` since `ticket`, if mode `M` keeps results and the cache
 /// that gave it was chosen in the scope `call` began in (a result from
-/// another scope's backend stays out of this one's L1 keys), and can be
+/// another scope's backend stays out of this one's copies), and can be
 /// kept coherent with its backend.
 pub(super) fn keep_in_l1<T, M: L1Mode<T>>(
     call: &Call,
@@ -129,18 +232,16 @@ pub(super) fn keep_in_l1<T, M: L1Mode<T>>(
     size: usize,
     expires_at: Option<SystemTime>,
 ) {
-    if !M::KEEPS || chosen.generation() != call.generation {
-        return;
-    }
-    let (Some(l1), Some(ticket)) = (shared_l1(), ticket) else {
+    let Some(ticket) = ticket else {
         return;
     };
+    if chosen.generation() != call.generation {
+        return;
+    }
     match chosen.coherence() {
         Coherence::Unneeded => {}
-        Coherence::Listening => coherent::remember(backend_key, &call.l1),
+        Coherence::Listening => coherent::remember(backend_key, call.state, &call.l1),
         Coherence::Impossible => return,
     }
-    if let Some(kept) = M::pack(value, size) {
-        l1.fill(ticket, &call.l1, kept, expires_at);
-    }
+    M::keep(call, ticket, value, size, expires_at);
 }

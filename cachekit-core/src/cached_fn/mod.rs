@@ -11,11 +11,10 @@
 //!   attribute in place of the arguments. A function that names no
 //!   namespace has the `namespace` setting (default `cachekit`) and its
 //!   module path: `cachekit:my_crate.users:profile:2a` for `profile(42_u64)`.
-//! - **An L1 hit that neither hashes nor decodes**: every cached function
-//!   shares one L1 tier of decoded results, keyed by the function's identity
-//!   and its serialized arguments, so a hit costs one serialization, one map
-//!   read and a clone. The backend key and its hash are built only on an L1
-//!   miss.
+//! - **An L1 hit that neither hashes a backend key nor decodes**: every
+//!   cached function has an L1 of its own, typed by its result and keyed by
+//!   its serialized arguments, so a hit costs one serialization, one map read
+//!   and a clone. The backend key and its hash are built only on an L1 miss.
 //! - **One backend per process** for functions that name none: the process
 //!   default ([`set_default_backend`](crate::set_default_backend)) when set at
 //!   the first call, else the backend configured by the environment, built
@@ -53,15 +52,18 @@ pub use scope::{ScopedBackend, scoped_backend};
 
 use crate::cache::Fetched;
 use crate::l1::Ticket;
+use crate::stats::L1Stats;
 use crate::throttle::Throttle;
 use crate::{Backend, Cache, CacheStats, Error, Result, blocking, key, trace};
 use call::KeyPart;
 use kept::{forget_in_l1, keep_in_l1};
-use process::shared_l1;
 
-/// The size of the L1 tier cached functions share, once it exists.
-pub(crate) fn shared_l1_stats() -> Option<crate::stats::L1Stats> {
-    Some(shared_l1()?.stats("#[cache]"))
+/// The size of every cached function's L1, named by the function's path.
+pub(crate) fn l1_stats() -> Vec<L1Stats> {
+    state::all_copies()
+        .into_iter()
+        .map(|(name, copies)| copies.stats(name))
+        .collect()
 }
 pub(crate) use state::all_stats;
 use state::{Chosen, State};
@@ -90,6 +92,9 @@ pub struct FnSpec {
     /// `_refresh`, `_stats`) each declare a [`CachedFn`]; the ones of one
     /// expansion share their state.
     pub site: &'static str,
+    /// The most entries the function's L1 holds, given in the attribute
+    /// (`l1_capacity = N`); `None` for the `l1_max_entries` setting.
+    pub l1_capacity: Option<usize>,
 }
 
 /// Builds the backend named in the attribute (`backend = ...`).
@@ -129,6 +134,7 @@ impl CachedFn {
     /// Starts the keys of a call of the function for `self_type` (see
     /// [`CachedFn`]); add each argument that is part of the key with
     /// [`Call::arg`], in order.
+    #[inline]
     pub fn call(&'static self, self_type: &'static str) -> Call {
         Call::new(self.state(self_type))
     }
@@ -141,8 +147,20 @@ impl CachedFn {
         call
     }
 
-    /// The cached result of `call`, or else `body`'s, stored by policy `P`
-    /// and kept in process by mode `M`.
+    /// The result of `call` kept in L1 (by mode `M`), if any: the whole
+    /// of a hit, checked before the call's future (or body) is even made.
+    /// `get_or_insert` and `get_or_insert_blocking` go on from its miss.
+    #[inline]
+    pub fn hit<P, M, R>(&'static self, call: &Call) -> Option<R>
+    where
+        P: ReturnPolicy<R>,
+        M: L1Mode<P::Stored>,
+    {
+        l1_hit::<P::Stored, M>(call).map(P::result)
+    }
+
+    /// After [`CachedFn::hit`] missed: the backend's result of `call`, or
+    /// else `body`'s, stored by policy `P` and kept in process by mode `M`.
     pub async fn get_or_insert<P, M, R>(
         &'static self,
         call: Call,
@@ -153,15 +171,11 @@ impl CachedFn {
         M: L1Mode<P::Stored>,
     {
         let span = call.span();
-        if let Some(stored) = self.l1_hit::<P::Stored, M>(&call) {
-            span.record("outcome", "l1_hit");
-            return P::result(stored);
-        }
         let Some((chosen, wire)) = self.prepare(&call) else {
             span.record("outcome", "uncached");
             return body.await;
         };
-        let ticket = kept::ticket();
+        let ticket = M::ticket(&call);
         let fetch = chosen.cache().fetch(&wire, self.spec.ttl, || async {
             P::stored(body.await).map_err(NotStored::Returned)
         });
@@ -173,7 +187,8 @@ impl CachedFn {
         }
     }
 
-    /// [`CachedFn::get_or_insert`] for a plain `fn`: `body` runs on this
+    /// [`CachedFn::get_or_insert`] for a plain `fn` (after
+    /// [`CachedFn::hit`] missed): `body` runs on this
     /// thread; the cache's own work runs on a small runtime shared by all
     /// plain cached functions (thread `cachekit-blocking`), which this thread
     /// waits for: blocking outside a runtime, in `block_in_place` on a
@@ -187,17 +202,13 @@ impl CachedFn {
         P::Stored: Send + 'static,
     {
         let span = call.span();
-        if let Some(stored) = self.l1_hit::<P::Stored, M>(&call) {
-            span.record("outcome", "l1_hit");
-            return P::result(stored);
-        }
         let Some((chosen, wire)) = self.prepare(&call) else {
             span.record("outcome", "uncached");
             return body();
         };
         let span = chosen.traced(span, &wire);
         let ttl = self.spec.ttl;
-        let ticket = kept::ticket();
+        let ticket = M::ticket(&call);
         let mut returned = None;
         let split = || match P::stored(body()) {
             Ok(stored) => Some(stored),
@@ -296,18 +307,6 @@ impl CachedFn {
         self.state(self_type).counters()
     }
 
-    /// The result kept in L1 for `call`, if any: no backend key, no hashing,
-    /// no decoding.
-    fn l1_hit<T, M: L1Mode<T>>(&'static self, call: &Call) -> Option<T> {
-        if !M::KEEPS {
-            return None;
-        }
-        call.part.as_ref()?;
-        let value = M::unpack(&shared_l1()?.get(&call.l1)?)?;
-        call.state.l1_hits.bump();
-        Some(value)
-    }
-
     /// Stores `stored` for `call` in the backend and L1, in place of what
     /// was there; returns it.
     async fn replace<T, M>(&'static self, call: &Call, stored: T) -> T
@@ -319,7 +318,7 @@ impl CachedFn {
         let Some((chosen, wire)) = self.prepare(call) else {
             return stored;
         };
-        let ticket = kept::ticket();
+        let ticket = M::ticket(call);
         let storing = chosen.cache().store(&wire, &stored, self.spec.ttl);
         match storing.await {
             Ok((size, expires_at)) => {
@@ -350,6 +349,7 @@ impl CachedFn {
     }
 
     /// The state for `self_type`, made on first use.
+    #[inline]
     fn state(&'static self, self_type: &'static str) -> &'static State {
         let &(first_type, first) = self
             .first
@@ -363,6 +363,20 @@ impl CachedFn {
             self.registered(self_type)
         }
     }
+}
+
+/// The result kept in L1 for `call`, if any: no backend key, no decoding.
+/// Counted, and traced (an `l1_hit` span) when a subscriber takes DEBUG
+/// spans: the check is one load, where making a disabled span costs a
+/// tenth of the hit.
+#[inline]
+fn l1_hit<T, M: L1Mode<T>>(call: &Call) -> Option<T> {
+    let value = M::hit(call)?;
+    call.state.l1_hits.bump();
+    if tracing::level_enabled!(tracing::Level::DEBUG) {
+        call.span().record("outcome", "l1_hit");
+    }
+    Some(value)
 }
 
 /// A fetched value, kept in L1 for `call` (by mode `M`, see [`keep_in_l1`]) and handed on.

@@ -1,6 +1,6 @@
-//! What the cached functions of a process share: its configuration, the
-//! backend the configuration selects, and the L1 tier, set up once, at
-//! [`init`] or at the first call.
+//! What the cached functions of a process share: its configuration and
+//! the backend the configuration selects, set up once, at [`init`] or at
+//! the first call.
 //!
 //! A setup that fails (a bad setting, an unknown backend) is not kept: the
 //! next attempt reads the configuration again (see `State` in the parent
@@ -9,11 +9,8 @@
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use crate::config::{CORE_SETTINGS, ConfigSource, CoreSettings};
-use crate::l1::L1;
 use crate::resolve;
-use crate::{Backend, L1Config, Result};
-
-use super::kept::Kept;
+use crate::{Backend, Result};
 
 /// The configuration of this process, read once it reads without error.
 pub(crate) struct Process {
@@ -58,33 +55,11 @@ pub(crate) fn process() -> Result<&'static Process> {
     }
     let config = ConfigSource::from_process()?;
     let settings: CoreSettings = config.extract(None, CORE_SETTINGS)?;
-    let l1 = (settings.l1_max_entries > 0).then(|| {
-        L1::new(L1Config {
-            max_entries: settings.l1_max_entries,
-            max_bytes: settings.l1_max_bytes,
-            max_ttl: settings.l1_ttl,
-        })
-    });
-    if let Ok(()) = SHARED_L1.set(l1) {
-        if let Some(l1) = shared_l1() {
-            l1.export_as("#[cache]");
-        }
-    }
     Ok(PROCESS.get_or_init(|| Process {
         config,
         settings,
         configured: OnceLock::new(),
     }))
-}
-
-/// The L1 tier every cached function shares, sized by the `l1_*` settings
-/// once the configuration has been read; `None` before, and when
-/// `l1_max_entries` is 0.
-static SHARED_L1: OnceLock<Option<L1<Kept>>> = OnceLock::new();
-
-/// See [`SHARED_L1`]: one atomic load on the path of every call.
-pub(super) fn shared_l1() -> Option<&'static L1<Kept>> {
-    SHARED_L1.get()?.as_ref()
 }
 
 /// Reads and checks this process's cache configuration now, and resolves

@@ -10,8 +10,7 @@ use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 
-use super::process::shared_l1;
-use super::state::forget_scoped;
+use super::state::{all_copies, forget_scoped};
 use crate::Backend;
 
 /// The generation of the scope in force; 0: none.
@@ -102,8 +101,10 @@ pub(super) fn active() -> Option<(u64, Arc<dyn Backend>)> {
         .clone()
 }
 
+/// Drops every function's L1 copies: they need not wait out their
+/// generation's end to leave (a copy of another generation is never served).
 fn forget_l1() {
-    if let Some(l1) = shared_l1() {
-        l1.clear();
+    for (_, copies) in all_copies() {
+        copies.clear();
     }
 }

@@ -23,12 +23,13 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use tokio::time::Instant;
 
+use super::kept::Copies;
 use super::process::process;
-use super::{CachedFn, scope};
+use super::{CachedFn, coherent, scope};
 use crate::coherence::Coherence;
 use crate::config::ConfigSource;
 use crate::stats::Count;
-use crate::{Backend, Cache, Capabilities, ConfigOrigin, Error, Result};
+use crate::{Backend, Cache, Capabilities, ConfigOrigin, Error, L1Config, Result};
 
 /// First wait before a failed build is tried again; it doubles up to [`RETRY_MAX`].
 const RETRY_FIRST: Duration = Duration::from_secs(1);
@@ -39,8 +40,6 @@ const LOG_EVERY: Duration = Duration::from_secs(60);
 
 #[derive(Debug)]
 pub(super) struct State {
-    /// Distinguishes this function's entries in the shared L1 tier.
-    pub(super) id: [u8; 8],
     /// The name of the function's `Self` type (`""` for none).
     self_type: &'static str,
     /// The function's path (`my_crate::users::profile`, with the `Self`
@@ -48,6 +47,11 @@ pub(super) struct State {
     pub(super) name: String,
     /// Calls answered by the L1 tier.
     pub(super) l1_hits: Count,
+    /// The most entries its L1 holds, given in the attribute
+    /// (`l1_capacity`); `None`: the `l1_max_entries` setting.
+    l1_capacity: Option<usize>,
+    /// Its L1, once made: `None` inside when L1 is off.
+    l1: OnceLock<Option<Box<dyn Copies>>>,
     /// The cache, once built.
     built: OnceLock<Built>,
     /// Attempts to build, while it fails.
@@ -320,6 +324,38 @@ impl State {
         }
     }
 
+    /// This function's L1: `None` before it is made, `Some(None)` when off.
+    #[inline]
+    pub(super) fn copies(&self) -> Option<Option<&dyn Copies>> {
+        self.l1.get().map(Option::as_deref)
+    }
+
+    /// Makes this function's L1 with `make`, sized by the attribute and the
+    /// `l1_*` settings (`l1_max_entries = 0` turns every function's off);
+    /// `None` when off, or while the configuration cannot be read.
+    pub(super) fn make_copies(
+        &self,
+        make: impl FnOnce(L1Config) -> Box<dyn Copies>,
+    ) -> Option<&dyn Copies> {
+        let settings = &process().ok()?.settings;
+        self.l1
+            .get_or_init(|| {
+                if settings.l1_max_entries == 0 {
+                    return None;
+                }
+                let max_entries = self.l1_capacity.unwrap_or(settings.l1_max_entries);
+                let copies = make(L1Config {
+                    max_entries,
+                    max_bytes: settings.l1_max_bytes,
+                    max_ttl: settings.l1_ttl,
+                });
+                copies.export_as(&self.name);
+                coherent::capacity_added(max_entries);
+                Some(copies)
+            })
+            .as_deref()
+    }
+
     fn stand_in(&self) -> &Cache {
         self.stand_in.get_or_init(|| {
             Cache::builder()
@@ -343,9 +379,10 @@ impl CachedFn {
         }
         let name = self.path(self_type);
         let state: &'static State = Box::leak(Box::new(State {
-            id: (registry.states.len() as u64 + 1).to_le_bytes(),
             self_type,
             l1_hits: Count::new("cachekit_l1_hits_total", &[("cache", &name)]),
+            l1_capacity: self.spec.l1_capacity,
+            l1: OnceLock::new(),
             name,
             built: OnceLock::new(),
             failing: Mutex::default(),
@@ -460,6 +497,14 @@ pub(crate) fn all_stats() -> Vec<(String, crate::CacheStats)> {
     registered()
         .into_iter()
         .map(|state| (state.name.clone(), state.process_counters()))
+        .collect()
+}
+
+/// The L1 of every function that has one, with the function's path.
+pub(super) fn all_copies() -> Vec<(&'static str, &'static dyn Copies)> {
+    registered()
+        .into_iter()
+        .filter_map(|state| Some((state.name.as_str(), state.copies()??)))
         .collect()
 }
 

@@ -86,7 +86,13 @@ pub(crate) trait Sink {
 impl<const N: usize> Sink for SmallVec<[u8; N]> {
     #[inline]
     fn put(&mut self, bytes: &[u8]) {
-        self.extend_from_slice(bytes);
+        // One byte (a small integer, a length, a tag) is the common case:
+        // `push` checks the room inline, where `extend_from_slice` calls
+        // out to reserve first.
+        match bytes {
+            [byte] => self.push(*byte),
+            bytes => self.extend_from_slice(bytes),
+        }
     }
 }
 

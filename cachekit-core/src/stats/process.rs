@@ -123,9 +123,7 @@ pub fn stats() -> Stats {
         .iter()
         .map(|(name, tier)| tier.stats(name))
         .collect();
-    if let Some(shared) = crate::cached_fn::shared_l1_stats() {
-        l1.push(shared);
-    }
+    l1.extend(crate::cached_fn::l1_stats());
     Stats {
         total,
         caches,
