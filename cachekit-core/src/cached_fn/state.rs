@@ -1,5 +1,5 @@
-//! The state of one cached function (for one `Self` type): its identity in
-//! the shared L1 tier, and its cache, built at the first call.
+//! The state of one cached function (for one `Self` type): its L1, and
+//! its cache, built at the first call.
 //!
 //! A cache that cannot be built (a broken configuration, two functions
 //! claiming one namespace and name, a `backend = ...` that fails) is not
@@ -139,7 +139,7 @@ pub(super) struct Built {
     /// `module.path:name` when the function names no namespace (its keys
     /// then start with the `namespace` setting), else `name`.
     pub(super) function: String,
-    /// Whether the shared L1 tier hears of changes made elsewhere in the
+    /// Whether the function's L1 hears of changes made elsewhere in the
     /// cache's backend.
     pub(super) coherence: Coherence,
 }
@@ -421,7 +421,7 @@ impl CachedFn {
             (None, Some(build)) => build()?,
             (None, None) => process.backend()?,
         };
-        // Results are kept decoded in the shared L1 tier, in front of the cache.
+        // Results are kept decoded in the function's L1, in front of the cache.
         let cache = Cache::builder()
             .for_function(self.path(self_type))
             .shared_backend(backend)

@@ -20,7 +20,7 @@ pub struct Stats {
     pub caches: Vec<NamedStats>,
     /// Each backend in use (behind its reliability layer).
     pub backends: Vec<BackendStats>,
-    /// Each L1 tier: one per cache with L1, and the one cached functions share.
+    /// Each L1 tier: one per cache with L1, and one per cached function with L1.
     pub l1: Vec<L1Stats>,
     /// Events that backends count, such as memcached servers ejected.
     pub events: Vec<EventStats>,
@@ -60,7 +60,7 @@ pub struct BackendStats {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct L1Stats {
-    /// The cache's namespace, or `#[cache]` for the tier cached functions share.
+    /// The cache's namespace, or the cached function's path.
     pub name: String,
     /// Entries held.
     pub entries: u64,
