@@ -168,6 +168,7 @@ impl<V: StoreValue> L1<V> {
         self.changed();
     }
 
+    #[inline]
     pub(crate) fn get(&self, key: impl AsRef<[u8]>) -> Option<V> {
         let key = key.as_ref();
         self.store.get(key).map(|(payload, _)| payload)

@@ -286,6 +286,7 @@ impl<K: StoreKey + ?Sized, V: StoreValue> Store<K, V> {
     }
 
     /// The value under `key` and when it expires, unless missing or expired.
+    #[inline]
     pub(crate) fn get(&self, key: &K) -> Option<(V, Option<Instant>)> {
         let entry = self.map.get(key)?;
         // The clock only for entries that expire.

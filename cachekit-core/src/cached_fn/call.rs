@@ -45,6 +45,7 @@ impl Call {
     /// Adds an argument to the key. Arguments are written in the
     /// [key encoding](crate::key::args) in order, which gives the bytes of the
     /// tuple of all of them.
+    #[inline]
     pub fn arg<T: KeyArg + ?Sized>(&mut self, value: &T) {
         self.push(value);
     }
@@ -55,16 +56,23 @@ impl Call {
         self.push(value);
     }
 
+    #[inline]
     fn push<T: Serialize + ?Sized>(&mut self, value: &T) {
         if self.part.is_none() {
             return;
         }
         if let Err(error) = crate::key::encode_args(value, &mut self.l1) {
-            super::WARNINGS.warn(|suppressed| {
-                tracing::warn!(%error, suppressed, "an argument cannot be serialized: the call runs uncached");
-            });
-            self.part = None;
+            self.unserializable(error);
         }
+    }
+
+    /// The call runs uncached: an argument could not be serialized.
+    #[cold]
+    fn unserializable(&mut self, error: crate::key::ArgsError) {
+        super::WARNINGS.warn(|suppressed| {
+            tracing::warn!(%error, suppressed, "an argument cannot be serialized: the call runs uncached");
+        });
+        self.part = None;
     }
 }
 

@@ -85,6 +85,7 @@ impl Drop for ScopedBackend {
 }
 
 /// The generation of the scope in force; 0: none. One atomic load.
+#[inline]
 pub(super) fn generation() -> u64 {
     ACTIVE.load(Ordering::Acquire)
 }

@@ -31,7 +31,7 @@ use arrayvec::ArrayString;
 
 use crate::{Error, Result};
 
-pub(crate) use args::encode as encode_args;
+pub(crate) use args::{ArgsError, encode as encode_args};
 #[cfg(test)]
 use part::args_part_of;
 use part::call_key;
