@@ -28,7 +28,7 @@ use super::process::process;
 use super::{CachedFn, coherent, scope};
 use crate::coherence::Coherence;
 use crate::config::ConfigSource;
-use crate::stats::Count;
+use crate::stats::HotCount;
 use crate::{Backend, Cache, Capabilities, ConfigOrigin, Error, L1Config, Result};
 
 /// First wait before a failed build is tried again; it doubles up to [`RETRY_MAX`].
@@ -46,7 +46,7 @@ pub(super) struct State {
     /// type for a method): the name its counters carry.
     pub(super) name: String,
     /// Calls answered by the L1 tier.
-    pub(super) l1_hits: Count,
+    pub(super) l1_hits: HotCount,
     /// The most entries its L1 holds, given in the attribute
     /// (`l1_capacity`); `None`: the `l1_max_entries` setting.
     l1_capacity: Option<usize>,
@@ -380,7 +380,7 @@ impl CachedFn {
         let name = self.path(self_type);
         let state: &'static State = Box::leak(Box::new(State {
             self_type,
-            l1_hits: Count::new("cachekit_l1_hits_total", &[("cache", &name)]),
+            l1_hits: HotCount::new("cachekit_l1_hits_total", &[("cache", &name)]),
             l1_capacity: self.spec.l1_capacity,
             l1: OnceLock::new(),
             name,

@@ -9,9 +9,9 @@ mod process;
 
 use std::sync::Arc;
 
-pub(crate) use count::Count;
 #[cfg(feature = "metrics")]
 pub(crate) use count::export;
+pub(crate) use count::{Count, HotCount};
 pub(crate) use process::register_cache;
 pub use process::{BackendStats, EventStats, L1Stats, NamedStats, Stats, count_event, stats};
 
@@ -85,7 +85,7 @@ impl CacheStats {
 pub(crate) struct Counters {
     /// The cache's namespace, or the cached function's path.
     pub(crate) name: String,
-    pub(crate) l1_hits: Count,
+    pub(crate) l1_hits: HotCount,
     pub(crate) l2_hits: Count,
     pub(crate) misses: Count,
     pub(crate) coalesced: Count,
@@ -103,7 +103,7 @@ impl Counters {
         let count = |metric| Count::new(metric, &labels);
         Arc::new(Counters {
             name: name.to_owned(),
-            l1_hits: count("cachekit_l1_hits_total"),
+            l1_hits: HotCount::new("cachekit_l1_hits_total", &labels),
             l2_hits: count("cachekit_backend_hits_total"),
             misses: count("cachekit_misses_total"),
             coalesced: count("cachekit_coalesced_total"),
