@@ -61,8 +61,8 @@ async fn short_lived(n: u64) -> u64 {
     n
 }
 
-/// The L1 copy checks a coarse clock; it still never outlives the backend
-/// entry it was read from, so a call just past the TTL runs the body again.
+/// The L1 copy never outlives the backend entry it was read from: a call
+/// just past the TTL runs the body again.
 #[tokio::test]
 async fn a_copy_never_outlives_its_backend_entry() {
     assert_eq!(short_lived(7).await, 7);

@@ -2,12 +2,13 @@
 //! [`L1`]); `docs/guide.md` ("L1, the in-process tier") explains both to
 //! users.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 
-use crate::store::{Store, StoreValue};
+use crate::store::{Expiry, Store, StoreValue};
 
 /// Limits of the L1 tier. The defaults suit a service process: 10,000
 /// entries, 64 MiB, and copies kept at most 60 s.
@@ -58,11 +59,11 @@ impl Default for L1Config {
 }
 
 /// Recent entries in process: a [`Cache`](crate::Cache) keeps verified
-/// payloads (envelope stripped) under backend keys; cached functions keep
-/// their decoded results under their identity and serialized arguments (one
-/// `L1` for the process, see `cached_fn::kept`), so that their hit needs
-/// neither hashing nor decoding. Two, not one, because they hold different
-/// things: bytes any type may decode, against one function's values.
+/// payloads (envelope stripped) under backend keys; a cached function keeps
+/// its decoded results under its serialized arguments (an `L1` of its own,
+/// see `cached_fn::kept`), so that its hit builds no backend key and
+/// decodes nothing. Two kinds, because they hold different things: bytes
+/// any type may decode, against one function's values.
 ///
 /// A copy lives until the earliest of: `max_ttl`, the TTL it was written
 /// with, the expiry recorded in the entry's envelope by whichever process
@@ -77,8 +78,8 @@ pub(crate) struct L1<V: StoreValue = Bytes> {
     store: Store<[u8], V>,
     max_ttl: Duration,
     /// How many notices were applied; a fill keeps its copy only if none
-    /// came since its ticket.
-    notices: AtomicU64,
+    /// came since its ticket. Cached functions' L1s share one count.
+    notices: Arc<AtomicU64>,
     /// Where its size is exported, once it has a name ([`L1::export_as`]).
     #[cfg(feature = "metrics")]
     exported: std::sync::OnceLock<crate::stats::export::L1Gauges>,
@@ -91,10 +92,16 @@ pub struct Ticket(u64);
 
 impl<V: StoreValue> L1<V> {
     pub(crate) fn new(config: L1Config) -> Self {
+        Self::sharing_notices(config, Arc::default())
+    }
+
+    /// An `L1` whose fills a notice counted in `notices` stops, whichever
+    /// tier sharing the count it was applied to.
+    pub(crate) fn sharing_notices(config: L1Config, notices: Arc<AtomicU64>) -> Self {
         L1 {
             store: Store::new(config.max_entries, config.max_bytes),
             max_ttl: config.max_ttl,
-            notices: AtomicU64::new(0),
+            notices,
             #[cfg(feature = "metrics")]
             exported: std::sync::OnceLock::new(),
         }
@@ -102,8 +109,8 @@ impl<V: StoreValue> L1<V> {
 
     /// With the `metrics` feature, exports this tier's size under the
     /// label `cache`, updated at every change a write, a removal or an
-    /// eviction makes (an expired copy leaves the count when it is next
-    /// looked up or pushed out). Without it, does nothing.
+    /// eviction makes (an expired copy leaves the count when a lookup finds
+    /// it or it is pushed out). Without it, does nothing.
     pub(crate) fn export_as(&self, cache: &str) {
         #[cfg(feature = "metrics")]
         {
@@ -189,7 +196,14 @@ impl<V: StoreValue> L1<V> {
                 }
             },
         };
-        let ttl = (!value.expires_itself(ttl)).then_some(ttl);
+        let ttl = match value.expiry(ttl) {
+            Expiry::ByStore => Some(ttl),
+            Expiry::Itself => None,
+            Expiry::Over => {
+                self.store.remove(key);
+                return;
+            }
+        };
         self.store.insert(key, value, ttl);
         self.changed();
     }

@@ -79,11 +79,22 @@ impl StoreKey for [u8] {
 pub(crate) trait StoreValue: Clone + Send + Sync {
     fn size(&self) -> usize;
 
-    /// Whether the value keeps its own expiry, `ttl` from now (the store
-    /// then gives it none); by default the store keeps it.
-    fn expires_itself(&mut self, _ttl: Duration) -> bool {
-        false
+    /// Who checks the value's expiry, `ttl` after it was made; by default
+    /// the store.
+    fn expiry(&mut self, _ttl: Duration) -> Expiry {
+        Expiry::ByStore
     }
+}
+
+/// Who checks a value's expiry (see [`StoreValue::expiry`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Expiry {
+    /// The store, from the TTL it is given.
+    ByStore,
+    /// The value itself, at every read: the store keeps it without a TTL.
+    Itself,
+    /// Nobody: it would expire at once, so it is not kept.
+    Over,
 }
 
 impl StoreValue for Bytes {

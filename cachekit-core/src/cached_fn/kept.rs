@@ -2,23 +2,25 @@
 //! keeps them, and the L1 copies it keeps.
 //!
 //! Each function (for each `Self` type) has an L1 of its own, typed by its
-//! result: a hit clones the result out of the store, with no downcast of a
-//! shared, type-erased value and no reference count to touch. Its keys are
-//! the call's serialized arguments alone (the function is the store), and a
-//! copy records the [scope](super::scope) generation it was made in, so no
+//! result: a hit clones the result out of the store, with no shared,
+//! type-erased value to downcast and no reference count to touch (the
+//! store itself is found by one downcast per call). Its keys are the call's
+//! serialized arguments alone (the function is the store), and a copy
+//! records the [scope](super::scope) generation it was made in, so no
 //! result crosses from one scope's backend to another's.
 
 use std::any::Any;
 use std::time::{Duration, SystemTime};
 
 use super::call::Call;
+use super::clock::{self, Tick};
 use super::coherent;
 use super::policy::ReturnPolicy;
 use super::state::{Chosen, State};
 use crate::coherence::Coherence;
 use crate::l1::{L1, Ticket};
 use crate::stats::L1Stats;
-use crate::store::StoreValue;
+use crate::store::{Expiry, StoreValue};
 
 /// Where a cached function keeps results in process: the attribute picks
 /// [`WithL1`] (the default) or [`WithoutL1`] (`l1 = false`).
@@ -68,22 +70,9 @@ pub(super) struct Kept<T> {
     size: usize,
     /// The generation of the scope the copy was made in (0: none).
     generation: u64,
-    /// When the copy stops being served, on the coarse clock (see [`now`]).
-    deadline: coarsetime::Instant,
-}
-
-/// How far the coarse clock may lag the precise one: its tick (4 ms at
-/// Linux's usual 250 Hz, 10 ms at 100 Hz; 15.6 ms on Windows). A copy's
-/// deadline is this much before its backend entry's expiry, so it never
-/// outlives the entry.
-const COARSE_SLACK: Duration = Duration::from_millis(20);
-
-/// The time on the coarse clock: a read of the kernel's last tick
-/// (`CLOCK_MONOTONIC_COARSE` on Linux), with no write to shared memory, a
-/// fraction of a precise clock's cost on the path of every hit.
-#[inline]
-fn now() -> coarsetime::Instant {
-    coarsetime::Instant::now_without_cache_update()
+    /// When it was made, then (once kept) when it stops being served, on
+    /// the [coarse clock](clock).
+    deadline: Tick,
 }
 
 impl<T> std::fmt::Debug for Kept<T> {
@@ -99,11 +88,17 @@ impl<T: Clone + Send + Sync> StoreValue for Kept<T> {
         self.size
     }
 
-    /// On the coarse clock, checked at every hit.
-    fn expires_itself(&mut self, ttl: Duration) -> bool {
-        let left = ttl.saturating_sub(COARSE_SLACK);
-        self.deadline = now() + coarsetime::Duration::from(left);
-        true
+    /// Checked at every hit, on the coarse clock, [`clock::SLACK`] early.
+    /// Counted from when the copy was made, before its TTL was worked out,
+    /// so a thread paused in between only brings the deadline closer.
+    fn expiry(&mut self, ttl: Duration) -> Expiry {
+        match ttl.checked_sub(clock::SLACK) {
+            Some(left) if !left.is_zero() => {
+                self.deadline = self.deadline.plus(left);
+                Expiry::Itself
+            }
+            _ => Expiry::Over,
+        }
     }
 }
 
@@ -113,10 +108,6 @@ pub(super) trait Copies: std::fmt::Debug + Send + Sync {
     fn as_any(&self) -> &dyn Any;
     /// Drops the copy under `key`.
     fn remove(&self, key: &[u8]);
-    /// Drops the copy under `key` on a notice, and the fills in flight.
-    fn invalidate(&self, key: &[u8]);
-    /// Drops every copy on a notice, and the fills in flight.
-    fn invalidate_all(&self);
     /// Drops every copy.
     fn clear(&self);
     fn stats(&self, name: &str) -> L1Stats;
@@ -131,14 +122,6 @@ impl<T: L1Value> Copies for L1<Kept<T>> {
 
     fn remove(&self, key: &[u8]) {
         L1::remove(self, key);
-    }
-
-    fn invalidate(&self, key: &[u8]) {
-        L1::invalidate(self, key);
-    }
-
-    fn invalidate_all(&self) {
-        L1::invalidate_all(self);
     }
 
     fn clear(&self) {
@@ -162,7 +145,9 @@ impl<T: L1Value> Copies for L1<Kept<T>> {
 fn copies<T: L1Value>(state: &'static State) -> Option<&'static L1<Kept<T>>> {
     let copies = match state.copies() {
         Some(copies) => copies?,
-        None => state.make_copies(|config| Box::new(L1::<Kept<T>>::new(config)))?,
+        None => state.make_copies(|config| {
+            Box::new(L1::<Kept<T>>::sharing_notices(config, coherent::notices()))
+        })?,
     };
     copies.as_any().downcast_ref()
 }
@@ -171,10 +156,15 @@ impl<T: L1Value> L1Mode<T> for WithL1 {
     #[inline]
     fn hit(call: &Call) -> Option<T> {
         call.part.as_ref()?;
-        let copy = copies::<T>(call.state)?.get(&call.l1)?;
-        // A copy past its deadline is never served; the fill after this
-        // call's backend read replaces it.
-        (copy.generation == call.generation && now() < copy.deadline).then_some(copy.value)
+        let l1 = copies::<T>(call.state)?;
+        let copy = l1.get(&call.l1)?;
+        if clock::now() >= copy.deadline {
+            // This call's fill replaces it, unless the result is not one
+            // to keep: then it must not take room until pushed out.
+            l1.remove(&call.l1);
+            return None;
+        }
+        (copy.generation == call.generation).then_some(copy.value)
     }
 
     fn ticket(call: &Call) -> Option<Ticket> {
@@ -191,8 +181,7 @@ impl<T: L1Value> L1Mode<T> for WithL1 {
                 value: value.clone(),
                 size,
                 generation: call.generation,
-                // Set when kept, from the copy's time to live.
-                deadline: now(),
+                deadline: clock::now(),
             };
             l1.fill(ticket, &call.l1, copy, expires_at);
         }
@@ -244,4 +233,40 @@ pub(super) fn keep_in_l1<T, M: L1Mode<T>>(
         Coherence::Impossible => return,
     }
     M::keep(call, ticket, value, size, expires_at);
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, SystemTime};
+
+    use super::{Kept, clock};
+    use crate::L1Config;
+    use crate::l1::L1;
+
+    fn copy() -> Kept<u64> {
+        Kept {
+            value: 7,
+            size: 8,
+            generation: 0,
+            deadline: clock::now(),
+        }
+    }
+
+    #[test]
+    fn a_copy_stops_before_its_entry_and_one_within_the_slack_is_not_kept() {
+        let l1 = L1::<Kept<u64>>::new(L1Config::default());
+        let soon = SystemTime::now() + Duration::from_millis(10);
+        l1.fill(l1.ticket(), b"soon", copy(), Some(soon));
+        assert!(!l1.contains(b"soon"), "10 ms left is within the slack");
+
+        let later = SystemTime::now() + Duration::from_secs(5);
+        l1.fill(l1.ticket(), b"later", copy(), Some(later));
+        let kept = l1.get(b"later").expect("kept");
+        let left = Duration::from_secs(5) - clock::SLACK;
+        assert!(
+            kept.deadline <= clock::now().plus(left),
+            "never past the entry"
+        );
+        assert!(kept.deadline > clock::now().plus(Duration::from_secs(4)));
+    }
 }

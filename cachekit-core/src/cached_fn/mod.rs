@@ -25,6 +25,7 @@
 //! (see `state`). [`init`] finds such errors at startup instead.
 
 mod call;
+mod clock;
 mod coherent;
 mod into_backend;
 mod kept;

@@ -42,9 +42,17 @@ impl Process {
     }
 }
 
+/// This process's configuration, once read without error.
+static PROCESS: OnceLock<Process> = OnceLock::new();
+
+/// This process's configuration if it has been read: never reads it (a
+/// path that must not retry a broken configuration at every call).
+pub(super) fn process_if_read() -> Option<&'static Process> {
+    PROCESS.get()
+}
+
 /// This process's configuration, read now unless it was read before.
 pub(crate) fn process() -> Result<&'static Process> {
-    static PROCESS: OnceLock<Process> = OnceLock::new();
     static READING: Mutex<()> = Mutex::new(());
     if let Some(process) = PROCESS.get() {
         return Ok(process);

@@ -16,6 +16,7 @@
 //!   and degradation stay those of every cache.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
@@ -24,8 +25,8 @@ use bytes::Bytes;
 use tokio::time::Instant;
 
 use super::kept::Copies;
-use super::process::process;
-use super::{CachedFn, coherent, scope};
+use super::process::{process, process_if_read};
+use super::{CachedFn, scope};
 use crate::coherence::Coherence;
 use crate::config::ConfigSource;
 use crate::stats::HotCount;
@@ -52,6 +53,8 @@ pub(super) struct State {
     l1_capacity: Option<usize>,
     /// Its L1, once made: `None` inside when L1 is off.
     l1: OnceLock<Option<Box<dyn Copies>>>,
+    /// Whether a copy was remembered for coherence (see `coherent`).
+    remembered: AtomicBool,
     /// The cache, once built.
     built: OnceLock<Built>,
     /// Attempts to build, while it fails.
@@ -332,28 +335,39 @@ impl State {
 
     /// Makes this function's L1 with `make`, sized by the attribute and the
     /// `l1_*` settings (`l1_max_entries = 0` turns every function's off);
-    /// `None` when off, or while the configuration cannot be read.
+    /// `None` when off, or until the configuration has been read (by the
+    /// cache's build, with its back-off: never here).
     pub(super) fn make_copies(
         &self,
         make: impl FnOnce(L1Config) -> Box<dyn Copies>,
     ) -> Option<&dyn Copies> {
-        let settings = &process().ok()?.settings;
+        let settings = &process_if_read()?.settings;
         self.l1
             .get_or_init(|| {
-                if settings.l1_max_entries == 0 {
-                    return None;
-                }
-                let max_entries = self.l1_capacity.unwrap_or(settings.l1_max_entries);
+                let max_entries = self.l1_max_entries(settings)?;
                 let copies = make(L1Config {
                     max_entries,
                     max_bytes: settings.l1_max_bytes,
                     max_ttl: settings.l1_ttl,
                 });
                 copies.export_as(&self.name);
-                coherent::capacity_added(max_entries);
                 Some(copies)
             })
             .as_deref()
+    }
+
+    /// The most entries this function's L1 holds; `None` when L1 is off.
+    fn l1_max_entries(&self, settings: &crate::config::CoreSettings) -> Option<usize> {
+        (settings.l1_max_entries > 0).then(|| self.l1_capacity.unwrap_or(settings.l1_max_entries))
+    }
+
+    /// This function's L1 size the first time one of its copies is
+    /// remembered for coherence; `None` after.
+    pub(super) fn first_remembered(&self) -> Option<usize> {
+        if self.remembered.swap(true, Ordering::Relaxed) {
+            return None;
+        }
+        self.l1_max_entries(&process_if_read()?.settings)
     }
 
     fn stand_in(&self) -> &Cache {
@@ -383,6 +397,7 @@ impl CachedFn {
             l1_hits: HotCount::new("cachekit_l1_hits_total", &[("cache", &name)]),
             l1_capacity: self.spec.l1_capacity,
             l1: OnceLock::new(),
+            remembered: AtomicBool::new(false),
             name,
             built: OnceLock::new(),
             failing: Mutex::default(),
@@ -430,7 +445,11 @@ impl CachedFn {
             .without_l1()
             .config(process.config.clone())
             .build()?;
-        let coherence = super::coherent::listen(&**cache.backend());
+        // No copies, no notices to hear.
+        let coherence = match process.settings.l1_max_entries {
+            0 => Coherence::Unneeded,
+            _ => super::coherent::listen(&**cache.backend()),
+        };
         Ok(Built {
             cache,
             function,
