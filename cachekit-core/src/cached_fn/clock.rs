@@ -13,7 +13,8 @@
 //! advances paused time past a cached function's TTL, turn its L1 off
 //! (`l1 = false`, or `CACHEKIT_L1_MAX_ENTRIES=0`).
 
-use std::time::Duration;
+use std::sync::LazyLock;
+use std::time::{Duration, Instant};
 
 /// More than the coarse clock's tick: 4 ms at Linux's usual 250 Hz, 10 ms
 /// at 100 Hz, 15.6 ms on Windows.
@@ -30,59 +31,38 @@ impl Tick {
     }
 }
 
-#[cfg(any(
+/// Whether `coarsetime` reads a monotonic coarse clock here; elsewhere it
+/// falls back to the wall clock, and the precise clock serves instead.
+const COARSE: bool = cfg!(any(
     target_os = "linux",
     target_os = "android",
     target_os = "macos",
     target_os = "freebsd",
     target_os = "dragonfly",
     windows
-))]
-mod source {
-    use std::time::Duration;
+));
 
-    /// Now: a read of the kernel's last tick, with no write to shared memory.
-    #[inline]
-    pub(super) fn now() -> u64 {
-        coarsetime::Instant::now_without_cache_update().as_ticks()
-    }
+/// When the precise clock's ticks (nanoseconds) count from.
+static START: LazyLock<Instant> = LazyLock::new(Instant::now);
 
-    pub(super) fn ticks(duration: Duration) -> u64 {
+/// `duration` in this clock's ticks.
+fn ticks(duration: Duration) -> u64 {
+    if COARSE {
         coarsetime::Duration::from(duration).as_ticks()
-    }
-}
-
-#[cfg(not(any(
-    target_os = "linux",
-    target_os = "android",
-    target_os = "macos",
-    target_os = "freebsd",
-    target_os = "dragonfly",
-    windows
-)))]
-mod source {
-    use std::sync::LazyLock;
-    use std::time::{Duration, Instant};
-
-    static START: LazyLock<Instant> = LazyLock::new(Instant::now);
-
-    /// Now: nanoseconds on the precise monotonic clock.
-    #[inline]
-    pub(super) fn now() -> u64 {
-        u64::try_from(START.elapsed().as_nanos()).unwrap_or(u64::MAX)
-    }
-
-    pub(super) fn ticks(duration: Duration) -> u64 {
+    } else {
         u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
     }
 }
 
-use source::ticks;
-
-/// Now on this clock.
+/// Now on this clock: where it is coarse, a read of the kernel's last
+/// tick, with no write to shared memory.
 #[inline]
 pub(super) fn now() -> Tick {
-    Tick(source::now())
+    if COARSE {
+        Tick(coarsetime::Instant::now_without_cache_update().as_ticks())
+    } else {
+        Tick(ticks(START.elapsed()))
+    }
 }
 
 #[cfg(test)]
