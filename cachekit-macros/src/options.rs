@@ -1,5 +1,8 @@
 //! The options of `#[cache(...)]`, parsed with darling.
 
+use std::fmt::Display;
+use std::str::FromStr;
+
 use darling::FromMeta;
 use darling::util::PathList;
 use proc_macro2::Span;
@@ -39,21 +42,7 @@ const VERSION_HELP: &str = "give a whole number from 0 to 4294967295 (`version =
 
 impl FromMeta for Version {
     fn from_expr(expr: &Expr) -> darling::Result<Self> {
-        match expr {
-            Expr::Lit(ExprLit {
-                lit: Lit::Int(int), ..
-            }) => int.base10_parse::<u32>().map(Version).map_err(|_| {
-                error(
-                    int.span(),
-                    format!("`version` is out of range; {VERSION_HELP}"),
-                )
-            }),
-            Expr::Group(group) => Version::from_expr(&group.expr),
-            _ => Err(error(
-                expr.span(),
-                format!("`version` must be an integer literal; {VERSION_HELP}"),
-            )),
-        }
+        integer(expr, "version", VERSION_HELP).map(|(version, _)| Version(version))
     }
 }
 
@@ -65,26 +54,34 @@ const L1_CAPACITY_HELP: &str = "give a whole number of entries, at least 1 (`l1_
 
 impl FromMeta for L1Capacity {
     fn from_expr(expr: &Expr) -> darling::Result<Self> {
-        match expr {
-            Expr::Lit(ExprLit {
-                lit: Lit::Int(int), ..
-            }) => match int.base10_parse::<usize>() {
-                Ok(0) => Err(error(
-                    int.span(),
-                    format!("`l1_capacity` cannot be 0; {L1_CAPACITY_HELP}"),
-                )),
-                Ok(entries) => Ok(L1Capacity(entries, int.span())),
-                Err(_) => Err(error(
-                    int.span(),
-                    format!("`l1_capacity` is out of range; {L1_CAPACITY_HELP}"),
-                )),
-            },
-            Expr::Group(group) => L1Capacity::from_expr(&group.expr),
-            _ => Err(error(
-                expr.span(),
-                format!("`l1_capacity` must be an integer literal; {L1_CAPACITY_HELP}"),
+        match integer(expr, "l1_capacity", L1_CAPACITY_HELP)? {
+            (0, span) => Err(error(
+                span,
+                format!("`l1_capacity` cannot be 0; {L1_CAPACITY_HELP}"),
             )),
+            (entries, span) => Ok(L1Capacity(entries, span)),
         }
+    }
+}
+
+/// The integer literal given to `option`, and its span; the errors end
+/// with `help`.
+fn integer<N: FromStr>(expr: &Expr, option: &str, help: &str) -> darling::Result<(N, Span)>
+where
+    N::Err: Display,
+{
+    match expr {
+        Expr::Lit(ExprLit {
+            lit: Lit::Int(int), ..
+        }) => int
+            .base10_parse::<N>()
+            .map(|n| (n, int.span()))
+            .map_err(|_| error(int.span(), format!("`{option}` is out of range; {help}"))),
+        Expr::Group(group) => integer(&group.expr, option, help),
+        _ => Err(error(
+            expr.span(),
+            format!("`{option}` must be an integer literal; {help}"),
+        )),
     }
 }
 
