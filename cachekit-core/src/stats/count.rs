@@ -1,11 +1,11 @@
 //! One counter: an atomic read by the snapshots ([`crate::stats()`],
 //! [`Cache::stats`](crate::Cache::stats)) and, with the `metrics` feature,
-//! its twin in the `metrics` facade; and [`HotCount`], the same spread over
-//! cache lines for the counts of L1 hits.
+//! its twin in the `metrics` facade; and [`HotCount`], the same counted
+//! [per thread](super::per_thread) for L1 hits.
 
-use std::cell::Cell;
-use std::sync::LazyLock;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::per_thread::PerThread;
 
 /// A counter kept by cachekit and exported under `name` with `labels`.
 ///
@@ -57,32 +57,11 @@ impl std::fmt::Debug for Count {
 }
 
 /// A [`Count`] for the hottest path, L1 hits, which threads on every core
-/// take at once: one shard per cache line, and a thread always bumps the
-/// same shard, so threads on different cores rarely write one line (a
-/// single atomic made two threads hitting different keys each take twice
-/// as long: docs/benchmarks.md). Reads add the shards up.
+/// take at once: a [`PerThread`] count, and its exported twin.
 pub(crate) struct HotCount {
-    shards: Box<[Line]>,
+    count: PerThread,
     #[cfg(feature = "metrics")]
     exported: metrics::Counter,
-}
-
-/// One shard, alone on its cache line (two lines: the prefetcher pairs them).
-#[repr(align(128))]
-#[derive(Default)]
-struct Line(AtomicU64);
-
-/// Shards per hot counter: the CPUs rounded up to a power of two, at most 64.
-static SHARDS: LazyLock<usize> = LazyLock::new(|| {
-    std::thread::available_parallelism()
-        .map_or(1, usize::from)
-        .next_power_of_two()
-        .min(64)
-});
-
-thread_local! {
-    /// This thread's shard, given out in turn at its first bump.
-    static SHARD: Cell<usize> = const { Cell::new(usize::MAX) };
 }
 
 impl HotCount {
@@ -91,7 +70,7 @@ impl HotCount {
         #[cfg(not(feature = "metrics"))]
         let _ = (name, labels);
         HotCount {
-            shards: (0..*SHARDS).map(|_| Line::default()).collect(),
+            count: PerThread::new(),
             #[cfg(feature = "metrics")]
             exported: metrics::counter!(name, export::labels(labels)),
         }
@@ -100,29 +79,14 @@ impl HotCount {
     /// Adds one.
     #[inline]
     pub(crate) fn bump(&self) {
-        let shard = SHARD.with(|shard| match shard.get() {
-            usize::MAX => {
-                static NEXT: AtomicUsize = AtomicUsize::new(0);
-                let given = NEXT.fetch_add(1, Ordering::Relaxed);
-                shard.set(given);
-                given
-            }
-            given => given,
-        });
-        // `shards.len()` is a power of two.
-        self.shards[shard & (self.shards.len() - 1)]
-            .0
-            .fetch_add(1, Ordering::Relaxed);
+        self.count.bump();
         #[cfg(feature = "metrics")]
         self.exported.increment(1);
     }
 
     /// The count so far.
     pub(crate) fn get(&self) -> u64 {
-        self.shards
-            .iter()
-            .map(|line| line.0.load(Ordering::Relaxed))
-            .sum()
+        self.count.get()
     }
 }
 
@@ -169,22 +133,5 @@ pub(crate) mod export {
             self.bytes.set(bytes as f64);
             self.evictions.absolute(evictions);
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::HotCount;
-
-    #[test]
-    fn a_hot_count_adds_up_every_thread_s_bumps() {
-        let count = HotCount::new("cachekit_test_total", &[]);
-        std::thread::scope(|scope| {
-            for _ in 0..8 {
-                scope.spawn(|| (0..10_000).for_each(|_| count.bump()));
-            }
-        });
-        count.bump();
-        assert_eq!(count.get(), 80_001);
     }
 }

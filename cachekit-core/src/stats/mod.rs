@@ -5,6 +5,7 @@
 //! in `docs/observability.md`.
 
 mod count;
+mod per_thread;
 mod process;
 
 use std::sync::Arc;
