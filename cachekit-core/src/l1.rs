@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 
-use crate::store::{Expiry, Store, StoreValue};
+use crate::store::{Check, Expiry, Store, StoreValue};
 
 /// Limits of the L1 tier. The defaults suit a service process: 10,000
 /// entries, 64 MiB, and copies kept at most 60 s.
@@ -17,9 +17,10 @@ pub struct L1Config {
     /// Most entries held.
     pub max_entries: usize,
     /// Most bytes held (keys, values and a small per-entry overhead). The
-    /// bytes are split over up to 16 shards, so one copy may take about a
-    /// sixteenth of them (3.9 MiB of the default 64 MiB); a larger result
-    /// is not kept in process and is read from the backend.
+    /// bytes are split over up to 16 shards, so one copy may take a
+    /// sixteenth of them, less its key and 64 bytes (just under 4 MiB of
+    /// the default 64 MiB); a larger result is not kept in process and is
+    /// read from the backend.
     pub max_bytes: usize,
     /// Longest an in-process copy lives, whatever the entry's TTL. This bounds
     /// how long a process can serve a value that another process has since
@@ -179,6 +180,28 @@ impl<V: StoreValue> L1<V> {
     pub(crate) fn get(&self, key: impl AsRef<[u8]>) -> Option<V> {
         let key = key.as_ref();
         self.store.get(key).map(|(payload, _)| payload)
+    }
+
+    /// The copy under `key`, if `check` takes it (see [`Store::get_if`]).
+    #[inline]
+    pub(crate) fn get_if(&self, key: &[u8], check: impl FnOnce(&V) -> Check) -> Option<V> {
+        let found = self.store.get_if(key, check).map(|(value, _)| value);
+        if found.is_none() {
+            // The read may have removed an expired copy.
+            self.changed();
+        }
+        found
+    }
+
+    /// This tier, counting its hits (see [`L1::hits`]).
+    pub(crate) fn counting_hits(mut self) -> Self {
+        self.store = self.store.counting_hits();
+        self
+    }
+
+    /// Copies taken by [`L1::get`] and [`L1::get_if`] so far, if counted.
+    pub(crate) fn hits(&self) -> u64 {
+        self.store.hits()
     }
 
     /// Keeps `value` until the earliest of `max_ttl` and `expires_at`; an

@@ -9,18 +9,17 @@
 //! records the [scope](super::scope) generation it was made in, so no
 //! result crosses from one scope's backend to another's.
 
-use std::any::Any;
 use std::time::{Duration, SystemTime};
 
 use super::call::Call;
 use super::clock::{self, Tick};
 use super::coherent;
 use super::policy::ReturnPolicy;
-use super::state::{Chosen, State};
+use super::state::{Chosen, Made, State};
 use crate::coherence::Coherence;
 use crate::l1::{L1, Ticket};
 use crate::stats::L1Stats;
-use crate::store::{Expiry, StoreValue};
+use crate::store::{Check, Expiry, StoreValue};
 
 /// Where a cached function keeps results in process: the attribute picks
 /// [`WithL1`] (the default) or [`WithoutL1`] (`l1 = false`).
@@ -105,21 +104,18 @@ impl<T: Clone + Send + Sync> StoreValue for Kept<T> {
 /// One function's L1, seen without its result type: what notices, scopes
 /// and stats need.
 pub(super) trait Copies: std::fmt::Debug + Send + Sync {
-    fn as_any(&self) -> &dyn Any;
     /// Drops the copy under `key`.
     fn remove(&self, key: &[u8]);
     /// Drops every copy.
     fn clear(&self);
     fn stats(&self, name: &str) -> L1Stats;
+    /// Hits so far: copies taken.
+    fn hits(&self) -> u64;
     /// Exports the L1's size under the function's `name` (with the `metrics` feature).
     fn export_as(&self, name: &str);
 }
 
 impl<T: L1Value> Copies for L1<Kept<T>> {
-    fn as_any(&self) -> &dyn Any {
-        self
-    }
-
     fn remove(&self, key: &[u8]) {
         L1::remove(self, key);
     }
@@ -132,6 +128,10 @@ impl<T: L1Value> Copies for L1<Kept<T>> {
         L1::stats(self, name)
     }
 
+    fn hits(&self) -> u64 {
+        L1::hits(self)
+    }
+
     fn export_as(&self, name: &str) {
         L1::export_as(self, name);
     }
@@ -142,29 +142,41 @@ impl<T: L1Value> Copies for L1<Kept<T>> {
 /// keeps another type (an associated function of a generic `impl` that
 /// never names `Self` has one state for every instantiation: the first
 /// type seen keeps copies, the others read the backend).
+#[inline]
 fn copies<T: L1Value>(state: &'static State) -> Option<&'static L1<Kept<T>>> {
-    let copies = match state.copies() {
-        Some(copies) => copies?,
+    let made = match state.made() {
+        Some(made) => made?,
         None => state.make_copies(|config| {
-            Box::new(L1::<Kept<T>>::sharing_notices(config, coherent::notices()))
+            // Made once per function, for the process (as its state is).
+            let l1: &'static L1<Kept<T>> = Box::leak(Box::new(
+                L1::sharing_notices(config, coherent::notices()).counting_hits(),
+            ));
+            Made {
+                copies: l1,
+                typed: l1,
+            }
         })?,
     };
-    copies.as_any().downcast_ref()
+    made.typed.downcast_ref()
 }
 
 impl<T: L1Value> L1Mode<T> for WithL1 {
     #[inline]
     fn hit(call: &Call) -> Option<T> {
         call.part.as_ref()?;
-        let l1 = copies::<T>(call.state)?;
-        let copy = l1.get(&call.l1)?;
-        if clock::now() >= copy.deadline {
-            // This call's fill replaces it, unless the result is not one
-            // to keep: then it must not take room until pushed out.
-            l1.remove(&call.l1);
-            return None;
-        }
-        (copy.generation == call.generation).then_some(copy.value)
+        let now = clock::now();
+        let copy = copies::<T>(call.state)?.get_if(&call.l1, |copy| {
+            if now >= copy.deadline {
+                // This call's fill replaces it, unless the result is not
+                // one to keep: then it must not take room until pushed out.
+                Check::Remove
+            } else if copy.generation != call.generation {
+                Check::Leave
+            } else {
+                Check::Take
+            }
+        })?;
+        Some(copy.value)
     }
 
     fn ticket(call: &Call) -> Option<Ticket> {

@@ -367,13 +367,13 @@ impl CachedFn {
 }
 
 /// The result kept in L1 for `call`, if any: no backend key, no decoding.
-/// Counted, and traced (an `l1_hit` span) when a subscriber takes DEBUG
+/// Exported (its L1 counted it), and traced (an `l1_hit` span) when a subscriber takes DEBUG
 /// spans: the check is one load, where making a disabled span costs a
 /// tenth of the hit.
 #[inline]
 fn l1_hit<T, M: L1Mode<T>>(call: &Call) -> Option<T> {
     let value = M::hit(call)?;
-    call.state.l1_hits.bump();
+    call.state.export_l1_hit();
     if tracing::level_enabled!(tracing::Level::DEBUG) {
         call.span().record("outcome", "l1_hit");
     }

@@ -15,6 +15,7 @@
 //!   every operation with an error, so single-flight, counting (as errors)
 //!   and degradation stay those of every cache.
 
+use std::any::Any;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, OnceLock, PoisonError};
@@ -29,7 +30,6 @@ use super::process::{process, process_if_read};
 use super::{CachedFn, scope};
 use crate::coherence::Coherence;
 use crate::config::ConfigSource;
-use crate::stats::HotCount;
 use crate::{Backend, Cache, Capabilities, ConfigOrigin, Error, L1Config, Result};
 
 /// First wait before a failed build is tried again; it doubles up to [`RETRY_MAX`].
@@ -46,13 +46,15 @@ pub(super) struct State {
     /// The function's path (`my_crate::users::profile`, with the `Self`
     /// type for a method): the name its counters carry.
     pub(super) name: String,
-    /// Calls answered by the L1 tier.
-    pub(super) l1_hits: HotCount,
+    /// The exported twin of its L1's count of hits (the count itself is
+    /// the L1's: it counts under the lock a hit takes anyway).
+    #[cfg(feature = "metrics")]
+    l1_hits_exported: metrics::Counter,
     /// The most entries its L1 holds, given in the attribute
     /// (`l1_capacity`); `None`: the `l1_max_entries` setting.
     l1_capacity: Option<usize>,
     /// Its L1, once made: `None` inside when L1 is off.
-    l1: OnceLock<Option<Box<dyn Copies>>>,
+    l1: OnceLock<Option<Made>>,
     /// Whether a copy was remembered for coherence (see `coherent`).
     remembered: AtomicBool,
     /// The cache, once built.
@@ -66,6 +68,15 @@ pub(super) struct State {
     /// The counters of the caches of scopes that ended (locked after
     /// `scoped`), which the process's counters keep.
     ended: Mutex<crate::CacheStats>,
+}
+
+/// A function's L1, made once and kept for the process, seen two ways.
+#[derive(Debug)]
+pub(super) struct Made {
+    /// Without its result type: for notices, scopes and stats.
+    pub(super) copies: &'static dyn Copies,
+    /// As itself, for a hit to find by one downcast.
+    pub(super) typed: &'static (dyn Any + Send + Sync),
 }
 
 /// A cache over a scope's backend.
@@ -225,7 +236,7 @@ impl State {
                     *scoped = Some(Scoped {
                         generation,
                         built: Arc::clone(&built),
-                        l1_hits_before: self.l1_hits.get(),
+                        l1_hits_before: self.l1_hits(),
                     });
                 }
                 Ok(built)
@@ -243,7 +254,7 @@ impl State {
                 return crate::CacheStats::default();
             };
             let mut stats = scoped.built.cache.stats();
-            stats.l1_hits += self.l1_hits.get() - scoped.l1_hits_before;
+            stats.l1_hits += self.l1_hits() - scoped.l1_hits_before;
             return stats;
         }
         self.process_counters()
@@ -268,7 +279,7 @@ impl State {
             }
             stats += *self.ended.lock().unwrap_or_else(PoisonError::into_inner);
         }
-        stats.l1_hits += self.l1_hits.get();
+        stats.l1_hits += self.l1_hits();
         stats
     }
 
@@ -327,33 +338,47 @@ impl State {
         }
     }
 
+    /// Calls answered by its L1 so far.
+    fn l1_hits(&self) -> u64 {
+        self.copies().flatten().map_or(0, |copies| copies.hits())
+    }
+
+    /// Exports an L1 hit, with the `metrics` feature (its L1 has counted it).
+    #[inline]
+    pub(super) fn export_l1_hit(&self) {
+        #[cfg(feature = "metrics")]
+        self.l1_hits_exported.increment(1);
+    }
+
     /// This function's L1: `None` before it is made, `Some(None)` when off.
     #[inline]
-    pub(super) fn copies(&self) -> Option<Option<&dyn Copies>> {
-        self.l1.get().map(Option::as_deref)
+    pub(super) fn made(&self) -> Option<Option<&Made>> {
+        self.l1.get().map(Option::as_ref)
+    }
+
+    /// [`State::made`], seen without its result type.
+    pub(super) fn copies(&self) -> Option<Option<&'static dyn Copies>> {
+        self.made().map(|made| made.map(|made| made.copies))
     }
 
     /// Makes this function's L1 with `make`, sized by the attribute and the
     /// `l1_*` settings (`l1_max_entries = 0` turns every function's off);
     /// `None` when off, or until the configuration has been read (by the
     /// cache's build, with its back-off: never here).
-    pub(super) fn make_copies(
-        &self,
-        make: impl FnOnce(L1Config) -> Box<dyn Copies>,
-    ) -> Option<&dyn Copies> {
+    pub(super) fn make_copies(&self, make: impl FnOnce(L1Config) -> Made) -> Option<&Made> {
         let settings = &process_if_read()?.settings;
         self.l1
             .get_or_init(|| {
                 let max_entries = self.l1_max_entries(settings)?;
-                let copies = make(L1Config {
+                let made = make(L1Config {
                     max_entries,
                     max_bytes: settings.l1_max_bytes,
                     max_ttl: settings.l1_ttl,
                 });
-                copies.export_as(&self.name);
-                Some(copies)
+                made.copies.export_as(&self.name);
+                Some(made)
             })
-            .as_deref()
+            .as_ref()
     }
 
     /// The most entries this function's L1 holds; `None` when L1 is off.
@@ -394,7 +419,11 @@ impl CachedFn {
         let name = self.path(self_type);
         let state: &'static State = Box::leak(Box::new(State {
             self_type,
-            l1_hits: HotCount::new("cachekit_l1_hits_total", &[("cache", &name)]),
+            #[cfg(feature = "metrics")]
+            l1_hits_exported: metrics::counter!(
+                "cachekit_l1_hits_total",
+                crate::stats::export::labels(&[("cache", &name)])
+            ),
             l1_capacity: self.spec.l1_capacity,
             l1: OnceLock::new(),
             remembered: AtomicBool::new(false),

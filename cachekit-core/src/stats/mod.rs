@@ -13,6 +13,7 @@ use std::sync::Arc;
 #[cfg(feature = "metrics")]
 pub(crate) use count::export;
 pub(crate) use count::{Count, HotCount};
+pub(crate) use per_thread::PerThread;
 pub(crate) use process::register_cache;
 pub use process::{BackendStats, EventStats, L1Stats, NamedStats, Stats, count_event, stats};
 
