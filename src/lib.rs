@@ -81,6 +81,7 @@
 /// | option | meaning |
 /// |---|---|
 /// | `ttl = 300`, `ttl = "5m"` | lifetime in seconds, or with units `s`, `m`, `h`, `d` (`"1h30m"`); `0` is no expiry; default: the `default_ttl` setting |
+/// | `ttl_jitter = 10` | spreads each TTL by up to 10% either way (0 to 50), so that results stored together do not expire together; default: the `ttl_jitter` setting (0) |
 /// | `namespace = "users"` | first part of every key (letters, digits, `_-./`); default: the `namespace` setting, then the module path |
 /// | `backend = expr` | any expression giving a backend, an `Arc` of one, or a `Result` of either; evaluated once, at the first call |
 /// | `key = expr` | replaces the arguments in the key; anything `Display` (`key = format!("sku:{sku}")`) |

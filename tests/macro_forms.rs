@@ -92,6 +92,42 @@ async fn namespace_and_ttl_reach_the_backend() {
     }
 }
 
+#[cache(ttl = 1000, ttl_jitter = 20, namespace = "jitter", backend = shared_backend())]
+async fn jittered(n: u64) -> u64 {
+    n
+}
+
+#[tokio::test]
+async fn ttl_jitter_spreads_a_function_s_ttls() {
+    let inspect = shared_backend();
+    let inspect = inspect.as_ttl_inspect().unwrap();
+    let mut ttls = Vec::new();
+    for n in 0..100u64 {
+        assert_eq!(jittered(n).await, n);
+        let key = format!(
+            "jitter:jittered:{}",
+            cachekit::key::args_part(&(n,)).unwrap()
+        );
+        match inspect.ttl(&key).await.unwrap() {
+            cachekit::KeyTtl::Expires(left) => ttls.push(left),
+            other => panic!("expected a TTL on {key}, got {other:?}"),
+        }
+    }
+    let (low, high) = (Duration::from_secs(790), Duration::from_secs(1200));
+    assert!(
+        ttls.iter().all(|ttl| (low..=high).contains(ttl)),
+        "{ttls:?}"
+    );
+    assert!(
+        ttls.iter().any(|ttl| *ttl < Duration::from_secs(900)),
+        "{ttls:?}"
+    );
+    assert!(
+        ttls.iter().any(|ttl| *ttl > Duration::from_secs(1100)),
+        "{ttls:?}"
+    );
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Price(u64);
 

@@ -162,6 +162,15 @@ pub const CORE_SETTINGS: &[Setting] = &[
         default: "false",
         description: "Refuse a backend that is not shared across processes (in-process memory) unless named in code: for services whose instances must see one cache.",
     },
+    // Appended: settings are found by index elsewhere (`resolve`).
+    Setting {
+        key: "ttl_jitter",
+        env: "CACHEKIT_TTL_JITTER",
+        env_aliases: &[],
+        kind: SettingKind::Integer { min: 0, max: 50 },
+        default: "0",
+        description: "Spreads every TTL a cache writes by up to this many percent either way (0 to 50), so that entries written together do not expire together; 0: TTLs as given.",
+    },
 ];
 
 /// The values of [`CORE_SETTINGS`].
@@ -184,6 +193,8 @@ pub struct CoreSettings {
     pub l1_ttl: Duration,
     /// `require_shared`.
     pub require_shared: bool,
+    /// `ttl_jitter`, in percent.
+    pub ttl_jitter: u32,
 }
 
 impl Default for CoreSettings {
@@ -196,6 +207,7 @@ impl Default for CoreSettings {
             l1_max_bytes: 64 << 20,
             l1_ttl: Duration::from_secs(60),
             require_shared: false,
+            ttl_jitter: 0,
         }
     }
 }

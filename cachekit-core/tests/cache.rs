@@ -11,7 +11,8 @@ use cachekit_core::ReliabilityLayer;
 use cachekit_core::backend::Bytes;
 use cachekit_core::backend::testkit::{Fault, FaultyBackend, PlainBackend};
 use cachekit_core::{
-    Backend, Cache, Capability, Error, KeyTtl, L1Config, MemoryBackend, ReliabilityConfig,
+    Backend, Cache, Capability, ConfigOrigin, Error, KeyTtl, L1Config, MemoryBackend,
+    ReliabilityConfig,
 };
 use serde::{Deserialize, Serialize};
 
@@ -159,6 +160,70 @@ async fn l1_serves_repeat_reads_and_is_bounded() {
         "{:?}",
         cache.stats()
     );
+}
+
+#[tokio::test]
+async fn ttl_jitter_spreads_every_ttl_written_and_is_bounded() {
+    let cache = Cache::builder()
+        .backend(MemoryBackend::new())
+        .namespace("jitter")
+        .ttl_jitter(10)
+        .default_ttl(Duration::from_secs(100))
+        .config(ConfigSource::defaults_only())
+        .build()
+        .unwrap();
+    let mut ttls = Vec::new();
+    for n in 0..200 {
+        let key = format!("k{n}");
+        if n % 2 == 0 {
+            cache.set(&key, &n, None).await.unwrap();
+        } else {
+            let loaded = cache
+                .get_or_insert_with(&key, None, || async move { n })
+                .await;
+            assert_eq!(loaded, n);
+        }
+        match cache.ttl(&key).await.unwrap() {
+            KeyTtl::Expires(left) => ttls.push(left),
+            other => panic!("{key}: {other:?}"),
+        }
+    }
+    let (low, high) = (Duration::from_secs(89), Duration::from_secs(110));
+    assert!(
+        ttls.iter().all(|ttl| (low..=high).contains(ttl)),
+        "{ttls:?}"
+    );
+    assert!(
+        ttls.iter().any(|ttl| *ttl < Duration::from_secs(95)),
+        "{ttls:?}"
+    );
+    assert!(
+        ttls.iter().any(|ttl| *ttl > Duration::from_secs(105)),
+        "{ttls:?}"
+    );
+    // No expiry stays none.
+    cache
+        .set("forever", &1u8, Some(Duration::ZERO))
+        .await
+        .unwrap();
+    assert_eq!(cache.ttl("forever").await.unwrap(), KeyTtl::Forever);
+
+    let error = Cache::builder()
+        .backend(MemoryBackend::new())
+        .ttl_jitter(51)
+        .config(ConfigSource::defaults_only())
+        .build()
+        .unwrap_err();
+    match &error {
+        Error::Config {
+            setting, origin, ..
+        } => {
+            assert_eq!(setting, "ttl_jitter");
+            assert_eq!(origin, &ConfigOrigin::Code);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(error.to_string().contains("51"), "{error}");
 }
 
 #[tokio::test]

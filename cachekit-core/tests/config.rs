@@ -54,6 +54,7 @@ fn every_variable_sets_exactly_its_declared_key() {
     for setting in CORE_SETTINGS {
         let sample = match setting.kind {
             SettingKind::Text => "some_value-1",
+            SettingKind::Integer { max, .. } if max < 12345 => "42",
             SettingKind::Integer { .. } => "12345",
             SettingKind::Seconds { .. } => "7.5",
             SettingKind::Bool => "true",
@@ -70,6 +71,7 @@ fn every_variable_sets_exactly_its_declared_key() {
             "l1_max_bytes" => expected.l1_max_bytes = 12345,
             "l1_ttl" => expected.l1_ttl = Duration::from_secs_f64(7.5),
             "require_shared" => expected.require_shared = true,
+            "ttl_jitter" => expected.ttl_jitter = 42,
             other => panic!("setting {other} has no case in this test: add one"),
         }
         assert_eq!(
@@ -240,6 +242,7 @@ fn numbers_out_of_range_name_the_setting_the_source_and_the_value() {
         ("CACHEKIT_L1_TTL", "inf"),
         ("CACHEKIT_DEFAULT_TTL", "NaN"),
         ("CACHEKIT_L1_TTL", "-0.5"),
+        ("CACHEKIT_TTL_JITTER", "51"),
     ] {
         let (setting, origin, reason) = config_error(&env(&[(var, value)]));
         let declared = CORE_SETTINGS.iter().find(|s| s.env == var).unwrap();

@@ -191,6 +191,13 @@ fn state(function: &Function, options: &Options, krate: &TokenStream) -> TokenSt
         None => quote!(::core::option::Option::None),
     };
     let version = options.version.as_ref().map_or(0, |version| version.0);
+    let ttl_jitter = match &options.ttl_jitter {
+        Some(jitter) => {
+            let percent = jitter.0;
+            quote!(::core::option::Option::Some(#percent))
+        }
+        None => quote!(::core::option::Option::None),
+    };
     let l1_capacity = match &options.l1_capacity {
         Some(capacity) => {
             let entries = capacity.0;
@@ -218,6 +225,7 @@ fn state(function: &Function, options: &Options, krate: &TokenStream) -> TokenSt
                     "#", #tokens
                 ),
                 l1_capacity: #l1_capacity,
+                ttl_jitter: #ttl_jitter,
             },
             #backend,
         );

@@ -29,7 +29,8 @@ fn cache_impl(
     args: proc_macro2::TokenStream,
     item: proc_macro2::TokenStream,
 ) -> darling::Result<proc_macro2::TokenStream> {
-    let options = Options::from_list(&NestedMeta::parse_meta_list(args)?)?;
+    let options = Options::from_list(&NestedMeta::parse_meta_list(args)?)
+        .map_err(options::name_the_options)?;
     let item: syn::ItemFn = syn::parse2(item).map_err(|error| {
         darling::Error::from(syn::Error::new(
             error.span(),

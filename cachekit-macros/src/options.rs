@@ -32,6 +32,68 @@ pub(crate) struct Options {
     pub(crate) l1_capacity: Option<L1Capacity>,
     /// A version of the stored data: raising it breaks with older entries.
     pub(crate) version: Option<Version>,
+    /// The spread of the function's TTLs, in percent either way (default:
+    /// the `ttl_jitter` setting).
+    pub(crate) ttl_jitter: Option<TtlJitter>,
+}
+
+/// Every option of `#[cache]`, for errors: darling lists the options of an
+/// unknown one only while there are fewer than ten.
+const OPTION_NAMES: &[&str] = &[
+    "ttl",
+    "namespace",
+    "backend",
+    "key",
+    "skip",
+    "cache_none",
+    "l1",
+    "l1_capacity",
+    "version",
+    "ttl_jitter",
+];
+
+/// `errors` with every unknown option's error naming the options there
+/// are, unless it suggests one already.
+pub(crate) fn name_the_options(errors: darling::Error) -> darling::Error {
+    let listed = OPTION_NAMES
+        .iter()
+        .map(|name| format!("`{name}`"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    darling::Error::multiple(
+        errors
+            .into_iter()
+            .map(|error| {
+                let message = error.to_string();
+                if message.starts_with("Unknown field") && !message.contains("Did you mean") {
+                    darling::Error::from(syn::Error::new(
+                        error.span(),
+                        format!("{message}; the options are {listed}"),
+                    ))
+                } else {
+                    error
+                }
+            })
+            .collect(),
+    )
+}
+
+/// A spread of TTLs in percent, from 0 to 50.
+#[derive(Debug)]
+pub(crate) struct TtlJitter(pub(crate) u32);
+
+const TTL_JITTER_HELP: &str = "give a whole number of percent from 0 to 50 (`ttl_jitter = 10`): each TTL is spread by up to that much either way";
+
+impl FromMeta for TtlJitter {
+    fn from_expr(expr: &Expr) -> darling::Result<Self> {
+        match integer(expr, "ttl_jitter", TTL_JITTER_HELP)? {
+            (percent, _) if percent <= 50 => Ok(TtlJitter(percent)),
+            (_, span) => Err(error(
+                span,
+                format!("`ttl_jitter` is out of range; {TTL_JITTER_HELP}"),
+            )),
+        }
+    }
 }
 
 /// A version of the stored data, a whole number.
@@ -198,7 +260,34 @@ fn error(span: Span, message: String) -> darling::Error {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_duration;
+    use darling::FromMeta;
+    use darling::ast::NestedMeta;
+
+    use super::{OPTION_NAMES, Options, name_the_options, parse_duration};
+
+    fn parse(args: &str) -> darling::Result<Options> {
+        let args: proc_macro2::TokenStream = args.parse().unwrap();
+        Options::from_list(&NestedMeta::parse_meta_list(args).unwrap())
+    }
+
+    #[test]
+    fn every_listed_option_is_one_and_an_unknown_one_lists_them() {
+        for name in OPTION_NAMES {
+            let value = match *name {
+                "skip" => "skip(a)".to_owned(),
+                "namespace" | "key" => format!("{name} = \"x\""),
+                "backend" => "backend = make()".to_owned(),
+                "cache_none" | "l1" => format!("{name} = true"),
+                _ => format!("{name} = 1"),
+            };
+            assert!(parse(&value).is_ok(), "`{value}` is an option");
+        }
+        let error = name_the_options(parse("expires = 30").unwrap_err()).to_string();
+        assert!(error.contains("Unknown field: `expires`"), "{error}");
+        for name in OPTION_NAMES {
+            assert!(error.contains(&format!("`{name}`")), "{error}");
+        }
+    }
 
     #[test]
     fn duration_strings() {

@@ -65,6 +65,7 @@ static PROFILE: CachedFn = CachedFn::new(
         version: 0,
         site: concat!(file!(), ":", line!()),
         l1_capacity: None,
+        ttl_jitter: None,
     },
     Some(|| {
         Ok(Arc::clone(

@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
+use super::jitter::MAX_TTL_JITTER;
 use super::{Cache, Inner};
 use crate::backend::Invalidation;
 use crate::coherence::{self, Coherence};
@@ -28,6 +29,7 @@ pub struct CacheBuilder {
     namespace: Option<String>,
     version: u32,
     default_ttl: Option<Duration>,
+    ttl_jitter: Option<u32>,
     l1: Option<Option<L1Config>>,
     lock_lease: Option<Duration>,
     config: Option<ConfigSource>,
@@ -72,6 +74,15 @@ impl CacheBuilder {
     /// TTL for entries stored without one; zero means no expiry.
     pub fn default_ttl(mut self, ttl: Duration) -> Self {
         self.default_ttl = Some(ttl);
+        self
+    }
+
+    /// Spreads every TTL this cache writes by up to `percent` either way
+    /// (default: the `ttl_jitter` setting, 0), so that entries written
+    /// together do not expire together. At most 50; more is an
+    /// [`Error::Config`] from [`CacheBuilder::build`].
+    pub fn ttl_jitter(mut self, percent: u32) -> Self {
+        self.ttl_jitter = Some(percent);
         self
     }
 
@@ -160,6 +171,16 @@ impl CacheBuilder {
             .default_ttl
             .or(Some(settings.default_ttl))
             .filter(|ttl| !ttl.is_zero());
+        let ttl_jitter = self.ttl_jitter.unwrap_or(settings.ttl_jitter);
+        if ttl_jitter > MAX_TTL_JITTER {
+            return Err(Error::Config {
+                setting: "ttl_jitter".into(),
+                origin: ConfigOrigin::Code,
+                reason: format!(
+                    "{ttl_jitter}% must be from 0 to {MAX_TTL_JITTER}: a TTL spread by more could end at once"
+                ),
+            });
+        }
         let namespace = self.namespace.unwrap_or(settings.namespace);
         // Room for the lock mark that lock keys add.
         let max_key_len = backend_key_len - key::LOCK_MARK.len();
@@ -192,6 +213,7 @@ impl CacheBuilder {
                 prefix: key::Prefix::new(&namespace, self.version, max_key_len),
                 namespace,
                 default_ttl,
+                ttl_jitter,
                 l1,
                 flights: Flights::default(),
                 lock_lease: self.lock_lease.unwrap_or(Duration::from_secs(30)),

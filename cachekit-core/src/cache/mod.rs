@@ -3,6 +3,7 @@
 //! graceful degradation when the backend fails.
 
 mod builder;
+mod jitter;
 mod load;
 mod lock;
 
@@ -48,6 +49,8 @@ struct Inner {
     /// The namespace part of every key, and the longest key.
     prefix: key::Prefix,
     default_ttl: Option<Duration>,
+    /// The spread of every TTL written, in percent (see [`jitter`]).
+    ttl_jitter: u32,
     /// In an `Arc` for the task that applies the backend's notices to it
     /// (see [`Backend::invalidations`]).
     l1: Option<Arc<L1>>,
@@ -430,12 +433,13 @@ impl Cache {
         }
     }
 
-    /// `ttl`, or the default, clamped to the backend's maximum; zero means none.
+    /// `ttl`, or the default, with the cache's jitter, clamped to the
+    /// backend's maximum; zero means none.
     fn effective_ttl(&self, ttl: Option<Duration>) -> Result<Option<Duration>> {
-        let ttl = self
-            .inner
-            .capabilities
-            .clamp_ttl(ttl.or(self.inner.default_ttl));
+        let ttl = ttl
+            .or(self.inner.default_ttl)
+            .map(|ttl| jitter::jitter(ttl, self.inner.ttl_jitter));
+        let ttl = self.inner.capabilities.clamp_ttl(ttl);
         if ttl.is_some() && !self.inner.capabilities.ttl {
             return Err(self.unsupported(Capability::Ttl));
         }

@@ -96,6 +96,9 @@ pub struct FnSpec {
     /// The most entries the function's L1 holds, given in the attribute
     /// (`l1_capacity = N`); `None` for the `l1_max_entries` setting.
     pub l1_capacity: Option<usize>,
+    /// The spread of its TTLs in percent, given in the attribute
+    /// (`ttl_jitter = N`); `None` for the `ttl_jitter` setting.
+    pub ttl_jitter: Option<u32>,
 }
 
 /// Builds the backend named in the attribute (`backend = ...`).

@@ -466,14 +466,17 @@ impl CachedFn {
             (None, None) => process.backend()?,
         };
         // Results are kept decoded in the function's L1, in front of the cache.
-        let cache = Cache::builder()
+        let mut builder = Cache::builder()
             .for_function(self.path(self_type))
             .shared_backend(backend)
             .namespace(namespace)
             .version(self.spec.version)
             .without_l1()
-            .config(process.config.clone())
-            .build()?;
+            .config(process.config.clone());
+        if let Some(percent) = self.spec.ttl_jitter {
+            builder = builder.ttl_jitter(percent);
+        }
+        let cache = builder.build()?;
         // No copies, no notices to hear.
         let coherence = match process.settings.l1_max_entries {
             0 => Coherence::Unneeded,
