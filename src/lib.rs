@@ -88,6 +88,7 @@
 /// | `skip(a, b)` | arguments left out of the key (a pool, a client, a logger); `skip(self)` for a method whose result does not depend on `self` |
 /// | `version = 2` | a version of what is stored (default 0): entries written under another version are never read |
 /// | `cache_none = false` | for `-> Option<T>`: `None` is not stored (it is by default) |
+/// | `none_ttl = "30s"` | for `-> Option<T>`: `None` is stored for this long (more than 0), a value for `ttl`: a negative answer is looked up again sooner |
 /// | `l1 = false` | results are not kept in process: every call reads the backend |
 /// | `l1_capacity = 1000` | the most results kept in process for this function (at least 1); default: the `l1_max_entries` setting |
 ///
@@ -233,8 +234,8 @@ mod doc_pages;
 #[doc(hidden)]
 pub mod __private {
     pub use cachekit_core::__private::{
-        CacheAll, CacheOk, CacheSome, CachedFn, FnSpec, IntoBackend, WithL1, WithoutL1,
-        check_l1_value,
+        CacheAll, CacheOk, CacheOption, CacheSome, CachedFn, FnSpec, IntoBackend, WithL1,
+        WithoutL1, check_l1_value,
     };
 }
 

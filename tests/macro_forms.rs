@@ -128,6 +128,39 @@ async fn ttl_jitter_spreads_a_function_s_ttls() {
     );
 }
 
+static FOUND_RUNS: AtomicUsize = AtomicUsize::new(0);
+
+#[cache(ttl = "1h", none_ttl = "10s", namespace = "negative", backend = shared_backend())]
+async fn found(n: u64) -> Option<u64> {
+    FOUND_RUNS.fetch_add(1, Ordering::SeqCst);
+    (n % 2 == 0).then_some(n)
+}
+
+#[tokio::test]
+async fn none_results_are_stored_for_their_own_ttl() {
+    let inspect = shared_backend();
+    let inspect = inspect.as_ttl_inspect().unwrap();
+    for n in [2u64, 3] {
+        let expected = (n % 2 == 0).then_some(n);
+        assert_eq!(found(n).await, expected);
+        assert_eq!(found(n).await, expected, "stored, `None` included");
+        let key = format!(
+            "negative:found:{}",
+            cachekit::key::args_part(&(n,)).unwrap()
+        );
+        let Ok(cachekit::KeyTtl::Expires(left)) = inspect.ttl(&key).await else {
+            panic!("expected a TTL on {key}");
+        };
+        if expected.is_some() {
+            assert!(left > Duration::from_secs(3590), "{n}: {left:?}");
+        } else {
+            assert!(left <= Duration::from_secs(10), "{n}: {left:?}");
+            assert!(left > Duration::from_secs(5), "{n}: {left:?}");
+        }
+    }
+    assert_eq!(FOUND_RUNS.load(Ordering::SeqCst), 2, "one run per argument");
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Price(u64);
 

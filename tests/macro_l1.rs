@@ -78,3 +78,29 @@ async fn a_copy_never_outlives_its_backend_entry() {
         "past the 1 s TTL: neither the copy nor the entry answers"
     );
 }
+
+static ABSENT_RUNS: AtomicUsize = AtomicUsize::new(0);
+
+#[cache(namespace = "l1-negative", ttl = 60, none_ttl = 1)]
+async fn absent(n: u64) -> Option<u64> {
+    ABSENT_RUNS.fetch_add(1, Ordering::SeqCst);
+    let _ = n;
+    None
+}
+
+/// A `None` kept in L1 lives no longer than its own, shorter TTL.
+#[tokio::test]
+async fn a_none_copy_lives_for_none_ttl() {
+    assert_eq!(absent(3).await, None);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(absent(3).await, None);
+    assert_eq!(ABSENT_RUNS.load(Ordering::SeqCst), 1, "a hit within 1 s");
+    assert_eq!(absent_stats().l1_hits, 1);
+    tokio::time::sleep(Duration::from_millis(750)).await;
+    assert_eq!(absent(3).await, None);
+    assert_eq!(
+        ABSENT_RUNS.load(Ordering::SeqCst),
+        2,
+        "past the 1 s none_ttl (the function's TTL is 60 s): loaded again"
+    );
+}

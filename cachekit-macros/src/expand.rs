@@ -51,6 +51,7 @@ pub(crate) fn expand(function: &Function, options: &Options, krate: &TokenStream
         Policy::All => quote!(#krate::__private::CacheAll),
         Policy::Ok => quote!(#krate::__private::CacheOk),
         Policy::Some => quote!(#krate::__private::CacheSome),
+        Policy::Option => quote!(#krate::__private::CacheOption),
     };
     let (mode, l1_check) = if options.l1.unwrap_or(true) {
         let check = quote_spanned! {output.span()=>
@@ -191,6 +192,13 @@ fn state(function: &Function, options: &Options, krate: &TokenStream) -> TokenSt
         None => quote!(::core::option::Option::None),
     };
     let version = options.version.as_ref().map_or(0, |version| version.0);
+    let none_ttl = match &options.none_ttl {
+        Some(none_ttl) => {
+            let seconds = none_ttl.0;
+            quote!(::core::option::Option::Some(::core::time::Duration::from_secs(#seconds)))
+        }
+        None => quote!(::core::option::Option::None),
+    };
     let ttl_jitter = match &options.ttl_jitter {
         Some(jitter) => {
             let percent = jitter.0;
@@ -226,6 +234,7 @@ fn state(function: &Function, options: &Options, krate: &TokenStream) -> TokenSt
                 ),
                 l1_capacity: #l1_capacity,
                 ttl_jitter: #ttl_jitter,
+                none_ttl: #none_ttl,
             },
             #backend,
         );

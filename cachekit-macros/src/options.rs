@@ -35,6 +35,28 @@ pub(crate) struct Options {
     /// The spread of the function's TTLs, in percent either way (default:
     /// the `ttl_jitter` setting).
     pub(crate) ttl_jitter: Option<TtlJitter>,
+    /// How long a `None` result is stored (default: the function's TTL).
+    pub(crate) none_ttl: Option<NoneTtl>,
+}
+
+/// How long a `None` result is stored, in whole seconds, more than 0.
+#[derive(Debug)]
+pub(crate) struct NoneTtl(pub(crate) u64, pub(crate) Span);
+
+impl FromMeta for NoneTtl {
+    fn from_expr(expr: &Expr) -> darling::Result<Self> {
+        match Ttl::from_expr(expr) {
+            Ok(Ttl(0)) => Err(error(
+                expr.span(),
+                "`none_ttl` must be more than 0: to store no `None` at all, write `cache_none = false`".to_owned(),
+            )),
+            Ok(Ttl(seconds)) => Ok(NoneTtl(seconds, expr.span())),
+            Err(_) => Err(error(
+                expr.span(),
+                format!("`none_ttl` is how long a `None` result is stored; {TTL_HELP}"),
+            )),
+        }
+    }
 }
 
 /// Every option of `#[cache]`, for errors: darling lists the options of an
@@ -50,6 +72,7 @@ const OPTION_NAMES: &[&str] = &[
     "l1_capacity",
     "version",
     "ttl_jitter",
+    "none_ttl",
 ];
 
 /// `errors` with every unknown option's error naming the options there
@@ -278,6 +301,7 @@ mod tests {
                 "namespace" | "key" => format!("{name} = \"x\""),
                 "backend" => "backend = make()".to_owned(),
                 "cache_none" | "l1" => format!("{name} = true"),
+                "none_ttl" => "none_ttl = \"30s\"".to_owned(),
                 _ => format!("{name} = 1"),
             };
             assert!(parse(&value).is_ok(), "`{value}` is an option");

@@ -37,6 +37,8 @@ pub(crate) enum Policy {
     Ok,
     /// `Some` values of an `Option` (`cache_none = false`).
     Some,
+    /// Every result of an `Option`, `None` for its own TTL (`none_ttl`).
+    Option,
 }
 
 impl Function {
@@ -136,6 +138,7 @@ impl Function {
             match (last_segment(ty).as_deref(), options.cache_none) {
                 (Some("Result"), _) => Policy::Ok,
                 (Some("Option"), Some(false)) => Policy::Some,
+                (Some("Option"), _) if options.none_ttl.is_some() => Policy::Option,
                 (_, Some(false)) => {
                     errors.push(spanned(
                         ty,
@@ -146,6 +149,20 @@ impl Function {
                 _ => Policy::All,
             }
         });
+        if let Some(none_ttl) = &options.none_ttl {
+            let message = match policy {
+                Policy::Option => None,
+                Policy::Some => Some(
+                    "`none_ttl` sets how long `None` is stored, and `cache_none = false` stores no `None`: drop one of them",
+                ),
+                _ => Some(
+                    "`none_ttl` applies to functions returning `Option<T>`: it sets how long their `None` results are stored",
+                ),
+            };
+            if let Some(message) = message {
+                errors.push(darling::Error::custom(message).with_span(&none_ttl.1));
+            }
+        }
         if let (Some(false), Some(capacity)) = (options.l1, &options.l1_capacity) {
             errors.push(
                 darling::Error::custom(

@@ -66,6 +66,7 @@ static PROFILE: CachedFn = CachedFn::new(
         site: concat!(file!(), ":", line!()),
         l1_capacity: None,
         ttl_jitter: None,
+        none_ttl: None,
     },
     Some(|| {
         Ok(Arc::clone(

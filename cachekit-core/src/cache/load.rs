@@ -39,6 +39,44 @@ pub(crate) struct Fetched<T> {
 /// A loader's error, from a single-flight load.
 struct LoaderError<E>(E);
 
+/// Which loaded values are negative results (a cached function's `None`).
+pub(crate) type IsNegative<T> = fn(&T) -> bool;
+
+/// How long a loaded value is stored: `ttl` (`None`: the cache's default),
+/// or a shorter TTL for the values `negative` picks (a cached function's
+/// `None` results, under `none_ttl`).
+#[derive(Debug)]
+pub(crate) struct Lifetime<T> {
+    pub(crate) ttl: Option<Duration>,
+    pub(crate) negative: Option<(Duration, IsNegative<T>)>,
+}
+
+impl<T> Lifetime<T> {
+    /// Every value for `ttl`.
+    pub(crate) fn of(ttl: Option<Duration>) -> Self {
+        Lifetime {
+            ttl,
+            negative: None,
+        }
+    }
+}
+
+/// A [`Lifetime`] made effective by the cache (its default, jitter and clamp).
+struct Ttls<T> {
+    ttl: Option<Duration>,
+    negative: Option<(Option<Duration>, IsNegative<T>)>,
+}
+
+impl<T> Ttls<T> {
+    /// The TTL `value` is stored for.
+    fn of(&self, value: &T) -> Option<Duration> {
+        match self.negative {
+            Some((ttl, negative)) if negative(value) => ttl,
+            _ => self.ttl,
+        }
+    }
+}
+
 /// The outcome of asking for the backend's load lock.
 enum LoadLock {
     /// This process loads; the guard releases the lock when dropped.
@@ -56,7 +94,7 @@ impl Cache {
     pub(crate) async fn fetch<T, E, F, Fut>(
         &self,
         key: &str,
-        ttl: Option<Duration>,
+        lifetime: Lifetime<T>,
         loader: F,
     ) -> Result<Fetched<T>, E>
     where
@@ -65,8 +103,15 @@ impl Cache {
         Fut: Future<Output = Result<T, E>>,
     {
         let counters = &self.inner.counters;
-        let ttl = match self.effective_ttl(ttl) {
-            Ok(ttl) => ttl,
+        let ttls = self.effective_ttl(lifetime.ttl).and_then(|ttl| {
+            let negative = match lifetime.negative {
+                Some((short, negative)) => Some((self.effective_ttl(Some(short))?, negative)),
+                None => None,
+            };
+            Ok(Ttls { ttl, negative })
+        });
+        let ttls = match ttls {
+            Ok(ttls) => ttls,
             Err(error) => {
                 self.warn(|suppressed| {
                     tracing::warn!(%key, %error, suppressed, "running uncached");
@@ -99,7 +144,7 @@ impl Cache {
         };
         // Boxed: loading makes a large future, which would otherwise make
         // the future of every call large, hits included (costlier to move).
-        Box::pin(self.load_shared(key, ttl, backend_ok, loader)).await
+        Box::pin(self.load_shared(key, &ttls, backend_ok, loader)).await
     }
 
     /// Loads a miss for [`Cache::fetch`]: once per key in this process at a
@@ -107,7 +152,7 @@ impl Cache {
     async fn load_shared<T, E, F, Fut>(
         &self,
         key: &str,
-        ttl: Option<Duration>,
+        ttls: &Ttls<T>,
         backend_ok: bool,
         loader: F,
     ) -> Result<Fetched<T>, E>
@@ -126,7 +171,7 @@ impl Cache {
         // lead (and take the backend lock) one after another.
         let run = || async {
             let (fetched, payload) = self
-                .load(key, ttl, through_backend.load(Ordering::Relaxed), loader)
+                .load(key, ttls, through_backend.load(Ordering::Relaxed), loader)
                 .await?;
             loaded = Some(fetched);
             Ok(payload.unwrap_or_default())
@@ -141,10 +186,11 @@ impl Cache {
                     self.inner.counters.coalesced.bump();
                     trace::outcome("coalesced");
                     // Size 0: the leader keeps the copy in front, if it stored one.
+                    let expires_at = expiry(ttls.of(&value));
                     return Ok(Fetched {
                         value,
                         size: 0,
-                        expires_at: expiry(ttl),
+                        expires_at,
                     });
                 } else {
                     // Another caller in this process stored a different type
@@ -165,7 +211,7 @@ impl Cache {
     async fn load<T, E, F, Fut>(
         &self,
         key: &str,
-        ttl: Option<Duration>,
+        ttls: &Ttls<T>,
         backend_ok: bool,
         loader: F,
     ) -> Result<(Fetched<T>, Option<Bytes>), LoaderError<E>>
@@ -191,9 +237,9 @@ impl Cache {
                         counters.l2_hits.bump();
                         trace::outcome("hit");
                         let fetched = Fetched {
+                            expires_at: expiry(ttls.of(&value)),
                             value,
                             size: payload.len(),
-                            expires_at: expiry(ttl),
                         };
                         return Ok((fetched, Some(payload)));
                     }
@@ -215,6 +261,7 @@ impl Cache {
             LoaderError(error)
         })?;
         let mut stored = false;
+        let ttl = ttls.of(&value);
         let payload = match codec::encode(&value, expiry(ttl)) {
             Ok(bytes) => {
                 if backend_ok {

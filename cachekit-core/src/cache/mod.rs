@@ -25,7 +25,7 @@ use crate::{
     Backend, CacheStats, Capabilities, Capability, Error, KeyTtl, Result, codec, key, trace,
 };
 pub use builder::CacheBuilder;
-pub(crate) use load::Fetched;
+pub(crate) use load::{Fetched, IsNegative, Lifetime};
 
 /// A cache: a namespace over a backend, with an optional in-process L1 tier.
 ///
@@ -220,7 +220,7 @@ impl Cache {
         Fut: Future<Output = Result<T, E>>,
     {
         let key = self.key(key);
-        let fetch = self.fetch(&key, ttl, loader);
+        let fetch = self.fetch(&key, Lifetime::of(ttl), loader);
         Ok(trace::traced(self.span("get_or_insert", &key), fetch)
             .await?
             .value)

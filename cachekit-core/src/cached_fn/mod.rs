@@ -46,12 +46,12 @@ pub use into_backend::IntoBackend;
 pub(crate) use kept::L1Mode;
 pub use kept::{WithL1, WithoutL1, check_l1_value};
 pub(crate) use policy::ReturnPolicy;
-pub use policy::{CacheAll, CacheOk, CacheSome};
+pub use policy::{CacheAll, CacheOk, CacheOption, CacheSome};
 pub use process::init;
 pub(crate) use process::process;
 pub use scope::{ScopedBackend, scoped_backend};
 
-use crate::cache::Fetched;
+use crate::cache::{Fetched, IsNegative, Lifetime};
 use crate::l1::Ticket;
 use crate::stats::L1Stats;
 use crate::throttle::Throttle;
@@ -99,6 +99,9 @@ pub struct FnSpec {
     /// The spread of its TTLs in percent, given in the attribute
     /// (`ttl_jitter = N`); `None` for the `ttl_jitter` setting.
     pub ttl_jitter: Option<u32>,
+    /// How long a `None` result is stored, given in the attribute
+    /// (`none_ttl = ...`); `None` for the function's TTL.
+    pub none_ttl: Option<Duration>,
 }
 
 /// Builds the backend named in the attribute (`backend = ...`).
@@ -180,9 +183,11 @@ impl CachedFn {
             return body.await;
         };
         let ticket = M::ticket(&call);
-        let fetch = chosen.cache().fetch(&wire, self.spec.ttl, || async {
-            P::stored(body.await).map_err(NotStored::Returned)
-        });
+        let fetch = chosen
+            .cache()
+            .fetch(&wire, self.lifetime::<P, R>(), || async {
+                P::stored(body.await).map_err(NotStored::Returned)
+            });
         let fetched = trace::traced(chosen.traced(span, &wire), fetch).await;
         match keep_fetched::<_, M, _>(&call, &chosen, &wire, ticket, fetched) {
             Ok(stored) => P::result(stored),
@@ -211,7 +216,7 @@ impl CachedFn {
             return body();
         };
         let span = chosen.traced(span, &wire);
-        let ttl = self.spec.ttl;
+        let lifetime = self.lifetime::<P, R>();
         let ticket = M::ticket(&call);
         let mut returned = None;
         let split = || match P::stored(body()) {
@@ -222,7 +227,7 @@ impl CachedFn {
             }
         };
         let stored = blocking::run_with_body(split, move |run_body| async move {
-            let fetch = chosen.cache().fetch(&wire, ttl, || async {
+            let fetch = chosen.cache().fetch(&wire, lifetime, || async {
                 match run_body.await {
                     Some(Some(stored)) => Ok(stored),
                     Some(None) => Err(NotStored::Returned(())),
@@ -354,6 +359,18 @@ impl CachedFn {
 
     /// The state for `self_type`, made on first use.
     #[inline]
+    /// How long this function's results are stored: its TTL, and its
+    /// `none_ttl` for the results policy `P` calls negative.
+    fn lifetime<P: ReturnPolicy<R>, R>(&self) -> Lifetime<P::Stored> {
+        Lifetime {
+            ttl: self.spec.ttl,
+            negative: self
+                .spec
+                .none_ttl
+                .map(|ttl| (ttl, P::negative as IsNegative<_>)),
+        }
+    }
+
     fn state(&'static self, self_type: &'static str) -> &'static State {
         let &(first_type, first) = self
             .first

@@ -12,6 +12,11 @@ pub trait ReturnPolicy<R> {
     fn stored(result: R) -> std::result::Result<Self::Stored, R>;
     /// The result rebuilt from a stored part.
     fn result(stored: Self::Stored) -> R;
+    /// Whether a stored part is a negative result, stored for the
+    /// function's `none_ttl` when it has one.
+    fn negative(_stored: &Self::Stored) -> bool {
+        false
+    }
 }
 
 /// Every result is stored (`T`, and `Option<T>` with `None` cached).
@@ -21,6 +26,11 @@ pub enum CacheAll {}
 /// Only `Ok` values are stored; errors reach this caller only.
 #[derive(Debug)]
 pub enum CacheOk {}
+
+/// Every result of an `Option` function is stored, `None` for its own
+/// TTL (`none_ttl`).
+#[derive(Debug)]
+pub enum CacheOption {}
 
 /// Only `Some` values are stored (`cache_none = false`).
 #[derive(Debug)]
@@ -33,6 +43,19 @@ impl<T: Serialize + DeserializeOwned> ReturnPolicy<T> for CacheAll {
     }
     fn result(stored: T) -> T {
         stored
+    }
+}
+
+impl<T: Serialize + DeserializeOwned> ReturnPolicy<Option<T>> for CacheOption {
+    type Stored = Option<T>;
+    fn stored(result: Option<T>) -> std::result::Result<Option<T>, Option<T>> {
+        Ok(result)
+    }
+    fn result(stored: Option<T>) -> Option<T> {
+        stored
+    }
+    fn negative(stored: &Option<T>) -> bool {
+        stored.is_none()
     }
 }
 
