@@ -167,7 +167,10 @@ pub const CORE_SETTINGS: &[Setting] = &[
         key: "ttl_jitter",
         env: "CACHEKIT_TTL_JITTER",
         env_aliases: &[],
-        kind: SettingKind::Integer { min: 0, max: 50 },
+        kind: SettingKind::Integer {
+            min: 0,
+            max: crate::cache::MAX_TTL_JITTER as u64,
+        },
         default: "0",
         description: "Spreads every TTL a cache writes by up to this many percent either way (0 to 50), so that entries written together do not expire together; 0: TTLs as given.",
     },

@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 
-use crate::store::{Check, Expiry, Store, StoreValue};
+use crate::store::{Check, Expiry, Found, Store, StoreValue};
 
 /// Limits of the L1 tier. The defaults suit a service process: 10,000
 /// entries, 64 MiB, and copies kept at most 60 s.
@@ -185,12 +185,14 @@ impl<V: StoreValue> L1<V> {
     /// The copy under `key`, if `check` takes it (see [`Store::get_if`]).
     #[inline]
     pub(crate) fn get_if(&self, key: &[u8], check: impl FnOnce(&V) -> Check) -> Option<V> {
-        let found = self.store.get_if(key, check).map(|(value, _)| value);
-        if found.is_none() {
-            // The read may have removed an expired copy.
-            self.changed();
+        match self.store.get_if(key, check) {
+            Found::Taken(value, _) => Some(value),
+            Found::Nothing => None,
+            Found::Removed => {
+                self.changed();
+                None
+            }
         }
-        found
     }
 
     /// This tier, counting its hits (see [`L1::hits`]).

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
-use super::jitter::MAX_TTL_JITTER;
+use super::MAX_TTL_JITTER;
 use super::{Cache, Inner};
 use crate::backend::Invalidation;
 use crate::coherence::{self, Coherence};

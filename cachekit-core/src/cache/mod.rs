@@ -25,6 +25,7 @@ use crate::{
     Backend, CacheStats, Capabilities, Capability, Error, KeyTtl, Result, codec, key, trace,
 };
 pub use builder::CacheBuilder;
+pub(crate) use jitter::MAX_TTL_JITTER;
 pub(crate) use load::{Fetched, IsNegative, Lifetime};
 
 /// A cache: a namespace over a backend, with an optional in-process L1 tier.

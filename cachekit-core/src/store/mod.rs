@@ -104,6 +104,27 @@ pub(crate) enum Check {
     Remove,
 }
 
+/// What [`Store::get_if`] found.
+#[derive(Debug)]
+pub(crate) enum Found<V> {
+    /// A value its check took, and when it expires.
+    Taken(V, Option<Instant>),
+    /// No live value, or one its check left.
+    Nothing,
+    /// A value removed: expired, or its check said so.
+    Removed,
+}
+
+impl<V> Found<V> {
+    /// The value taken, if any.
+    pub(crate) fn taken(self) -> Option<(V, Option<Instant>)> {
+        match self {
+            Found::Taken(value, expires_at) => Some((value, expires_at)),
+            Found::Nothing | Found::Removed => None,
+        }
+    }
+}
+
 impl StoreValue for Bytes {
     fn size(&self) -> usize {
         self.len()
@@ -254,18 +275,14 @@ impl<K: StoreKey + ?Sized, V: StoreValue> Store<K, V> {
     /// The value under `key` and when it expires, unless missing or expired.
     #[inline]
     pub(crate) fn get(&self, key: &K) -> Option<(V, Option<Instant>)> {
-        self.get_if(key, |_| Check::Take)
+        self.get_if(key, |_| Check::Take).taken()
     }
 
     /// [`Store::get`], if `check` takes the live value found; a hit only
     /// then (see [`Store::hits`]). A read takes its shard's read lock: hits
     /// on one key from many threads do not wait for each other.
     #[inline]
-    pub(crate) fn get_if(
-        &self,
-        key: &K,
-        check: impl FnOnce(&V) -> Check,
-    ) -> Option<(V, Option<Instant>)> {
+    pub(crate) fn get_if(&self, key: &K, check: impl FnOnce(&V) -> Check) -> Found<V> {
         let (hash, index) = self.locate(key);
         let read = self.read(index).read(hash, key, check);
         match read {
@@ -273,13 +290,14 @@ impl<K: StoreKey + ?Sized, V: StoreValue> Store<K, V> {
                 if let Some(hits) = &self.hits {
                     hits.bump();
                 }
-                Some((value, expires_at))
+                Found::Taken(value, expires_at)
             }
-            Read::Missing => None,
-            Read::Remove(written) => {
-                self.write(index).remove_written(hash, written);
-                None
-            }
+            Read::Missing => Found::Nothing,
+            Read::Remove(written) => match self.write(index).remove_written(hash, written) {
+                true => Found::Removed,
+                // A write came first: it stays, unread.
+                false => Found::Nothing,
+            },
         }
     }
 

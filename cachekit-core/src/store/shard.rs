@@ -194,9 +194,9 @@ impl<K: StoreKey + ?Sized, V: StoreValue> Shard<K, V> {
 
     /// What a read under the shard's read lock finds under `key`: a clone
     /// of the live value and its expiry if `check` takes it (then the read
-    /// counts for eviction); or the insert number of an
-    /// entry to remove (expired, or `check` said so) by its write number,
-    /// which the caller removes under the write lock.
+    /// counts for eviction); or, for an entry to remove (expired, or
+    /// `check` said so), its write number, for the caller to remove it
+    /// under the write lock.
     #[inline]
     pub(super) fn read(&self, hash: u64, key: &K, check: impl FnOnce(&V) -> Check) -> Read<V> {
         let Some(node) = self.table.find(hash, |node| *node.key == *key) else {
@@ -368,26 +368,23 @@ impl<K: StoreKey + ?Sized, V: StoreValue> Shard<K, V> {
             let Some(mark) = queue.pop_front() else {
                 return false;
             };
-            let Some(node) = self.table.find_mut(mark.hash, |node| node.id == mark.id) else {
+            let Ok(mut entry) = self.table.find_entry(mark.hash, |node| node.id == mark.id) else {
                 continue;
             };
+            let node = entry.get_mut();
             let freq = node.freq.get_mut();
-            if from_small && *freq > 0 {
-                node.main = true;
-                *freq = 0;
-                self.small_entries -= 1;
-                self.small_bytes -= node.cost;
+            if *freq > 0 {
+                if from_small {
+                    node.main = true;
+                    *freq = 0;
+                    self.small_entries -= 1;
+                    self.small_bytes -= node.cost;
+                } else {
+                    *freq -= 1;
+                }
                 self.main.push_back(mark);
                 continue;
             }
-            if !from_small && *freq > 0 {
-                *freq -= 1;
-                self.main.push_back(mark);
-                continue;
-            }
-            let Ok(entry) = self.table.find_entry(mark.hash, |node| node.id == mark.id) else {
-                continue;
-            };
             let (node, _) = entry.remove();
             self.forget(&node);
             if from_small {

@@ -152,15 +152,18 @@ fn a_key_evicted_unread_comes_back_into_the_main_queue() {
 fn a_read_counts_only_what_its_check_takes() {
     let store: Store = Store::new(10, 1 << 20).counting_hits();
     store.insert("k", value(3), None);
-    assert!(store.get_if("k", |_| Check::Leave).is_none());
+    assert!(store.get_if("k", |_| Check::Leave).taken().is_none());
     assert!(store.contains("k"), "left in place");
     assert_eq!(store.hits(), 0);
     assert_eq!(
-        store.get_if("k", |_| Check::Take).map(|(v, _)| v.len()),
+        store
+            .get_if("k", |_| Check::Take)
+            .taken()
+            .map(|(v, _)| v.len()),
         Some(3)
     );
     assert_eq!(store.hits(), 1);
-    assert!(store.get_if("k", |_| Check::Remove).is_none());
+    assert!(store.get_if("k", |_| Check::Remove).taken().is_none());
     assert!(!store.contains("k"));
     assert_eq!((store.len(), store.bytes(), store.hits()), (0, 0, 1));
 }
@@ -208,7 +211,7 @@ async fn removals_by_reads_leave_a_bounded_trail() {
         let key = format!("churn{}", i % 7);
         if i % 2 == 0 {
             store.insert(&key, value(1), None);
-            assert!(store.get_if(&key, |_| Check::Remove).is_none());
+            assert!(store.get_if(&key, |_| Check::Remove).taken().is_none());
         } else {
             store.insert(&key, value(1), Some(Duration::from_millis(1)));
             tokio::time::advance(Duration::from_millis(2)).await;
