@@ -151,6 +151,13 @@ pub const CAPABILITY_USES: &[CapabilityUse] = &[
         ),
     },
     CapabilityUse {
+        operation: "stale-while-revalidate and early refresh (`#[cache(stale = ...)]`, `Cache::get_or_revalidate`)",
+        needs: Capability::Lock,
+        without: WhenMissing::FallsBack(
+            "one background refresh per process (each process sharing the backend refreshes a stale key once, not once per fleet)",
+        ),
+    },
+    CapabilityUse {
         operation: "`Cache::lock`, `Cache::lock_wait`",
         needs: Capability::Lock,
         without: WhenMissing::Unsupported,

@@ -34,7 +34,7 @@ mod trace;
 
 pub use backend::{Backend, KeyTtl, LockToken};
 pub(crate) use backend::{Identity, Lock, Touch, TtlInspect};
-pub use cache::{Cache, CacheBuilder};
+pub use cache::{Cache, CacheBuilder, Revalidate};
 pub use cached_fn::init;
 pub use capability::{Capabilities, Capability};
 pub use config::ConfigSource;

@@ -12,6 +12,7 @@ use cachekit_core::backend::Bytes;
 use cachekit_core::backend::testkit::PlainBackend;
 use cachekit_core::{
     Backend, Cache, Capabilities, Capability, ConfigSource, Error, Health, MemoryBackend, Result,
+    Revalidate,
 };
 
 /// A backend without expiry (nor anything optional): the in-process store
@@ -106,6 +107,41 @@ async fn run(row: &CapabilityUse) -> std::result::Result<usize, Error> {
             }
             Ok(loads.load(Ordering::SeqCst))
         }
+        "stale-while-revalidate and early refresh (`#[cache(stale = ...)]`, `Cache::get_or_revalidate`)" =>
+        {
+            let (ttl, stale) = (
+                Some(Duration::from_millis(50)),
+                Revalidate::stale(Duration::from_secs(30)),
+            );
+            let first = cache
+                .get_or_revalidate("stale", ttl, stale, || async { 1u8 })
+                .await;
+            assert_eq!(first, 1);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let loads = Arc::new(AtomicUsize::new(0));
+            let callers = (0..16).map(|_| {
+                let (cache, loads) = (cache.clone(), loads.clone());
+                tokio::spawn(async move {
+                    cache
+                        .get_or_revalidate("stale", ttl, stale, || async move {
+                            loads.fetch_add(1, Ordering::SeqCst);
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                            2u8
+                        })
+                        .await
+                })
+            });
+            for caller in callers.collect::<Vec<_>>() {
+                assert_eq!(caller.await.expect("caller"), 1, "served stale");
+            }
+            for _ in 0..100 {
+                if cache.get::<u8>("stale").await.expect("get") == Some(2) {
+                    return Ok(loads.load(Ordering::SeqCst));
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            panic!("the stale entry was never refreshed");
+        }
         "`#[cache(ttl = ...)]` functions, `Cache::get_or_insert_with` with a TTL" => {
             let loads = AtomicUsize::new(0);
             for _ in 0..2 {
@@ -144,7 +180,8 @@ async fn every_operation_does_without_its_capability_what_the_table_says() {
                 assert!(backend == "plain" || backend == "no-ttl", "{backend}");
             }
             (WhenMissing::FallsBack(_), Ok(loads)) => match row.needs {
-                // Sixteen concurrent callers, one load: single-flight.
+                // Sixteen concurrent callers, one load: single-flight (or
+                // one refresh of a stale entry).
                 Capability::Lock => assert_eq!(loads, 1, "{}", row.operation),
                 // Two calls in a row, two loads: nothing was stored.
                 Capability::Ttl => assert_eq!(loads, 2, "{}", row.operation),

@@ -219,6 +219,7 @@ impl CacheBuilder {
                 lock_lease: self.lock_lease.unwrap_or(Duration::from_secs(30)),
                 counters,
                 said_no_lock: AtomicBool::new(false),
+                refreshing: Default::default(),
                 backend,
             }),
         })

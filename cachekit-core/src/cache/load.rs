@@ -10,14 +10,16 @@
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::lock::{LOCK_POLL_MAX, LOCK_POLL_START};
-use super::{Cache, expiry};
+use super::revalidate::{Revalidate, due_early};
+use super::{Cache, Found, expiry};
+use crate::codec::Stamp;
 use crate::flight::Joined;
 use crate::{LockGuard, codec, key, trace};
 
@@ -32,8 +34,19 @@ pub(crate) struct Fetched<T> {
     /// Bytes of the encoded payload; 0 when this call did not read or store
     /// it (it is then not to be kept in front).
     pub(crate) size: usize,
-    /// When the entry expires, as far as this process knows.
-    pub(crate) expires_at: Option<SystemTime>,
+    /// When the entry stops being fresh (its expiry, less a stale window),
+    /// as far as this process knows: a copy in front lives until then at most.
+    pub(crate) fresh_until: Option<SystemTime>,
+}
+
+impl<T> From<Found<T>> for Fetched<T> {
+    fn from(found: Found<T>) -> Self {
+        Fetched {
+            value: found.value,
+            size: found.size,
+            fresh_until: found.seen.and_then(|seen| seen.stamp.fresh_until()),
+        }
+    }
 }
 
 /// A loader's error, from a single-flight load.
@@ -61,19 +74,52 @@ impl<T> Lifetime<T> {
     }
 }
 
-/// A [`Lifetime`] made effective by the cache (its default, jitter and clamp).
-struct Ttls<T> {
+/// A [`Lifetime`] made effective by the cache (its default, jitter and
+/// clamp), with the stale window of a revalidating load.
+pub(super) struct Ttls<T> {
     ttl: Option<Duration>,
     negative: Option<(Option<Duration>, IsNegative<T>)>,
+    stale: Duration,
 }
 
 impl<T> Ttls<T> {
-    /// The TTL `value` is stored for.
+    /// How long `value` is fresh.
     fn of(&self, value: &T) -> Option<Duration> {
         match self.negative {
             Some((ttl, negative)) if negative(value) => ttl,
             _ => self.ttl,
         }
+    }
+
+    /// The backend TTL of `value`, loaded in `load_time`, and the stamp of
+    /// its envelope: fresh for its TTL, then stale for the stale window
+    /// (both within the backend's longest TTL, the stale window first).
+    pub(super) fn stamp(
+        &self,
+        cache: &Cache,
+        value: &T,
+        load_time: Duration,
+    ) -> (Option<Duration>, Stamp) {
+        let Some(fresh) = self.of(value) else {
+            return (
+                None,
+                Stamp {
+                    load_time,
+                    ..Stamp::default()
+                },
+            );
+        };
+        let stored = cache
+            .inner
+            .capabilities
+            .clamp_ttl(Some(fresh.saturating_add(self.stale)))
+            .unwrap_or(fresh);
+        let stamp = Stamp {
+            expires_at: expiry(Some(stored)),
+            stale_for: self.stale.min(stored),
+            load_time,
+        };
+        (Some(stored), stamp)
     }
 }
 
@@ -81,8 +127,8 @@ impl<T> Ttls<T> {
 enum LoadLock {
     /// This process loads; the guard releases the lock when dropped.
     Held(LockGuard),
-    /// Another process stored the value meanwhile: its payload.
-    FilledByOther(Bytes),
+    /// Another process stored the value meanwhile: its entry.
+    FilledByOther(codec::Opened),
     /// No lock to be had: load without one.
     Unavailable,
 }
@@ -102,49 +148,127 @@ impl Cache {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
-        let counters = &self.inner.counters;
+        let Some(ttls) = self.ttls(key, lifetime, Duration::ZERO) else {
+            return self.uncached(loader).await;
+        };
+        let backend_ok = match self.lookup(key).await {
+            Ok(Some(found)) => return Ok(found.into()),
+            Ok(None) => true,
+            Err(error) => self.read_failed(key, &error),
+        };
+        // Boxed: loading makes a large future, which would otherwise make
+        // the future of every call large, hits included (costlier to move).
+        Box::pin(self.load_shared(key, &ttls, backend_ok, loader)).await
+    }
+
+    /// [`Cache::fetch`] with `revalidate`: an entry found stale, or due
+    /// for an early refresh, is returned as it is while `loader` refreshes
+    /// it in the background (see [`Cache::revalidate`]).
+    pub(crate) async fn fetch_revalidating<T, E, F, Fut>(
+        &self,
+        key: &str,
+        lifetime: Lifetime<T>,
+        revalidate: Revalidate,
+        loader: F,
+    ) -> Result<Fetched<T>, E>
+    where
+        T: Serialize + DeserializeOwned + Send + 'static,
+        E: Send + 'static,
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = Result<T, E>> + Send + 'static,
+    {
+        let Some(ttls) = self.ttls(key, lifetime, revalidate.stale) else {
+            return self.uncached(loader).await;
+        };
+        let backend_ok = match self.lookup(key).await {
+            Ok(Some(found)) => {
+                if let Some(seen) = found
+                    .seen
+                    .as_ref()
+                    .filter(|seen| self.due(&seen.stamp, revalidate))
+                {
+                    self.revalidate(key, seen.clone(), ttls, loader);
+                }
+                return Ok(found.into());
+            }
+            Ok(None) => true,
+            Err(error) => self.read_failed(key, &error),
+        };
+        Box::pin(self.load_shared(key, &ttls, backend_ok, loader)).await
+    }
+
+    /// Whether an entry stamped `stamp` is to be refreshed now: it is
+    /// stale (counted), or early refresh picks it.
+    fn due(&self, stamp: &Stamp, revalidate: Revalidate) -> bool {
+        let Some(fresh_until) = stamp.fresh_until() else {
+            return false;
+        };
+        let now = SystemTime::now();
+        if now >= fresh_until {
+            self.inner.counters.stale_hits.bump();
+            trace::outcome("stale");
+            return true;
+        }
+        revalidate.beta > 0.0
+            && due_early(
+                now,
+                fresh_until,
+                stamp.load_time,
+                revalidate.beta,
+                rand::random(),
+            )
+    }
+
+    /// The TTLs of `lifetime` in this cache, with a stale window of
+    /// `stale`; `None` if they cannot be had (a TTL on a backend without
+    /// expiry), which is a warning.
+    fn ttls<T>(&self, key: &str, lifetime: Lifetime<T>, stale: Duration) -> Option<Ttls<T>> {
         let ttls = self.effective_ttl(lifetime.ttl).and_then(|ttl| {
             let negative = match lifetime.negative {
                 Some((short, negative)) => Some((self.effective_ttl(Some(short))?, negative)),
                 None => None,
             };
-            Ok(Ttls { ttl, negative })
+            Ok(Ttls {
+                ttl,
+                negative,
+                stale,
+            })
         });
-        let ttls = match ttls {
-            Ok(ttls) => ttls,
+        match ttls {
+            Ok(ttls) => Some(ttls),
             Err(error) => {
                 self.warn(|suppressed| {
                     tracing::warn!(%key, %error, suppressed, "running uncached");
                 });
-                counters.misses.bump();
-                counters.loads.bump();
-                trace::outcome("miss");
-                return Ok(Fetched {
-                    value: loader().await?,
-                    size: 0,
-                    expires_at: None,
-                });
+                None
             }
-        };
-        let backend_ok = match self.lookup(key).await {
-            Ok(Some(found)) => {
-                return Ok(Fetched {
-                    value: found.value,
-                    size: found.size,
-                    expires_at: found.expires_at,
-                });
-            }
-            Ok(None) => true,
-            Err(error) => {
-                self.warn(|suppressed| {
-                    tracing::warn!(%key, %error, suppressed, "backend read failed: running the loader uncached");
-                });
-                false
-            }
-        };
-        // Boxed: loading makes a large future, which would otherwise make
-        // the future of every call large, hits included (costlier to move).
-        Box::pin(self.load_shared(key, &ttls, backend_ok, loader)).await
+        }
+    }
+
+    /// Runs `loader` for a call that cannot use the cache, counted as a miss.
+    async fn uncached<T, E, F, Fut>(&self, loader: F) -> Result<Fetched<T>, E>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        let counters = &self.inner.counters;
+        counters.misses.bump();
+        counters.loads.bump();
+        trace::outcome("miss");
+        Ok(Fetched {
+            value: loader().await?,
+            size: 0,
+            fresh_until: None,
+        })
+    }
+
+    /// Warns of a failed backend read; `false`: the load that follows
+    /// goes without the backend.
+    fn read_failed(&self, key: &str, error: &crate::Error) -> bool {
+        self.warn(|suppressed| {
+            tracing::warn!(%key, %error, suppressed, "backend read failed: running the loader uncached");
+        });
+        false
     }
 
     /// Loads a miss for [`Cache::fetch`]: once per key in this process at a
@@ -186,11 +310,10 @@ impl Cache {
                     self.inner.counters.coalesced.bump();
                     trace::outcome("coalesced");
                     // Size 0: the leader keeps the copy in front, if it stored one.
-                    let expires_at = expiry(ttls.of(&value));
                     return Ok(Fetched {
                         value,
                         size: 0,
-                        expires_at,
+                        fresh_until: None,
                     });
                 } else {
                     // Another caller in this process stored a different type
@@ -232,16 +355,16 @@ impl Cache {
         if backend_ok && lock.is_some() {
             match self.acquire_load_lock(key).await {
                 LoadLock::Held(guard) => held = Some(guard),
-                LoadLock::FilledByOther(payload) => {
-                    if let Some(value) = self.decode(key, &payload) {
+                LoadLock::FilledByOther(opened) => {
+                    if let Some(value) = self.decode(key, &opened.payload) {
                         counters.l2_hits.bump();
                         trace::outcome("hit");
                         let fetched = Fetched {
-                            expires_at: expiry(ttls.of(&value)),
+                            fresh_until: opened.stamp.fresh_until(),
                             value,
-                            size: payload.len(),
+                            size: opened.payload.len(),
                         };
-                        return Ok((fetched, Some(payload)));
+                        return Ok((fetched, Some(opened.payload)));
                     }
                 }
                 LoadLock::Unavailable => {}
@@ -251,6 +374,7 @@ impl Cache {
         counters.loads.bump();
         trace::outcome("miss");
         // On an error the guard is dropped, which releases the lock.
+        let started = Instant::now();
         let value = match &held {
             Some(guard) => self.extending(guard, key, loader()).await,
             None => loader().await,
@@ -261,11 +385,11 @@ impl Cache {
             LoaderError(error)
         })?;
         let mut stored = false;
-        let ttl = ttls.of(&value);
-        let payload = match codec::encode(&value, expiry(ttl)) {
+        let (ttl, stamp) = ttls.stamp(self, &value, started.elapsed());
+        let payload = match codec::encode_stamped(&value, stamp) {
             Ok(bytes) => {
                 if backend_ok {
-                    match self.write(key, bytes.clone(), ttl).await {
+                    match self.write(key, bytes.clone(), ttl, stamp.fresh_until()).await {
                         Ok(()) => stored = true,
                         Err(error) => self.warn(|suppressed| {
                             tracing::warn!(%key, %error, suppressed, "storing a loaded value failed: returned uncached");
@@ -293,7 +417,7 @@ impl Cache {
         let fetched = Fetched {
             value,
             size,
-            expires_at: expiry(ttl),
+            fresh_until: stamp.fresh_until(),
         };
         Ok((fetched, payload))
     }
@@ -303,7 +427,12 @@ impl Cache {
     /// loader slower than the lease never lets another process load too.
     /// If the lock is lost all the same (the backend lost it, or an
     /// extension failed for a whole lease), the loader goes on without it.
-    async fn extending<F: Future>(&self, guard: &LockGuard, key: &str, loading: F) -> F::Output {
+    pub(super) async fn extending<F: Future>(
+        &self,
+        guard: &LockGuard,
+        key: &str,
+        loading: F,
+    ) -> F::Output {
         let lease = self.inner.lock_lease;
         let mut loading = std::pin::pin!(loading);
         let extender = async {
@@ -346,7 +475,7 @@ impl Cache {
                 Ok(Some(guard)) => {
                     // Another process may have stored the value between our miss and now.
                     return match self.read(key).await {
-                        Ok(Some(opened)) => LoadLock::FilledByOther(opened.payload),
+                        Ok(Some(opened)) => LoadLock::FilledByOther(opened),
                         _ => LoadLock::Held(guard),
                     };
                 }
@@ -367,7 +496,7 @@ impl Cache {
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(LOCK_POLL_MAX);
             if let Ok(Some(opened)) = self.read(key).await {
-                return LoadLock::FilledByOther(opened.payload);
+                return LoadLock::FilledByOther(opened);
             }
         }
     }

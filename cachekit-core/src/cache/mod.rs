@@ -6,6 +6,7 @@ mod builder;
 mod jitter;
 mod load;
 mod lock;
+mod revalidate;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -27,6 +28,8 @@ use crate::{
 pub use builder::CacheBuilder;
 pub(crate) use jitter::MAX_TTL_JITTER;
 pub(crate) use load::{Fetched, IsNegative, Lifetime};
+use revalidate::Refreshing;
+pub use revalidate::Revalidate;
 
 /// A cache: a namespace over a backend, with an optional in-process L1 tier.
 ///
@@ -60,6 +63,8 @@ struct Inner {
     counters: Arc<Counters>,
     /// Whether the backend's lack of a lock was logged.
     said_no_lock: AtomicBool,
+    /// The keys being refreshed in the background (see [`Revalidate`]).
+    refreshing: Refreshing,
 }
 
 /// A value found in L1 or the backend, decoded.
@@ -67,9 +72,9 @@ struct Found<T> {
     value: T,
     /// Bytes of its payload.
     size: usize,
-    /// The expiry recorded in the entry's envelope (`None` for none, and for
-    /// an L1 copy, which L1 bounds itself).
-    expires_at: Option<SystemTime>,
+    /// The backend's entry it was read from; `None` for an L1 copy (fresh:
+    /// L1 keeps copies until their fresh time at most).
+    seen: Option<codec::Opened>,
 }
 
 impl Cache {
@@ -158,7 +163,8 @@ impl Cache {
         let key = self.key(key);
         let ttl = self.effective_ttl(ttl)?;
         let bytes = codec::encode(value, expiry(ttl))?;
-        trace::traced_result(self.span("set", &key), self.write(&key, bytes, ttl)).await
+        let write = self.write(&key, bytes, ttl, expiry(ttl));
+        trace::traced_result(self.span("set", &key), write).await
     }
 
     /// Removes `key`; `true` if the backend had it.
@@ -206,6 +212,56 @@ impl Cache {
         }
     }
 
+    /// [`Cache::get_or_insert_with`], keeping the entry fresh as
+    /// `revalidate` says: an entry past its TTL (within the stale window),
+    /// or picked for early refresh, is returned at once while `loader`
+    /// refreshes it in the background, once per key (see [`Revalidate`]).
+    /// Callers wait for `loader` only when no entry is there at all. The
+    /// background refresh is spawned on the current tokio runtime, so the
+    /// loader and its future are `Send + 'static`.
+    pub async fn get_or_revalidate<T, F, Fut>(
+        &self,
+        key: &str,
+        ttl: Option<Duration>,
+        revalidate: Revalidate,
+        loader: F,
+    ) -> T
+    where
+        T: Serialize + DeserializeOwned + Send + 'static,
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = T> + Send + 'static,
+    {
+        let result: Result<T, Infallible> = self
+            .try_get_or_revalidate(key, ttl, revalidate, || async { Ok(loader().await) })
+            .await;
+        match result {
+            Ok(value) => value,
+        }
+    }
+
+    /// [`Cache::get_or_revalidate`] for a fallible loader: only `Ok` values
+    /// are stored. A background refresh that fails keeps the stale value,
+    /// counts a load error and writes a warning.
+    pub async fn try_get_or_revalidate<T, E, F, Fut>(
+        &self,
+        key: &str,
+        ttl: Option<Duration>,
+        revalidate: Revalidate,
+        loader: F,
+    ) -> Result<T, E>
+    where
+        T: Serialize + DeserializeOwned + Send + 'static,
+        E: Send + 'static,
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = Result<T, E>> + Send + 'static,
+    {
+        let key = self.key(key);
+        let fetch = self.fetch_revalidating(&key, Lifetime::of(ttl), revalidate, loader);
+        Ok(trace::traced(self.span("get_or_revalidate", &key), fetch)
+            .await?
+            .value)
+    }
+
     /// [`Cache::get_or_insert_with`] for a fallible loader: only `Ok` values
     /// are stored; an `Err` is returned to this caller, and callers waiting
     /// on the same key run the loader themselves.
@@ -244,13 +300,14 @@ impl Cache {
         async move {
             let (bytes, ttl, expires_at) = encoded?;
             let size = bytes.len() - codec::HEADER_LEN;
-            self.write(key, bytes, ttl).await?;
+            self.write(key, bytes, ttl, expires_at).await?;
             Ok((size, expires_at))
         }
     }
 
     /// Removes the built `key` from L1 and the backend; `true` if the backend had it.
     pub(crate) async fn remove(&self, key: &str) -> Result<bool> {
+        self.inner.refreshing.supersede(key);
         self.forget_l1(key);
         let result = self
             .call("delete", key, true, || self.raw().delete(key))
@@ -310,7 +367,7 @@ impl Cache {
         Some(Some(Found {
             value,
             size: payload.len(),
-            expires_at: None,
+            seen: None,
         }))
     }
 
@@ -326,12 +383,17 @@ impl Cache {
         self.inner.counters.l2_hits.bump();
         trace::outcome("hit");
         if let (Some(l1), Some(ticket)) = (&self.inner.l1, ticket) {
-            l1.fill(ticket, key, opened.payload.clone(), opened.expires_at);
+            l1.fill(
+                ticket,
+                key,
+                opened.payload.clone(),
+                opened.stamp.fresh_until(),
+            );
         }
         Ok(Some(Found {
             value,
             size: opened.payload.len(),
-            expires_at: opened.expires_at,
+            seen: Some(opened),
         }))
     }
 
@@ -368,8 +430,28 @@ impl Cache {
         }
     }
 
-    /// Checks the size and writes an envelope to the backend and L1.
-    async fn write(&self, key: &str, bytes: Bytes, ttl: Option<Duration>) -> Result<()> {
+    /// Checks the size and writes an envelope to the backend for `ttl`, and
+    /// to L1 until `fresh_until`; a background refresh of the key is then
+    /// superseded (see [`Revalidate`]).
+    async fn write(
+        &self,
+        key: &str,
+        bytes: Bytes,
+        ttl: Option<Duration>,
+        fresh_until: Option<SystemTime>,
+    ) -> Result<()> {
+        self.inner.refreshing.supersede(key);
+        self.store_bytes(key, bytes, ttl, fresh_until).await
+    }
+
+    /// [`Cache::write`], superseding nothing: a refresh's own write.
+    async fn store_bytes(
+        &self,
+        key: &str,
+        bytes: Bytes,
+        ttl: Option<Duration>,
+        fresh_until: Option<SystemTime>,
+    ) -> Result<()> {
         if let Some(limit) = self.inner.capabilities.max_value_size {
             if bytes.len() > limit {
                 return Err(Error::ValueTooLarge {
@@ -384,7 +466,7 @@ impl Cache {
             .await?;
         self.inner.counters.bytes_written.add(bytes.len() as u64);
         if let (Some(l1), Some(ticket)) = (&self.inner.l1, ticket) {
-            l1.fill(ticket, key, bytes.slice(codec::HEADER_LEN..), expiry(ttl));
+            l1.fill(ticket, key, bytes.slice(codec::HEADER_LEN..), fresh_until);
         }
         Ok(())
     }

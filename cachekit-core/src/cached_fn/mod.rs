@@ -416,7 +416,7 @@ fn keep_fetched<T, M: L1Mode<T>, X>(
             ticket,
             &fetched.value,
             fetched.size,
-            fetched.expires_at,
+            fetched.fresh_until,
         );
         fetched.value
     })

@@ -3,11 +3,14 @@
 //! ```text
 //! offset  size  field
 //! 0       2     magic "CK"
-//! 2       1     format version (3)
+//! 2       1     format version (4)
 //! 3       1     flags (0; reserved)
 //! 4       8     expiry, Unix milliseconds, little endian (0: none)
-//! 12      4     CRC-32C of bytes 2..12 and the payload, little endian
-//! 16      ..    payload:
+//! 12      4     stale window, milliseconds, little endian: the entry is
+//!               fresh until this long before its expiry (0: until expiry)
+//! 16      4     load time, milliseconds, little endian (0: unknown)
+//! 20      4     CRC-32C of bytes 2..20 and the payload, little endian
+//! 24      ..    payload:
 //!         8       shape fingerprint of the value, little endian (see `shape`)
 //!         1       n, the number of marks
 //!         4 * n   the fingerprint at each mark, little endian
@@ -16,7 +19,12 @@
 //!
 //! The expiry lets a process that reads an entry written elsewhere bound its
 //! in-process copy by the entry's lifetime (an L1 copy never outlives the L2
-//! entry). The shape fingerprint lets a reader tell an entry written by
+//! entry). The stale window and the load time serve stale-while-revalidate
+//! and early refresh (see [`Stamp`]) on every backend, memcached included,
+//! whose TTLs cannot be read back. Version 3 entries (the same header
+//! without those two fields, 16 bytes) are still read, as fresh until
+//! expiry: processes of the previous release and this one can share a
+//! cache while a deployment rolls. The shape fingerprint lets a reader tell an entry written by
 //! another type (a changed return type, reordered struct fields) from one of
 //! its own: such an entry is refused, never decoded into wrong data.
 //!
@@ -45,29 +53,70 @@ use shape::MAX_MARKS;
 const MAGIC: &[u8; 2] = b"CK";
 /// The envelope format version written by this release. Version 1 (before
 /// 0.1.0 was released) had a CRC-32 (IEEE) in place of the CRC-32C; version
-/// 2 had no shape fingerprint.
-pub const FORMAT_VERSION: u8 = 3;
+/// 2 had no shape fingerprint; version 3 had no stale window or load time.
+pub const FORMAT_VERSION: u8 = 4;
+/// The previous version, still read.
+const PREVIOUS_VERSION: u8 = 3;
 /// Size of the envelope header in bytes, before the payload.
-pub const HEADER_LEN: usize = 16;
+pub const HEADER_LEN: usize = 24;
+/// Size of a [`PREVIOUS_VERSION`] header.
+const PREVIOUS_HEADER_LEN: usize = 16;
 /// Size of the shape fingerprint at the start of the payload.
 const SHAPE_LEN: usize = 8;
+
+/// What an envelope records of its entry's lifetime.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stamp {
+    /// When the writer meant the entry to expire, if ever.
+    pub expires_at: Option<SystemTime>,
+    /// How long before `expires_at` the entry stops being fresh: from then
+    /// on it is served stale while one refresh runs. Stored in whole
+    /// milliseconds, at most `u32::MAX` of them (49 days, more than any
+    /// backend keeps an entry: memcached's TTLs end at 30).
+    pub stale_for: Duration,
+    /// How long the value took to load (the delta of early refresh); zero
+    /// when unknown. Stored as [`Stamp::stale_for`] is.
+    pub load_time: Duration,
+}
+
+impl Stamp {
+    /// A stamp of `expires_at` alone: fresh until then, load time unknown.
+    pub fn expiring(expires_at: Option<SystemTime>) -> Self {
+        Stamp {
+            expires_at,
+            ..Stamp::default()
+        }
+    }
+
+    /// When the entry stops being fresh: `expires_at` less the stale
+    /// window; `None` if it never expires.
+    pub fn fresh_until(&self) -> Option<SystemTime> {
+        let expires_at = self.expires_at?;
+        Some(expires_at.checked_sub(self.stale_for).unwrap_or(UNIX_EPOCH))
+    }
+}
 
 /// An envelope whose header and checksum were verified.
 #[derive(Debug, Clone)]
 pub struct Opened {
     /// The payload: the shape fingerprint, then the bincode bytes.
     pub payload: Bytes,
-    /// When the writer meant the entry to expire, if ever.
-    pub expires_at: Option<SystemTime>,
+    /// What the writer recorded of the entry's lifetime.
+    pub stamp: Stamp,
 }
 
-/// Encodes `value` in an envelope that records `expires_at`.
+/// Encodes `value` in an envelope that records `expires_at` (see [`encode_stamped`]).
+pub fn encode<T: Serialize + ?Sized>(value: &T, expires_at: Option<SystemTime>) -> Result<Bytes> {
+    encode_stamped(value, Stamp::expiring(expires_at))
+}
+
+/// Encodes `value` in an envelope that records `stamp`.
 ///
 /// Refused with [`Error::Codec`]: values nested deeper than [`MAX_DEPTH`],
 /// sequences or maps without a known length, and values whose collections
 /// hold more zero-sized elements than the encoding has bytes (`Vec<()>`),
 /// which the bounded reader could not tell from a forged length.
-pub fn encode<T: Serialize + ?Sized>(value: &T, expires_at: Option<SystemTime>) -> Result<Bytes> {
+pub fn encode_stamped<T: Serialize + ?Sized>(value: &T, stamp: Stamp) -> Result<Bytes> {
     // The shape first: it refuses too deep a value before bincode's
     // serializer recurses into it.
     let shape = shape::shape_of(value)
@@ -76,7 +125,9 @@ pub fn encode<T: Serialize + ?Sized>(value: &T, expires_at: Option<SystemTime>) 
     out.get_mut().put_slice(MAGIC);
     out.get_mut().put_u8(FORMAT_VERSION);
     out.get_mut().put_u8(0);
-    out.get_mut().put_u64_le(expiry_millis(expires_at));
+    out.get_mut().put_u64_le(expiry_millis(stamp.expires_at));
+    out.get_mut().put_u32_le(short_millis(stamp.stale_for));
+    out.get_mut().put_u32_le(short_millis(stamp.load_time));
     out.get_mut().put_u32_le(0);
     out.get_mut().put_u64_le(shape.finish());
     let marks = shape.recorded();
@@ -96,30 +147,38 @@ pub fn encode<T: Serialize + ?Sized>(value: &T, expires_at: Option<SystemTime>) 
             shape.elements
         )));
     }
-    let crc = checksum(&buf[2..12], &buf[HEADER_LEN..]);
-    buf[12..16].copy_from_slice(&crc.to_le_bytes());
+    let crc = checksum(&buf[2..HEADER_LEN - 4], &buf[HEADER_LEN..]);
+    buf[HEADER_LEN - 4..HEADER_LEN].copy_from_slice(&crc.to_le_bytes());
     Ok(buf.freeze())
 }
 
 /// Verifies the envelope around `bytes` and returns its payload.
 pub fn open(mut bytes: Bytes) -> Result<Opened> {
-    if bytes.len() < HEADER_LEN + SHAPE_LEN + 1 {
+    if bytes.len() < 3 || &bytes[..2] != MAGIC {
+        return Err(corrupt(if bytes.len() < 3 {
+            format!("{} bytes is shorter than the envelope header", bytes.len())
+        } else {
+            "not a cachekit envelope (bad magic)".into()
+        }));
+    }
+    let header_len = match bytes[2] {
+        FORMAT_VERSION => HEADER_LEN,
+        PREVIOUS_VERSION => PREVIOUS_HEADER_LEN,
+        version => {
+            return Err(corrupt(format!(
+                "envelope format version {version} (this release reads {PREVIOUS_VERSION} and {FORMAT_VERSION})"
+            )));
+        }
+    };
+    if bytes.len() < header_len + SHAPE_LEN + 1 {
         return Err(corrupt(format!(
             "{} bytes is shorter than the envelope header",
             bytes.len()
         )));
     }
-    if &bytes[..2] != MAGIC {
-        return Err(corrupt("not a cachekit envelope (bad magic)".into()));
-    }
-    if bytes[2] != FORMAT_VERSION {
-        return Err(corrupt(format!(
-            "envelope format version {} (this release reads {FORMAT_VERSION})",
-            bytes[2]
-        )));
-    }
-    let stored = u32::from_le_bytes(bytes[12..16].try_into().expect("4 bytes"));
-    if stored != checksum(&bytes[2..12], &bytes[HEADER_LEN..]) {
+    let field = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes"));
+    let stored = field(header_len - 4);
+    if stored != checksum(&bytes[2..header_len - 4], &bytes[header_len..]) {
         return Err(corrupt("checksum mismatch".into()));
     }
     let millis = u64::from_le_bytes(bytes[4..12].try_into().expect("8 bytes"));
@@ -128,12 +187,21 @@ pub fn open(mut bytes: Bytes) -> Result<Opened> {
             .checked_add(Duration::from_millis(millis))
             .unwrap_or(UNIX_EPOCH)
     });
+    let (stale_for, load_time) = match header_len {
+        HEADER_LEN => (field(12), field(16)),
+        _ => (0, 0),
+    };
+    let stamp = Stamp {
+        expires_at,
+        stale_for: Duration::from_millis(stale_for.into()),
+        load_time: Duration::from_millis(load_time.into()),
+    };
     // Advanced rather than sliced: slicing clones, which makes a `Bytes`
     // still owned by one `Vec` (as a backend's copy is) allocate to share it.
-    bytes.advance(HEADER_LEN);
+    bytes.advance(header_len);
     Ok(Opened {
         payload: bytes,
-        expires_at,
+        stamp,
     })
 }
 
@@ -186,6 +254,11 @@ fn expiry_millis(expires_at: Option<SystemTime>) -> u64 {
         })
 }
 
+/// `duration` in whole milliseconds, saturated to a `u32`.
+fn short_millis(duration: Duration) -> u32 {
+    u32::try_from(duration.as_millis()).unwrap_or(u32::MAX)
+}
+
 /// CRC-32C (Castagnoli): computed by the CPU's `crc32` instruction (SSE 4.2,
 /// ARMv8), without the 16 KiB of tables a table-driven CRC-32 reads, which
 /// are cold again after each network round trip (a software fallback
@@ -229,12 +302,13 @@ mod tests {
         buf.put_u8(FORMAT_VERSION);
         buf.put_u8(0);
         buf.put_u64_le(0);
+        buf.put_u64_le(0);
         buf.put_u32_le(0);
         buf.put_u64_le(shape);
         buf.put_u8(0);
         buf.put_slice(body);
-        let crc = checksum(&buf[2..12], &buf[HEADER_LEN..]);
-        buf[12..16].copy_from_slice(&crc.to_le_bytes());
+        let crc = checksum(&buf[2..20], &buf[HEADER_LEN..]);
+        buf[20..24].copy_from_slice(&crc.to_le_bytes());
         buf.freeze()
     }
 
@@ -243,9 +317,57 @@ mod tests {
         let expiry = UNIX_EPOCH + Duration::from_millis(1_900_000_000_123);
         let bytes = encode(&profile(), Some(expiry)).unwrap();
         let opened = open(bytes.clone()).unwrap();
-        assert_eq!(opened.expires_at, Some(expiry));
+        assert_eq!(opened.stamp, Stamp::expiring(Some(expiry)));
+        assert_eq!(opened.stamp.fresh_until(), Some(expiry));
         assert_eq!(decode::<Profile>(bytes).unwrap(), profile());
-        assert_eq!(open(encode(&1u8, None).unwrap()).unwrap().expires_at, None);
+        let forever = open(encode(&1u8, None).unwrap()).unwrap().stamp;
+        assert_eq!((forever.expires_at, forever.fresh_until()), (None, None));
+    }
+
+    #[test]
+    fn round_trip_keeps_the_stale_window_and_load_time() {
+        let expiry = UNIX_EPOCH + Duration::from_millis(1_900_000_060_000);
+        let stamp = Stamp {
+            expires_at: Some(expiry),
+            stale_for: Duration::from_secs(60),
+            load_time: Duration::from_millis(250),
+        };
+        let opened = open(encode_stamped(&profile(), stamp).unwrap()).unwrap();
+        assert_eq!(opened.stamp, stamp);
+        assert_eq!(
+            opened.stamp.fresh_until(),
+            Some(UNIX_EPOCH + Duration::from_millis(1_900_000_000_000))
+        );
+        // Beyond what the header holds: saturated, never wrapped.
+        let long = Stamp {
+            stale_for: Duration::from_secs(u64::from(u32::MAX)),
+            ..stamp
+        };
+        let opened = open(encode_stamped(&1u8, long).unwrap()).unwrap();
+        assert_eq!(
+            opened.stamp.stale_for,
+            Duration::from_millis(u32::MAX.into())
+        );
+    }
+
+    #[test]
+    fn version_3_entries_are_read_as_fresh_until_expiry() {
+        // Version 3's header, as the previous release writes it.
+        let expiry = 1_900_000_000_123_u64;
+        let payload = open(encode(&profile(), None).unwrap()).unwrap().payload;
+        let mut buf = BytesMut::new();
+        buf.put_slice(MAGIC);
+        buf.put_u8(3);
+        buf.put_u8(0);
+        buf.put_u64_le(expiry);
+        buf.put_u32_le(0);
+        buf.put_slice(&payload);
+        let crc = checksum(&buf[2..12], &buf[16..]);
+        buf[12..16].copy_from_slice(&crc.to_le_bytes());
+        let opened = open(buf.clone().freeze()).unwrap();
+        let at = UNIX_EPOCH + Duration::from_millis(expiry);
+        assert_eq!(opened.stamp, Stamp::expiring(Some(at)));
+        assert_eq!(decode::<Profile>(buf.freeze()).unwrap(), profile());
     }
 
     #[test]
@@ -302,9 +424,11 @@ mod tests {
 
     #[test]
     fn other_versions_and_foreign_types_are_errors() {
-        let mut bytes = encode(&profile(), None).unwrap().to_vec();
-        bytes[2] = FORMAT_VERSION + 1;
-        assert!(decode::<Profile>(Bytes::from(bytes)).is_err());
+        for version in [2, FORMAT_VERSION + 1] {
+            let mut bytes = encode(&profile(), None).unwrap().to_vec();
+            bytes[2] = version;
+            assert!(decode::<Profile>(Bytes::from(bytes)).is_err());
+        }
         let number = encode(&5u64, None).unwrap();
         assert!(decode::<Profile>(number).is_err());
         let string = encode("hello", None).unwrap();

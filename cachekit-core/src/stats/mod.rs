@@ -39,8 +39,14 @@ pub struct CacheStats {
     /// process (single-flight) and returned its value: neither a hit nor a
     /// miss, and no load.
     pub coalesced: u64,
-    /// Times a loader ran (each after a miss).
+    /// Of `l2_hits`, the entries served stale, past their TTL within their
+    /// stale window, while a refresh ran (see [`Revalidate`](crate::Revalidate)).
+    pub stale_hits: u64,
+    /// Times a loader ran (after a miss, or to refresh an entry).
     pub loads: u64,
+    /// Of `loads`, the background refreshes of stale entries, or of fresh
+    /// ones picked for early refresh.
+    pub refreshes: u64,
     /// Loads whose loader returned an error (an `Err` of a fallible loader
     /// or cached function), which is not stored.
     pub load_errors: u64,
@@ -59,7 +65,9 @@ impl std::ops::AddAssign for CacheStats {
         self.l2_hits += other.l2_hits;
         self.misses += other.misses;
         self.coalesced += other.coalesced;
+        self.stale_hits += other.stale_hits;
         self.loads += other.loads;
+        self.refreshes += other.refreshes;
         self.load_errors += other.load_errors;
         self.errors += other.errors;
         self.bytes_read += other.bytes_read;
@@ -91,7 +99,9 @@ pub(crate) struct Counters {
     pub(crate) l2_hits: Count,
     pub(crate) misses: Count,
     pub(crate) coalesced: Count,
+    pub(crate) stale_hits: Count,
     pub(crate) loads: Count,
+    pub(crate) refreshes: Count,
     pub(crate) load_errors: Count,
     pub(crate) errors: Count,
     pub(crate) bytes_read: Count,
@@ -109,7 +119,9 @@ impl Counters {
             l2_hits: count("cachekit_backend_hits_total"),
             misses: count("cachekit_misses_total"),
             coalesced: count("cachekit_coalesced_total"),
+            stale_hits: count("cachekit_stale_hits_total"),
             loads: count("cachekit_loads_total"),
+            refreshes: count("cachekit_refreshes_total"),
             load_errors: count("cachekit_load_errors_total"),
             errors: count("cachekit_errors_total"),
             bytes_read: count("cachekit_bytes_read_total"),
@@ -123,7 +135,9 @@ impl Counters {
             l2_hits: self.l2_hits.get(),
             misses: self.misses.get(),
             coalesced: self.coalesced.get(),
+            stale_hits: self.stale_hits.get(),
             loads: self.loads.get(),
+            refreshes: self.refreshes.get(),
             load_errors: self.load_errors.get(),
             errors: self.errors.get(),
             bytes_read: self.bytes_read.get(),

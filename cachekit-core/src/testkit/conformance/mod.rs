@@ -19,6 +19,7 @@ mod basics;
 mod case;
 mod concurrency;
 mod faults;
+mod freshness;
 mod limits;
 mod lock;
 mod ttl;
@@ -47,6 +48,7 @@ const CASES: &[&[Case]] = &[
     ttl::CASES,
     lock::CASES,
     concurrency::CASES,
+    freshness::CASES,
     faults::CASES,
 ];
 
