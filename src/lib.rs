@@ -89,6 +89,8 @@
 /// | `version = 2` | a version of what is stored (default 0): entries written under another version are never read |
 /// | `cache_none = false` | for `-> Option<T>`: `None` is not stored (it is by default) |
 /// | `none_ttl = "30s"` | for `-> Option<T>`: `None` is stored for this long (more than 0), a value for `ttl`: a negative answer is looked up again sooner |
+/// | `stale = "1m"` | after `ttl`, a result is still returned for this long (more than 0) while one background refresh runs the body; the backend keeps it for `ttl` plus `stale`. Needs an `async fn` with owned arguments (`String`, not `&str`; `self: Arc<Self>`, not `&self`): the refresh outlives the call |
+/// | `early_refresh`, `early_refresh = 2.0` | refreshes a hot result in the background before its TTL ends, with a probability that rises as the end nears, scaled by how long the body took (XFetch; the number is its beta, 1.0 when bare); the same needs as `stale` |
 /// | `l1 = false` | results are not kept in process: every call reads the backend |
 /// | `l1_capacity = 1000` | the most results kept in process for this function (at least 1); default: the `l1_max_entries` setting |
 ///

@@ -71,7 +71,10 @@ pub(crate) fn expand(function: &Function, options: &Options, krate: &TokenStream
             quote!(#state_name.#method::<#policy, #mode, #output>(__cachekit_call, move || -> #output #body))
         }
     };
-    let cached = run("get_or_insert");
+    let cached = match options.revalidates() {
+        Some(_) => run("get_or_insert_revalidating"),
+        None => run("get_or_insert"),
+    };
     let refreshed = run("refresh");
     let invalidated = if is_async {
         quote!(#state_name.invalidate(__cachekit_call).await)
@@ -206,6 +209,8 @@ fn state(function: &Function, options: &Options, krate: &TokenStream) -> TokenSt
         }
         None => quote!(::core::option::Option::None),
     };
+    let stale = options.stale.as_ref().map_or(0, |stale| stale.0);
+    let early_refresh = options.early_refresh.as_ref().map_or(0.0, |early| early.0);
     let l1_capacity = match &options.l1_capacity {
         Some(capacity) => {
             let entries = capacity.0;
@@ -235,6 +240,8 @@ fn state(function: &Function, options: &Options, krate: &TokenStream) -> TokenSt
                 l1_capacity: #l1_capacity,
                 ttl_jitter: #ttl_jitter,
                 none_ttl: #none_ttl,
+                stale: ::core::time::Duration::from_secs(#stale),
+                early_refresh: #early_refresh,
             },
             #backend,
         );

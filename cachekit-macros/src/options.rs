@@ -7,7 +7,7 @@ use darling::FromMeta;
 use darling::util::PathList;
 use proc_macro2::Span;
 use syn::spanned::Spanned;
-use syn::{Expr, ExprLit, ExprUnary, Lit, LitStr, UnOp};
+use syn::{Expr, ExprLit, ExprUnary, Lit, LitStr, Meta, UnOp};
 
 /// Everything `#[cache(...)]` accepts.
 #[derive(Debug, Default, FromMeta)]
@@ -37,6 +37,80 @@ pub(crate) struct Options {
     pub(crate) ttl_jitter: Option<TtlJitter>,
     /// How long a `None` result is stored (default: the function's TTL).
     pub(crate) none_ttl: Option<NoneTtl>,
+    /// How long a result is served stale past its TTL while one background
+    /// refresh runs.
+    pub(crate) stale: Option<Stale>,
+    /// Refreshes early (XFetch), with this beta (1.0 when bare).
+    pub(crate) early_refresh: Option<EarlyRefresh>,
+}
+
+impl Options {
+    /// The span of the option that refreshes in the background (`stale` or
+    /// `early_refresh`), if one is given.
+    pub(crate) fn revalidates(&self) -> Option<(&'static str, Span)> {
+        match (&self.stale, &self.early_refresh) {
+            (Some(stale), _) => Some(("stale", stale.1)),
+            (None, Some(early)) => Some(("early_refresh", early.1)),
+            (None, None) => None,
+        }
+    }
+}
+
+/// How long a result is served stale, in whole seconds, more than 0.
+#[derive(Debug)]
+pub(crate) struct Stale(pub(crate) u64, pub(crate) Span);
+
+impl FromMeta for Stale {
+    fn from_expr(expr: &Expr) -> darling::Result<Self> {
+        let help = "`stale` is how long a result is served past its TTL while it is refreshed in the background";
+        match Ttl::from_expr(expr) {
+            Ok(Ttl(0)) => Err(error(
+                expr.span(),
+                format!(
+                    "`stale` must be more than 0 ({help}): without a stale window, leave it out"
+                ),
+            )),
+            Ok(Ttl(seconds)) => Ok(Stale(seconds, expr.span())),
+            Err(_) => Err(error(expr.span(), format!("{help}; {TTL_HELP}"))),
+        }
+    }
+}
+
+/// Early refresh's beta: a positive number (1.0 when the option is bare).
+#[derive(Debug)]
+pub(crate) struct EarlyRefresh(pub(crate) f64, pub(crate) Span);
+
+const EARLY_REFRESH_HELP: &str = "write `early_refresh` alone (beta 1.0), or give beta, a positive number (`early_refresh = 2.0`): the larger, the earlier hot results are refreshed";
+
+impl FromMeta for EarlyRefresh {
+    fn from_meta(item: &Meta) -> darling::Result<Self> {
+        match item {
+            Meta::Path(path) => Ok(EarlyRefresh(1.0, path.span())),
+            Meta::NameValue(named) => EarlyRefresh::from_expr(&named.value),
+            Meta::List(list) => Err(error(list.span(), EARLY_REFRESH_HELP.to_owned())),
+        }
+    }
+
+    fn from_expr(expr: &Expr) -> darling::Result<Self> {
+        let beta = match expr {
+            Expr::Lit(ExprLit {
+                lit: Lit::Float(float),
+                ..
+            }) => float.base10_parse::<f64>().ok(),
+            Expr::Lit(ExprLit {
+                lit: Lit::Int(int), ..
+            }) => int.base10_parse::<u32>().ok().map(f64::from),
+            Expr::Group(group) => return EarlyRefresh::from_expr(&group.expr),
+            _ => None,
+        };
+        match beta {
+            Some(beta) if beta.is_finite() && beta > 0.0 => Ok(EarlyRefresh(beta, expr.span())),
+            _ => Err(error(
+                expr.span(),
+                format!("`early_refresh` is not a valid beta; {EARLY_REFRESH_HELP}"),
+            )),
+        }
+    }
 }
 
 /// How long a `None` result is stored, in whole seconds, more than 0.
@@ -73,6 +147,8 @@ const OPTION_NAMES: &[&str] = &[
     "version",
     "ttl_jitter",
     "none_ttl",
+    "stale",
+    "early_refresh",
 ];
 
 /// `errors` with every unknown option's error naming the options there
@@ -301,7 +377,8 @@ mod tests {
                 "namespace" | "key" => format!("{name} = \"x\""),
                 "backend" => "backend = make()".to_owned(),
                 "cache_none" | "l1" => format!("{name} = true"),
-                "none_ttl" => "none_ttl = \"30s\"".to_owned(),
+                "none_ttl" | "stale" => format!("{name} = \"30s\""),
+                "early_refresh" => "early_refresh".to_owned(),
                 _ => format!("{name} = 1"),
             };
             assert!(parse(&value).is_ok(), "`{value}` is an option");

@@ -163,6 +163,9 @@ impl Function {
                 errors.push(darling::Error::custom(message).with_span(&none_ttl.1));
             }
         }
+        if let Some((option, span)) = options.revalidates() {
+            check_revalidating(&item, options, option, span, &mut errors);
+        }
         if let (Some(false), Some(capacity)) = (options.l1, &options.l1_capacity) {
             errors.push(
                 darling::Error::custom(
@@ -180,6 +183,71 @@ impl Function {
             skip_self,
         })
     }
+}
+
+/// Checks a function with `option` (`stale` or `early_refresh`, at
+/// `span`): its body runs in a background refresh that outlives the call,
+/// so the function is `async`, its arguments are owned, and it has a TTL.
+fn check_revalidating(
+    item: &ItemFn,
+    options: &Options,
+    option: &str,
+    span: proc_macro2::Span,
+    errors: &mut darling::error::Accumulator,
+) {
+    let sig = &item.sig;
+    if sig.asyncness.is_none() {
+        errors.push(
+            darling::Error::custom(format!(
+                "`{option}` refreshes results in the background, which needs an `async fn` (a plain fn's body runs on its caller's thread): make `{}` async, or leave `{option}` out",
+                sig.ident
+            ))
+            .with_span(&span),
+        );
+    }
+    if options.ttl.as_ref().is_some_and(|ttl| ttl.0 == 0) {
+        errors.push(
+            darling::Error::custom(format!(
+                "`{option}` needs a TTL: with `ttl = 0` results never expire, so they are never stale or due"
+            ))
+            .with_span(&span),
+        );
+    }
+    let borrowed = format!(
+        "`{option}` runs the function's body in a background refresh that outlives the call, so the body cannot borrow: take an owned argument (`String` for `&str`, `Vec<T>` for `&[T]`, an `Arc<T>`)"
+    );
+    for input in &sig.inputs {
+        match input {
+            FnArg::Receiver(receiver) if receiver.reference.is_some() => errors.push(spanned(
+                receiver,
+                &format!("{borrowed}; for a method, take `self: Arc<Self>` or `self`"),
+            )),
+            FnArg::Typed(typed) if borrows(&typed.ty) => errors.push(spanned(&typed.ty, &borrowed)),
+            _ => {}
+        }
+    }
+}
+
+/// Whether a type holds a reference or names a lifetime other than `'static`.
+fn borrows(ty: &Type) -> bool {
+    struct Finder(bool);
+    impl<'a> Visit<'a> for Finder {
+        fn visit_type_reference(&mut self, reference: &'a syn::TypeReference) {
+            let is_static = reference
+                .lifetime
+                .as_ref()
+                .is_some_and(|lifetime| lifetime.ident == "static");
+            self.0 |= !is_static;
+            syn::visit::visit_type_reference(self, reference);
+        }
+
+        fn visit_lifetime(&mut self, lifetime: &'a syn::Lifetime) {
+            self.0 |= lifetime.ident != "static";
+        }
+    }
+    let mut finder = Finder(false);
+    finder.visit_type(ty);
+    finder.0
 }
 
 /// The last path segment of a type (`Result` for `std::io::Result<T>`).

@@ -223,18 +223,7 @@ impl Cache {
     /// `stale`; `None` if they cannot be had (a TTL on a backend without
     /// expiry), which is a warning.
     fn ttls<T>(&self, key: &str, lifetime: Lifetime<T>, stale: Duration) -> Option<Ttls<T>> {
-        let ttls = self.effective_ttl(lifetime.ttl).and_then(|ttl| {
-            let negative = match lifetime.negative {
-                Some((short, negative)) => Some((self.effective_ttl(Some(short))?, negative)),
-                None => None,
-            };
-            Ok(Ttls {
-                ttl,
-                negative,
-                stale,
-            })
-        });
-        match ttls {
+        match self.effective_ttls(lifetime, stale) {
             Ok(ttls) => Some(ttls),
             Err(error) => {
                 self.warn(|suppressed| {
@@ -243,6 +232,25 @@ impl Cache {
                 None
             }
         }
+    }
+
+    /// The TTLs of `lifetime` in this cache (its default, jitter and
+    /// clamp), with a stale window of `stale`.
+    pub(super) fn effective_ttls<T>(
+        &self,
+        lifetime: Lifetime<T>,
+        stale: Duration,
+    ) -> crate::Result<Ttls<T>> {
+        let ttl = self.effective_ttl(lifetime.ttl)?;
+        let negative = match lifetime.negative {
+            Some((short, negative)) => Some((self.effective_ttl(Some(short))?, negative)),
+            None => None,
+        };
+        Ok(Ttls {
+            ttl,
+            negative,
+            stale,
+        })
     }
 
     /// Runs `loader` for a call that cannot use the cache, counted as a miss.

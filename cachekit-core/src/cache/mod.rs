@@ -283,25 +283,32 @@ impl Cache {
             .value)
     }
 
-    /// Encodes `value` and stores it under the built `key` for `ttl` (as in
-    /// [`Cache::set`]); returns the encoded size and the expiry. The value is
+    /// Encodes `value` and stores it under the built `key` for `lifetime`,
+    /// then for the `stale` window (as a load does), recording `load_time`;
+    /// returns the encoded size and when it stops being fresh. The value is
     /// encoded before the future is returned, so the future does not borrow
     /// it (and is `Send` whatever the value).
-    pub(crate) fn store<'a, T: Serialize + ?Sized>(
+    pub(crate) fn store<'a, T: Serialize>(
         &'a self,
         key: &'a str,
         value: &T,
-        ttl: Option<Duration>,
+        lifetime: Lifetime<T>,
+        stale: Duration,
+        load_time: Duration,
     ) -> impl Future<Output = Result<(usize, Option<SystemTime>)>> + use<'a, T> {
-        let encoded = self.effective_ttl(ttl).and_then(|ttl| {
-            let expires_at = expiry(ttl);
-            Ok((codec::encode(value, expires_at)?, ttl, expires_at))
+        let encoded = self.effective_ttls(lifetime, stale).and_then(|ttls| {
+            let (ttl, stamp) = ttls.stamp(self, value, load_time);
+            Ok((
+                codec::encode_stamped(value, stamp)?,
+                ttl,
+                stamp.fresh_until(),
+            ))
         });
         async move {
-            let (bytes, ttl, expires_at) = encoded?;
+            let (bytes, ttl, fresh_until) = encoded?;
             let size = bytes.len() - codec::HEADER_LEN;
-            self.write(key, bytes, ttl, expires_at).await?;
-            Ok((size, expires_at))
+            self.write(key, bytes, ttl, fresh_until).await?;
+            Ok((size, fresh_until))
         }
     }
 

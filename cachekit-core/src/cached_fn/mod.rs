@@ -37,7 +37,7 @@ mod state;
 use std::fmt::Display;
 use std::future::Future;
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
@@ -51,6 +51,7 @@ pub use process::init;
 pub(crate) use process::process;
 pub use scope::{ScopedBackend, scoped_backend};
 
+use crate::Revalidate;
 use crate::cache::{Fetched, IsNegative, Lifetime};
 use crate::l1::Ticket;
 use crate::stats::L1Stats;
@@ -102,6 +103,11 @@ pub struct FnSpec {
     /// How long a `None` result is stored, given in the attribute
     /// (`none_ttl = ...`); `None` for the function's TTL.
     pub none_ttl: Option<Duration>,
+    /// How long a result is served stale past its TTL while refreshed in
+    /// the background (`stale = ...`); zero for none.
+    pub stale: Duration,
+    /// Early refresh's beta (`early_refresh`, 1.0 when bare); 0 for none.
+    pub early_refresh: f64,
 }
 
 /// Builds the backend named in the attribute (`backend = ...`).
@@ -196,6 +202,42 @@ impl CachedFn {
         }
     }
 
+    /// [`CachedFn::get_or_insert`] for a function with `stale` or
+    /// `early_refresh`: a stale result (or one due early) is returned at
+    /// once while `body` refreshes it in the background, so `body` owns
+    /// what it uses (the attribute refuses borrowed arguments).
+    pub async fn get_or_insert_revalidating<P, M, R>(
+        &'static self,
+        call: Call,
+        body: impl Future<Output = R> + Send + 'static,
+    ) -> R
+    where
+        P: ReturnPolicy<R>,
+        M: L1Mode<P::Stored>,
+        R: Send + 'static,
+        P::Stored: Send + 'static,
+    {
+        let span = call.span();
+        let Some((chosen, wire)) = self.prepare(&call) else {
+            span.record("outcome", "uncached");
+            return body.await;
+        };
+        let ticket = M::ticket(&call);
+        let revalidate = Revalidate::stale(self.spec.stale).early_refresh(self.spec.early_refresh);
+        let fetch = chosen.cache().fetch_revalidating(
+            &wire,
+            self.lifetime::<P, R>(),
+            revalidate,
+            move || async move { P::stored(body.await).map_err(NotStored::Returned) },
+        );
+        let fetched = trace::traced(chosen.traced(span, &wire), fetch).await;
+        match keep_fetched::<_, M, _>(&call, &chosen, &wire, ticket, fetched) {
+            Ok(stored) => P::result(stored),
+            Err(NotStored::Returned(result)) => result,
+            Err(NotStored::Abandoned) => unreachable!("an async load is never abandoned"),
+        }
+    }
+
     /// [`CachedFn::get_or_insert`] for a plain `fn` (after
     /// [`CachedFn::hit`] missed): `body` runs on this
     /// thread; the cache's own work runs on a small runtime shared by all
@@ -254,8 +296,14 @@ impl CachedFn {
         P: ReturnPolicy<R>,
         M: L1Mode<P::Stored>,
     {
-        match P::stored(body.await) {
-            Ok(stored) => P::result(self.replace::<_, M>(&call, stored).await),
+        let started = Instant::now();
+        let result = body.await;
+        let lifetime = self.lifetime::<P, R>();
+        match P::stored(result) {
+            Ok(stored) => {
+                let replaced = self.replace::<_, M>(&call, stored, lifetime, started.elapsed());
+                P::result(replaced.await)
+            }
             Err(result) => {
                 self.drop_stale(call).await;
                 result
@@ -270,11 +318,18 @@ impl CachedFn {
         M: L1Mode<P::Stored>,
         P::Stored: Send + 'static,
     {
-        match P::stored(body()) {
+        let started = Instant::now();
+        let result = body();
+        let (lifetime, load_time) = (self.lifetime::<P, R>(), started.elapsed());
+        match P::stored(result) {
             Ok(stored) => {
                 let stored = blocking::run_with_body(
                     move || stored,
-                    move |stored| async move { Some(self.replace::<_, M>(&call, stored.await?).await) },
+                    move |stored| async move {
+                        let replaced =
+                            self.replace::<_, M>(&call, stored.await?, lifetime, load_time);
+                        Some(replaced.await)
+                    },
                 );
                 P::result(stored)
             }
@@ -316,9 +371,16 @@ impl CachedFn {
         self.state(self_type).counters()
     }
 
-    /// Stores `stored` for `call` in the backend and L1, in place of what
-    /// was there; returns it.
-    async fn replace<T, M>(&'static self, call: &Call, stored: T) -> T
+    /// Stores `stored` (loaded in `load_time`) for `call` in the backend
+    /// and L1 for `lifetime` and the function's stale window, in place of
+    /// what was there; returns it.
+    async fn replace<T, M>(
+        &'static self,
+        call: &Call,
+        stored: T,
+        lifetime: Lifetime<T>,
+        load_time: Duration,
+    ) -> T
     where
         T: Serialize,
         M: L1Mode<T>,
@@ -328,7 +390,10 @@ impl CachedFn {
             return stored;
         };
         let ticket = M::ticket(call);
-        let storing = chosen.cache().store(&wire, &stored, self.spec.ttl);
+        let stale = self.spec.stale;
+        let storing = chosen
+            .cache()
+            .store(&wire, &stored, lifetime, stale, load_time);
         match storing.await {
             Ok((size, expires_at)) => {
                 keep_in_l1::<_, M>(call, &chosen, &wire, ticket, &stored, size, expires_at)

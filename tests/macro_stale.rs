@@ -1,0 +1,110 @@
+//! `#[cache(stale = ...)]` and `#[cache(early_refresh)]`: a result past its
+//! TTL (or due early) is returned at once while one background refresh
+//! runs the body. (The conformance kit checks the same through `Cache` on
+//! every backend: stale windows, failed refreshes, late refreshes.)
+#![cfg(feature = "macros")]
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use cachekit::{MemoryBackend, cache};
+use tokio::sync::Semaphore;
+
+/// How many callers read a stale result at once.
+const CALLERS: usize = 64;
+
+fn shared_backend() -> Arc<MemoryBackend> {
+    static BACKEND: OnceLock<Arc<MemoryBackend>> = OnceLock::new();
+    BACKEND
+        .get_or_init(|| Arc::new(MemoryBackend::new()))
+        .clone()
+}
+
+/// Polls `check` every 20 ms for up to 10 s.
+async fn settles(mut check: impl AsyncFnMut() -> bool) -> bool {
+    for _ in 0..500 {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
+}
+
+static PRICE_RUNS: AtomicUsize = AtomicUsize::new(0);
+/// Holds every run of `price` after the first until the test opens it.
+static PRICE_GATE: Semaphore = Semaphore::const_new(0);
+
+#[cache(ttl = 1, stale = "30s", namespace = "swr", backend = shared_backend())]
+async fn price(item: String) -> usize {
+    let run = PRICE_RUNS.fetch_add(1, Ordering::SeqCst);
+    if run > 0 {
+        PRICE_GATE.acquire().await.expect("never closed").forget();
+    }
+    item.len() * 100 + run
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_result_is_returned_at_once_and_refreshed_once() {
+    assert_eq!(price("tea".into()).await, 300);
+    // Past the TTL: the L1 copy is gone, the backend's entry is stale.
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    let callers: Vec<_> = (0..CALLERS)
+        .map(|_| tokio::spawn(price("tea".into())))
+        .collect();
+    // The refresh is held at the gate: a caller that waited for it would hang.
+    for caller in callers {
+        assert_eq!(caller.await.unwrap(), 300, "the stale result, at once");
+    }
+    PRICE_GATE.add_permits(CALLERS);
+    assert!(settles(async || price("tea".into()).await == 301).await);
+    assert_eq!(PRICE_RUNS.load(Ordering::SeqCst), 2, "one refresh");
+    let stats = price_stats();
+    assert_eq!(stats.refreshes, 1, "{stats:?}");
+    assert!(stats.stale_hits >= 1, "{stats:?}");
+}
+
+static QUOTE_RUNS: AtomicUsize = AtomicUsize::new(0);
+
+/// Loads of 20 ms against a 60 s TTL, with a beta so large that every
+/// backend read (no L1) is due for an early refresh.
+#[cache(ttl = 60, early_refresh = 100000.0, l1 = false, namespace = "early", backend = shared_backend())]
+async fn quote(symbol: String) -> usize {
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    symbol.len() * 100 + QUOTE_RUNS.fetch_add(1, Ordering::SeqCst)
+}
+
+#[tokio::test]
+async fn a_hot_result_is_refreshed_before_it_expires() {
+    assert_eq!(quote("ACME".into()).await, 400);
+    // Due early: returned at once, refreshed behind.
+    assert_eq!(quote("ACME".into()).await, 400);
+    assert!(settles(async || quote("ACME".into()).await > 400).await);
+    let stats = quote_stats();
+    assert!(stats.refreshes >= 1, "{stats:?}");
+    assert_eq!(stats.stale_hits, 0, "never stale: {stats:?}");
+}
+
+struct Catalog {
+    markup: usize,
+}
+
+static ITEM_RUNS: AtomicUsize = AtomicUsize::new(0);
+
+impl Catalog {
+    /// A method refreshes with its `Arc<Self>` moved into the refresh.
+    #[cache(ttl = 1, stale = "30s", skip(self), namespace = "catalog", backend = shared_backend())]
+    async fn item(self: Arc<Self>, id: u64) -> usize {
+        id as usize * self.markup + ITEM_RUNS.fetch_add(1, Ordering::SeqCst)
+    }
+}
+
+#[tokio::test]
+async fn a_method_refreshes_with_its_owned_self() {
+    let catalog = Arc::new(Catalog { markup: 10 });
+    assert_eq!(Arc::clone(&catalog).item(7).await, 70);
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    assert_eq!(Arc::clone(&catalog).item(7).await, 70, "stale, at once");
+    assert!(settles(async || Arc::clone(&catalog).item(7).await == 71).await);
+}
