@@ -89,6 +89,7 @@
 /// | `version = 2` | a version of what is stored (default 0): entries written under another version are never read |
 /// | `cache_none = false` | for `-> Option<T>`: `None` is not stored (it is by default) |
 /// | `none_ttl = "30s"` | for `-> Option<T>`: `None` is stored for this long (more than 0), a value for `ttl`: a negative answer is looked up again sooner |
+/// | `err_ttl = "10s"` | for `-> Result<T, E>`: `Err` is stored too, for this long (more than 0), so a failing source is not called by every caller; `E` is then `Serialize + DeserializeOwned` (and `Clone` with L1) |
 /// | `stale = "1m"` | after `ttl`, a result is still returned for this long (more than 0) while one background refresh runs the body; the backend keeps it for `ttl` plus `stale`. Needs an `async fn` with owned arguments (`String`, not `&str`; `self: Arc<Self>`, not `&self`): the refresh outlives the call |
 /// | `early_refresh`, `early_refresh = 2.0` | refreshes a hot result in the background before its TTL ends, with a probability that rises as the end nears, scaled by how long the body took (XFetch; the number is its beta, 1.0 when bare); the same needs as `stale` |
 /// | `l1 = false` | results are not kept in process: every call reads the backend |
@@ -236,8 +237,8 @@ mod doc_pages;
 #[doc(hidden)]
 pub mod __private {
     pub use cachekit_core::__private::{
-        CacheAll, CacheOk, CacheOption, CacheSome, CachedFn, FnSpec, IntoBackend, WithL1,
-        WithoutL1, check_l1_value,
+        CacheAll, CacheOk, CacheOption, CacheResult, CacheSome, CachedFn, FnSpec, IntoBackend,
+        WithL1, WithoutL1, check_l1_value,
     };
 }
 

@@ -108,3 +108,30 @@ async fn a_method_refreshes_with_its_owned_self() {
     assert_eq!(Arc::clone(&catalog).item(7).await, 70, "stale, at once");
     assert!(settles(async || Arc::clone(&catalog).item(7).await == 71).await);
 }
+
+static FLAKY_RUNS: AtomicUsize = AtomicUsize::new(0);
+
+/// Succeeds once, then fails: with `err_ttl`, a call stores its `Err`, but
+/// a background refresh that gets one keeps the stale `Ok`.
+#[cache(ttl = 1, stale = "30s", err_ttl = 60, namespace = "flaky", backend = shared_backend())]
+async fn flaky(n: u64) -> Result<u64, String> {
+    match FLAKY_RUNS.fetch_add(1, Ordering::SeqCst) {
+        0 => Ok(n),
+        _ => Err("the source is down".to_owned()),
+    }
+}
+
+#[tokio::test]
+async fn a_refresh_that_gets_an_err_keeps_the_stale_value() {
+    assert_eq!(flaky(9).await, Ok(9));
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    assert!(
+        settles(async || {
+            assert_eq!(flaky(9).await, Ok(9), "stale, never the refresh's `Err`");
+            flaky_stats().load_errors >= 1
+        })
+        .await
+    );
+    assert_eq!(flaky(9).await, Ok(9));
+    assert!(FLAKY_RUNS.load(Ordering::SeqCst) >= 2);
+}

@@ -52,6 +52,7 @@ pub(crate) fn expand(function: &Function, options: &Options, krate: &TokenStream
         Policy::Ok => quote!(#krate::__private::CacheOk),
         Policy::Some => quote!(#krate::__private::CacheSome),
         Policy::Option => quote!(#krate::__private::CacheOption),
+        Policy::Result => quote!(#krate::__private::CacheResult),
     };
     let (mode, l1_check) = if options.l1.unwrap_or(true) {
         let check = quote_spanned! {output.span()=>
@@ -202,6 +203,13 @@ fn state(function: &Function, options: &Options, krate: &TokenStream) -> TokenSt
         }
         None => quote!(::core::option::Option::None),
     };
+    let err_ttl = match &options.err_ttl {
+        Some(err_ttl) => {
+            let seconds = err_ttl.0;
+            quote!(::core::option::Option::Some(::core::time::Duration::from_secs(#seconds)))
+        }
+        None => quote!(::core::option::Option::None),
+    };
     let ttl_jitter = match &options.ttl_jitter {
         Some(jitter) => {
             let percent = jitter.0;
@@ -240,6 +248,7 @@ fn state(function: &Function, options: &Options, krate: &TokenStream) -> TokenSt
                 l1_capacity: #l1_capacity,
                 ttl_jitter: #ttl_jitter,
                 none_ttl: #none_ttl,
+                err_ttl: #err_ttl,
                 stale: ::core::time::Duration::from_secs(#stale),
                 early_refresh: #early_refresh,
             },

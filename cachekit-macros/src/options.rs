@@ -37,6 +37,8 @@ pub(crate) struct Options {
     pub(crate) ttl_jitter: Option<TtlJitter>,
     /// How long a `None` result is stored (default: the function's TTL).
     pub(crate) none_ttl: Option<NoneTtl>,
+    /// Stores `Err` results too, for this long.
+    pub(crate) err_ttl: Option<ErrTtl>,
     /// How long a result is served stale past its TTL while one background
     /// refresh runs.
     pub(crate) stale: Option<Stale>,
@@ -133,6 +135,26 @@ impl FromMeta for NoneTtl {
     }
 }
 
+/// How long an `Err` result is stored, in whole seconds, more than 0.
+#[derive(Debug)]
+pub(crate) struct ErrTtl(pub(crate) u64, pub(crate) Span);
+
+impl FromMeta for ErrTtl {
+    fn from_expr(expr: &Expr) -> darling::Result<Self> {
+        match Ttl::from_expr(expr) {
+            Ok(Ttl(0)) => Err(error(
+                expr.span(),
+                "`err_ttl` must be more than 0: to store no `Err`, leave it out (errors are not stored by default)".to_owned(),
+            )),
+            Ok(Ttl(seconds)) => Ok(ErrTtl(seconds, expr.span())),
+            Err(_) => Err(error(
+                expr.span(),
+                format!("`err_ttl` is how long an `Err` result is stored; {TTL_HELP}"),
+            )),
+        }
+    }
+}
+
 /// Every option of `#[cache]`, for errors: darling lists the options of an
 /// unknown one only while there are fewer than ten.
 const OPTION_NAMES: &[&str] = &[
@@ -147,6 +169,7 @@ const OPTION_NAMES: &[&str] = &[
     "version",
     "ttl_jitter",
     "none_ttl",
+    "err_ttl",
     "stale",
     "early_refresh",
 ];
@@ -377,7 +400,7 @@ mod tests {
                 "namespace" | "key" => format!("{name} = \"x\""),
                 "backend" => "backend = make()".to_owned(),
                 "cache_none" | "l1" => format!("{name} = true"),
-                "none_ttl" | "stale" => format!("{name} = \"30s\""),
+                "none_ttl" | "err_ttl" | "stale" => format!("{name} = \"30s\""),
                 "early_refresh" => "early_refresh".to_owned(),
                 _ => format!("{name} = 1"),
             };

@@ -39,6 +39,8 @@ pub(crate) enum Policy {
     Some,
     /// Every result of an `Option`, `None` for its own TTL (`none_ttl`).
     Option,
+    /// Every result of a `Result`, `Err` for its own TTL (`err_ttl`).
+    Result,
 }
 
 impl Function {
@@ -136,6 +138,7 @@ impl Function {
         };
         let policy = output.as_ref().map_or(Policy::All, |ty| {
             match (last_segment(ty).as_deref(), options.cache_none) {
+                (Some("Result"), _) if options.err_ttl.is_some() => Policy::Result,
                 (Some("Result"), _) => Policy::Ok,
                 (Some("Option"), Some(false)) => Policy::Some,
                 (Some("Option"), _) if options.none_ttl.is_some() => Policy::Option,
@@ -165,6 +168,14 @@ impl Function {
         }
         if let Some((option, span)) = options.revalidates() {
             check_revalidating(&item, options, option, span, &mut errors);
+        }
+        if let (Some(err_ttl), false) = (&options.err_ttl, policy == Policy::Result) {
+            errors.push(
+                darling::Error::custom(
+                    "`err_ttl` applies to functions returning `Result<T, E>`: it stores their `Err` results too, for that long",
+                )
+                .with_span(&err_ttl.1),
+            );
         }
         if let (Some(false), Some(capacity)) = (options.l1, &options.l1_capacity) {
             errors.push(

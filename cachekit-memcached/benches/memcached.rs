@@ -67,6 +67,7 @@ static PROFILE: CachedFn = CachedFn::new(
         l1_capacity: None,
         ttl_jitter: None,
         none_ttl: None,
+        err_ttl: None,
         stale: Duration::ZERO,
         early_refresh: 0.0,
     },

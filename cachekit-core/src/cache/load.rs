@@ -52,16 +52,20 @@ impl<T> From<Found<T>> for Fetched<T> {
 /// A loader's error, from a single-flight load.
 struct LoaderError<E>(E);
 
-/// Which loaded values are negative results (a cached function's `None`).
+/// Which loaded values are negative results (a cached function's `None`
+/// or `Err`).
 pub(crate) type IsNegative<T> = fn(&T) -> bool;
 
 /// How long a loaded value is stored: `ttl` (`None`: the cache's default),
 /// or a shorter TTL for the values `negative` picks (a cached function's
-/// `None` results, under `none_ttl`).
+/// `None` results under `none_ttl`, its `Err` results under `err_ttl`).
 #[derive(Debug)]
 pub(crate) struct Lifetime<T> {
     pub(crate) ttl: Option<Duration>,
     pub(crate) negative: Option<(Duration, IsNegative<T>)>,
+    /// Whether negative values are failures (`Err`s): a background refresh
+    /// that loads one keeps the stale value rather than store it.
+    pub(crate) negative_fails: bool,
 }
 
 impl<T> Lifetime<T> {
@@ -70,6 +74,7 @@ impl<T> Lifetime<T> {
         Lifetime {
             ttl,
             negative: None,
+            negative_fails: false,
         }
     }
 }
@@ -79,10 +84,16 @@ impl<T> Lifetime<T> {
 pub(super) struct Ttls<T> {
     ttl: Option<Duration>,
     negative: Option<(Option<Duration>, IsNegative<T>)>,
+    negative_fails: bool,
     stale: Duration,
 }
 
 impl<T> Ttls<T> {
+    /// Whether `value` is a failure (see [`Lifetime::negative_fails`]).
+    pub(super) fn failed(&self, value: &T) -> bool {
+        self.negative_fails && self.negative.is_some_and(|(_, negative)| negative(value))
+    }
+
     /// How long `value` is fresh.
     fn of(&self, value: &T) -> Option<Duration> {
         match self.negative {
@@ -249,6 +260,7 @@ impl Cache {
         Ok(Ttls {
             ttl,
             negative,
+            negative_fails: lifetime.negative_fails,
             stale,
         })
     }

@@ -18,9 +18,9 @@
 //!   Across processes, the window between the last read and the write
 //!   remains (no backend here compares and sets).
 //!
-//! A refresh that fails (the loader's error, a backend error) keeps the
-//! stale value, counts a load error and writes a warning; the next stale
-//! read tries again.
+//! A refresh that fails (the loader's error, a cached function's `Err`
+//! stored under `err_ttl`, a backend error) keeps the stale value, counts a
+//! load error and writes a warning; the next stale read tries again.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -227,7 +227,7 @@ impl Cache {
             Some(guard) => self.extending(guard, key, loader()).await,
             None => loader().await,
         };
-        let Ok(value) = loaded else {
+        let Some(value) = loaded.ok().filter(|value| !ttls.failed(value)) else {
             counters.load_errors.bump();
             self.warn(|suppressed| {
                 tracing::warn!(%key, suppressed, "refreshing a stale entry failed: the stale value is served until it expires");

@@ -46,7 +46,7 @@ pub use into_backend::IntoBackend;
 pub(crate) use kept::L1Mode;
 pub use kept::{WithL1, WithoutL1, check_l1_value};
 pub(crate) use policy::ReturnPolicy;
-pub use policy::{CacheAll, CacheOk, CacheOption, CacheSome};
+pub use policy::{CacheAll, CacheOk, CacheOption, CacheResult, CacheSome};
 pub use process::init;
 pub(crate) use process::process;
 pub use scope::{ScopedBackend, scoped_backend};
@@ -103,6 +103,9 @@ pub struct FnSpec {
     /// How long a `None` result is stored, given in the attribute
     /// (`none_ttl = ...`); `None` for the function's TTL.
     pub none_ttl: Option<Duration>,
+    /// How long an `Err` result is stored, given in the attribute
+    /// (`err_ttl = ...`); `None`: errors are not stored.
+    pub err_ttl: Option<Duration>,
     /// How long a result is served stale past its TTL while refreshed in
     /// the background (`stale = ...`); zero for none.
     pub stale: Duration,
@@ -425,14 +428,16 @@ impl CachedFn {
     /// The state for `self_type`, made on first use.
     #[inline]
     /// How long this function's results are stored: its TTL, and its
-    /// `none_ttl` for the results policy `P` calls negative.
+    /// `none_ttl` or `err_ttl` for the results policy `P` calls negative.
     fn lifetime<P: ReturnPolicy<R>, R>(&self) -> Lifetime<P::Stored> {
         Lifetime {
             ttl: self.spec.ttl,
             negative: self
                 .spec
                 .none_ttl
+                .or(self.spec.err_ttl)
                 .map(|ttl| (ttl, P::negative as IsNegative<_>)),
+            negative_fails: self.spec.err_ttl.is_some(),
         }
     }
 

@@ -13,7 +13,7 @@ pub trait ReturnPolicy<R> {
     /// The result rebuilt from a stored part.
     fn result(stored: Self::Stored) -> R;
     /// Whether a stored part is a negative result, stored for the
-    /// function's `none_ttl` when it has one.
+    /// function's `none_ttl` or `err_ttl` when it has one.
     fn negative(_stored: &Self::Stored) -> bool {
         false
     }
@@ -31,6 +31,12 @@ pub enum CacheOk {}
 /// TTL (`none_ttl`).
 #[derive(Debug)]
 pub enum CacheOption {}
+
+/// Every result of a `Result` function is stored, `Err` for its own TTL
+/// (`err_ttl`): the error type is stored too, so it is
+/// `Serialize + DeserializeOwned`.
+#[derive(Debug)]
+pub enum CacheResult {}
 
 /// Only `Some` values are stored (`cache_none = false`).
 #[derive(Debug)]
@@ -68,6 +74,23 @@ impl<T: Serialize + DeserializeOwned, E> ReturnPolicy<std::result::Result<T, E>>
     }
     fn result(stored: T) -> std::result::Result<T, E> {
         Ok(stored)
+    }
+}
+
+impl<T, E> ReturnPolicy<std::result::Result<T, E>> for CacheResult
+where
+    T: Serialize + DeserializeOwned,
+    E: Serialize + DeserializeOwned,
+{
+    type Stored = std::result::Result<T, E>;
+    fn stored(result: Self::Stored) -> std::result::Result<Self::Stored, Self::Stored> {
+        Ok(result)
+    }
+    fn result(stored: Self::Stored) -> Self::Stored {
+        stored
+    }
+    fn negative(stored: &Self::Stored) -> bool {
+        stored.is_err()
     }
 }
 

@@ -73,14 +73,25 @@ const BENCHES: &[Bench] = &[
     Bench {
         name: "macro",
         servers: Servers::Memcached,
-        binaries: &[&[
-            "-p",
-            "cachekit",
-            "--features",
-            "memcached",
-            "--bench",
-            "macro",
-        ]],
+        binaries: &[
+            &[
+                "-p",
+                "cachekit",
+                "--features",
+                "memcached",
+                "--bench",
+                "macro",
+            ],
+            // Latency across an expiry, with and without a stale window.
+            &[
+                "-p",
+                "cachekit",
+                "--features",
+                "memcached",
+                "--bench",
+                "expiry",
+            ],
+        ],
     },
     Bench {
         name: "redis",
