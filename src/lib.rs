@@ -92,6 +92,8 @@
 /// | `err_ttl = "10s"` | for `-> Result<T, E>`: `Err` is stored too, for this long (more than 0), so a failing source is not called by every caller; `E` is then `Serialize + DeserializeOwned` (and `Clone` with L1) |
 /// | `stale = "1m"` | after `ttl`, a result is still returned for this long (more than 0) while one background refresh runs the body; the backend keeps it for `ttl` plus `stale`. Needs an `async fn` with owned arguments (`String`, not `&str`; `self: Arc<Self>`, not `&self`): the refresh outlives the call |
 /// | `early_refresh`, `early_refresh = 2.0` | refreshes a hot result in the background before its TTL ends, with a probability that rises as the end nears, scaled by how long the body took (XFetch; the number is its beta, 1.0 when bare); the same needs as `stale` |
+/// | `tags = ["user:{id}"]` | tags of each result, format strings over the arguments (at most 31): `Cache::invalidate_tag("user:42")` on a cache in the function's namespace makes every result tagged with it a miss, in every process. Tagged results are read with their tags' generations (one `get_many`) and not kept in L1. Implies `invalidate_all` |
+/// | `invalidate_all` | every result carries the function's own tag, and `name_invalidate_all()` invalidates it: every stored result of the function, in every process, with one write. Not kept in L1, as `tags` |
 /// | `l1 = false` | results are not kept in process: every call reads the backend |
 /// | `l1_capacity = 1000` | the most results kept in process for this function (at least 1); default: the `l1_max_entries` setting |
 ///

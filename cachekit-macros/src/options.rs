@@ -44,6 +44,64 @@ pub(crate) struct Options {
     pub(crate) stale: Option<Stale>,
     /// Refreshes early (XFetch), with this beta (1.0 when bare).
     pub(crate) early_refresh: Option<EarlyRefresh>,
+    /// The tags of each result: format strings over the arguments.
+    pub(crate) tags: Option<Tags>,
+    /// Every result carries the function's own tag, for `_invalidate_all`.
+    pub(crate) invalidate_all: darling::util::Flag,
+}
+
+impl Options {
+    /// Whether the function gets `_invalidate_all` (its results carry its tag).
+    pub(crate) fn invalidates_all(&self) -> bool {
+        self.invalidate_all.is_present() || self.tags.is_some()
+    }
+}
+
+/// The tags of a result: string literals, each a format string over the
+/// arguments (`"user:{id}"`).
+#[derive(Debug)]
+pub(crate) struct Tags(pub(crate) Vec<LitStr>);
+
+/// The most tags the attribute gives: an entry records 32, and the
+/// function's own tag is one of them.
+const MAX_TAGS: usize = 31;
+
+const TAGS_HELP: &str = "give a list of string literals, each a format string over the arguments (`tags = [\"user:{id}\", \"org:{org}\"]`), at most 31";
+
+impl FromMeta for Tags {
+    fn from_expr(expr: &Expr) -> darling::Result<Self> {
+        let Expr::Array(array) = expr else {
+            return match expr {
+                Expr::Group(group) => Tags::from_expr(&group.expr),
+                _ => Err(error(
+                    expr.span(),
+                    format!("`tags` must be a list; {TAGS_HELP}"),
+                )),
+            };
+        };
+        let mut tags = Vec::new();
+        for element in &array.elems {
+            match element {
+                Expr::Lit(ExprLit {
+                    lit: Lit::Str(text),
+                    ..
+                }) => tags.push(text.clone()),
+                other => {
+                    return Err(error(
+                        other.span(),
+                        format!("a tag must be a string literal; {TAGS_HELP}"),
+                    ));
+                }
+            }
+        }
+        if tags.is_empty() || tags.len() > MAX_TAGS {
+            return Err(error(
+                expr.span(),
+                format!("{} tags; {TAGS_HELP}", tags.len()),
+            ));
+        }
+        Ok(Tags(tags))
+    }
 }
 
 impl Options {
@@ -172,6 +230,8 @@ const OPTION_NAMES: &[&str] = &[
     "err_ttl",
     "stale",
     "early_refresh",
+    "tags",
+    "invalidate_all",
 ];
 
 /// `errors` with every unknown option's error naming the options there
@@ -401,7 +461,8 @@ mod tests {
                 "backend" => "backend = make()".to_owned(),
                 "cache_none" | "l1" => format!("{name} = true"),
                 "none_ttl" | "err_ttl" | "stale" => format!("{name} = \"30s\""),
-                "early_refresh" => "early_refresh".to_owned(),
+                "early_refresh" | "invalidate_all" => (*name).to_owned(),
+                "tags" => "tags = [\"t\"]".to_owned(),
                 _ => format!("{name} = 1"),
             };
             assert!(parse(&value).is_ok(), "`{value}` is an option");

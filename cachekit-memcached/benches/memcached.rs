@@ -70,6 +70,7 @@ static PROFILE: CachedFn = CachedFn::new(
         err_ttl: None,
         stale: Duration::ZERO,
         early_refresh: 0.0,
+        invalidate_all: false,
     },
     Some(|| {
         Ok(Arc::clone(

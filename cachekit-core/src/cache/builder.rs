@@ -211,6 +211,7 @@ impl CacheBuilder {
                 layer,
                 capabilities,
                 prefix: key::Prefix::new(&namespace, self.version, max_key_len),
+                tag_prefix: key::Prefix::new(&namespace, 0, max_key_len),
                 namespace,
                 default_ttl,
                 ttl_jitter,

@@ -66,6 +66,8 @@ pub(crate) struct Lifetime<T> {
     /// Whether negative values are failures (`Err`s): a background refresh
     /// that loads one keeps the stale value rather than store it.
     pub(crate) negative_fails: bool,
+    /// The entry's tags (see [`Cache::invalidate_tag`]); empty for none.
+    pub(crate) tags: Vec<String>,
 }
 
 impl<T> Lifetime<T> {
@@ -75,6 +77,7 @@ impl<T> Lifetime<T> {
             ttl,
             negative: None,
             negative_fails: false,
+            tags: Vec::new(),
         }
     }
 }
@@ -86,6 +89,9 @@ pub(super) struct Ttls<T> {
     negative: Option<(Option<Duration>, IsNegative<T>)>,
     negative_fails: bool,
     stale: Duration,
+    tags: Vec<String>,
+    /// The generations of `tags` the lookup found (`None`: none yet).
+    known: Vec<Option<u64>>,
 }
 
 impl<T> Ttls<T> {
@@ -159,10 +165,10 @@ impl Cache {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
-        let Some(ttls) = self.ttls(key, lifetime, Duration::ZERO) else {
+        let Some(mut ttls) = self.ttls(key, lifetime, Duration::ZERO) else {
             return self.uncached(loader).await;
         };
-        let backend_ok = match self.lookup(key).await {
+        let backend_ok = match self.lookup_for(key, &mut ttls).await {
             Ok(Some(found)) => return Ok(found.into()),
             Ok(None) => true,
             Err(error) => self.read_failed(key, &error),
@@ -188,10 +194,10 @@ impl Cache {
         F: FnOnce() -> Fut + Send + 'static,
         Fut: Future<Output = Result<T, E>> + Send + 'static,
     {
-        let Some(ttls) = self.ttls(key, lifetime, revalidate.stale) else {
+        let Some(mut ttls) = self.ttls(key, lifetime, revalidate.stale) else {
             return self.uncached(loader).await;
         };
-        let backend_ok = match self.lookup(key).await {
+        let backend_ok = match self.lookup_for(key, &mut ttls).await {
             Ok(Some(found)) => {
                 if let Some(seen) = found
                     .seen
@@ -206,6 +212,35 @@ impl Cache {
             Err(error) => self.read_failed(key, &error),
         };
         Box::pin(self.load_shared(key, &ttls, backend_ok, loader)).await
+    }
+
+    /// [`Cache::lookup`] for a load with `ttls`: of a tagged entry, in the
+    /// backend only and with its tags' generations (kept in `ttls` for the
+    /// write that may follow).
+    async fn lookup_for<T: DeserializeOwned>(
+        &self,
+        key: &str,
+        ttls: &mut Ttls<T>,
+    ) -> crate::Result<Option<Found<T>>> {
+        if ttls.tags.is_empty() {
+            return self.lookup(key).await;
+        }
+        let (opened, known) = self.read_tagged(key, &ttls.tags).await?;
+        ttls.known = known;
+        let Some(opened) = opened else {
+            return Ok(None);
+        };
+        let Some(value) = self.decode(key, &opened.payload) else {
+            return Ok(None);
+        };
+        self.inner.counters.l2_hits.bump();
+        trace::outcome("hit");
+        // Size 0: no copy in front (see `tags`).
+        Ok(Some(Found {
+            value,
+            size: 0,
+            seen: Some(opened),
+        }))
     }
 
     /// Whether an entry stamped `stamp` is to be refreshed now: it is
@@ -257,11 +292,14 @@ impl Cache {
             Some((short, negative)) => Some((self.effective_ttl(Some(short))?, negative)),
             None => None,
         };
+        Cache::check_tags(&lifetime.tags)?;
         Ok(Ttls {
             ttl,
             negative,
             negative_fails: lifetime.negative_fails,
             stale,
+            tags: lifetime.tags,
+            known: Vec::new(),
         })
     }
 
@@ -372,8 +410,9 @@ impl Cache {
             );
         }
         let mut held = None;
+        let tagged = !ttls.tags.is_empty();
         if backend_ok && lock.is_some() {
-            match self.acquire_load_lock(key).await {
+            match self.acquire_load_lock(key, !tagged).await {
                 LoadLock::Held(guard) => held = Some(guard),
                 LoadLock::FilledByOther(opened) => {
                     if let Some(value) = self.decode(key, &opened.payload) {
@@ -406,17 +445,39 @@ impl Cache {
         })?;
         let mut stored = false;
         let (ttl, stamp) = ttls.stamp(self, &value, started.elapsed());
-        let payload = match codec::encode_stamped(&value, stamp) {
+        let generations = match (tagged, backend_ok) {
+            (false, _) => Ok(Vec::new()),
+            (true, true) => self.generations(&ttls.tags, &ttls.known).await,
+            (true, false) => Err(crate::Error::unavailable(
+                self.inner.backend.name(),
+                "the read failed",
+            )),
+        };
+        // A tagged entry is never kept in L1: a time already past.
+        let l1_until = if tagged {
+            Some(SystemTime::UNIX_EPOCH)
+        } else {
+            stamp.fresh_until()
+        };
+        let payload = match codec::encode_tagged(
+            &value,
+            stamp,
+            generations.as_deref().unwrap_or_default(),
+        ) {
             Ok(bytes) => {
-                if backend_ok {
-                    match self.write(key, bytes.clone(), ttl, stamp.fresh_until()).await {
+                if let Err(error) = &generations {
+                    self.warn(|suppressed| {
+                        tracing::warn!(%key, %error, suppressed, "reading the generations of its tags failed: returned uncached");
+                    });
+                } else if backend_ok {
+                    match self.write(key, bytes.clone(), ttl, l1_until).await {
                         Ok(()) => stored = true,
                         Err(error) => self.warn(|suppressed| {
                             tracing::warn!(%key, %error, suppressed, "storing a loaded value failed: returned uncached");
                         }),
                     }
                 }
-                Some(bytes.slice(codec::HEADER_LEN..))
+                Some(codec::payload_of(&bytes))
             }
             Err(error) => {
                 self.warn(|suppressed| {
@@ -432,8 +493,11 @@ impl Cache {
                 });
             }
         }
-        // A copy in front of the cache only of what the backend holds.
-        let size = payload.as_ref().filter(|_| stored).map_or(0, Bytes::len);
+        // A copy in front of the cache only of what the backend holds, untagged.
+        let size = payload
+            .as_ref()
+            .filter(|_| stored && !tagged)
+            .map_or(0, Bytes::len);
         let fetched = Fetched {
             value,
             size,
@@ -484,7 +548,9 @@ impl Cache {
     /// loads, and a holder that dies frees the lock when its lease ends, so
     /// the wait ends either way; it is bounded all the same, at
     /// [`LOAD_WAIT_LEASES`] leases, for a loader that never returns.
-    async fn acquire_load_lock(&self, key: &str) -> LoadLock {
+    /// Without `reread` (a tagged entry, which `read` cannot check), it only
+    /// waits for the lock.
+    async fn acquire_load_lock(&self, key: &str, reread: bool) -> LoadLock {
         let lock_key = key::lock_key(key);
         let lease = self.inner.lock_lease;
         let longest = lease.saturating_mul(LOAD_WAIT_LEASES);
@@ -492,6 +558,7 @@ impl Cache {
         let mut pause = LOCK_POLL_START;
         loop {
             match self.try_lock(&lock_key, lease).await {
+                Ok(Some(guard)) if !reread => return LoadLock::Held(guard),
                 Ok(Some(guard)) => {
                     // Another process may have stored the value between our miss and now.
                     return match self.read(key).await {
@@ -515,6 +582,9 @@ impl Cache {
             }
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(LOCK_POLL_MAX);
+            if !reread {
+                continue;
+            }
             if let Ok(Some(opened)) = self.read(key).await {
                 return LoadLock::FilledByOther(opened);
             }

@@ -7,6 +7,7 @@ mod jitter;
 mod load;
 mod lock;
 mod revalidate;
+mod tags;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -52,6 +53,8 @@ struct Inner {
     namespace: String,
     /// The namespace part of every key, and the longest key.
     prefix: key::Prefix,
+    /// The same without the version: the namespace part of tags' keys.
+    tag_prefix: key::Prefix,
     default_ttl: Option<Duration>,
     /// The spread of every TTL written, in percent (see [`jitter`]).
     ttl_jitter: u32,
@@ -212,6 +215,55 @@ impl Cache {
         }
     }
 
+    /// [`Cache::get_or_insert_with`] for an entry with `tags` (at most
+    /// 32): [`Cache::invalidate_tag`] of any of them, from any process,
+    /// makes it a miss. The entry is read with its tags' generations in one
+    /// `get_many` and never kept in L1 (see `invalidate_tag`).
+    pub async fn get_or_insert_tagged<T, F, Fut>(
+        &self,
+        key: &str,
+        ttl: Option<Duration>,
+        tags: &[&str],
+        loader: F,
+    ) -> T
+    where
+        T: Serialize + DeserializeOwned,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = T>,
+    {
+        let result: Result<T, Infallible> = self
+            .try_get_or_insert_tagged(key, ttl, tags, || async { Ok(loader().await) })
+            .await;
+        match result {
+            Ok(value) => value,
+        }
+    }
+
+    /// [`Cache::get_or_insert_tagged`] for a fallible loader: only `Ok`
+    /// values are stored.
+    pub async fn try_get_or_insert_tagged<T, E, F, Fut>(
+        &self,
+        key: &str,
+        ttl: Option<Duration>,
+        tags: &[&str],
+        loader: F,
+    ) -> Result<T, E>
+    where
+        T: Serialize + DeserializeOwned,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        let key = self.key(key);
+        let lifetime = Lifetime {
+            tags: tags.iter().map(|tag| (*tag).to_owned()).collect(),
+            ..Lifetime::of(ttl)
+        };
+        let fetch = self.fetch(&key, lifetime, loader);
+        Ok(trace::traced(self.span("get_or_insert", &key), fetch)
+            .await?
+            .value)
+    }
+
     /// [`Cache::get_or_insert_with`], keeping the entry fresh as
     /// `revalidate` says: an entry past its TTL (within the stale window),
     /// or picked for early refresh, is returned at once while `loader`
@@ -306,7 +358,7 @@ impl Cache {
         });
         async move {
             let (bytes, ttl, fresh_until) = encoded?;
-            let size = bytes.len() - codec::HEADER_LEN;
+            let size = codec::payload_of(&bytes).len();
             self.write(key, bytes, ttl, fresh_until).await?;
             Ok((size, fresh_until))
         }
@@ -405,20 +457,35 @@ impl Cache {
     }
 
     /// The backend's entry under `key`, its envelope verified; an entry
-    /// that is not a valid envelope is none, and a warning. Counts nothing
-    /// but backend errors.
+    /// that is not a valid envelope is none, and a warning, and so is a
+    /// tagged one (its reader does not know its tags to check them). Counts
+    /// nothing but backend errors.
     async fn read(&self, key: &str) -> Result<Option<codec::Opened>> {
+        Ok(self
+            .read_any(key)
+            .await?
+            .filter(|opened| opened.tags.is_empty()))
+    }
+
+    /// [`Cache::read`], tagged entries included.
+    async fn read_any(&self, key: &str) -> Result<Option<codec::Opened>> {
         let Some(bytes) = self.call("get", key, true, || self.raw().get(key)).await? else {
             return Ok(None);
         };
         self.inner.counters.bytes_read.add(bytes.len() as u64);
+        Ok(self.opened(key, bytes))
+    }
+
+    /// The envelope of the entry `bytes` under `key`, verified; none, and a
+    /// warning, if it is not a valid one.
+    fn opened(&self, key: &str, bytes: Bytes) -> Option<codec::Opened> {
         match codec::open(bytes) {
-            Ok(opened) => Ok(Some(opened)),
+            Ok(opened) => Some(opened),
             Err(error) => {
                 self.warn(|suppressed| {
                     tracing::warn!(%key, %error, suppressed, "unreadable cache entry treated as a miss");
                 });
-                Ok(None)
+                None
             }
         }
     }
@@ -473,7 +540,7 @@ impl Cache {
             .await?;
         self.inner.counters.bytes_written.add(bytes.len() as u64);
         if let (Some(l1), Some(ticket)) = (&self.inner.l1, ticket) {
-            l1.fill(ticket, key, bytes.slice(codec::HEADER_LEN..), fresh_until);
+            l1.fill(ticket, key, codec::payload_of(&bytes), fresh_until);
         }
         Ok(())
     }

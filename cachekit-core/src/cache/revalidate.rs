@@ -235,7 +235,7 @@ impl Cache {
             return;
         };
         let (ttl, stamp) = ttls.stamp(self, &value, started.elapsed());
-        let bytes = match codec::encode_stamped(&value, stamp) {
+        let bytes = match codec::encode_tagged(&value, stamp, &seen.tags) {
             Ok(bytes) => bytes,
             Err(error) => {
                 self.warn(|suppressed| {
@@ -247,7 +247,12 @@ impl Cache {
         if claim.superseded() || !self.still_holds(key, &seen).await {
             return;
         }
-        if let Err(error) = self.store_bytes(key, bytes, ttl, stamp.fresh_until()).await {
+        // A tagged entry is never kept in L1 (see `tags`): a time already past.
+        let l1_until = match seen.tags.is_empty() {
+            true => stamp.fresh_until(),
+            false => Some(SystemTime::UNIX_EPOCH),
+        };
+        if let Err(error) = self.store_bytes(key, bytes, ttl, l1_until).await {
             self.warn(|suppressed| {
                 tracing::warn!(%key, %error, suppressed, "storing a refreshed value failed: the stale value is kept");
             });
@@ -263,8 +268,10 @@ impl Cache {
 
     /// Whether the backend still holds the entry `seen` (read again now).
     async fn still_holds(&self, key: &str, seen: &codec::Opened) -> bool {
-        match self.read(key).await {
-            Ok(Some(now)) => now.stamp == seen.stamp && now.payload == seen.payload,
+        match self.read_any(key).await {
+            Ok(Some(now)) => {
+                now.stamp == seen.stamp && now.payload == seen.payload && now.tags == seen.tags
+            }
             _ => false,
         }
     }

@@ -16,6 +16,8 @@ pub struct Call {
     /// The key given to the cache (`name:hash` or `name:custom`), built on an L1 miss;
     /// `None` when the arguments could not be serialized: the call runs uncached.
     pub(super) part: Option<KeyPart>,
+    /// The call's tags (`tags = [...]` in the attribute).
+    pub(super) tags: Vec<String>,
 }
 
 impl Call {
@@ -27,6 +29,7 @@ impl Call {
             generation: super::scope::generation(),
             l1: SmallVec::new(),
             part: Some(KeyPart::Args),
+            tags: Vec::new(),
         }
     }
 
@@ -48,6 +51,11 @@ impl Call {
     #[inline]
     pub fn arg<T: KeyArg + ?Sized>(&mut self, value: &T) {
         self.push(value);
+    }
+
+    /// Adds a tag to the call's result (see [`Cache::invalidate_tag`](crate::Cache::invalidate_tag)).
+    pub fn tag(&mut self, tag: String) {
+        self.tags.push(tag);
     }
 
     /// Adds the method's receiver to the key, first: instances with

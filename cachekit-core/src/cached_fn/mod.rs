@@ -111,6 +111,9 @@ pub struct FnSpec {
     pub stale: Duration,
     /// Early refresh's beta (`early_refresh`, 1.0 when bare); 0 for none.
     pub early_refresh: f64,
+    /// Whether its results carry the function's own tag, for
+    /// `_invalidate_all` (`invalidate_all`, or `tags = [...]`).
+    pub invalidate_all: bool,
 }
 
 /// Builds the backend named in the attribute (`backend = ...`).
@@ -194,7 +197,7 @@ impl CachedFn {
         let ticket = M::ticket(&call);
         let fetch = chosen
             .cache()
-            .fetch(&wire, self.lifetime::<P, R>(), || async {
+            .fetch(&wire, self.lifetime::<P, R>(&call, &chosen), || async {
                 P::stored(body.await).map_err(NotStored::Returned)
             });
         let fetched = trace::traced(chosen.traced(span, &wire), fetch).await;
@@ -229,7 +232,7 @@ impl CachedFn {
         let revalidate = Revalidate::stale(self.spec.stale).early_refresh(self.spec.early_refresh);
         let fetch = chosen.cache().fetch_revalidating(
             &wire,
-            self.lifetime::<P, R>(),
+            self.lifetime::<P, R>(&call, &chosen),
             revalidate,
             move || async move { P::stored(body.await).map_err(NotStored::Returned) },
         );
@@ -261,7 +264,7 @@ impl CachedFn {
             return body();
         };
         let span = chosen.traced(span, &wire);
-        let lifetime = self.lifetime::<P, R>();
+        let lifetime = self.lifetime::<P, R>(&call, &chosen);
         let ticket = M::ticket(&call);
         let mut returned = None;
         let split = || match P::stored(body()) {
@@ -301,7 +304,7 @@ impl CachedFn {
     {
         let started = Instant::now();
         let result = body.await;
-        let lifetime = self.lifetime::<P, R>();
+        let lifetime = self.untagged_lifetime::<P, R>();
         match P::stored(result) {
             Ok(stored) => {
                 let replaced = self.replace::<_, M>(&call, stored, lifetime, started.elapsed());
@@ -323,7 +326,7 @@ impl CachedFn {
     {
         let started = Instant::now();
         let result = body();
-        let (lifetime, load_time) = (self.lifetime::<P, R>(), started.elapsed());
+        let (lifetime, load_time) = (self.untagged_lifetime::<P, R>(), started.elapsed());
         match P::stored(result) {
             Ok(stored) => {
                 let stored = blocking::run_with_body(
@@ -368,6 +371,34 @@ impl CachedFn {
         })
     }
 
+    /// Drops every stored result of the function (with `invalidate_all`),
+    /// in every process sharing its backend: the next call of each is a
+    /// miss. One write (see [`Cache::invalidate_tag`]).
+    /// The error if the function's cache cannot be built (tried now).
+    pub async fn invalidate_all(&'static self, self_type: &'static str) -> Result<()> {
+        let state = self.state(self_type);
+        let chosen = state.built_now(self)?;
+        let result = chosen
+            .cache()
+            .invalidate_tag(&function_tag(chosen.function()))
+            .await;
+        // Tagged results are never kept in L1; older copies may be.
+        if let Some(Some(copies)) = state.copies() {
+            copies.clear();
+        }
+        result
+    }
+
+    /// [`CachedFn::invalidate_all`] for a plain `fn`.
+    pub fn invalidate_all_blocking(&'static self, self_type: &'static str) -> Result<()> {
+        blocking::run(self.invalidate_all(self_type)).unwrap_or_else(|| {
+            Err(Error::unavailable(
+                "cachekit-blocking",
+                "the runtime of plain cached functions could not start",
+            ))
+        })
+    }
+
     /// This function's counters since its first call. A call that ran
     /// uncached because the cache could not be built counts an error.
     pub fn stats(&'static self, self_type: &'static str) -> CacheStats {
@@ -393,6 +424,10 @@ impl CachedFn {
             return stored;
         };
         let ticket = M::ticket(call);
+        let lifetime = Lifetime {
+            tags: self.tags(call, &chosen),
+            ..lifetime
+        };
         let stale = self.spec.stale;
         let storing = chosen
             .cache()
@@ -427,9 +462,32 @@ impl CachedFn {
 
     /// The state for `self_type`, made on first use.
     #[inline]
+    /// How long the result of `call` in `chosen` is stored, and its tags
+    /// (see [`CachedFn::untagged_lifetime`] and [`CachedFn::tags`]).
+    fn lifetime<P: ReturnPolicy<R>, R>(
+        &self,
+        call: &Call,
+        chosen: &Chosen<'_>,
+    ) -> Lifetime<P::Stored> {
+        Lifetime {
+            tags: self.tags(call, chosen),
+            ..self.untagged_lifetime::<P, R>()
+        }
+    }
+
+    /// The tags of `call` in `chosen`: those of the attribute's `tags`,
+    /// and the function's own with `invalidate_all` (see [`function_tag`]).
+    fn tags(&self, call: &Call, chosen: &Chosen<'_>) -> Vec<String> {
+        let mut tags = call.tags.clone();
+        if self.spec.invalidate_all {
+            tags.push(function_tag(chosen.function()));
+        }
+        tags
+    }
+
     /// How long this function's results are stored: its TTL, and its
     /// `none_ttl` or `err_ttl` for the results policy `P` calls negative.
-    fn lifetime<P: ReturnPolicy<R>, R>(&self) -> Lifetime<P::Stored> {
+    fn untagged_lifetime<P: ReturnPolicy<R>, R>(&self) -> Lifetime<P::Stored> {
         Lifetime {
             ttl: self.spec.ttl,
             negative: self
@@ -438,6 +496,7 @@ impl CachedFn {
                 .or(self.spec.err_ttl)
                 .map(|ttl| (ttl, P::negative as IsNegative<_>)),
             negative_fails: self.spec.err_ttl.is_some(),
+            tags: Vec::new(),
         }
     }
 
@@ -490,6 +549,12 @@ fn keep_fetched<T, M: L1Mode<T>, X>(
         );
         fetched.value
     })
+}
+
+/// The tag every result of the function whose key part is `function`
+/// carries under `invalidate_all`.
+fn function_tag(function: &str) -> String {
+    format!("cachekit.fn:{function}")
 }
 
 /// The backend key of `call` in `cache`, for the function's key part

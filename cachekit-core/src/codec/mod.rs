@@ -4,13 +4,16 @@
 //! offset  size  field
 //! 0       2     magic "CK"
 //! 2       1     format version (4)
-//! 3       1     flags (0; reserved)
+//! 3       1     flags: bit 0, a tag block follows the header; others 0
 //! 4       8     expiry, Unix milliseconds, little endian (0: none)
 //! 12      4     stale window, milliseconds, little endian: the entry is
 //!               fresh until this long before its expiry (0: until expiry)
 //! 16      4     load time, milliseconds, little endian (0: unknown)
 //! 20      4     CRC-32C of bytes 2..20 and the payload, little endian
-//! 24      ..    payload:
+//! 24      ..    the tag block, if flagged:
+//!         1       n, the number of tags (at most 32)
+//!         8 * n   the generation of each tag when written, little endian
+//! ..      ..    payload:
 //!         8       shape fingerprint of the value, little endian (see `shape`)
 //!         1       n, the number of marks
 //!         4 * n   the fingerprint at each mark, little endian
@@ -61,6 +64,10 @@ const PREVIOUS_VERSION: u8 = 3;
 pub const HEADER_LEN: usize = 24;
 /// Size of a [`PREVIOUS_VERSION`] header.
 const PREVIOUS_HEADER_LEN: usize = 16;
+/// The flag of an entry with a tag block.
+const TAGGED: u8 = 1;
+/// The most tags one entry records.
+pub const MAX_TAGS: usize = 32;
 /// Size of the shape fingerprint at the start of the payload.
 const SHAPE_LEN: usize = 8;
 
@@ -103,6 +110,9 @@ pub struct Opened {
     pub payload: Bytes,
     /// What the writer recorded of the entry's lifetime.
     pub stamp: Stamp,
+    /// The generations of the entry's tags when it was written, in the
+    /// order of its tags (see `Cache::invalidate_tag`); empty for none.
+    pub tags: Vec<u64>,
 }
 
 /// Encodes `value` in an envelope that records `expires_at` (see [`encode_stamped`]).
@@ -110,13 +120,29 @@ pub fn encode<T: Serialize + ?Sized>(value: &T, expires_at: Option<SystemTime>) 
     encode_stamped(value, Stamp::expiring(expires_at))
 }
 
-/// Encodes `value` in an envelope that records `stamp`.
+/// Encodes `value` in an envelope that records `stamp` (see [`encode_tagged`]).
+pub fn encode_stamped<T: Serialize + ?Sized>(value: &T, stamp: Stamp) -> Result<Bytes> {
+    encode_tagged(value, stamp, &[])
+}
+
+/// Encodes `value` in an envelope that records `stamp` and the generations
+/// of the entry's tags (at most [`MAX_TAGS`]).
 ///
 /// Refused with [`Error::Codec`]: values nested deeper than [`MAX_DEPTH`],
 /// sequences or maps without a known length, and values whose collections
 /// hold more zero-sized elements than the encoding has bytes (`Vec<()>`),
 /// which the bounded reader could not tell from a forged length.
-pub fn encode_stamped<T: Serialize + ?Sized>(value: &T, stamp: Stamp) -> Result<Bytes> {
+pub fn encode_tagged<T: Serialize + ?Sized>(
+    value: &T,
+    stamp: Stamp,
+    tags: &[u64],
+) -> Result<Bytes> {
+    if tags.len() > MAX_TAGS {
+        return Err(Error::Codec(format!(
+            "cannot encode the value: {} tags, more than the {MAX_TAGS} an entry records",
+            tags.len()
+        )));
+    }
     // The shape first: it refuses too deep a value before bincode's
     // serializer recurses into it.
     let shape = shape::shape_of(value)
@@ -124,11 +150,16 @@ pub fn encode_stamped<T: Serialize + ?Sized>(value: &T, stamp: Stamp) -> Result<
     let mut out = BytesMut::with_capacity(HEADER_LEN + SHAPE_LEN + 64).writer();
     out.get_mut().put_slice(MAGIC);
     out.get_mut().put_u8(FORMAT_VERSION);
-    out.get_mut().put_u8(0);
+    out.get_mut()
+        .put_u8(if tags.is_empty() { 0 } else { TAGGED });
     out.get_mut().put_u64_le(expiry_millis(stamp.expires_at));
     out.get_mut().put_u32_le(short_millis(stamp.stale_for));
     out.get_mut().put_u32_le(short_millis(stamp.load_time));
     out.get_mut().put_u32_le(0);
+    if !tags.is_empty() {
+        out.get_mut().put_u8(tags.len() as u8);
+        tags.iter().for_each(|tag| out.get_mut().put_u64_le(*tag));
+    }
     out.get_mut().put_u64_le(shape.finish());
     let marks = shape.recorded();
     out.get_mut().put_u8(marks.len() as u8);
@@ -191,6 +222,29 @@ pub fn open(mut bytes: Bytes) -> Result<Opened> {
         HEADER_LEN => (field(12), field(16)),
         _ => (0, 0),
     };
+    let flags = if header_len == HEADER_LEN {
+        bytes[3]
+    } else {
+        0
+    };
+    let mut tags = Vec::new();
+    let mut skip = header_len;
+    match flags {
+        0 => {}
+        TAGGED => {
+            let count = usize::from(bytes[header_len]);
+            let end = header_len + 1 + 8 * count;
+            if count > MAX_TAGS || bytes.len() < end + SHAPE_LEN + 1 {
+                return Err(corrupt(format!("{count} tags do not fit the entry")));
+            }
+            tags = bytes[header_len + 1..end]
+                .chunks_exact(8)
+                .map(|tag| u64::from_le_bytes(tag.try_into().expect("8 bytes")))
+                .collect();
+            skip = end;
+        }
+        flags => return Err(corrupt(format!("unknown envelope flags {flags:#04x}"))),
+    }
     let stamp = Stamp {
         expires_at,
         stale_for: Duration::from_millis(stale_for.into()),
@@ -198,11 +252,21 @@ pub fn open(mut bytes: Bytes) -> Result<Opened> {
     };
     // Advanced rather than sliced: slicing clones, which makes a `Bytes`
     // still owned by one `Vec` (as a backend's copy is) allocate to share it.
-    bytes.advance(header_len);
+    bytes.advance(skip);
     Ok(Opened {
         payload: bytes,
         stamp,
+        tags,
     })
+}
+
+/// The payload of an envelope this release encoded (after its header and
+/// tag block), for a copy in front of the backend.
+pub fn payload_of(bytes: &Bytes) -> Bytes {
+    match bytes[3] {
+        TAGGED => bytes.slice(HEADER_LEN + 1 + 8 * usize::from(bytes[HEADER_LEN])..),
+        _ => bytes.slice(HEADER_LEN..),
+    }
 }
 
 /// Decodes a verified payload into a `T`: every byte must be used, and the

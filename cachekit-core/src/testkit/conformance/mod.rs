@@ -22,6 +22,7 @@ mod faults;
 mod freshness;
 mod limits;
 mod lock;
+mod tags;
 mod ttl;
 
 #[cfg(test)]
@@ -49,6 +50,7 @@ const CASES: &[&[Case]] = &[
     lock::CASES,
     concurrency::CASES,
     freshness::CASES,
+    tags::CASES,
     faults::CASES,
 ];
 
