@@ -67,9 +67,11 @@ async fn a_stale_result_is_returned_at_once_and_refreshed_once() {
 
 static QUOTE_RUNS: AtomicUsize = AtomicUsize::new(0);
 
-/// Loads of 20 ms against a 60 s TTL, with a beta so large that every
-/// backend read (no L1) is due for an early refresh.
-#[cache(ttl = 60, early_refresh = 100000.0, l1 = false, namespace = "early", backend = shared_backend())]
+/// Loads of 20 ms against a 60 s TTL, with a beta so large that a read is
+/// due for an early refresh but for a chance of 3 * 10^-6 (60 s against
+/// 0.02 s * 10^9): L1 copies (on, by default) end at an early draw too, far
+/// in the past here, so calls reach the backend.
+#[cache(ttl = 60, early_refresh = 1000000000.0, namespace = "early", backend = shared_backend())]
 async fn quote(symbol: String) -> usize {
     tokio::time::sleep(Duration::from_millis(20)).await;
     symbol.len() * 100 + QUOTE_RUNS.fetch_add(1, Ordering::SeqCst)
@@ -134,4 +136,32 @@ async fn a_refresh_that_gets_an_err_keeps_the_stale_value() {
     );
     assert_eq!(flaky(9).await, Ok(9));
     assert!(FLAKY_RUNS.load(Ordering::SeqCst) >= 2);
+}
+
+static FAILING_RUNS: AtomicUsize = AtomicUsize::new(0);
+
+/// Always fails: its `Err` is stored for `err_ttl`, never served stale.
+#[cache(ttl = 60, stale = "30s", err_ttl = 1, namespace = "failing", backend = shared_backend())]
+async fn failing(n: u64) -> Result<u64, String> {
+    FAILING_RUNS.fetch_add(1, Ordering::SeqCst);
+    Err(format!("{n} failed"))
+}
+
+#[tokio::test]
+async fn an_err_is_stored_for_err_ttl_and_not_served_stale() {
+    // 1.5 s of calls every 10 ms: a run, then one after `err_ttl` ends.
+    for _ in 0..150 {
+        assert_eq!(failing(3).await, Err("3 failed".to_owned()));
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let runs = FAILING_RUNS.load(Ordering::SeqCst);
+    assert!(
+        (2..=3).contains(&runs),
+        "{runs} runs in 1.5 s with err_ttl = 1"
+    );
+    assert_eq!(
+        failing_stats().refreshes,
+        0,
+        "an error is not refreshed stale"
+    );
 }

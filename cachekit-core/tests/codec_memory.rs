@@ -5,7 +5,7 @@
 
 #![cfg(target_os = "linux")]
 
-use cachekit_core::__private::codec::{self, HEADER_LEN};
+use cachekit_core::__private::codec;
 use cachekit_core::backend::Bytes;
 use serde::{Deserialize, Serialize};
 
@@ -41,16 +41,19 @@ fn peak() -> u64 {
     kib * 1024
 }
 
-/// An envelope around `body` with a valid checksum and no shape marks.
+/// An envelope of format version 3 (16-byte header, still read) around
+/// `body` with a valid checksum and no shape marks.
 fn forged(body: &[u8]) -> Bytes {
     let mut envelope = b"CK\x03\x00".to_vec();
     envelope.extend_from_slice(&[0; 12]);
     envelope.extend_from_slice(&0_u64.to_le_bytes());
     envelope.push(0);
     envelope.extend_from_slice(body);
-    let crc = crc32c::crc32c_append(crc32c::crc32c(&envelope[2..12]), &envelope[HEADER_LEN..]);
+    let crc = crc32c::crc32c_append(crc32c::crc32c(&envelope[2..12]), &envelope[16..]);
     envelope[12..16].copy_from_slice(&crc.to_le_bytes());
-    envelope.into()
+    let envelope: Bytes = envelope.into();
+    assert!(codec::open(envelope.clone()).is_ok(), "a valid envelope");
+    envelope
 }
 
 /// The growth of the peak while `read` runs, in bytes.

@@ -130,6 +130,13 @@ impl FromMeta for Stale {
                     "`stale` must be more than 0 ({help}): without a stale window, leave it out"
                 ),
             )),
+            // An entry records its stale window in milliseconds, in 32 bits.
+            Ok(Ttl(seconds)) if seconds > 4_294_967 => Err(error(
+                expr.span(),
+                format!(
+                    "`stale` is at most 49 days (4294967 seconds), what an entry records ({help})"
+                ),
+            )),
             Ok(Ttl(seconds)) => Ok(Stale(seconds, expr.span())),
             Err(_) => Err(error(expr.span(), format!("{help}; {TTL_HELP}"))),
         }

@@ -229,7 +229,7 @@ fn check_revalidating(
     );
     for input in &sig.inputs {
         match input {
-            FnArg::Receiver(receiver) if receiver.reference.is_some() => errors.push(spanned(
+            FnArg::Receiver(receiver) if borrows(&receiver.ty) => errors.push(spanned(
                 receiver,
                 &format!("{borrowed}; for a method, take `self: Arc<Self>` or `self`"),
             )),

@@ -46,4 +46,18 @@ async fn not_a_number(n: u64) -> u64 {
     n
 }
 
+struct Accounts;
+
+impl Accounts {
+    #[cache(ttl = "5m", stale = "1m", skip(self))]
+    async fn by_arc_reference(self: &Arc<Self>, id: u64) -> u64 {
+        id
+    }
+}
+
+#[cache(ttl = "5m", stale = "50d")]
+async fn too_long(n: u64) -> u64 {
+    n
+}
+
 fn main() {}

@@ -17,7 +17,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::lock::{LOCK_POLL_MAX, LOCK_POLL_START};
-use super::revalidate::{Revalidate, due_early};
+use super::revalidate::{Revalidate, copy_until, due_early};
 use super::{Cache, Found, expiry};
 use crate::codec::Stamp;
 use crate::flight::Joined;
@@ -25,7 +25,7 @@ use crate::{LockGuard, codec, key, trace};
 
 /// How many lock leases a load waits at most for another process's load of
 /// the same key before loading itself.
-const LOAD_WAIT_LEASES: u32 = 10;
+pub(super) const LOAD_WAIT_LEASES: u32 = 10;
 
 /// A value read or loaded by [`Cache::fetch`], with what a tier in front of
 /// the cache needs to keep a copy.
@@ -39,12 +39,14 @@ pub(crate) struct Fetched<T> {
     pub(crate) fresh_until: Option<SystemTime>,
 }
 
-impl<T> From<Found<T>> for Fetched<T> {
-    fn from(found: Found<T>) -> Self {
+impl<T> Fetched<T> {
+    /// What was found, its copy in front kept until the entry's fresh time,
+    /// or earlier under early refresh with `beta` (see [`copy_until`]).
+    fn found(found: Found<T>, beta: f64) -> Self {
         Fetched {
             value: found.value,
             size: found.size,
-            fresh_until: found.seen.and_then(|seen| seen.stamp.fresh_until()),
+            fresh_until: found.seen.and_then(|seen| copy_until(&seen.stamp, beta)),
         }
     }
 }
@@ -92,9 +94,16 @@ pub(super) struct Ttls<T> {
     tags: Vec<String>,
     /// The generations of `tags` the lookup found (`None`: none yet).
     known: Vec<Option<u64>>,
+    /// Early refresh's beta (0: none), which ends copies in front early.
+    pub(super) beta: f64,
 }
 
 impl<T> Ttls<T> {
+    /// The tags, for a write that reads their generations itself.
+    pub(super) fn into_tags(self) -> Vec<String> {
+        self.tags
+    }
+
     /// Whether `value` is a failure (see [`Lifetime::negative_fails`]).
     pub(super) fn failed(&self, value: &T) -> bool {
         self.negative_fails && self.negative.is_some_and(|(_, negative)| negative(value))
@@ -126,14 +135,20 @@ impl<T> Ttls<T> {
                 },
             );
         };
+        // A failure is not served stale: `err_ttl` alone bounds it.
+        let stale = match self.failed(value) {
+            true => Duration::ZERO,
+            false => self.stale.min(codec::MAX_STALE),
+        };
         let stored = cache
             .inner
             .capabilities
-            .clamp_ttl(Some(fresh.saturating_add(self.stale)))
+            .clamp_ttl(Some(fresh.saturating_add(stale)))
             .unwrap_or(fresh);
+        // The backend's longest TTL shortens the stale window first.
         let stamp = Stamp {
             expires_at: expiry(Some(stored)),
-            stale_for: self.stale.min(stored),
+            stale_for: stored.saturating_sub(fresh).min(stale),
             load_time,
         };
         (Some(stored), stamp)
@@ -169,7 +184,7 @@ impl Cache {
             return self.uncached(loader).await;
         };
         let backend_ok = match self.lookup_for(key, &mut ttls).await {
-            Ok(Some(found)) => return Ok(found.into()),
+            Ok(Some(found)) => return Ok(Fetched::found(found, 0.0)),
             Ok(None) => true,
             Err(error) => self.read_failed(key, &error),
         };
@@ -197,6 +212,7 @@ impl Cache {
         let Some(mut ttls) = self.ttls(key, lifetime, revalidate.stale) else {
             return self.uncached(loader).await;
         };
+        ttls.beta = revalidate.beta;
         let backend_ok = match self.lookup_for(key, &mut ttls).await {
             Ok(Some(found)) => {
                 if let Some(seen) = found
@@ -206,7 +222,7 @@ impl Cache {
                 {
                     self.revalidate(key, seen.clone(), ttls, loader);
                 }
-                return Ok(found.into());
+                return Ok(Fetched::found(found, revalidate.beta));
             }
             Ok(None) => true,
             Err(error) => self.read_failed(key, &error),
@@ -223,7 +239,7 @@ impl Cache {
         ttls: &mut Ttls<T>,
     ) -> crate::Result<Option<Found<T>>> {
         if ttls.tags.is_empty() {
-            return self.lookup(key).await;
+            return self.lookup(key, ttls.beta).await;
         }
         let (opened, known) = self.read_tagged(key, &ttls.tags).await?;
         ttls.known = known;
@@ -300,6 +316,7 @@ impl Cache {
             stale,
             tags: lifetime.tags,
             known: Vec::new(),
+            beta: 0.0,
         })
     }
 
@@ -457,7 +474,7 @@ impl Cache {
         let l1_until = if tagged {
             Some(SystemTime::UNIX_EPOCH)
         } else {
-            stamp.fresh_until()
+            copy_until(&stamp, ttls.beta)
         };
         let payload = match codec::encode_tagged(
             &value,
@@ -501,7 +518,7 @@ impl Cache {
         let fetched = Fetched {
             value,
             size,
-            fresh_until: stamp.fresh_until(),
+            fresh_until: l1_until,
         };
         Ok((fetched, payload))
     }

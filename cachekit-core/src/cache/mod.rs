@@ -140,7 +140,7 @@ impl Cache {
             return Ok(found);
         }
         trace::traced(span, async {
-            Ok(self.counted(self.lookup_backend(&key).await?))
+            Ok(self.counted(self.lookup_backend(&key, 0.0).await?))
         })
         .await
     }
@@ -350,15 +350,18 @@ impl Cache {
     ) -> impl Future<Output = Result<(usize, Option<SystemTime>)>> + use<'a, T> {
         let encoded = self.effective_ttls(lifetime, stale).and_then(|ttls| {
             let (ttl, stamp) = ttls.stamp(self, value, load_time);
-            Ok((
-                codec::encode_stamped(value, stamp)?,
-                ttl,
-                stamp.fresh_until(),
-            ))
+            let bytes = codec::encode_stamped(value, stamp)?;
+            Ok((bytes, ttl, stamp.fresh_until(), ttls.into_tags()))
         });
         async move {
-            let (bytes, ttl, fresh_until) = encoded?;
+            let (mut bytes, ttl, mut fresh_until, tags) = encoded?;
             let size = codec::payload_of(&bytes).len();
+            if !tags.is_empty() {
+                let (_, known) = self.read_tagged(key, &tags).await?;
+                bytes = codec::with_tags(&bytes, &self.generations(&tags, &known).await?);
+                // A tagged entry is never kept in L1: a time already past.
+                fresh_until = Some(SystemTime::UNIX_EPOCH);
+            }
             self.write(key, bytes, ttl, fresh_until).await?;
             Ok((size, fresh_until))
         }
@@ -366,7 +369,7 @@ impl Cache {
 
     /// Removes the built `key` from L1 and the backend; `true` if the backend had it.
     pub(crate) async fn remove(&self, key: &str) -> Result<bool> {
-        self.inner.refreshing.supersede(key);
+        let _writing = self.inner.refreshing.write_starts(key);
         self.forget_l1(key);
         let result = self
             .call("delete", key, true, || self.raw().delete(key))
@@ -407,10 +410,11 @@ impl Cache {
     /// hit, and leaves a miss for the caller to count (a caller that then
     /// shares another caller's load does not miss). Unreadable bytes are
     /// no value, and a warning.
-    async fn lookup<T: DeserializeOwned>(&self, key: &str) -> Result<Option<Found<T>>> {
+    /// `beta`: early refresh's, which ends the copy kept in L1 early.
+    async fn lookup<T: DeserializeOwned>(&self, key: &str, beta: f64) -> Result<Option<Found<T>>> {
         match self.lookup_l1(key) {
             Some(found) => Ok(found),
-            None => self.lookup_backend(key).await,
+            None => self.lookup_backend(key, beta).await,
         }
     }
 
@@ -431,7 +435,11 @@ impl Cache {
     }
 
     /// [`Cache::lookup`] in the backend, keeping what it finds in L1.
-    async fn lookup_backend<T: DeserializeOwned>(&self, key: &str) -> Result<Option<Found<T>>> {
+    async fn lookup_backend<T: DeserializeOwned>(
+        &self,
+        key: &str,
+        beta: f64,
+    ) -> Result<Option<Found<T>>> {
         let ticket = self.inner.l1.as_ref().map(|l1| l1.ticket());
         let Some(opened) = self.read(key).await? else {
             return Ok(None);
@@ -446,7 +454,7 @@ impl Cache {
                 ticket,
                 key,
                 opened.payload.clone(),
-                opened.stamp.fresh_until(),
+                revalidate::copy_until(&opened.stamp, beta),
             );
         }
         Ok(Some(Found {
@@ -514,7 +522,7 @@ impl Cache {
         ttl: Option<Duration>,
         fresh_until: Option<SystemTime>,
     ) -> Result<()> {
-        self.inner.refreshing.supersede(key);
+        let _writing = self.inner.refreshing.write_starts(key);
         self.store_bytes(key, bytes, ttl, fresh_until).await
     }
 

@@ -11,16 +11,18 @@
 //! - before loading and before writing, it reads the entry again, and goes
 //!   no further if it is no longer the one found stale (another process
 //!   refreshed it, a `set` replaced it, an invalidation removed it);
-//! - in this process, a `set` or an invalidation of the key while the
-//!   refresh runs marks it superseded ([`Refreshing::supersede`]): it then
-//!   does not write, and if the mark comes while it writes, it removes the
-//!   entry after, so that the key ends with the newer value or with none.
+//! - in this process, a `set` or an invalidation of the key that starts
+//!   while the refresh runs marks it superseded, and one in flight when it
+//!   would write holds it back ([`Refreshing::write_starts`]): it then does
+//!   not write, and if the mark comes while it writes, it removes the entry
+//!   after, so that the key ends with the newer value or with none.
 //!   Across processes, the window between the last read and the write
 //!   remains (no backend here compares and sets).
 //!
 //! A refresh that fails (the loader's error, a cached function's `Err`
-//! stored under `err_ttl`, a backend error) keeps the stale value, counts a
-//! load error and writes a warning; the next stale read tries again.
+//! stored under `err_ttl`, a backend error, a loader still running after
+//! ten lock leases) keeps the stale value, counts a load error and writes a
+//! warning; the next stale read tries again.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -31,7 +33,7 @@ use dashmap::DashMap;
 use serde::Serialize;
 
 use super::Cache;
-use super::load::Ttls;
+use super::load::{LOAD_WAIT_LEASES, Ttls};
 use crate::{codec, key};
 
 /// How a cache-aside load keeps its entry fresh without making callers wait
@@ -46,8 +48,9 @@ use crate::{codec, key};
 ///   the fresh time nears, scaled by how long the value took to load (kept
 ///   in the entry) and by `beta` (1.0 in the paper; more refreshes earlier).
 ///
-/// An L1 copy lives until the entry's fresh time at most, so the checks run
-/// on backend reads only; an L1 hit costs what it did.
+/// An L1 copy lives until the entry's fresh time at most (under early
+/// refresh, until an early draw), so the checks run on backend reads only;
+/// an L1 hit costs what it did.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Revalidate {
     pub(super) stale: Duration,
@@ -55,9 +58,13 @@ pub struct Revalidate {
 }
 
 impl Revalidate {
-    /// Serves entries for `stale` past their TTL while refreshing them.
+    /// Serves entries for `stale` past their TTL while refreshing them (at
+    /// most 49.7 days, `u32::MAX` milliseconds: a longer window is shortened).
     pub fn stale(stale: Duration) -> Self {
-        Revalidate { stale, beta: 0.0 }
+        Revalidate {
+            stale: stale.min(codec::MAX_STALE),
+            beta: 0.0,
+        }
     }
 
     /// Also refreshes early, with XFetch's `beta` (1.0 is the paper's; a
@@ -98,12 +105,52 @@ pub(super) fn due_early(
     ahead >= left.as_secs_f64()
 }
 
-/// The keys this cache is refreshing, each with its superseded mark.
+/// How many slots count the writes in flight (see [`Refreshing::writes`]).
+const WRITE_SLOTS: usize = 32;
+
+/// Until when a copy in front of the backend may serve an entry stamped
+/// `stamp` under early refresh with `beta`: its fresh time less an XFetch
+/// draw (`load_time * beta * -ln u`), so that copies end before it, at
+/// the time XFetch would refresh, and the reads after them check again.
+pub(super) fn copy_until(stamp: &codec::Stamp, beta: f64) -> Option<SystemTime> {
+    let fresh_until = stamp.fresh_until()?;
+    if beta <= 0.0 || stamp.load_time.is_zero() {
+        return Some(fresh_until);
+    }
+    let u: f64 = rand::random();
+    let ahead = stamp.load_time.as_secs_f64() * beta * -u.max(f64::MIN_POSITIVE).ln();
+    let ahead = Duration::try_from_secs_f64(ahead).unwrap_or(Duration::MAX);
+    Some(
+        fresh_until
+            .checked_sub(ahead)
+            .unwrap_or(SystemTime::UNIX_EPOCH),
+    )
+}
+
+/// The keys this cache is refreshing, each with its superseded mark, and
+/// the writes in flight.
 #[derive(Debug, Default)]
 pub(super) struct Refreshing {
     keys: DashMap<String, Arc<AtomicBool>>,
     /// How many keys: writes look at the map only when some refresh runs.
     running: AtomicUsize,
+    /// Writes and removals in flight, counted in a slot by their key's hash:
+    /// a refresh does not write while one of its key's slot runs (one that
+    /// began before the refresh, which its mark cannot catch). Keys sharing
+    /// a slot only make a refresh skip a write, never make it wrong.
+    writes: [AtomicUsize; WRITE_SLOTS],
+}
+
+/// A write or removal in flight (see [`Refreshing::writes`]): counted
+/// until dropped.
+pub(super) struct Writing<'a> {
+    slot: &'a AtomicUsize,
+}
+
+impl Drop for Writing<'_> {
+    fn drop(&mut self) {
+        self.slot.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// A refresh's claim on its key: released when dropped (the task ends,
@@ -130,15 +177,26 @@ impl Drop for Claim {
 }
 
 impl Refreshing {
-    /// Marks the refresh of `key`, if one runs, superseded by a write or
-    /// removal that starts now.
-    pub(super) fn supersede(&self, key: &str) {
-        if self.running.load(Ordering::SeqCst) == 0 {
-            return;
+    /// A write or removal of `key` that starts now: counted while it runs,
+    /// and it supersedes the refresh of `key`, if one runs.
+    pub(super) fn write_starts(&self, key: &str) -> Writing<'_> {
+        let slot = self.slot(key);
+        slot.fetch_add(1, Ordering::SeqCst);
+        if self.running.load(Ordering::SeqCst) > 0 {
+            if let Some(mark) = self.keys.get(key) {
+                mark.store(true, Ordering::SeqCst);
+            }
         }
-        if let Some(mark) = self.keys.get(key) {
-            mark.store(true, Ordering::SeqCst);
-        }
+        Writing { slot }
+    }
+
+    /// Whether a write or removal of `key` (or of a key in its slot) runs.
+    fn writing(&self, key: &str) -> bool {
+        self.slot(key).load(Ordering::SeqCst) > 0
+    }
+
+    fn slot(&self, key: &str) -> &AtomicUsize {
+        &self.writes[crc32c::crc32c(key.as_bytes()) as usize % WRITE_SLOTS]
     }
 }
 
@@ -216,18 +274,29 @@ impl Cache {
                 }),
             }
         }
-        // Another process may have refreshed it before the lock was ours.
-        if claim.superseded() || (held.is_some() && !self.still_holds(key, &seen).await) {
+        // Another process, or an earlier refresh of this one, may have
+        // replaced it since it was read.
+        if claim.superseded() || !self.still_holds(key, &seen).await {
             return;
         }
         counters.refreshes.bump();
         counters.loads.bump();
         let started = Instant::now();
-        let loaded = match &held {
-            Some(guard) => self.extending(guard, key, loader()).await,
-            None => loader().await,
+        let loading = async {
+            match &held {
+                Some(guard) => self.extending(guard, key, loader()).await,
+                None => loader().await,
+            }
         };
-        let Some(value) = loaded.ok().filter(|value| !ttls.failed(value)) else {
+        // Bounded as a wait for another's load is: a loader that never
+        // returns does not hold the key (and its lock) for good.
+        let longest = self.inner.lock_lease.saturating_mul(LOAD_WAIT_LEASES);
+        let loaded = tokio::time::timeout(longest, loading).await;
+        let Some(value) = loaded
+            .ok()
+            .and_then(Result::ok)
+            .filter(|value| !ttls.failed(value))
+        else {
             counters.load_errors.bump();
             self.warn(|suppressed| {
                 tracing::warn!(%key, suppressed, "refreshing a stale entry failed: the stale value is served until it expires");
@@ -244,12 +313,15 @@ impl Cache {
                 return;
             }
         };
-        if claim.superseded() || !self.still_holds(key, &seen).await {
+        if claim.superseded()
+            || self.inner.refreshing.writing(key)
+            || !self.still_holds(key, &seen).await
+        {
             return;
         }
         // A tagged entry is never kept in L1 (see `tags`): a time already past.
         let l1_until = match seen.tags.is_empty() {
-            true => stamp.fresh_until(),
+            true => copy_until(&stamp, ttls.beta),
             false => Some(SystemTime::UNIX_EPOCH),
         };
         if let Err(error) = self.store_bytes(key, bytes, ttl, l1_until).await {

@@ -64,6 +64,9 @@ const PREVIOUS_VERSION: u8 = 3;
 pub const HEADER_LEN: usize = 24;
 /// Size of a [`PREVIOUS_VERSION`] header.
 const PREVIOUS_HEADER_LEN: usize = 16;
+/// The longest stale window an envelope records (`u32::MAX` milliseconds,
+/// 49.7 days); longer ones are shortened to it.
+pub const MAX_STALE: Duration = Duration::from_millis(u32::MAX as u64);
 /// The flag of an entry with a tag block.
 const TAGGED: u8 = 1;
 /// The most tags one entry records.
@@ -78,8 +81,8 @@ pub struct Stamp {
     pub expires_at: Option<SystemTime>,
     /// How long before `expires_at` the entry stops being fresh: from then
     /// on it is served stale while one refresh runs. Stored in whole
-    /// milliseconds, at most `u32::MAX` of them (49 days, more than any
-    /// backend keeps an entry: memcached's TTLs end at 30).
+    /// milliseconds, at most [`MAX_STALE`] (writers keep to it: a longer
+    /// window would be read back shorter, and the entry fresh for longer).
     pub stale_for: Duration,
     /// How long the value took to load (the delta of early refresh); zero
     /// when unknown. Stored as [`Stamp::stale_for`] is.
@@ -260,6 +263,22 @@ pub fn open(mut bytes: Bytes) -> Result<Opened> {
     })
 }
 
+/// An untagged envelope this release encoded, with a tag block of `tags`
+/// (at most [`MAX_TAGS`]) added: for a value encoded before its tags'
+/// generations were read.
+pub fn with_tags(untagged: &Bytes, tags: &[u64]) -> Bytes {
+    debug_assert!(untagged[3] == 0 && tags.len() <= MAX_TAGS);
+    let mut buf = BytesMut::with_capacity(untagged.len() + 1 + 8 * tags.len());
+    buf.put_slice(&untagged[..HEADER_LEN]);
+    buf[3] = TAGGED;
+    buf.put_u8(tags.len() as u8);
+    tags.iter().for_each(|tag| buf.put_u64_le(*tag));
+    buf.put_slice(&untagged[HEADER_LEN..]);
+    let crc = checksum(&buf[2..HEADER_LEN - 4], &buf[HEADER_LEN..]);
+    buf[HEADER_LEN - 4..HEADER_LEN].copy_from_slice(&crc.to_le_bytes());
+    buf.freeze()
+}
+
 /// The payload of an envelope this release encoded (after its header and
 /// tag block), for a copy in front of the backend.
 pub fn payload_of(bytes: &Bytes) -> Bytes {
@@ -412,6 +431,25 @@ mod tests {
             opened.stamp.stale_for,
             Duration::from_millis(u32::MAX.into())
         );
+    }
+
+    #[test]
+    fn tags_round_trip_whether_encoded_with_the_value_or_added_after() {
+        let stamp = Stamp::expiring(None);
+        let tagged = encode_tagged(&profile(), stamp, &[7, u64::MAX]).unwrap();
+        let added = with_tags(&encode_stamped(&profile(), stamp).unwrap(), &[7, u64::MAX]);
+        assert_eq!(tagged, added);
+        let opened = open(tagged.clone()).unwrap();
+        assert_eq!(opened.tags, vec![7, u64::MAX]);
+        assert_eq!(opened.payload, payload_of(&tagged));
+        assert_eq!(decode::<Profile>(tagged).unwrap(), profile());
+        assert!(encode_tagged(&1u8, stamp, &[0; MAX_TAGS + 1]).is_err());
+        // A tag count beyond the entry is refused, not read past.
+        let mut bad = encode_tagged(&1u8, stamp, &[1]).unwrap().to_vec();
+        bad[HEADER_LEN] = 200;
+        let crc = checksum(&bad[2..20], &bad[HEADER_LEN..]);
+        bad[20..24].copy_from_slice(&crc.to_le_bytes());
+        assert!(open(Bytes::from(bad)).is_err());
     }
 
     #[test]

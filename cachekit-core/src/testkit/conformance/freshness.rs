@@ -304,10 +304,10 @@ async fn late_refresh_loses_to_invalidation(c: &Ctx) {
 /// is refreshed before it expires, without serving anything stale.
 async fn early_refresh_before_expiry(c: &Ctx) {
     let (cache, name, key) = (cache(c), c.name(), c.key("early"));
-    // Loads of 50 ms, beta 10,000: due 500 s ahead on average, so every
-    // read of a 60 s entry is due (the chance of not is e^-120).
-    let revalidate = Revalidate::stale(STALE).early_refresh(10_000.0);
-    let ttl = Some(Duration::from_secs(60));
+    // Loads of 50 ms, beta 10^9: a read 10 s before the fresh end is due
+    // unless a draw falls below 10 / (0.05 * 10^9): a chance of 2 * 10^-7.
+    let revalidate = Revalidate::stale(STALE).early_refresh(1e9);
+    let ttl = Some(Duration::from_secs(10));
     let runs = Arc::new(AtomicUsize::new(0));
     let loader = |value: &'static str| {
         let runs = Arc::clone(&runs);
