@@ -94,6 +94,7 @@
 /// | `early_refresh`, `early_refresh = 2.0` | refreshes a hot result in the background before its TTL ends, with a probability that rises as the end nears, scaled by how long the body took (XFetch; the number is its beta, 1.0 when bare); the same needs as `stale` |
 /// | `tags = ["user:{id}"]` | tags of each result, format strings over the arguments (at most 31): `Cache::invalidate_tag("user:42")` on a cache in the function's namespace makes every result tagged with it a miss, in every process. Tagged results are read with their tags' generations (one `get_many`) and not kept in L1. Implies `invalidate_all` |
 /// | `invalidate_all` | every result carries the function's own tag, and `name_invalidate_all()` invalidates it: every stored result of the function, in every process, with one write. Not kept in L1, as `tags` |
+/// | `batch` | for `async fn f(ids: Vec<K>) -> HashMap<K, V>` (or `BTreeMap`): each key's value is an entry of its own (the key of a call with that key alone); a call reads them all with one `get_many`, runs the body once with the keys that missed, and stores each value it returned (a key it leaves out is absent, not stored). Other arguments must be `skip`ped; companions `name_invalidate(ids)` and `name_stats()`; not kept in L1 |
 /// | `l1 = false` | results are not kept in process: every call reads the backend |
 /// | `l1_capacity = 1000` | the most results kept in process for this function (at least 1); default: the `l1_max_entries` setting |
 ///

@@ -48,6 +48,9 @@ pub(crate) struct Options {
     pub(crate) tags: Option<Tags>,
     /// Every result carries the function's own tag, for `_invalidate_all`.
     pub(crate) invalidate_all: darling::util::Flag,
+    /// A batch function: a `Vec` of keys in, a map of the keys found out;
+    /// each key's value is an entry of its own.
+    pub(crate) batch: darling::util::Flag,
 }
 
 impl Options {
@@ -239,6 +242,7 @@ const OPTION_NAMES: &[&str] = &[
     "early_refresh",
     "tags",
     "invalidate_all",
+    "batch",
 ];
 
 /// `errors` with every unknown option's error naming the options there
@@ -468,7 +472,7 @@ mod tests {
                 "backend" => "backend = make()".to_owned(),
                 "cache_none" | "l1" => format!("{name} = true"),
                 "none_ttl" | "err_ttl" | "stale" => format!("{name} = \"30s\""),
-                "early_refresh" | "invalidate_all" => (*name).to_owned(),
+                "early_refresh" | "invalidate_all" | "batch" => (*name).to_owned(),
                 "tags" => "tags = [\"t\"]".to_owned(),
                 _ => format!("{name} = 1"),
             };

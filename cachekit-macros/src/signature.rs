@@ -166,6 +166,9 @@ impl Function {
                 errors.push(darling::Error::custom(message).with_span(&none_ttl.1));
             }
         }
+        if options.batch.is_present() {
+            check_batch(&item, options, &args, output.as_ref(), &mut errors);
+        }
         if let Some((option, span)) = options.revalidates() {
             check_revalidating(&item, options, option, span, &mut errors);
         }
@@ -193,6 +196,56 @@ impl Function {
             policy,
             skip_self,
         })
+    }
+}
+
+/// Checks a batch function: `async`, one key argument that is a `Vec`, a
+/// map returned, and no option that `batch` does not combine with.
+fn check_batch(
+    item: &ItemFn,
+    options: &Options,
+    args: &[Arg],
+    output: Option<&Type>,
+    errors: &mut darling::error::Accumulator,
+) {
+    let span = options.batch.span();
+    let mut refuse =
+        |message: String| errors.push(darling::Error::custom(message).with_span(&span));
+    if item.sig.asyncness.is_none() {
+        refuse(format!(
+            "`batch` needs an `async fn`: make `{}` async",
+            item.sig.ident
+        ));
+    }
+    let keyed: Vec<&Arg> = args.iter().filter(|arg| !arg.skipped).collect();
+    match keyed.as_slice() {
+        [arg] if last_segment(&arg.ty).as_deref() == Some("Vec") => {}
+        _ => refuse(
+            "`batch` needs one argument in the key, a `Vec` of keys (`ids: Vec<u64>`); `skip(..)` the others (a pool, a client)".to_owned(),
+        ),
+    }
+    if !matches!(
+        output.and_then(last_segment).as_deref(),
+        Some("HashMap" | "BTreeMap")
+    ) {
+        refuse(
+            "`batch` needs a map returned, from each key found to its value (`HashMap<u64, User>`, `BTreeMap<..>`)".to_owned(),
+        );
+    }
+    let others = [
+        ("key", options.key.is_some()),
+        ("stale", options.stale.is_some()),
+        ("early_refresh", options.early_refresh.is_some()),
+        ("tags", options.tags.is_some()),
+        ("invalidate_all", options.invalidate_all.is_present()),
+        ("none_ttl", options.none_ttl.is_some()),
+        ("err_ttl", options.err_ttl.is_some()),
+        ("cache_none", options.cache_none.is_some()),
+    ];
+    for (other, _) in others.iter().filter(|(_, given)| *given) {
+        refuse(format!(
+            "`batch` does not combine with `{other}`: each key of a batch is an entry of its own"
+        ));
     }
 }
 

@@ -2,6 +2,7 @@
 //! and the backend lock (`load`), capability-checked lock/ttl/touch, and
 //! graceful degradation when the backend fails.
 
+mod batch;
 mod builder;
 mod jitter;
 mod load;

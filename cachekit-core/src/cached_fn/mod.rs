@@ -24,6 +24,7 @@
 //! and tried again after a back-off; the function runs uncached meanwhile
 //! (see `state`). [`init`] finds such errors at startup instead.
 
+mod batch;
 mod call;
 mod clock;
 mod coherent;

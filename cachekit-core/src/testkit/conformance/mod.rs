@@ -16,6 +16,7 @@
 //! ```
 
 mod basics;
+mod batch;
 mod case;
 mod concurrency;
 mod faults;
@@ -50,6 +51,7 @@ const CASES: &[&[Case]] = &[
     lock::CASES,
     concurrency::CASES,
     freshness::CASES,
+    batch::CASES,
     tags::CASES,
     faults::CASES,
 ];

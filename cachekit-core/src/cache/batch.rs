@@ -1,0 +1,233 @@
+//! Batches: `get_many` reads many keys with one backend `get_many` (one
+//! round trip per server on memcached and Redis), and `get_or_insert_many`
+//! calls its loader once with every miss, then stores the loaded values in
+//! one `set_many` (or, with TTL jitter, in concurrent sets, each with its
+//! own TTL).
+//!
+//! Each key counts as one lookup (an L1 hit, a backend hit or a miss), as in
+//! [`Cache::get`]. Concurrent batches are not single-flighted against each
+//! other: a key missing from two batches at once is loaded by both.
+
+use std::future::Future;
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::{Cache, expiry};
+use crate::{Result, codec, key, trace};
+
+impl Cache {
+    /// The values under `keys`, in order: `None` for a miss (or unreadable
+    /// bytes, as in [`Cache::get`]). L1 first, then one backend `get_many`
+    /// for the rest.
+    pub async fn get_many<T: DeserializeOwned>(&self, keys: &[&str]) -> Result<Vec<Option<T>>> {
+        let built: Vec<key::Built> = keys.iter().map(|key| self.key(key)).collect();
+        let first = built.first().map_or("", |key| key.as_str());
+        let values = trace::traced(self.span("get_many", first), self.lookup_many(&built)).await?;
+        let missed = values.iter().filter(|value| value.is_none()).count();
+        self.inner.counters.misses.add(missed as u64);
+        Ok(values)
+    }
+
+    /// The values under `keys`, in order; the missing ones from one call of
+    /// `loader` with their keys (in the order given), stored for `ttl` (as
+    /// in [`Cache::set`]). Backend trouble never reaches the caller: the
+    /// loader then gets every key, and its values are returned uncached.
+    ///
+    /// # Panics
+    ///
+    /// If `loader` returns another number of values than it was given keys.
+    pub async fn get_or_insert_many<T, F, Fut>(
+        &self,
+        keys: &[&str],
+        ttl: Option<Duration>,
+        loader: F,
+    ) -> Vec<T>
+    where
+        T: Serialize + DeserializeOwned,
+        F: FnOnce(Vec<String>) -> Fut,
+        Fut: Future<Output = Vec<T>>,
+    {
+        let built: Vec<key::Built> = keys.iter().map(|key| self.key(key)).collect();
+        let first = built.first().map_or("", |key| key.as_str());
+        let span = self.span("get_or_insert_many", first);
+        let load = |missing: Vec<usize>| async move {
+            let asked: Vec<String> = missing.iter().map(|at| keys[*at].to_owned()).collect();
+            let loaded = loader(asked).await;
+            assert_eq!(
+                loaded.len(),
+                missing.len(),
+                "the loader of `get_or_insert_many` returned {} values for {} keys",
+                loaded.len(),
+                missing.len()
+            );
+            loaded.into_iter().map(Some).collect()
+        };
+        let values = trace::traced(span, self.fetch_many(&built, ttl, load)).await;
+        values
+            .into_iter()
+            .map(|value| value.expect("every key found or loaded"))
+            .collect()
+    }
+
+    /// The values under the built `keys`, in order; the missing ones from
+    /// one call of `load` with their indexes, which gives a value (stored
+    /// for `ttl`) or none (not stored) for each. Backend trouble never
+    /// reaches the caller: `load` then gets every index, uncached.
+    pub(crate) async fn fetch_many<T, F, Fut>(
+        &self,
+        keys: &[key::Built],
+        ttl: Option<Duration>,
+        load: F,
+    ) -> Vec<Option<T>>
+    where
+        T: Serialize + DeserializeOwned,
+        F: FnOnce(Vec<usize>) -> Fut,
+        Fut: Future<Output = Vec<Option<T>>>,
+    {
+        let counters = &self.inner.counters;
+        let (mut values, backend_ok) = match self.lookup_many::<T>(keys).await {
+            Ok(values) => (values, true),
+            Err(error) => {
+                self.warn(|suppressed| {
+                    tracing::warn!(%error, suppressed, keys = keys.len(), "backend read of a batch failed: running the loader uncached");
+                });
+                ((0..keys.len()).map(|_| None).collect(), false)
+            }
+        };
+        let missing: Vec<usize> = (0..keys.len()).filter(|at| values[*at].is_none()).collect();
+        if missing.is_empty() {
+            return values;
+        }
+        counters.misses.add(missing.len() as u64);
+        counters.loads.bump();
+        trace::outcome("miss");
+        let loaded = load(missing.clone()).await;
+        if backend_ok {
+            let entries: Vec<(&str, &T)> = missing
+                .iter()
+                .zip(&loaded)
+                .filter_map(|(at, value)| Some((keys[*at].as_str(), value.as_ref()?)))
+                .collect();
+            if let Err(error) = self.store_many(&entries, ttl).await {
+                self.warn(|suppressed| {
+                    tracing::warn!(%error, suppressed, keys = entries.len(), "storing a loaded batch failed: returned uncached");
+                });
+            }
+        }
+        for (at, value) in missing.into_iter().zip(loaded) {
+            values[at] = value;
+        }
+        values
+    }
+
+    /// The values under the built `keys`: L1 first, then one `get_many`;
+    /// hits counted, misses left to the caller.
+    async fn lookup_many<T: DeserializeOwned>(
+        &self,
+        keys: &[key::Built],
+    ) -> Result<Vec<Option<T>>> {
+        let mut values: Vec<Option<T>> = Vec::with_capacity(keys.len());
+        let mut remote = Vec::new();
+        for (at, key) in keys.iter().enumerate() {
+            match self.lookup_l1(key) {
+                Some(Some(found)) => values.push(Some(found.value)),
+                _ => {
+                    values.push(None);
+                    remote.push(at);
+                }
+            }
+        }
+        if remote.is_empty() {
+            return Ok(values);
+        }
+        let ticket = self.inner.l1.as_ref().map(|l1| l1.ticket());
+        let wire: Vec<&str> = remote.iter().map(|at| keys[*at].as_str()).collect();
+        let found = self
+            .call("get_many", wire[0], true, || self.raw().get_many(&wire))
+            .await?;
+        for (at, bytes) in remote.into_iter().zip(found) {
+            let key = keys[at].as_str();
+            let Some(bytes) = bytes else { continue };
+            self.inner.counters.bytes_read.add(bytes.len() as u64);
+            // A tagged entry's tags are not known here: a miss, as in `get`.
+            let Some(opened) = self
+                .opened(key, bytes)
+                .filter(|opened| opened.tags.is_empty())
+            else {
+                continue;
+            };
+            let Some(value) = self.decode(key, &opened.payload) else {
+                continue;
+            };
+            self.inner.counters.l2_hits.bump();
+            if let (Some(l1), Some(ticket)) = (&self.inner.l1, ticket) {
+                l1.fill(
+                    ticket,
+                    key,
+                    opened.payload.clone(),
+                    opened.stamp.fresh_until(),
+                );
+            }
+            values[at] = Some(value);
+        }
+        Ok(values)
+    }
+
+    /// Stores `entries` (built keys and values) for `ttl`: one `set_many`,
+    /// or, with TTL jitter, one set each (concurrent), each with its own
+    /// TTL. A value over the backend's size limit fails the whole batch
+    /// before anything is written.
+    async fn store_many<T: Serialize>(
+        &self,
+        entries: &[(&str, &T)],
+        ttl: Option<Duration>,
+    ) -> Result<()> {
+        let mut encoded: Vec<(&str, Bytes, Option<Duration>)> = Vec::with_capacity(entries.len());
+        for (key, value) in entries {
+            let ttl = self.effective_ttl(ttl)?;
+            let bytes = codec::encode(*value, expiry(ttl))?;
+            if let Some(limit) = self.inner.capabilities.max_value_size {
+                if bytes.len() > limit {
+                    return Err(crate::Error::ValueTooLarge {
+                        size: bytes.len(),
+                        limit,
+                    });
+                }
+            }
+            encoded.push((key, bytes, ttl));
+        }
+        if self.inner.ttl_jitter == 0 {
+            let pairs: Vec<(&str, Bytes)> = encoded
+                .iter()
+                .map(|(key, bytes, _)| (*key, bytes.clone()))
+                .collect();
+            let _writing: Vec<_> = pairs
+                .iter()
+                .map(|(key, _)| self.inner.refreshing.write_starts(key))
+                .collect();
+            pairs.iter().for_each(|(key, _)| self.forget_l1(key));
+            let ticket = self.inner.l1.as_ref().map(|l1| l1.ticket());
+            let ttl = encoded.first().and_then(|(_, _, ttl)| *ttl);
+            let first = pairs.first().map_or("", |(key, _)| *key);
+            self.call("set_many", first, true, || self.raw().set_many(&pairs, ttl))
+                .await?;
+            for (key, bytes, ttl) in &encoded {
+                self.inner.counters.bytes_written.add(bytes.len() as u64);
+                if let (Some(l1), Some(ticket)) = (&self.inner.l1, ticket) {
+                    l1.fill(ticket, key, codec::payload_of(bytes), expiry(*ttl));
+                }
+            }
+            return Ok(());
+        }
+        let writes = encoded
+            .into_iter()
+            .map(|(key, bytes, ttl)| self.write(key, bytes, ttl, expiry(ttl)));
+        futures_util::future::join_all(writes)
+            .await
+            .into_iter()
+            .collect()
+    }
+}
