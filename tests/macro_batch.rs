@@ -3,7 +3,7 @@
 //! the keys that missed, and a key the body leaves out is not stored.
 #![cfg(feature = "macros")]
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -59,4 +59,51 @@ async fn a_batch_runs_its_body_once_with_the_keys_that_missed() {
     names_invalidate(vec![5, 6]).await.unwrap();
     names(vec![5, 6, 7]).await;
     assert_eq!(ASKED.lock().unwrap()[3], vec![5, 6]);
+}
+
+#[derive(serde::Serialize)]
+struct Repo {
+    tenant: u64,
+}
+
+impl Repo {
+    /// The receiver is part of each key: tenants do not share results.
+    #[cache(batch, namespace = "repo", backend = shared_backend())]
+    async fn labels(&self, ids: Vec<u64>) -> HashMap<u64, String> {
+        ids.into_iter()
+            .map(|id| (id, format!("tenant {} item {id}", self.tenant)))
+            .collect()
+    }
+}
+
+#[tokio::test]
+async fn a_batch_method_keys_its_receiver() {
+    let one = Repo { tenant: 1 }.labels(vec![7]).await;
+    let two = Repo { tenant: 2 }.labels(vec![7]).await;
+    assert_eq!(one[&7], "tenant 1 item 7");
+    assert_eq!(two[&7], "tenant 2 item 7");
+}
+
+/// Ordered, not hashable.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+struct Sku(String);
+
+#[cache(batch, namespace = "prices", backend = shared_backend())]
+async fn prices(mut skus: Vec<Sku>) -> BTreeMap<Sku, u64> {
+    skus.sort();
+    skus.into_iter()
+        .map(|sku| {
+            let price = sku.0.len() as u64;
+            (sku, price)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_batch_may_return_a_btree_map_and_bind_its_keys_mut() {
+    let skus = vec![Sku("bb".into()), Sku("a".into())];
+    let got = prices(skus.clone()).await;
+    assert_eq!(got[&Sku("bb".into())], 2);
+    assert_eq!(prices(skus).await, got, "stored");
+    assert_eq!(prices_stats().l2_hits, 2);
 }

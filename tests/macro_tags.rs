@@ -84,3 +84,27 @@ fn invalidate_all_drops_every_result_of_a_plain_function() {
     rate("USD".into());
     assert_eq!(RATE_RUNS.load(Ordering::SeqCst), 4, "stored again");
 }
+
+/// The source `profile` reads, which a test changes.
+static PROFILE_VERSION: AtomicUsize = AtomicUsize::new(1);
+
+#[cache(tags = ["profile:{id}"], namespace = "profiles", backend = shared_backend())]
+async fn profile(id: u64) -> usize {
+    let version = PROFILE_VERSION.load(Ordering::SeqCst);
+    if id == 2 {
+        // A write and its invalidation land while this body runs.
+        PROFILE_VERSION.fetch_add(1, Ordering::SeqCst);
+        profile_invalidate_all().await.unwrap();
+    }
+    version
+}
+
+#[tokio::test]
+async fn a_refresh_that_raced_an_invalidation_is_not_served() {
+    let read = profile_refresh(2).await;
+    let now = PROFILE_VERSION.load(Ordering::SeqCst);
+    assert_eq!(read + 1, now, "the body read the version before the write");
+    // The refreshed value was stored under the generation before the
+    // invalidation: the next call reads the source again.
+    assert_eq!(profile(2).await, now, "not the stale {read}");
+}

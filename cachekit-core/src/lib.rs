@@ -52,8 +52,8 @@ pub use stats::{BackendStats, CacheStats, EventStats, L1Stats, NamedStats, Stats
 #[doc(hidden)]
 pub mod __private {
     pub use crate::cached_fn::{
-        CacheAll, CacheOk, CacheOption, CacheResult, CacheSome, CachedFn, FnSpec, IntoBackend,
-        WithL1, WithoutL1, check_l1_value,
+        BatchMap, CacheAll, CacheOk, CacheOption, CacheResult, CacheSome, CachedFn, FnSpec,
+        IntoBackend, WithL1, WithoutL1, check_l1_value,
     };
     pub use crate::capability::{CAPABILITY_USES, CapabilityUse, WhenMissing};
     pub use crate::config::CoreSettings;

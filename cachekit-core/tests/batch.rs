@@ -176,3 +176,36 @@ async fn a_batch_that_cannot_be_stored_is_returned_uncached() {
     );
     assert_eq!(cache.get::<Vec<()>>("a").await.unwrap(), None, "not stored");
 }
+
+#[tokio::test]
+async fn a_failed_read_loads_only_what_l1_does_not_have_and_counts_each_key_once() {
+    use cachekit_core::backend::testkit::{Fault, FaultyBackend};
+    let faulty = FaultyBackend::new(MemoryBackend::new());
+    let cache = Cache::builder()
+        .backend(faulty.clone())
+        .l1(L1Config::default())
+        .config(ConfigSource::defaults_only())
+        .build()
+        .unwrap();
+    let _: Vec<u64> = cache.get_or_insert_many(&["k1"], None, load).await;
+    let before = cache.stats();
+    faulty.set_fault(Fault::Down);
+    let mut asked = Vec::new();
+    let values: Vec<u64> = cache
+        .get_or_insert_many(&["k1", "k2"], None, |missing| {
+            asked = missing.clone();
+            load(missing)
+        })
+        .await;
+    assert_eq!(values, vec![1, 2]);
+    assert_eq!(asked, vec!["k2".to_owned()], "k1 was in L1");
+    let after = cache.stats();
+    assert_eq!(
+        (after.l1_hits - before.l1_hits, after.misses - before.misses),
+        (1, 1),
+        "{after:?}"
+    );
+    // `get_many` fails as a whole, and counts no hit it did not return.
+    assert!(cache.get_many::<u64>(&["k1", "k2"]).await.is_err());
+    assert_eq!(cache.stats().l1_hits, after.l1_hits);
+}

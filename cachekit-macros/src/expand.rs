@@ -186,6 +186,32 @@ fn expand_batch(function: &Function, options: &Options, krate: &TokenStream) -> 
         .find(|arg| !arg.skipped)
         .expect("checked: one argument in the key");
     let (keys_name, keys_type) = (&keys.name, &keys.ty);
+    // The body's own binding of the keys, `mut` as written.
+    let keys_mut = sig.inputs.iter().find_map(|input| match input {
+        FnArg::Typed(typed) => match &*typed.pat {
+            Pat::Ident(pat) if pat.ident == *keys_name => pat.mutability,
+            _ => None,
+        },
+        FnArg::Receiver(_) => None,
+    });
+    // The signature binds the keys without `mut`: the body's closure does.
+    let mut outer = sig.clone();
+    for input in &mut outer.inputs {
+        if let FnArg::Typed(typed) = input {
+            if let Pat::Ident(pat) = &mut *typed.pat {
+                if pat.ident == *keys_name {
+                    pat.mutability = None;
+                }
+            }
+        }
+    }
+    // The keys of every entry start with the receiver, unless skipped.
+    let receiver = receiver(function);
+    let base = quote! {
+        #[allow(unused_mut)]
+        let mut __cachekit_call = #state_name.call(#self_type);
+        #receiver
+    };
     let invalidate_sig = companion(
         sig,
         format_ident!("{name}_invalidate"),
@@ -201,10 +227,11 @@ fn expand_batch(function: &Function, options: &Options, krate: &TokenStream) -> 
     );
     quote! {
         #(#attrs)*
-        #vis #sig {
+        #vis #outer {
             #state
-            let __cachekit_body = move |#keys_name: #keys_type| async move #body;
-            #state_name.get_or_insert_batch(#self_type, #keys_name, __cachekit_body).await
+            #base
+            let __cachekit_body = move |#keys_mut #keys_name: #keys_type| async move #body;
+            #state_name.get_or_insert_batch(__cachekit_call, #keys_name, __cachekit_body).await
         }
 
         #(#cfgs)*
@@ -212,7 +239,8 @@ fn expand_batch(function: &Function, options: &Options, krate: &TokenStream) -> 
         #[allow(dead_code, unused_variables, unused_mut, clippy::needless_pass_by_value)]
         #vis #invalidate_sig {
             #state
-            #state_name.invalidate_batch(#self_type, #keys_name).await
+            #base
+            #state_name.invalidate_batch(__cachekit_call, #keys_name).await
         }
 
         #(#cfgs)*
@@ -366,9 +394,27 @@ fn call(function: &Function, options: &Options, self_type: &TokenStream) -> Toke
         };
         return quote!(#call #tags);
     }
+    let receiver = receiver(function);
+    let args = function.args.iter().filter(|arg| !arg.skipped).map(|arg| {
+        let name = &arg.name;
+        // Spanned at the argument's type, so that a type that is not
+        // `Serialize` is reported on the argument.
+        quote_spanned! {arg.ty.span()=> __cachekit_call.arg(&#name); }
+    });
+    quote! {
+        let mut __cachekit_call = #state_name.call(#self_type);
+        #receiver
+        #(#args)*
+        #tags
+    }
+}
+
+/// The statement adding the method's receiver to `__cachekit_call`, unless
+/// it is skipped (or there is none).
+fn receiver(function: &Function) -> Option<TokenStream> {
     // Spanned at the receiver, so that a `Self` that is not `Serialize` is
     // reported on `self`, with the ways out.
-    let receiver = function
+    function
         .item
         .sig
         .receiver()
@@ -383,19 +429,7 @@ fn call(function: &Function, options: &Options, self_type: &TokenStream) -> Toke
                 (_, Some(_)) => quote_spanned!(receiver.span()=> &*#token),
             };
             quote_spanned! {receiver.span()=> __cachekit_call.receiver(#value); }
-        });
-    let args = function.args.iter().filter(|arg| !arg.skipped).map(|arg| {
-        let name = &arg.name;
-        // Spanned at the argument's type, so that a type that is not
-        // `Serialize` is reported on the argument.
-        quote_spanned! {arg.ty.span()=> __cachekit_call.arg(&#name); }
-    });
-    quote! {
-        let mut __cachekit_call = #state_name.call(#self_type);
-        #receiver
-        #(#args)*
-        #tags
-    }
+        })
 }
 
 /// The signature of a companion: `sig` renamed and returning `output`;

@@ -25,9 +25,14 @@ impl Cache {
     pub async fn get_many<T: DeserializeOwned>(&self, keys: &[&str]) -> Result<Vec<Option<T>>> {
         let built: Vec<key::Built> = keys.iter().map(|key| self.key(key)).collect();
         let first = built.first().map_or("", |key| key.as_str());
-        let values = trace::traced(self.span("get_many", first), self.lookup_many(&built)).await?;
+        let span = self.span("get_many", first);
+        let (values, in_l1, read) = trace::traced(span, self.lookup_many(&built)).await;
+        // A failed read answers nothing: its L1 hits are not counted either.
+        read?;
         let missed = values.iter().filter(|value| value.is_none()).count();
-        self.inner.counters.misses.add(missed as u64);
+        let counters = &self.inner.counters;
+        (0..in_l1).for_each(|_| counters.l1_hits.bump());
+        counters.misses.add(missed as u64);
         Ok(values)
     }
 
@@ -88,13 +93,15 @@ impl Cache {
         Fut: Future<Output = Vec<Option<T>>>,
     {
         let counters = &self.inner.counters;
-        let (mut values, backend_ok) = match self.lookup_many::<T>(keys).await {
-            Ok(values) => (values, true),
+        let (mut values, in_l1, read) = self.lookup_many::<T>(keys).await;
+        (0..in_l1).for_each(|_| counters.l1_hits.bump());
+        let backend_ok = match read {
+            Ok(()) => true,
             Err(error) => {
                 self.warn(|suppressed| {
-                    tracing::warn!(%error, suppressed, keys = keys.len(), "backend read of a batch failed: running the loader uncached");
+                    tracing::warn!(%error, suppressed, keys = keys.len(), "backend read of a batch failed: running the loader uncached for the keys L1 did not have");
                 });
-                ((0..keys.len()).map(|_| None).collect(), false)
+                false
             }
         };
         let missing: Vec<usize> = (0..keys.len()).filter(|at| values[*at].is_none()).collect();
@@ -123,31 +130,39 @@ impl Cache {
         values
     }
 
-    /// The values under the built `keys`: L1 first, then one `get_many`;
-    /// hits counted, misses left to the caller.
+    /// The values under the built `keys`: L1 first, then one `get_many`
+    /// for the rest. Counts backend hits; returns how many L1 had (for the
+    /// caller to count) and the backend read's outcome (on an error, the
+    /// keys L1 did not have are none).
     async fn lookup_many<T: DeserializeOwned>(
         &self,
         keys: &[key::Built],
-    ) -> Result<Vec<Option<T>>> {
+    ) -> (Vec<Option<T>>, usize, Result<()>) {
         let mut values: Vec<Option<T>> = Vec::with_capacity(keys.len());
         let mut remote = Vec::new();
         for (at, key) in keys.iter().enumerate() {
-            match self.lookup_l1(key) {
-                Some(Some(found)) => values.push(Some(found.value)),
-                _ => {
+            let copy = self.inner.l1.as_ref().and_then(|l1| l1.get(key.as_str()));
+            match copy.and_then(|payload| self.decode(key, &payload)) {
+                Some(value) => values.push(Some(value)),
+                None => {
                     values.push(None);
                     remote.push(at);
                 }
             }
         }
+        let in_l1 = keys.len() - remote.len();
         if remote.is_empty() {
-            return Ok(values);
+            return (values, in_l1, Ok(()));
         }
         let ticket = self.inner.l1.as_ref().map(|l1| l1.ticket());
         let wire: Vec<&str> = remote.iter().map(|at| keys[*at].as_str()).collect();
-        let found = self
+        let found = match self
             .call("get_many", wire[0], true, || self.raw().get_many(&wire))
-            .await?;
+            .await
+        {
+            Ok(found) => found,
+            Err(error) => return (values, in_l1, Err(error)),
+        };
         for (at, bytes) in remote.into_iter().zip(found) {
             let key = keys[at].as_str();
             let Some(bytes) = bytes else { continue };
@@ -173,7 +188,7 @@ impl Cache {
             }
             values[at] = Some(value);
         }
-        Ok(values)
+        (values, in_l1, Ok(()))
     }
 
     /// Stores `entries` (built keys and values) for `ttl`: one `set_many`,

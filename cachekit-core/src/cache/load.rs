@@ -429,16 +429,17 @@ impl Cache {
         let mut held = None;
         let tagged = !ttls.tags.is_empty();
         if backend_ok && lock.is_some() {
-            match self.acquire_load_lock(key, !tagged).await {
+            match self.acquire_load_lock(key, &ttls.tags).await {
                 LoadLock::Held(guard) => held = Some(guard),
                 LoadLock::FilledByOther(opened) => {
                     if let Some(value) = self.decode(key, &opened.payload) {
                         counters.l2_hits.bump();
                         trace::outcome("hit");
+                        // No copy in front of a tagged entry (see `tags`).
                         let fetched = Fetched {
                             fresh_until: opened.stamp.fresh_until(),
                             value,
-                            size: opened.payload.len(),
+                            size: if tagged { 0 } else { opened.payload.len() },
                         };
                         return Ok((fetched, Some(opened.payload)));
                     }
@@ -449,6 +450,16 @@ impl Cache {
         counters.misses.bump();
         counters.loads.bump();
         trace::outcome("miss");
+        // The tags' generations before the loader runs: an invalidation
+        // while it runs then leaves the value it loads a miss.
+        let generations = match (tagged, backend_ok) {
+            (false, _) => Ok(Vec::new()),
+            (true, true) => self.generations(&ttls.tags, &ttls.known).await,
+            (true, false) => Err(crate::Error::unavailable(
+                self.inner.backend.name(),
+                "the read failed",
+            )),
+        };
         // On an error the guard is dropped, which releases the lock.
         let started = Instant::now();
         let value = match &held {
@@ -462,14 +473,6 @@ impl Cache {
         })?;
         let mut stored = false;
         let (ttl, stamp) = ttls.stamp(self, &value, started.elapsed());
-        let generations = match (tagged, backend_ok) {
-            (false, _) => Ok(Vec::new()),
-            (true, true) => self.generations(&ttls.tags, &ttls.known).await,
-            (true, false) => Err(crate::Error::unavailable(
-                self.inner.backend.name(),
-                "the read failed",
-            )),
-        };
         // A tagged entry is never kept in L1: a time already past.
         let l1_until = if tagged {
             Some(SystemTime::UNIX_EPOCH)
@@ -564,10 +567,10 @@ impl Cache {
     /// holding it to store the value. The holder extends its lease while it
     /// loads, and a holder that dies frees the lock when its lease ends, so
     /// the wait ends either way; it is bounded all the same, at
-    /// [`LOAD_WAIT_LEASES`] leases, for a loader that never returns.
-    /// Without `reread` (a tagged entry, which `read` cannot check), it only
-    /// waits for the lock.
-    async fn acquire_load_lock(&self, key: &str, reread: bool) -> LoadLock {
+    /// [`LOAD_WAIT_LEASES`] leases, for a loader that never returns. An
+    /// entry with `tags` is read with them (valid only under their current
+    /// generations).
+    async fn acquire_load_lock(&self, key: &str, tags: &[String]) -> LoadLock {
         let lock_key = key::lock_key(key);
         let lease = self.inner.lock_lease;
         let longest = lease.saturating_mul(LOAD_WAIT_LEASES);
@@ -575,10 +578,9 @@ impl Cache {
         let mut pause = LOCK_POLL_START;
         loop {
             match self.try_lock(&lock_key, lease).await {
-                Ok(Some(guard)) if !reread => return LoadLock::Held(guard),
                 Ok(Some(guard)) => {
                     // Another process may have stored the value between our miss and now.
-                    return match self.read(key).await {
+                    return match self.read_with(key, tags).await {
                         Ok(Some(opened)) => LoadLock::FilledByOther(opened),
                         _ => LoadLock::Held(guard),
                     };
@@ -599,10 +601,7 @@ impl Cache {
             }
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(LOCK_POLL_MAX);
-            if !reread {
-                continue;
-            }
-            if let Ok(Some(opened)) = self.read(key).await {
+            if let Ok(Some(opened)) = self.read_with(key, tags).await {
                 return LoadLock::FilledByOther(opened);
             }
         }

@@ -337,7 +337,9 @@ impl Cache {
     }
 
     /// Encodes `value` and stores it under the built `key` for `lifetime`,
-    /// then for the `stale` window (as a load does), recording `load_time`;
+    /// then for the `stale` window (as a load does), recording `load_time`
+    /// and, for a tagged entry, the `generations` of its tags read before
+    /// it was loaded (an error: nothing is stored);
     /// returns the encoded size and when it stops being fresh. The value is
     /// encoded before the future is returned, so the future does not borrow
     /// it (and is `Send` whatever the value).
@@ -348,21 +350,23 @@ impl Cache {
         lifetime: Lifetime<T>,
         stale: Duration,
         load_time: Duration,
+        generations: Result<Vec<u64>>,
     ) -> impl Future<Output = Result<(usize, Option<SystemTime>)>> + use<'a, T> {
         let encoded = self.effective_ttls(lifetime, stale).and_then(|ttls| {
             let (ttl, stamp) = ttls.stamp(self, value, load_time);
-            let bytes = codec::encode_stamped(value, stamp)?;
-            Ok((bytes, ttl, stamp.fresh_until(), ttls.into_tags()))
+            let tagged = !ttls.into_tags().is_empty();
+            let generations = if tagged { generations? } else { Vec::new() };
+            let bytes = codec::encode_tagged(value, stamp, &generations)?;
+            // A tagged entry is never kept in L1: a time already past.
+            let fresh_until = match tagged {
+                true => Some(SystemTime::UNIX_EPOCH),
+                false => stamp.fresh_until(),
+            };
+            Ok((bytes, ttl, fresh_until))
         });
         async move {
-            let (mut bytes, ttl, mut fresh_until, tags) = encoded?;
+            let (bytes, ttl, fresh_until) = encoded?;
             let size = codec::payload_of(&bytes).len();
-            if !tags.is_empty() {
-                let (_, known) = self.read_tagged(key, &tags).await?;
-                bytes = codec::with_tags(&bytes, &self.generations(&tags, &known).await?);
-                // A tagged entry is never kept in L1: a time already past.
-                fresh_until = Some(SystemTime::UNIX_EPOCH);
-            }
             self.write(key, bytes, ttl, fresh_until).await?;
             Ok((size, fresh_until))
         }

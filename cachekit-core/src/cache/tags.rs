@@ -85,6 +85,26 @@ impl Cache {
         Ok((current.then_some(opened), generations))
     }
 
+    /// The entry under `key`, if it was written with `tags` under their
+    /// current generations ([`Cache::read`] for none).
+    pub(super) async fn read_with(
+        &self,
+        key: &str,
+        tags: &[String],
+    ) -> Result<Option<codec::Opened>> {
+        if tags.is_empty() {
+            return self.read(key).await;
+        }
+        Ok(self.read_tagged(key, tags).await?.0)
+    }
+
+    /// The current generations of `tags`, each missing one made now: for
+    /// a value about to be loaded under them.
+    pub(crate) async fn current_generations(&self, key: &str, tags: &[String]) -> Result<Vec<u64>> {
+        let (_, known) = self.read_tagged(key, tags).await?;
+        self.generations(tags, &known).await
+    }
+
     /// The generations of `tags` (`known`, as [`Cache::read_tagged`] found
     /// them), each missing one made now.
     pub(super) async fn generations(

@@ -33,6 +33,17 @@ impl Call {
         }
     }
 
+    /// A copy of these keys, to read with before the call's body runs.
+    pub(super) fn duplicate(&self) -> Call {
+        Call {
+            state: self.state,
+            generation: self.generation,
+            l1: self.l1.clone(),
+            part: self.part,
+            tags: self.tags.clone(),
+        }
+    }
+
     /// The span of this call (see [`crate::trace`]); its backend and key
     /// are recorded once known ([`super::Chosen::traced`]).
     #[inline]
@@ -104,7 +115,7 @@ pub trait KeyArg: Serialize {}
 
 impl<T: Serialize + ?Sized> KeyArg for T {}
 
-#[derive(Debug)]
+#[derive(Debug, Clone, Copy)]
 pub(super) enum KeyPart {
     /// The key encoding of the arguments follows the identity in the L1 key.
     Args,

@@ -42,6 +42,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+pub use batch::BatchMap;
 pub(crate) use call::Call;
 pub use into_backend::IntoBackend;
 pub(crate) use kept::L1Mode;
@@ -303,12 +304,15 @@ impl CachedFn {
         P: ReturnPolicy<R>,
         M: L1Mode<P::Stored>,
     {
+        let generations = self.generations_before(call.duplicate()).await;
         let started = Instant::now();
         let result = body.await;
         let lifetime = self.untagged_lifetime::<P, R>();
         match P::stored(result) {
             Ok(stored) => {
-                let replaced = self.replace::<_, M>(&call, stored, lifetime, started.elapsed());
+                let load_time = started.elapsed();
+                let replaced =
+                    self.replace::<_, M>(&call, stored, lifetime, load_time, generations);
                 P::result(replaced.await)
             }
             Err(result) => {
@@ -325,6 +329,15 @@ impl CachedFn {
         M: L1Mode<P::Stored>,
         P::Stored: Send + 'static,
     {
+        let generations = match self.is_tagged(&call) {
+            false => Ok(Vec::new()),
+            true => blocking::run(self.generations_before(call.duplicate())).unwrap_or_else(|| {
+                Err(Error::unavailable(
+                    "cachekit-blocking",
+                    "the runtime of plain cached functions could not start",
+                ))
+            }),
+        };
         let started = Instant::now();
         let result = body();
         let (lifetime, load_time) = (self.untagged_lifetime::<P, R>(), started.elapsed());
@@ -333,8 +346,9 @@ impl CachedFn {
                 let stored = blocking::run_with_body(
                     move || stored,
                     move |stored| async move {
+                        let stored = stored.await?;
                         let replaced =
-                            self.replace::<_, M>(&call, stored.await?, lifetime, load_time);
+                            self.replace::<_, M>(&call, stored, lifetime, load_time, generations);
                         Some(replaced.await)
                     },
                 );
@@ -406,15 +420,35 @@ impl CachedFn {
         self.state(self_type).counters()
     }
 
-    /// Stores `stored` (loaded in `load_time`) for `call` in the backend
-    /// and L1 for `lifetime` and the function's stale window, in place of
-    /// what was there; returns it.
+    /// Whether the results of `call` carry tags.
+    fn is_tagged(&self, call: &Call) -> bool {
+        self.spec.invalidate_all || !call.tags.is_empty()
+    }
+
+    /// The current generations of the tags of `call` (none for an
+    /// untagged call), read before its body runs: an invalidation while it
+    /// runs then leaves its result a miss.
+    async fn generations_before(&'static self, call: Call) -> Result<Vec<u64>> {
+        if !self.is_tagged(&call) {
+            return Ok(Vec::new());
+        }
+        let Some((chosen, wire)) = self.prepare(&call) else {
+            return Ok(Vec::new());
+        };
+        let tags = self.tags(&call, &chosen);
+        chosen.cache().current_generations(&wire, &tags).await
+    }
+
+    /// Stores `stored` (loaded in `load_time`, under the tags'
+    /// `generations`) for `call` in the backend and L1 for `lifetime` and
+    /// the function's stale window, in place of what was there; returns it.
     async fn replace<T, M>(
         &'static self,
         call: &Call,
         stored: T,
         lifetime: Lifetime<T>,
         load_time: Duration,
+        generations: Result<Vec<u64>>,
     ) -> T
     where
         T: Serialize,
@@ -432,7 +466,7 @@ impl CachedFn {
         let stale = self.spec.stale;
         let storing = chosen
             .cache()
-            .store(&wire, &stored, lifetime, stale, load_time);
+            .store(&wire, &stored, lifetime, stale, load_time, generations);
         match storing.await {
             Ok((size, expires_at)) => {
                 keep_in_l1::<_, M>(call, &chosen, &wire, ticket, &stored, size, expires_at)

@@ -22,6 +22,16 @@ pub(super) const CASES: &[Case] = &[
         need: Need::Nothing,
         run: |c| Box::pin(lost_generation_reads_as_miss(c)),
     },
+    Case {
+        name: "tags::invalidated_while_loading_reads_as_miss",
+        need: Need::Nothing,
+        run: |c| Box::pin(invalidated_while_loading_reads_as_miss(c)),
+    },
+    Case {
+        name: "tags::one_load_across_caches",
+        need: Need::Lock,
+        run: |c| Box::pin(one_load_across_caches(c)),
+    },
 ];
 
 /// A cache over the case's backend in `namespace`, without L1.
@@ -129,5 +139,50 @@ async fn lost_generation_reads_as_miss(c: &Ctx) {
         read(&cache, "k", &["team:1"], "x").await,
         ("second".to_owned(), false),
         "{name}"
+    );
+}
+
+/// A tag invalidated while a value tagged with it loads (its first use,
+/// so its generation is made then) leaves that value a miss.
+async fn invalidated_while_loading_reads_as_miss(c: &Ctx) {
+    let name = c.name();
+    let cache = cache(c, &c.prefix().replace(':', "-"));
+    let invalidator = cache.clone();
+    let value = cache
+        .get_or_insert_tagged("k", TTL, &["fresh-tag"], || async move {
+            invalidator.invalidate_tag("fresh-tag").await.unwrap();
+            "loaded before the invalidation".to_owned()
+        })
+        .await;
+    assert_eq!(value, "loaded before the invalidation", "{name}");
+    let again = read(&cache, "k", &["fresh-tag"], "loaded after").await;
+    assert_eq!(again, ("loaded after".to_owned(), true), "{name}: a miss");
+}
+
+/// Two caches (two processes) missing one tagged key at once: with the
+/// backend's lock, one loads and the other reads its value.
+async fn one_load_across_caches(c: &Ctx) {
+    let name = c.name();
+    let namespace = c.prefix().replace(':', "-");
+    let (first, second) = (cache(c, &namespace), cache(c, &namespace));
+    let loads = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let load = |cache: Cache| {
+        let loads = Arc::clone(&loads);
+        async move {
+            cache
+                .get_or_insert_tagged("hot", TTL, &["team:9"], || async move {
+                    loads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    "value".to_owned()
+                })
+                .await
+        }
+    };
+    let (a, b) = tokio::join!(load(first), load(second));
+    assert_eq!((a.as_str(), b.as_str()), ("value", "value"), "{name}");
+    assert_eq!(
+        loads.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "{name}: loads"
     );
 }
