@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use cachekit::ConfigSource;
 use cachekit::backends::memcached::{MemcachedBackend, MemcachedBackendConfig};
-use cachekit::{Cache, L1Config, MemoryBackend, cache};
+use cachekit::{Backend, Cache, L1Config, MemoryBackend, cache};
 use dashmap::DashMap;
 
 /// Calls per sample for the L1 rows: one `Instant` pair per batch, so that
@@ -152,11 +152,17 @@ fn main() {
         .config(ConfigSource::defaults_only())
         .build()
         .unwrap();
-    let mut samples: [Vec<Duration>; 2] = Default::default();
+    let mut samples: [Vec<Duration>; 3] = Default::default();
+    let ttl = Some(Duration::from_secs(600));
+    let tagged = || async { value_for(8) };
     runtime.block_on(async {
         direct.set("hit", &value_for(7), None).await.unwrap();
         backend_hit_invalidate(7).await.unwrap();
         assert_eq!(backend_hit(7).await, value_for(7));
+        direct.invalidate_tag("user:8").await.unwrap();
+        direct
+            .get_or_insert_tagged("tagged", ttl, &["user:8"], tagged)
+            .await;
         for round in 0..WARMUP + BACKEND_SAMPLES {
             let started = Instant::now();
             black_box(direct.get::<String>("hit").await.unwrap().unwrap());
@@ -164,9 +170,16 @@ fn main() {
             let started = Instant::now();
             black_box(backend_hit(black_box(7)).await);
             let macro_lap = started.elapsed();
+            let started = Instant::now();
+            let read = direct.get_or_insert_tagged("tagged", ttl, &["user:8"], || async {
+                panic!("a tagged hit, not a load")
+            });
+            black_box::<String>(read.await);
+            let tagged_lap = started.elapsed();
             if round >= WARMUP {
                 samples[0].push(get_lap);
                 samples[1].push(macro_lap);
+                samples[2].push(tagged_lap);
             }
         }
     });
@@ -175,7 +188,7 @@ fn main() {
         1,
         "every call after the first is a hit"
     );
-    let [get_samples, macro_samples] = samples;
+    let [get_samples, macro_samples, tagged_samples] = samples;
     let get = table.baseline(
         "`Cache::get` memcached hit, L1 off (median)",
         get_samples,
@@ -185,6 +198,58 @@ fn main() {
         "`#[cache]` memcached hit, L1 off (median; target < 1.05x)",
         macro_samples,
         get,
+        micros,
+    );
+    table.compare(
+        "`Cache::get_or_insert_tagged` hit, one tag (entry and tag in one `get_many`; median)",
+        tagged_samples,
+        get,
+        micros,
+    );
+
+    // A batch of 100 hits: the backend's own `get_many` of the same keys,
+    // then `Cache::get_or_insert_many`, op by op.
+    let keys: Vec<String> = (0..100).map(|n| format!("batch-{n}")).collect();
+    let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+    let wire: Vec<String> = keys.iter().map(|key| direct.backend_key(key)).collect();
+    let wire: Vec<&str> = wire.iter().map(String::as_str).collect();
+    let load = |missing: Vec<String>| async move {
+        missing
+            .iter()
+            .map(|key| value_for(key.len() as u64))
+            .collect()
+    };
+    let mut samples: [Vec<Duration>; 2] = Default::default();
+    runtime.block_on(async {
+        let _: Vec<String> = direct.get_or_insert_many(&keys, ttl, load).await;
+        for round in 0..WARMUP + BACKEND_SAMPLES / 10 {
+            let started = Instant::now();
+            black_box(memcached().get_many(&wire).await.unwrap());
+            let raw_lap = started.elapsed();
+            let started = Instant::now();
+            let values: Vec<String> = direct
+                .get_or_insert_many(&keys, ttl, |missing: Vec<String>| async move {
+                    panic!("{} keys loaded in a batch of hits", missing.len())
+                })
+                .await;
+            black_box(values);
+            let batch_lap = started.elapsed();
+            if round >= WARMUP {
+                samples[0].push(raw_lap);
+                samples[1].push(batch_lap);
+            }
+        }
+    });
+    let [raw_samples, batch_samples] = samples;
+    let raw = table.baseline(
+        "`MemcachedBackend::get_many` of 100 keys, raw bytes (median)",
+        raw_samples,
+        micros,
+    );
+    table.compare(
+        "`Cache::get_or_insert_many` of the same 100 hits, decoded (median)",
+        batch_samples,
+        raw,
         micros,
     );
     table.print();
