@@ -208,12 +208,10 @@ impl Cache {
         F: FnOnce() -> Fut,
         Fut: Future<Output = T>,
     {
-        let result: Result<T, Infallible> = self
-            .try_get_or_insert_with(key, ttl, || async { Ok(loader().await) })
-            .await;
-        match result {
-            Ok(value) => value,
-        }
+        never_fails(
+            self.try_get_or_insert_with(key, ttl, || async { Ok(loader().await) })
+                .await,
+        )
     }
 
     /// [`Cache::get_or_insert_with`] for an entry with `tags` (at most
@@ -232,12 +230,10 @@ impl Cache {
         F: FnOnce() -> Fut,
         Fut: Future<Output = T>,
     {
-        let result: Result<T, Infallible> = self
-            .try_get_or_insert_tagged(key, ttl, tags, || async { Ok(loader().await) })
-            .await;
-        match result {
-            Ok(value) => value,
-        }
+        never_fails(
+            self.try_get_or_insert_tagged(key, ttl, tags, || async { Ok(loader().await) })
+                .await,
+        )
     }
 
     /// [`Cache::get_or_insert_tagged`] for a fallible loader: only `Ok`
@@ -284,12 +280,10 @@ impl Cache {
         F: FnOnce() -> Fut + Send + 'static,
         Fut: Future<Output = T> + Send + 'static,
     {
-        let result: Result<T, Infallible> = self
-            .try_get_or_revalidate(key, ttl, revalidate, || async { Ok(loader().await) })
-            .await;
-        match result {
-            Ok(value) => value,
-        }
+        never_fails(
+            self.try_get_or_revalidate(key, ttl, revalidate, || async { Ok(loader().await) })
+                .await,
+        )
     }
 
     /// [`Cache::get_or_revalidate`] for a fallible loader: only `Ok` values
@@ -621,6 +615,14 @@ impl Cache {
             backend: self.inner.backend.name(),
             capability,
         }
+    }
+}
+
+/// The value of a load that cannot fail (a loader without errors, run
+/// through the fallible form).
+fn never_fails<T>(result: Result<T, Infallible>) -> T {
+    match result {
+        Ok(value) => value,
     }
 }
 
