@@ -165,3 +165,39 @@ async fn an_err_is_stored_for_err_ttl_and_not_served_stale() {
         "an error is not refreshed stale"
     );
 }
+
+static PLAIN_RUNS: AtomicUsize = AtomicUsize::new(0);
+
+/// A plain `fn`: on a miss its body runs on the caller's thread; a refresh
+/// runs it on the cache runtime's blocking pool.
+#[cache(ttl = 1, stale = "30s", namespace = "plain-stale", backend = shared_backend())]
+fn plain_price(item: String) -> (usize, String) {
+    let run = PLAIN_RUNS.fetch_add(1, Ordering::SeqCst);
+    let thread = std::thread::current().name().unwrap_or("").to_owned();
+    (item.len() * 100 + run, thread)
+}
+
+#[test]
+fn a_plain_fn_serves_stale_and_refreshes_off_the_caller_s_thread() {
+    let caller = std::thread::current().name().unwrap_or("").to_owned();
+    let (first, ran_on) = plain_price("tea".into());
+    assert_eq!(
+        (first, ran_on.as_str()),
+        (300, caller.as_str()),
+        "a miss runs here"
+    );
+    std::thread::sleep(Duration::from_millis(1_200));
+    assert_eq!(plain_price("tea".into()).0, 300, "stale, at once");
+    let mut refreshed = None;
+    for _ in 0..500 {
+        let (value, ran_on) = plain_price("tea".into());
+        if value == 301 {
+            refreshed = Some(ran_on);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let ran_on = refreshed.expect("refreshed within 10 s");
+    assert_ne!(ran_on, caller, "the refresh ran elsewhere");
+    assert_eq!(PLAIN_RUNS.load(Ordering::SeqCst), 2, "one refresh");
+}

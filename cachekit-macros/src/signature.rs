@@ -251,7 +251,7 @@ fn check_batch(
 
 /// Checks a function with `option` (`stale` or `early_refresh`, at
 /// `span`): its body runs in a background refresh that outlives the call,
-/// so the function is `async`, its arguments are owned, and it has a TTL.
+/// so its arguments are owned, and it has a TTL.
 fn check_revalidating(
     item: &ItemFn,
     options: &Options,
@@ -260,15 +260,6 @@ fn check_revalidating(
     errors: &mut darling::error::Accumulator,
 ) {
     let sig = &item.sig;
-    if sig.asyncness.is_none() {
-        errors.push(
-            darling::Error::custom(format!(
-                "`{option}` refreshes results in the background, which needs an `async fn` (a plain fn's body runs on its caller's thread): make `{}` async, or leave `{option}` out",
-                sig.ident
-            ))
-            .with_span(&span),
-        );
-    }
     if options.ttl.as_ref().is_some_and(|ttl| ttl.0 == 0) {
         errors.push(
             darling::Error::custom(format!(

@@ -2,11 +2,6 @@ use std::sync::Arc;
 
 use cachekit::cache;
 
-#[cache(stale = "1m")]
-fn plain(n: u64) -> u64 {
-    n
-}
-
 #[cache(ttl = "5m", stale = "1m")]
 async fn borrowed(name: &str) -> usize {
     name.len()

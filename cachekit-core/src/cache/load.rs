@@ -51,6 +51,16 @@ impl<T> Fetched<T> {
     }
 }
 
+/// Where a revalidating load's loader runs (see
+/// [`Cache::fetch_revalidating`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RunsIn {
+    /// For the caller, who waits for it (a miss).
+    Caller,
+    /// In a background refresh, after the caller has its answer.
+    Background,
+}
+
 /// A loader's error, from a single-flight load.
 struct LoaderError<E>(E);
 
@@ -195,7 +205,8 @@ impl Cache {
 
     /// [`Cache::fetch`] with `revalidate`: an entry found stale, or due
     /// for an early refresh, is returned as it is while `loader` refreshes
-    /// it in the background (see [`Cache::revalidate`]).
+    /// it in the background (see [`Cache::revalidate`]). The loader is told
+    /// where it runs: for the caller, or in the background.
     pub(crate) async fn fetch_revalidating<T, E, F, Fut>(
         &self,
         key: &str,
@@ -206,11 +217,11 @@ impl Cache {
     where
         T: Serialize + DeserializeOwned + Send + 'static,
         E: Send + 'static,
-        F: FnOnce() -> Fut + Send + 'static,
+        F: FnOnce(RunsIn) -> Fut + Send + 'static,
         Fut: Future<Output = Result<T, E>> + Send + 'static,
     {
         let Some(mut ttls) = self.ttls(key, lifetime, revalidate.stale) else {
-            return self.uncached(loader).await;
+            return self.uncached(move || loader(RunsIn::Caller)).await;
         };
         ttls.beta = revalidate.beta;
         let backend_ok = match self.lookup_for(key, &mut ttls).await {
@@ -220,14 +231,16 @@ impl Cache {
                     .as_ref()
                     .filter(|seen| self.due(&seen.stamp, revalidate))
                 {
-                    self.revalidate(key, seen.clone(), ttls, loader);
+                    let refresh = move || loader(RunsIn::Background);
+                    self.revalidate(key, seen.clone(), ttls, refresh);
                 }
                 return Ok(Fetched::found(found, revalidate.beta));
             }
             Ok(None) => true,
             Err(error) => self.read_failed(key, &error),
         };
-        Box::pin(self.load_shared(key, &ttls, backend_ok, loader)).await
+        let load = move || loader(RunsIn::Caller);
+        Box::pin(self.load_shared(key, &ttls, backend_ok, load)).await
     }
 
     /// [`Cache::lookup`] for a load with `ttls`: of a tagged entry, in the
@@ -267,6 +280,12 @@ impl Cache {
         };
         let now = SystemTime::now();
         if now >= fresh_until {
+            // Without a stale window the entry is expired, not stale: the
+            // backend's clock kept it a moment longer (memcached counts
+            // whole seconds). It is read as it always was, and not refreshed.
+            if stamp.stale_for.is_zero() {
+                return false;
+            }
             self.inner.counters.stale_hits.bump();
             trace::outcome("stale");
             return true;

@@ -29,7 +29,7 @@ use crate::{
 };
 pub use builder::CacheBuilder;
 pub(crate) use jitter::MAX_TTL_JITTER;
-pub(crate) use load::{Fetched, IsNegative, Lifetime};
+pub(crate) use load::{Fetched, IsNegative, Lifetime, RunsIn};
 use revalidate::Refreshing;
 pub use revalidate::Revalidate;
 
@@ -303,6 +303,7 @@ impl Cache {
         Fut: Future<Output = Result<T, E>> + Send + 'static,
     {
         let key = self.key(key);
+        let loader = move |_| loader();
         let fetch = self.fetch_revalidating(&key, Lifetime::of(ttl), revalidate, loader);
         Ok(trace::traced(self.span("get_or_revalidate", &key), fetch)
             .await?

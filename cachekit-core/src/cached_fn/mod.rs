@@ -37,7 +37,7 @@ mod state;
 
 use std::fmt::Display;
 use std::future::Future;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -54,7 +54,7 @@ pub(crate) use process::process;
 pub use scope::{ScopedBackend, scoped_backend};
 
 use crate::Revalidate;
-use crate::cache::{Fetched, IsNegative, Lifetime};
+use crate::cache::{Fetched, IsNegative, Lifetime, RunsIn};
 use crate::l1::Ticket;
 use crate::stats::L1Stats;
 use crate::throttle::Throttle;
@@ -236,7 +236,7 @@ impl CachedFn {
             &wire,
             self.lifetime::<P, R>(&call, &chosen),
             revalidate,
-            move || async move { P::stored(body.await).map_err(NotStored::Returned) },
+            move |_| async move { P::stored(body.await).map_err(NotStored::Returned) },
         );
         let fetched = trace::traced(chosen.traced(span, &wire), fetch).await;
         match keep_fetched::<_, M, _>(&call, &chosen, &wire, ticket, fetched) {
@@ -284,6 +284,79 @@ impl CachedFn {
                     None => Err(NotStored::Abandoned),
                 }
             });
+            let fetched = trace::traced(span, fetch).await;
+            match keep_fetched::<_, M, _>(&call, &chosen, &wire, ticket, fetched) {
+                Ok(stored) => Some(Some(stored)),
+                Err(NotStored::Returned(())) => Some(None),
+                Err(NotStored::Abandoned) => None,
+            }
+        });
+        match stored {
+            Some(stored) => P::result(stored),
+            None => returned.expect("a result the policy does not store stays on this thread"),
+        }
+    }
+
+    /// [`CachedFn::get_or_insert_revalidating`] for a plain `fn`: on a miss
+    /// `body` runs on this thread, as in
+    /// [`CachedFn::get_or_insert_blocking`]; a background refresh runs it
+    /// on a thread of the blocking pool of the cache's runtime (this thread
+    /// has its answer by then), so `body` owns what it uses.
+    pub fn get_or_insert_revalidating_blocking<P, M, R>(
+        &'static self,
+        call: Call,
+        body: impl FnOnce() -> R + Send + 'static,
+    ) -> R
+    where
+        P: ReturnPolicy<R>,
+        M: L1Mode<P::Stored>,
+        R: Send + 'static,
+        P::Stored: Send + 'static,
+    {
+        let span = call.span();
+        let Some((chosen, wire)) = self.prepare(&call) else {
+            span.record("outcome", "uncached");
+            return body();
+        };
+        let span = chosen.traced(span, &wire);
+        let lifetime = self.lifetime::<P, R>(&call, &chosen);
+        let ticket = M::ticket(&call);
+        let revalidate = Revalidate::stale(self.spec.stale).early_refresh(self.spec.early_refresh);
+        // Taken by whichever runs it: this thread on a miss, or a refresh.
+        let slot = Arc::new(Mutex::new(Some(body)));
+        let mine = Arc::clone(&slot);
+        let mut returned = None;
+        let split = || {
+            let body = mine.lock().unwrap_or_else(PoisonError::into_inner).take();
+            match P::stored(body.expect("a call's body runs once")()) {
+                Ok(stored) => Some(stored),
+                Err(result) => {
+                    returned = Some(result);
+                    None
+                }
+            }
+        };
+        let stored = blocking::run_with_body(split, move |run_body| async move {
+            let loader = move |runs_in: RunsIn| async move {
+                match runs_in {
+                    RunsIn::Caller => match run_body.await {
+                        Some(Some(stored)) => Ok(stored),
+                        Some(None) => Err(NotStored::Returned(())),
+                        None => Err(NotStored::Abandoned),
+                    },
+                    RunsIn::Background => {
+                        let body = slot.lock().unwrap_or_else(PoisonError::into_inner).take();
+                        let run = move || body.map(|body| P::stored(body()).ok());
+                        match tokio::task::spawn_blocking(run).await {
+                            Ok(Some(Some(stored))) => Ok(stored),
+                            _ => Err(NotStored::Returned(())),
+                        }
+                    }
+                }
+            };
+            let fetch = chosen
+                .cache()
+                .fetch_revalidating(&wire, lifetime, revalidate, loader);
             let fetched = trace::traced(span, fetch).await;
             match keep_fetched::<_, M, _>(&call, &chosen, &wire, ticket, fetched) {
                 Ok(stored) => Some(Some(stored)),
