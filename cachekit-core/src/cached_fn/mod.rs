@@ -203,11 +203,8 @@ impl CachedFn {
                 P::stored(body.await).map_err(NotStored::Returned)
             });
         let fetched = trace::traced(chosen.traced(span, &wire), fetch).await;
-        match keep_fetched::<_, M, _>(&call, &chosen, &wire, ticket, fetched) {
-            Ok(stored) => P::result(stored),
-            Err(NotStored::Returned(result)) => result,
-            Err(NotStored::Abandoned) => unreachable!("an async load is never abandoned"),
-        }
+        let kept = keep_fetched::<_, M, _>(&call, &chosen, &wire, ticket, fetched);
+        returned::<P, R>(kept)
     }
 
     /// [`CachedFn::get_or_insert`] for a function with `stale` or
@@ -231,7 +228,7 @@ impl CachedFn {
             return body.await;
         };
         let ticket = M::ticket(&call);
-        let revalidate = Revalidate::stale(self.spec.stale).early_refresh(self.spec.early_refresh);
+        let revalidate = self.revalidate();
         let fetch = chosen.cache().fetch_revalidating(
             &wire,
             self.lifetime::<P, R>(&call, &chosen),
@@ -239,11 +236,8 @@ impl CachedFn {
             move |_| async move { P::stored(body.await).map_err(NotStored::Returned) },
         );
         let fetched = trace::traced(chosen.traced(span, &wire), fetch).await;
-        match keep_fetched::<_, M, _>(&call, &chosen, &wire, ticket, fetched) {
-            Ok(stored) => P::result(stored),
-            Err(NotStored::Returned(result)) => result,
-            Err(NotStored::Abandoned) => unreachable!("an async load is never abandoned"),
-        }
+        let kept = keep_fetched::<_, M, _>(&call, &chosen, &wire, ticket, fetched);
+        returned::<P, R>(kept)
     }
 
     /// [`CachedFn::get_or_insert`] for a plain `fn` (after
@@ -277,19 +271,13 @@ impl CachedFn {
             }
         };
         let stored = blocking::run_with_body(split, move |run_body| async move {
-            let fetch = chosen.cache().fetch(&wire, lifetime, || async {
-                match run_body.await {
-                    Some(Some(stored)) => Ok(stored),
-                    Some(None) => Err(NotStored::Returned(())),
-                    None => Err(NotStored::Abandoned),
-                }
-            });
+            let fetch = chosen
+                .cache()
+                .fetch(&wire, lifetime, || from_caller(run_body));
             let fetched = trace::traced(span, fetch).await;
-            match keep_fetched::<_, M, _>(&call, &chosen, &wire, ticket, fetched) {
-                Ok(stored) => Some(Some(stored)),
-                Err(NotStored::Returned(())) => Some(None),
-                Err(NotStored::Abandoned) => None,
-            }
+            handed_back(keep_fetched::<_, M, _>(
+                &call, &chosen, &wire, ticket, fetched,
+            ))
         });
         match stored {
             Some(stored) => P::result(stored),
@@ -321,7 +309,7 @@ impl CachedFn {
         let span = chosen.traced(span, &wire);
         let lifetime = self.lifetime::<P, R>(&call, &chosen);
         let ticket = M::ticket(&call);
-        let revalidate = Revalidate::stale(self.spec.stale).early_refresh(self.spec.early_refresh);
+        let revalidate = self.revalidate();
         // Taken by whichever runs it: this thread on a miss, or a refresh.
         let slot = Arc::new(Mutex::new(Some(body)));
         let mine = Arc::clone(&slot);
@@ -339,11 +327,7 @@ impl CachedFn {
         let stored = blocking::run_with_body(split, move |run_body| async move {
             let loader = move |runs_in: RunsIn| async move {
                 match runs_in {
-                    RunsIn::Caller => match run_body.await {
-                        Some(Some(stored)) => Ok(stored),
-                        Some(None) => Err(NotStored::Returned(())),
-                        None => Err(NotStored::Abandoned),
-                    },
+                    RunsIn::Caller => from_caller(run_body).await,
                     RunsIn::Background => {
                         let body = slot.lock().unwrap_or_else(PoisonError::into_inner).take();
                         let run = move || body.map(|body| P::stored(body()).ok());
@@ -358,11 +342,9 @@ impl CachedFn {
                 .cache()
                 .fetch_revalidating(&wire, lifetime, revalidate, loader);
             let fetched = trace::traced(span, fetch).await;
-            match keep_fetched::<_, M, _>(&call, &chosen, &wire, ticket, fetched) {
-                Ok(stored) => Some(Some(stored)),
-                Err(NotStored::Returned(())) => Some(None),
-                Err(NotStored::Abandoned) => None,
-            }
+            handed_back(keep_fetched::<_, M, _>(
+                &call, &chosen, &wire, ticket, fetched,
+            ))
         });
         match stored {
             Some(stored) => P::result(stored),
@@ -491,6 +473,11 @@ impl CachedFn {
     /// uncached because the cache could not be built counts an error.
     pub fn stats(&'static self, self_type: &'static str) -> CacheStats {
         self.state(self_type).counters()
+    }
+
+    /// How the function's results are kept fresh (`stale`, `early_refresh`).
+    fn revalidate(&self) -> Revalidate {
+        Revalidate::stale(self.spec.stale).early_refresh(self.spec.early_refresh)
     }
 
     /// Whether the results of `call` carry tags.
@@ -657,6 +644,39 @@ fn keep_fetched<T, M: L1Mode<T>, X>(
         );
         fetched.value
     })
+}
+
+/// The result of an async load, kept or not: the stored part as the result,
+/// or the result the policy does not store.
+fn returned<P: ReturnPolicy<R>, R>(kept: std::result::Result<P::Stored, NotStored<R>>) -> R {
+    match kept {
+        Ok(stored) => P::result(stored),
+        Err(NotStored::Returned(result)) => result,
+        Err(NotStored::Abandoned) => unreachable!("an async load is never abandoned"),
+    }
+}
+
+/// What a plain function's load hands back to its thread: the stored part,
+/// none when its result stays on that thread (not stored), or nothing when
+/// the thread stopped waiting.
+fn handed_back<T>(kept: std::result::Result<T, NotStored<()>>) -> Option<Option<T>> {
+    match kept {
+        Ok(stored) => Some(Some(stored)),
+        Err(NotStored::Returned(())) => Some(None),
+        Err(NotStored::Abandoned) => None,
+    }
+}
+
+/// A plain function's body, run on its caller's thread (see
+/// [`blocking::run_with_body`]), as a loader's result.
+async fn from_caller<T>(
+    run_body: blocking::BoxedBody<Option<T>>,
+) -> std::result::Result<T, NotStored<()>> {
+    match run_body.await {
+        Some(Some(stored)) => Ok(stored),
+        Some(None) => Err(NotStored::Returned(())),
+        None => Err(NotStored::Abandoned),
+    }
 }
 
 /// The tag every result of the function whose key part is `function`
