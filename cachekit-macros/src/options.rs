@@ -126,22 +126,17 @@ pub(crate) struct Stale(pub(crate) u64, pub(crate) Span);
 impl FromMeta for Stale {
     fn from_expr(expr: &Expr) -> darling::Result<Self> {
         let help = "`stale` is how long a result is served past its TTL while it is refreshed in the background";
-        match Ttl::from_expr(expr) {
-            Ok(Ttl(0)) => Err(error(
-                expr.span(),
-                format!(
-                    "`stale` must be more than 0 ({help}): without a stale window, leave it out"
-                ),
-            )),
+        let zero =
+            format!("`stale` must be more than 0 ({help}): without a stale window, leave it out");
+        match positive_seconds(expr, zero, format!("{help}; {TTL_HELP}"))? {
             // An entry records its stale window in milliseconds, in 32 bits.
-            Ok(Ttl(seconds)) if seconds > 4_294_967 => Err(error(
+            seconds if seconds > 4_294_967 => Err(error(
                 expr.span(),
                 format!(
                     "`stale` is at most 49 days (4294967 seconds), what an entry records ({help})"
                 ),
             )),
-            Ok(Ttl(seconds)) => Ok(Stale(seconds, expr.span())),
-            Err(_) => Err(error(expr.span(), format!("{help}; {TTL_HELP}"))),
+            seconds => Ok(Stale(seconds, expr.span())),
         }
     }
 }
@@ -189,17 +184,11 @@ pub(crate) struct NoneTtl(pub(crate) u64, pub(crate) Span);
 
 impl FromMeta for NoneTtl {
     fn from_expr(expr: &Expr) -> darling::Result<Self> {
-        match Ttl::from_expr(expr) {
-            Ok(Ttl(0)) => Err(error(
-                expr.span(),
-                "`none_ttl` must be more than 0: to store no `None` at all, write `cache_none = false`".to_owned(),
-            )),
-            Ok(Ttl(seconds)) => Ok(NoneTtl(seconds, expr.span())),
-            Err(_) => Err(error(
-                expr.span(),
-                format!("`none_ttl` is how long a `None` result is stored; {TTL_HELP}"),
-            )),
-        }
+        let zero =
+            "`none_ttl` must be more than 0: to store no `None` at all, write `cache_none = false`";
+        let bad = format!("`none_ttl` is how long a `None` result is stored; {TTL_HELP}");
+        let seconds = positive_seconds(expr, zero.to_owned(), bad)?;
+        Ok(NoneTtl(seconds, expr.span()))
     }
 }
 
@@ -209,17 +198,10 @@ pub(crate) struct ErrTtl(pub(crate) u64, pub(crate) Span);
 
 impl FromMeta for ErrTtl {
     fn from_expr(expr: &Expr) -> darling::Result<Self> {
-        match Ttl::from_expr(expr) {
-            Ok(Ttl(0)) => Err(error(
-                expr.span(),
-                "`err_ttl` must be more than 0: to store no `Err`, leave it out (errors are not stored by default)".to_owned(),
-            )),
-            Ok(Ttl(seconds)) => Ok(ErrTtl(seconds, expr.span())),
-            Err(_) => Err(error(
-                expr.span(),
-                format!("`err_ttl` is how long an `Err` result is stored; {TTL_HELP}"),
-            )),
-        }
+        let zero = "`err_ttl` must be more than 0: to store no `Err`, leave it out (errors are not stored by default)";
+        let bad = format!("`err_ttl` is how long an `Err` result is stored; {TTL_HELP}");
+        let seconds = positive_seconds(expr, zero.to_owned(), bad)?;
+        Ok(ErrTtl(seconds, expr.span()))
     }
 }
 
@@ -444,6 +426,16 @@ impl FromMeta for Namespace {
             ));
         }
         Ok(Namespace(text.clone()))
+    }
+}
+
+/// The whole seconds of a duration option (as `ttl` reads them), more than
+/// 0: else the error `zero`, or `bad` for what is not a duration.
+fn positive_seconds(expr: &Expr, zero: String, bad: String) -> darling::Result<u64> {
+    match Ttl::from_expr(expr) {
+        Ok(Ttl(0)) => Err(error(expr.span(), zero)),
+        Ok(Ttl(seconds)) => Ok(seconds),
+        Err(_) => Err(error(expr.span(), bad)),
     }
 }
 

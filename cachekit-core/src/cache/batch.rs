@@ -204,14 +204,7 @@ impl Cache {
         for (key, value) in entries {
             let ttl = self.effective_ttl(ttl)?;
             let bytes = codec::encode(*value, expiry(ttl))?;
-            if let Some(limit) = self.inner.capabilities.max_value_size {
-                if bytes.len() > limit {
-                    return Err(crate::Error::ValueTooLarge {
-                        size: bytes.len(),
-                        limit,
-                    });
-                }
-            }
+            self.check_size(&bytes)?;
             encoded.push((key, bytes, ttl));
         }
         if self.inner.ttl_jitter == 0 {

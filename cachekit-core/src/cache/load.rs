@@ -18,7 +18,7 @@ use serde::de::DeserializeOwned;
 
 use super::lock::{LOCK_POLL_MAX, LOCK_POLL_START};
 use super::revalidate::{Revalidate, copy_until, due_early};
-use super::{Cache, Found, expiry};
+use super::{Cache, Found, expiry, tags};
 use crate::codec::Stamp;
 use crate::flight::Joined;
 use crate::{LockGuard, codec, key, trace};
@@ -492,12 +492,7 @@ impl Cache {
         })?;
         let mut stored = false;
         let (ttl, stamp) = ttls.stamp(self, &value, started.elapsed());
-        // A tagged entry is never kept in L1: a time already past.
-        let l1_until = if tagged {
-            Some(SystemTime::UNIX_EPOCH)
-        } else {
-            copy_until(&stamp, ttls.beta)
-        };
+        let l1_until = tags::copy_deadline(tagged, copy_until(&stamp, ttls.beta));
         let payload = match codec::encode_tagged(
             &value,
             stamp,

@@ -352,11 +352,7 @@ impl Cache {
             let tagged = !ttls.into_tags().is_empty();
             let generations = if tagged { generations? } else { Vec::new() };
             let bytes = codec::encode_tagged(value, stamp, &generations)?;
-            // A tagged entry is never kept in L1: a time already past.
-            let fresh_until = match tagged {
-                true => Some(SystemTime::UNIX_EPOCH),
-                false => stamp.fresh_until(),
-            };
+            let fresh_until = tags::copy_deadline(tagged, stamp.fresh_until());
             Ok((bytes, ttl, fresh_until))
         });
         async move {
@@ -534,14 +530,7 @@ impl Cache {
         ttl: Option<Duration>,
         fresh_until: Option<SystemTime>,
     ) -> Result<()> {
-        if let Some(limit) = self.inner.capabilities.max_value_size {
-            if bytes.len() > limit {
-                return Err(Error::ValueTooLarge {
-                    size: bytes.len(),
-                    limit,
-                });
-            }
-        }
+        self.check_size(&bytes)?;
         self.forget_l1(key);
         let ticket = self.inner.l1.as_ref().map(|l1| l1.ticket());
         self.call("set", key, true, || self.raw().set(key, bytes.clone(), ttl))
@@ -551,6 +540,17 @@ impl Cache {
             l1.fill(ticket, key, codec::payload_of(&bytes), fresh_until);
         }
         Ok(())
+    }
+
+    /// Refuses an envelope over the backend's size limit.
+    fn check_size(&self, bytes: &Bytes) -> Result<()> {
+        match self.inner.capabilities.max_value_size {
+            Some(limit) if bytes.len() > limit => Err(Error::ValueTooLarge {
+                size: bytes.len(),
+                limit,
+            }),
+            _ => Ok(()),
+        }
     }
 
     /// Runs a backend operation on `key` (`attempt`, tried again if

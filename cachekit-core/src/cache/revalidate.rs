@@ -319,11 +319,8 @@ impl Cache {
         {
             return;
         }
-        // A tagged entry is never kept in L1 (see `tags`): a time already past.
-        let l1_until = match seen.tags.is_empty() {
-            true => copy_until(&stamp, ttls.beta),
-            false => Some(SystemTime::UNIX_EPOCH),
-        };
+        let l1_until =
+            super::tags::copy_deadline(!seen.tags.is_empty(), copy_until(&stamp, ttls.beta));
         if let Err(error) = self.store_bytes(key, bytes, ttl, l1_until).await {
             self.warn(|suppressed| {
                 tracing::warn!(%key, %error, suppressed, "storing a refreshed value failed: the stale value is kept");

@@ -20,35 +20,37 @@
 //!   tags of an entry it does not know, so it reads a tagged entry as a miss.
 //! - Tags belong to the cache's namespace (whatever its version).
 
+use std::time::SystemTime;
+
 use bytes::Bytes;
 
 use super::Cache;
-use crate::{Error, Result, codec, trace};
-
-/// Marks the namespace part of a tag's key (`ns!tag:tag`); data and lock
-/// keys cannot contain it.
-const TAG_MARK: &str = "!tag";
+use crate::{Error, Result, codec, key, trace};
 
 impl Cache {
     /// Drops every entry written with `tag` in this cache's namespace, in
     /// every process sharing the backend: their next reads are misses. One
     /// write, whatever the number of entries.
     pub async fn invalidate_tag(&self, tag: &str) -> Result<()> {
-        let tag_key = self.tag_key(tag);
-        let generation = Bytes::copy_from_slice(&rand::random::<u64>().to_le_bytes());
-        let write = self.call("set", &tag_key, true, || {
-            self.raw().set(&tag_key, generation.clone(), None)
-        });
-        trace::traced_result(self.span("invalidate_tag", &tag_key), write).await
+        let span = self.span("invalidate_tag", &self.tag_key(tag));
+        trace::traced_result(span, async { self.new_generation(tag).await.map(drop) }).await
     }
 
     /// The backend key of `tag`'s generation.
     pub(crate) fn tag_key(&self, tag: &str) -> String {
-        let built = self.inner.tag_prefix.build(tag);
-        let (namespace, rest) = built
-            .split_once(':')
-            .expect("built keys have a namespace part");
-        format!("{namespace}{TAG_MARK}:{rest}")
+        key::tag_key(&self.inner.tag_prefix.build(tag))
+    }
+
+    /// Writes a new random generation of `tag`; returns it.
+    async fn new_generation(&self, tag: &str) -> Result<u64> {
+        let tag_key = self.tag_key(tag);
+        let generation = rand::random::<u64>();
+        let bytes = Bytes::copy_from_slice(&generation.to_le_bytes());
+        self.call("set", &tag_key, true, || {
+            self.raw().set(&tag_key, bytes.clone(), None)
+        })
+        .await?;
+        Ok(generation)
     }
 
     /// The entry under `key` if it was written under the current
@@ -116,16 +118,7 @@ impl Cache {
         for (index, tag) in tags.iter().enumerate() {
             match known.get(index).copied().flatten() {
                 Some(generation) => generations.push(generation),
-                None => {
-                    let tag_key = self.tag_key(tag);
-                    let made = rand::random::<u64>();
-                    let bytes = Bytes::copy_from_slice(&made.to_le_bytes());
-                    self.call("set", &tag_key, true, || {
-                        self.raw().set(&tag_key, bytes.clone(), None)
-                    })
-                    .await?;
-                    generations.push(made);
-                }
+                None => generations.push(self.new_generation(tag).await?),
             }
         }
         Ok(generations)
@@ -144,6 +137,15 @@ impl Cache {
     }
 }
 
+/// Until when an L1 copy of an entry may live: `until`, or, for a tagged
+/// entry, which is never kept in L1, a time already past.
+pub(super) fn copy_deadline(tagged: bool, until: Option<SystemTime>) -> Option<SystemTime> {
+    match tagged {
+        true => Some(SystemTime::UNIX_EPOCH),
+        false => until,
+    }
+}
+
 /// A generation as stored: 8 bytes, little endian; anything else is none.
 fn generation(bytes: Bytes) -> Option<u64> {
     Some(u64::from_le_bytes(bytes.as_ref().try_into().ok()?))
@@ -152,12 +154,11 @@ fn generation(bytes: Bytes) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::key;
 
     #[test]
     fn tag_keys_are_apart_from_data_and_lock_keys() {
-        assert!(!key::lock_key("ns:x").contains(TAG_MARK));
-        assert_ne!(TAG_MARK, key::LOCK_MARK);
+        assert_eq!(key::tag_key("ns:x"), "ns!tag:x");
+        assert_ne!(key::tag_key("ns:x"), key::lock_key("ns:x"));
         assert_eq!(
             generation(Bytes::from_static(&[1, 0, 0, 0, 0, 0, 0, 0])),
             Some(1)

@@ -50,6 +50,9 @@ const HASHED_LEN: usize = 33;
 /// Marks the namespace part of a lock key (`ns!lock:key`); data keys cannot contain it.
 pub(crate) const LOCK_MARK: &str = "!lock";
 
+/// Marks the namespace part of a tag's key (`ns!tag:tag`), as [`LOCK_MARK`] does.
+const TAG_MARK: &str = "!tag";
+
 /// Shortest backend key limit cachekit can serve: a hashed namespace, a
 /// hashed key and the lock mark.
 pub const MIN_BACKEND_KEY_LEN: usize = 2 * HASHED_LEN + 1 + LOCK_MARK.len();
@@ -157,10 +160,22 @@ fn clamp_len(max_len: usize) -> usize {
 /// The lock key for a built data key: the lock mark after its namespace
 /// part, which no data key has, so a lock never overwrites a value.
 pub(crate) fn lock_key(key: &str) -> String {
+    marked(key, LOCK_MARK)
+}
+
+/// The key of a tag's generation for the tag built as a data key: the tag
+/// mark after its namespace part (shorter than the lock mark, so it fits
+/// wherever a lock key does).
+pub(crate) fn tag_key(tag: &str) -> String {
+    marked(tag, TAG_MARK)
+}
+
+/// A built key with `mark` after its namespace part.
+fn marked(key: &str, mark: &str) -> String {
     let (namespace, rest) = key
         .split_once(':')
         .expect("built keys have a namespace part");
-    format!("{namespace}{LOCK_MARK}:{rest}")
+    format!("{namespace}{mark}:{rest}")
 }
 
 /// Checks a key given to a backend directly: non-empty, at most `max_len`
