@@ -7,8 +7,9 @@ use std::process::{Command, Stdio};
 /// The outcome of a step: the error is the message shown to the user.
 pub(crate) type Result<T = ()> = std::result::Result<T, String>;
 
-/// Prints `==> name`, runs `body`, and names the step in its error.
-pub(crate) fn step(name: &str, body: impl FnOnce() -> Result) -> Result {
+/// Prints `==> name`, runs `body`, and names the step in its error; returns
+/// what `body` returns.
+pub(crate) fn step<T>(name: &str, body: impl FnOnce() -> Result<T>) -> Result<T> {
     println!("==> {name}");
     body().map_err(|error| format!("step `{name}` failed: {error}"))
 }

@@ -10,6 +10,7 @@ mod bench;
 mod cmd;
 mod docs;
 mod project;
+mod python;
 mod servers;
 mod test;
 
@@ -21,11 +22,14 @@ Usage: cargo xtask <SUBCOMMAND>
 
 Subcommands:
   test    The one test command of the project: installs memcached,
-          redis-server and redis-cli if they are missing, then runs,
-          failing fast,
+          redis-server and redis-cli if they are missing, makes the
+          interop tests' Python venv (target/interop-venv, with
+          cachekit==0.24.1 and pymemcache==4.0.0 from PyPI) if it is
+          missing or stale, then runs, failing fast,
             cargo fmt --all -- --check
             cargo clippy --workspace --all-targets --all-features -- -D warnings
             cargo test --workspace --all-features
+              (with CACHEKIT_INTEROP_PYTHON set to the venv's python)
             cargo xtask docs --check
             cargo xtask api --check
   bench [memcached|macro|redis|file|l1]

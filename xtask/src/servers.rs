@@ -85,14 +85,20 @@ fn describe(programs: &[&Program]) -> String {
 }
 
 /// Runs `apt-get update` and `apt-get install` of every package of
-/// [`PROGRAMS`], as root directly or else through `sudo -n` (never prompting
-/// for a password).
+/// [`PROGRAMS`].
 fn install_with_apt(missing: &[&Program]) -> Result {
-    let not_found = describe(missing);
+    let packages: Vec<&str> = PROGRAMS.iter().map(|program| program.apt_package).collect();
+    apt_install(&packages, &describe(missing), manual_install_hint())
+}
+
+/// Runs `apt-get update` and `apt-get install` of `packages`, as root
+/// directly or else through `sudo -n` (never prompting for a password).
+/// `not_found` names what is missing and `hint` says how to install it by
+/// hand, for the error messages.
+pub(crate) fn apt_install(packages: &[&str], not_found: &str, hint: &str) -> Result {
     if !cmd::on_path("apt-get") {
         return Err(format!(
-            "{not_found} not found on PATH and apt-get is not available; {}",
-            manual_install_hint()
+            "{not_found} not found on PATH and apt-get is not available; {hint}"
         ));
     }
     let use_sudo = if is_root() {
@@ -101,17 +107,15 @@ fn install_with_apt(missing: &[&Program]) -> Result {
         true
     } else {
         return Err(format!(
-            "{not_found} not found on PATH, and installing needs root but sudo is not available; {}",
-            manual_install_hint()
+            "{not_found} not found on PATH, and installing needs root but sudo is not available; {hint}"
         ));
     };
     let install: Vec<&str> = ["install", "-y", "--no-install-recommends"]
         .into_iter()
-        .chain(PROGRAMS.iter().map(|program| program.apt_package))
+        .chain(packages.iter().copied())
         .collect();
     for args in [&["update"][..], &install] {
-        cmd::run(&mut apt_get(use_sudo, args))
-            .map_err(|error| format!("{error}; {}", manual_install_hint()))?;
+        cmd::run(&mut apt_get(use_sudo, args)).map_err(|error| format!("{error}; {hint}"))?;
     }
     Ok(())
 }

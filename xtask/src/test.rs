@@ -1,13 +1,20 @@
 //! `cargo xtask test`: the one test command of the project.
 
+use std::path::Path;
+
 use crate::cmd::{self, Result};
-use crate::{project, servers};
+use crate::{project, python, servers};
 
 /// Runs every check, in order, stopping at the first one that fails.
 pub(crate) fn run() -> Result {
     cmd::step(
         "memcached, redis-server and redis-cli",
         servers::ensure_installed,
+    )?;
+    // The real cachekit-py that the interop tests run against the Rust side.
+    let interop_python = cmd::step(
+        "Python venv for the interop tests",
+        python::ensure_interop_venv,
     )?;
     cargo_step(&["fmt", "--all", "--", "--check"])?;
     // The generated reference pages match the code (also a test of docgen's).
@@ -37,7 +44,10 @@ pub(crate) fn run() -> Result {
     for backend in FEATURES_EXAMPLE_BACKENDS {
         build_features_example(backend)?;
     }
-    cargo_step(&["test", "--workspace", "--all-features"])?;
+    cargo_step_with_env(
+        &["test", "--workspace", "--all-features"],
+        &[(python::INTEROP_PYTHON_VAR, &interop_python)],
+    )?;
     // The docs build without warnings, and the public API is the one reviewed.
     crate::api::run(true)?;
     // The README's first command, with nothing configured.
@@ -76,8 +86,19 @@ fn build_features_example(backend: &str) -> Result {
 /// without incremental compilation, whose caches would double the disk a
 /// full run takes (a clean run gains nothing from them).
 fn cargo_step(args: &[&str]) -> Result {
+    cargo_step_with_env(args, &[])
+}
+
+/// [`cargo_step`] with the environment variables `envs` set for cargo and
+/// the processes it starts (the test binaries).
+fn cargo_step_with_env(args: &[&str], envs: &[(&str, &Path)]) -> Result {
     let name = format!("cargo {}", args.join(" "));
     cmd::step(&name, || {
-        cmd::run(project::cargo().env("CARGO_INCREMENTAL", "0").args(args))
+        let mut command = project::cargo();
+        command.env("CARGO_INCREMENTAL", "0").args(args);
+        for (key, value) in envs {
+            command.env(key, value);
+        }
+        cmd::run(&mut command)
     })
 }
