@@ -14,6 +14,7 @@ mod capability;
 mod codec;
 mod coherence;
 mod config;
+pub mod encryption;
 mod error;
 mod flight;
 mod health;
