@@ -18,6 +18,7 @@ pub mod encryption;
 mod error;
 mod flight;
 mod health;
+pub mod interop;
 mod invalidation;
 pub mod key;
 mod l1;
