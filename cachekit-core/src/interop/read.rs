@@ -3,7 +3,7 @@
 //!
 //! The pre-walk checks that the bytes are exactly one well-formed
 //! MessagePack document (any form: non-canonical widths, float32, ext,
-//! non-string keys), nested at most [`MAX_DEPTH`] deep, with every declared
+//! non-string keys) whose strings are UTF-8, nested at most [`MAX_DEPTH`] deep, with every declared
 //! length backed by the bytes left; so the decoder never allocates for a
 //! length the input cannot hold, and never recurses past the bound. It walks
 //! with a stack of counts, not by recursion.
@@ -42,6 +42,8 @@ pub fn from_msgpack<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, InteropError
 enum Header {
     /// A value with this many bytes of data after its header.
     Data(u64),
+    /// A string of this many bytes, which must be UTF-8.
+    Str(u64),
     /// An array or map of this many elements (a map's keys and values count
     /// one each).
     Container(u64),
@@ -61,11 +63,19 @@ pub(crate) fn prewalk(bytes: &[u8]) -> Result<(), InteropError> {
         let left = |at: usize| (bytes.len() - at) as u64;
         let header = read_header(bytes, &mut at)?;
         match header {
-            Header::Data(len) => {
-                if len > left(at) {
-                    return Err(truncated(len, left(at)));
+            Header::Data(len) | Header::Str(len) if len > left(at) => {
+                return Err(truncated(len, left(at)));
+            }
+            Header::Data(len) => at += len as usize,
+            Header::Str(len) => {
+                let end = at + len as usize;
+                // rmp-serde would hand invalid UTF-8 on as bytes; Python refuses it.
+                if std::str::from_utf8(&bytes[at..end]).is_err() {
+                    return Err(InteropError::new(
+                        "the stored interop value holds a string that is not UTF-8",
+                    ));
                 }
-                at += len as usize;
+                at = end;
             }
             Header::Container(count) => {
                 if open.len() >= MAX_DEPTH {
@@ -120,15 +130,18 @@ fn read_header(bytes: &[u8], at: &mut usize) -> Result<Header, InteropError> {
         0x00..=0x7f | 0xe0..=0xff | 0xc0 | 0xc2 | 0xc3 => Header::Data(0),
         0x80..=0x8f => Header::Container(2 * u64::from(marker & 0x0f)),
         0x90..=0x9f => Header::Container(u64::from(marker & 0x0f)),
-        0xa0..=0xbf => Header::Data(u64::from(marker & 0x1f)),
+        0xa0..=0xbf => Header::Str(u64::from(marker & 0x1f)),
         0xc1 => {
             return Err(InteropError::new(
                 "the stored interop value holds the byte 0xc1, which MessagePack never uses",
             ));
         }
-        0xc4 | 0xd9 => Header::Data(uint(bytes, at, 1)?),
-        0xc5 | 0xda => Header::Data(uint(bytes, at, 2)?),
-        0xc6 | 0xdb => Header::Data(uint(bytes, at, 4)?),
+        0xc4 => Header::Data(uint(bytes, at, 1)?),
+        0xc5 => Header::Data(uint(bytes, at, 2)?),
+        0xc6 => Header::Data(uint(bytes, at, 4)?),
+        0xd9 => Header::Str(uint(bytes, at, 1)?),
+        0xda => Header::Str(uint(bytes, at, 2)?),
+        0xdb => Header::Str(uint(bytes, at, 4)?),
         // Ext: a length, then a type byte and the data.
         0xc7 => Header::Data(uint(bytes, at, 1)? + 1),
         0xc8 => Header::Data(uint(bytes, at, 2)? + 1),
