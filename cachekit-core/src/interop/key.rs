@@ -16,9 +16,11 @@ const MAX_SEGMENT_LEN: usize = 64;
 /// Namespaces the CachekitIO server reserves.
 const RESERVED_NAMESPACES: [&str; 2] = ["ns", "nsapi"];
 
-/// The canonical (args-profile) bytes of the argument array `args`: always
-/// an array, `90` for no arguments.
-pub(crate) fn canonical_args(args: &[InteropValue]) -> Result<Vec<u8>, InteropError> {
+/// The canonical (args-profile) bytes of the argument array `args`, which
+/// [`args_hash`] hashes: always an array, `90` for no arguments. For tests
+/// and debugging against other SDKs' vectors.
+#[doc(hidden)]
+pub fn canonical_args(args: &[InteropValue]) -> Result<Vec<u8>, InteropError> {
     canonical_named(args.iter().map(|arg| (arg, None)))
 }
 

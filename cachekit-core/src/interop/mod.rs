@@ -30,7 +30,7 @@ use serde::Serialize;
 
 pub use arg::InteropArg;
 pub use error::InteropError;
-pub use key::{args_hash, call_key, call_key_named, validate_segment};
+pub use key::{args_hash, call_key, call_key_named, canonical_args, validate_segment};
 pub use read::from_msgpack;
 pub use value::InteropValue;
 
