@@ -22,6 +22,8 @@ mod value;
 mod write;
 
 #[cfg(test)]
+mod fuzz_tests;
+#[cfg(test)]
 mod read_tests;
 #[cfg(test)]
 mod tests;
