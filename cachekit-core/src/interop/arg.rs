@@ -72,7 +72,7 @@ impl InteropArg for i128 {
 
 impl InteropArg for u128 {
     fn to_interop(&self) -> Result<InteropValue, InteropError> {
-        InteropValue::int(i128::try_from(*self).unwrap_or(i128::MAX))
+        InteropValue::uint(*self)
     }
 }
 

@@ -72,7 +72,7 @@ impl ser::Serializer for ValueSerializer {
         Ok(InteropValue::Int(v.into()))
     }
     fn serialize_u128(self, v: u128) -> Result<InteropValue, InteropError> {
-        InteropValue::int(i128::try_from(v).unwrap_or(i128::MAX))
+        InteropValue::uint(v)
     }
     fn serialize_f32(self, v: f32) -> Result<InteropValue, InteropError> {
         InteropValue::float(v.into())

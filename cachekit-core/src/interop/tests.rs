@@ -292,6 +292,12 @@ fn argument_types_give_their_python_values() {
     assert_eq!(v(&Some(i64::MIN)), int(i128::from(i64::MIN)));
     assert_eq!(v(&u128::from(u64::MAX)), int(i128::from(u64::MAX)));
     assert!((u128::from(u64::MAX) + 1).to_interop().is_err());
+    let e = u128::MAX.to_interop().unwrap_err();
+    assert!(
+        e.reason()
+            .starts_with(&format!("the integer {} is outside", u128::MAX)),
+        "{e}"
+    );
     assert!((i128::from(i64::MIN) - 1).to_interop().is_err());
     assert!(f32::NAN.to_interop().is_err());
     let set: HashSet<i32> = [3, 1, 2].into();

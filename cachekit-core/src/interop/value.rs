@@ -66,6 +66,17 @@ impl InteropValue {
         }
     }
 
+    /// [`InteropValue::int`] of an unsigned 128-bit integer.
+    pub(crate) fn uint(n: u128) -> Result<Self, super::InteropError> {
+        match i128::try_from(n) {
+            Ok(n) => InteropValue::int(n),
+            Err(_) => Err(super::InteropError::new(format!(
+                "the integer {n} is outside [-2^63, 2^64-1], the range MessagePack and \
+                 cachekit-py accept; pass it as a string"
+            ))),
+        }
+    }
+
     /// A float value, or the error for NaN and infinities.
     pub(crate) fn float(f: f64) -> Result<Self, super::InteropError> {
         if f.is_finite() {
@@ -168,8 +179,7 @@ impl<'de> Visitor<'de> for ValueVisitor {
     }
 
     fn visit_u128<E: de::Error>(self, v: u128) -> Result<InteropValue, E> {
-        let v = i128::try_from(v).unwrap_or(i128::MAX);
-        InteropValue::int(v).map_err(E::custom)
+        InteropValue::uint(v).map_err(E::custom)
     }
 
     fn visit_f64<E: de::Error>(self, v: f64) -> Result<InteropValue, E> {
