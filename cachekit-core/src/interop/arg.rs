@@ -36,8 +36,8 @@ use super::{InteropError, InteropValue};
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not an interop argument",
     note = "interop arguments are integers, finite floats, bool, strings, Option, Vec/slices/arrays, \
-            tuples, maps with string keys, sets, bytes::Bytes, SystemTime, uuid::Uuid and \
-            chrono::DateTime<Utc> (with their features)",
+            tuples, maps with string keys, sets, bytes::Bytes (bin; a Vec<u8> is a list of ints), \
+            SystemTime, uuid::Uuid and chrono::DateTime<Utc> (with their features)",
     note = "for a struct, implement `InteropArg` with `InteropValue::from_serde(self)`"
 )]
 pub trait InteropArg {

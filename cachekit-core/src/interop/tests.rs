@@ -361,3 +361,27 @@ fn interop_values_survive_from_serde() {
     ]);
     assert_eq!(InteropValue::from_serde(&value).unwrap(), value);
 }
+
+#[cfg(feature = "chrono")]
+#[test]
+fn chrono_datetimes_floor_to_microseconds_before_the_epoch_too() {
+    use chrono::TimeZone;
+    // −0.499999001 s floors toward −∞: −500000 µs.
+    let at = |secs, nanos| chrono::Utc.timestamp_opt(secs, nanos).unwrap().to_interop();
+    assert_eq!(
+        at(-1, 500_000_999),
+        Ok(InteropValue::DateTime {
+            unix_micros: -500_000
+        })
+    );
+    assert_eq!(
+        at(-1, 999_999_999),
+        Ok(InteropValue::DateTime { unix_micros: -1 })
+    );
+    assert_eq!(
+        at(1, 1),
+        Ok(InteropValue::DateTime {
+            unix_micros: 1_000_000
+        })
+    );
+}
