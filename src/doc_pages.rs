@@ -75,3 +75,8 @@ mod reliability_md {}
 /// docs/benchmarks.md (no Rust blocks yet: any added is checked).
 #[doc = include_str!("../docs/benchmarks.md")]
 mod benchmarks_md {}
+
+/// docs/interop.md: sharing entries with Python services, and encryption.
+#[cfg(feature = "macros")]
+#[doc = include_str!("../docs/interop.md")]
+mod interop_md {}

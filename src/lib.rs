@@ -206,7 +206,8 @@ pub use cachekit_core::{
     Capabilities, Capability, CircuitOpen, ConfigOrigin, ConfigSource, DomainHealth, DomainState,
     Error, EventStats, Health, HealthReport, KeyTtl, L1Config, L1Stats, LockGuard, LockToken,
     MemoryBackend, NamedStats, ReliabilityConfig, ReliabilityLayer, Result, Revalidate, Stats,
-    backend, clear_default_backend, health, init, key, set_default_backend, stats, testing,
+    backend, clear_default_backend, encryption, health, init, interop, key, set_default_backend,
+    stats, testing,
 };
 
 /// The backends, each behind its cargo feature. Naming one whose feature is

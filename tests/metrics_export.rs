@@ -363,6 +363,7 @@ async fn every_metric_moves_under_its_name() {
         ("cachekit_loads_total", "counter"),
         ("cachekit_refreshes_total", "counter"),
         ("cachekit_load_errors_total", "counter"),
+        ("cachekit_undecryptable_total", "counter"),
         ("cachekit_errors_total", "counter"),
         ("cachekit_bytes_read_total", "counter"),
         ("cachekit_bytes_written_total", "counter"),

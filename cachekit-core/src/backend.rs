@@ -17,6 +17,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use crate::cache::ENCRYPTION_SETTINGS;
 pub use crate::capability::{Capabilities, Capability};
 pub use crate::config::{CORE_SETTINGS, ConfigSource, Setting, SettingKind, seconds};
 pub use crate::error::{BoxError, Error, Result};
@@ -133,6 +134,14 @@ pub trait Backend: fmt::Debug + Send + Sync {
     fn failure_domain(&self, key: &str) -> usize {
         let _ = key;
         0
+    }
+
+    /// The text the backend puts before every key it is given, verbatim
+    /// (`key_prefix` of memcached and Redis; default `""`). Interop mode
+    /// refuses a backend with one: other languages' clients would not see
+    /// the prefix and would read other keys.
+    fn key_prefix(&self) -> &str {
+        ""
     }
 
     /// Which instance this is, when clones share one: a backend whose

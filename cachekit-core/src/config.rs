@@ -73,6 +73,9 @@ pub enum SettingKind {
     Bool,
     /// A list: a JSON-style array (`["a", "b"]`).
     List,
+    /// Text that is never shown: not in errors, `Debug` output or the docs
+    /// (a key).
+    Secret,
 }
 
 impl Setting {
@@ -82,7 +85,9 @@ impl Setting {
         let (min, max, unit) = match self.kind {
             SettingKind::Integer { min, max } => (min as f64, max as f64, ""),
             SettingKind::Seconds { min, max } => (min.as_secs_f64(), max.as_secs_f64(), " seconds"),
-            SettingKind::Text | SettingKind::Bool | SettingKind::List => return Ok(()),
+            SettingKind::Text | SettingKind::Bool | SettingKind::List | SettingKind::Secret => {
+                return Ok(());
+            }
         };
         if value.is_finite() && (min..=max).contains(&value) {
             Ok(())
@@ -481,6 +486,9 @@ impl ConfigSource {
             _ => ConfigOrigin::Default,
         };
         let reason = match (&origin, setting) {
+            (_, Some(setting)) if setting.kind == SettingKind::Secret => {
+                "not a valid value (not shown: the setting is secret)".to_owned()
+            }
             (ConfigOrigin::Env(var), _) => {
                 format!(
                     "{} (value {:?})",
@@ -534,7 +542,7 @@ impl Provider for DeclaredEnv<'_> {
 fn parse_variable(kind: SettingKind, raw: &str) -> std::result::Result<Value, String> {
     let trimmed = raw.trim();
     match kind {
-        SettingKind::Text => Ok(Value::from(raw.to_owned())),
+        SettingKind::Text | SettingKind::Secret => Ok(Value::from(raw.to_owned())),
         SettingKind::Integer { .. } => {
             if let Ok(n) = trimmed.parse::<u64>() {
                 Ok(Value::from(n))

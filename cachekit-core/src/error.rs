@@ -105,6 +105,21 @@ pub enum Error {
     #[error("codec error: {0}")]
     Codec(String),
 
+    /// An entry read with encryption on did not decrypt, and the cache is
+    /// `fail_closed` (otherwise such an entry is a miss).
+    #[error(
+        "the entry {key:?} does not decrypt: it was tampered with, written unencrypted, or encrypted under a master key that is not configured (add that key to `previous_master_keys`)"
+    )]
+    Undecryptable {
+        /// The backend key of the entry.
+        key: String,
+    },
+
+    /// An argument or value is not interop data, or an interop name breaks
+    /// the segment rules (see [`interop`](crate::interop)).
+    #[error(transparent)]
+    Interop(#[from] crate::interop::InteropError),
+
     /// Another holder has the lock.
     #[error("the lock on {key:?} is held by another holder; retry after its lease expires")]
     LockContended {
@@ -173,8 +188,9 @@ impl Error {
 
     /// The error's kind in one word: `unavailable`, `circuit_open` (an
     /// `Unavailable` from an open breaker), `timeout`, `rejected`,
-    /// `invalid_key`, `value_too_large`, `codec`, `config`, `unsupported`
-    /// or `lock_contended`; the `kind` label of the error metrics.
+    /// `invalid_key`, `value_too_large`, `codec`, `config`, `unsupported`,
+    /// `lock_contended`, `undecryptable` or `interop`; the `kind` label of
+    /// the error metrics.
     pub fn kind(&self) -> &'static str {
         match self {
             Error::Unavailable { source, .. } if source.is::<crate::CircuitOpen>() => {
@@ -189,6 +205,8 @@ impl Error {
             Error::Config { .. } => "config",
             Error::Unsupported { .. } => "unsupported",
             Error::LockContended { .. } => "lock_contended",
+            Error::Undecryptable { .. } => "undecryptable",
+            Error::Interop(_) => "interop",
         }
     }
 

@@ -53,6 +53,7 @@ pub use stats::{BackendStats, CacheStats, EventStats, L1Stats, NamedStats, Stats
 /// tools, reach inside the core; not an API.
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::cache::EncryptionSettings;
     pub use crate::cached_fn::{
         BatchMap, CacheAll, CacheOk, CacheOption, CacheResult, CacheSome, CachedFn, FnSpec,
         IntoBackend, WithL1, WithoutL1, check_l1_value,

@@ -59,6 +59,7 @@ fn every_variable_sets_exactly_its_declared_key() {
             SettingKind::Seconds { .. } => "7.5",
             SettingKind::Bool => "true",
             SettingKind::List => "[\"a\"]",
+            SettingKind::Secret => "00",
         };
         let source = env(&[(setting.env, sample)]);
         let settings: CoreSettings = source.extract(None, CORE_SETTINGS).unwrap();

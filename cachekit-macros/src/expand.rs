@@ -352,6 +352,14 @@ fn state(function: &Function, options: &Options, krate: &TokenStream) -> TokenSt
         }
         None => quote!(::core::option::Option::None),
     };
+    let interop = match &options.interop {
+        Some(interop) => {
+            let literal = &interop.0;
+            quote!(::core::option::Option::Some(#literal))
+        }
+        None => quote!(::core::option::Option::None),
+    };
+    let encrypt = options.encrypt.is_present();
     let backend = match &options.backend {
         Some(expr) => quote_spanned! {expr.span()=>
             ::core::option::Option::Some(|| #krate::__private::IntoBackend::into_backend(#expr))
@@ -378,6 +386,8 @@ fn state(function: &Function, options: &Options, krate: &TokenStream) -> TokenSt
                 stale: ::core::time::Duration::from_secs(#stale),
                 early_refresh: #early_refresh,
                 invalidate_all: #invalidates_all,
+                interop: #interop,
+                encrypt: #encrypt,
             },
             #backend,
         );
@@ -402,11 +412,17 @@ fn call(function: &Function, options: &Options, self_type: &TokenStream) -> Toke
         return quote!(#call #tags);
     }
     let receiver = receiver(function);
+    let interop = options.interop.is_some();
     let args = function.args.iter().filter(|arg| !arg.skipped).map(|arg| {
         let name = &arg.name;
         // Spanned at the argument's type, so that a type that is not
-        // `Serialize` is reported on the argument.
-        quote_spanned! {arg.ty.span()=> __cachekit_call.arg(&#name); }
+        // `Serialize` (or not interop data) is reported on the argument.
+        if interop {
+            let text = name.to_string();
+            quote_spanned! {arg.ty.span()=> __cachekit_call.interop_arg(#text, &#name); }
+        } else {
+            quote_spanned! {arg.ty.span()=> __cachekit_call.arg(&#name); }
+        }
     });
     quote! {
         let mut __cachekit_call = #state_name.call(#self_type);

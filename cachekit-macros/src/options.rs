@@ -51,6 +51,10 @@ pub(crate) struct Options {
     /// A batch function: a `Vec` of keys in, a map of the keys found out;
     /// each key's value is an entry of its own.
     pub(crate) batch: darling::util::Flag,
+    /// The interop operation: keys and values as cachekit-py writes them.
+    pub(crate) interop: Option<Interop>,
+    /// Entries are encrypted, whatever `encryption.enabled` says.
+    pub(crate) encrypt: darling::util::Flag,
 }
 
 impl Options {
@@ -427,6 +431,50 @@ impl FromMeta for Namespace {
         }
         Ok(Namespace(text.clone()))
     }
+}
+
+/// An interop segment (`interop = "get_user"`, or the namespace of an
+/// interop function), checked as cachekit-py checks it.
+#[derive(Debug)]
+pub(crate) struct Interop(pub(crate) LitStr);
+
+impl FromMeta for Interop {
+    fn from_value(value: &Lit) -> darling::Result<Self> {
+        let Lit::Str(text) = value else {
+            return Err(error(
+                value.span(),
+                "`interop` must be a string literal: the operation's name, as the Python decorator's `interop=` gives it".into(),
+            ));
+        };
+        check_segment("operation", &text.value(), false)
+            .map_err(|reason| error(text.span(), format!("`interop`: {reason}")))?;
+        Ok(Interop(text.clone()))
+    }
+}
+
+/// Checks an interop segment (`what`: `operation` or `namespace`, which
+/// must not be `ns` or `nsapi`): the reason it is refused, if it is.
+pub(crate) fn check_segment(what: &str, segment: &str, namespace: bool) -> Result<(), String> {
+    let bytes = segment.as_bytes();
+    let valid = matches!(bytes.first(), Some(b'a'..=b'z' | b'0'..=b'9'))
+        && bytes.len() <= 64
+        && bytes
+            .iter()
+            .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'.' | b'_' | b'-'));
+    if !valid {
+        return Err(format!(
+            "the {what} {segment:?} must be 1 to 64 of `a-z`, `0-9`, `.`, `_` and `-`, starting with a letter or digit (interop keys are shared with other languages, which refuse anything else)"
+        ));
+    }
+    if segment.contains("..") {
+        return Err(format!("the {what} {segment:?} must not contain `..`"));
+    }
+    if namespace && matches!(segment, "ns" | "nsapi") {
+        return Err(format!(
+            "the namespace {segment:?} is reserved by cachekit's servers; choose another"
+        ));
+    }
+    Ok(())
 }
 
 /// The whole seconds of a duration option (as `ttl` reads them), more than

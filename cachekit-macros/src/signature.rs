@@ -4,7 +4,7 @@
 use syn::visit::Visit;
 use syn::{FnArg, GenericParam, Ident, ItemFn, Pat, ReturnType, Type, TypeImplTrait};
 
-use crate::options::Options;
+use crate::options::{Interop, Options, check_segment};
 
 /// A cached function, checked.
 pub(crate) struct Function {
@@ -169,6 +169,9 @@ impl Function {
         if options.batch.is_present() {
             check_batch(&item, options, &args, output.as_ref(), &mut errors);
         }
+        if let Some(interop) = &options.interop {
+            check_interop(&item, options, interop, skip_self, &mut errors);
+        }
         if let Some((option, span)) = options.revalidates() {
             check_revalidating(&item, options, option, span, &mut errors);
         }
@@ -245,6 +248,50 @@ fn check_batch(
     for (other, _) in others.iter().filter(|(_, given)| *given) {
         refuse(format!(
             "`batch` does not combine with `{other}`: each key of a batch is an entry of its own"
+        ));
+    }
+}
+
+/// Checks an interop function: a namespace that is an interop segment, no
+/// receiver in the key, and no option whose entries Python could not read.
+fn check_interop(
+    item: &ItemFn,
+    options: &Options,
+    interop: &Interop,
+    skip_self: bool,
+    errors: &mut darling::error::Accumulator,
+) {
+    if let Some(namespace) = &options.namespace {
+        if let Err(reason) = check_segment("namespace", &namespace.0.value(), true) {
+            errors.push(darling::Error::custom(reason).with_span(&namespace.0.span()));
+        }
+    }
+    let span = interop.0.span();
+    let mut refuse =
+        |message: String| errors.push(darling::Error::custom(message).with_span(&span));
+    if options.namespace.is_none() {
+        refuse(
+            "`interop` needs a `namespace`, the first part of the key the Python decorator's `namespace=` gives (`#[cache(interop = \"get_user\", namespace = \"users\")]`)".to_owned(),
+        );
+    }
+    if item.sig.receiver().is_some() && !skip_self {
+        refuse(
+            "`interop` functions cannot be methods keyed by `self`: Python cannot hash an instance (it refuses interop methods too); write `skip(self)` when the result does not depend on it, or make it a free function".to_owned(),
+        );
+    }
+    let others = [
+        ("key", options.key.is_some()),
+        ("version", options.version.is_some()),
+        ("stale", options.stale.is_some()),
+        ("early_refresh", options.early_refresh.is_some()),
+        ("tags", options.tags.is_some()),
+        ("invalidate_all", options.invalidate_all.is_present()),
+        ("err_ttl", options.err_ttl.is_some()),
+        ("batch", options.batch.is_present()),
+    ];
+    for (other, _) in others.iter().filter(|(_, given)| *given) {
+        refuse(format!(
+            "`interop` does not combine with `{other}`: an interop key is the operation and the arguments' hash, and an interop value is plain MessagePack, with no room for what `{other}` needs"
         ));
     }
 }

@@ -23,7 +23,8 @@ use cachekit_core::__private::codec;
 use cachekit_core::__private::{CacheAll, CachedFn, FnSpec, WithoutL1};
 use cachekit_core::ConfigSource;
 use cachekit_core::backend::Bytes;
-use cachekit_core::{Backend, Cache, key};
+use cachekit_core::encryption::MasterKey;
+use cachekit_core::{Backend, Cache, CacheBuilder, L1Config, key};
 use cachekit_memcached::{MemcachedBackend, MemcachedBackendConfig};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
@@ -36,6 +37,9 @@ const CONCURRENT_TASKS: usize = 64;
 const CONCURRENT_FOR: Duration = Duration::from_secs(3);
 const CONCURRENT_SLICES: u32 = 6;
 const KEYSPACE: usize = 1_000;
+/// Rounds of the L1 rows, and hits in each.
+const L1_ROUNDS: usize = 10;
+const L1_HITS: u32 = 100_000;
 
 fn main() {
     let servers: Vec<String> = std::env::var("CACHEKIT_BENCH_MEMCACHED")
@@ -71,6 +75,8 @@ static PROFILE: CachedFn = CachedFn::new(
         stale: Duration::ZERO,
         early_refresh: 0.0,
         invalidate_all: false,
+        interop: None,
+        encrypt: false,
     },
     Some(|| {
         Ok(Arc::clone(
@@ -110,8 +116,15 @@ async fn run(servers: Vec<String>) {
         .unwrap();
     PROFILE_BACKEND.get_or_init(|| Arc::clone(one.backend()));
     let one_backend = MemcachedBackend::new(config(&servers[..1])).unwrap();
+    // The same entry encrypted, and in interop format (plain MessagePack).
+    let sealed = cache_with(&servers[..1], |builder| {
+        builder.encrypt(true).master_key(master_key())
+    });
+    sealed.set("seq", &value, None).await.unwrap();
+    let interop = cache_with(&servers[..1], |builder| builder.interop());
+    interop.set("seq", &value, None).await.unwrap();
     let mut raw = RawClient::connect(&servers[0], &wire_key).await;
-    let mut samples: [Vec<Duration>; 4] = Default::default();
+    let mut samples: [Vec<Duration>; 6] = Default::default();
     for round in 0..WARMUP_OPS + SEQUENTIAL_OPS {
         let mut lap = Instant::now();
         let mut record = |series: usize| {
@@ -129,8 +142,19 @@ async fn run(servers: Vec<String>) {
         record(2);
         std::hint::black_box(profile(42).await);
         record(3);
+        std::hint::black_box(sealed.get::<String>("seq").await.unwrap().unwrap());
+        record(4);
+        std::hint::black_box(interop.get::<String>("seq").await.unwrap().unwrap());
+        record(5);
     }
-    let [raw_samples, backend_samples, get_samples, call_samples] = samples;
+    let [
+        raw_samples,
+        backend_samples,
+        get_samples,
+        call_samples,
+        sealed_samples,
+        interop_samples,
+    ] = samples;
     let raw = median(raw_samples);
     rows.push(Row {
         name: "raw `mg` loop, one connection (median)",
@@ -143,6 +167,14 @@ async fn run(servers: Vec<String>) {
         (
             "`#[cache]` call path (its runtime, L1 off): key from args + hit (median)",
             call_samples,
+        ),
+        (
+            "`Cache::get` hit, encrypted (AES-256-GCM) (median)",
+            sealed_samples,
+        ),
+        (
+            "`Cache::get` hit, interop format (MessagePack) (median)",
+            interop_samples,
         ),
     ] {
         let figure = median(series);
@@ -204,6 +236,38 @@ async fn run(servers: Vec<String>) {
         name: "`set_many` of 100 keys over 3 servers (median)",
         figure: micros(set_many),
         ratio: ratio(set_many, raw),
+    });
+
+    // L1 hits of a plain and of an encrypted cache, in turns: L1 keeps
+    // decrypted values, so an encrypted cache's hit decrypts nothing.
+    let l1_plain = cache_with(&servers[..1], |builder| builder.l1(L1Config::default()));
+    let l1_sealed = cache_with(&servers[..1], |builder| {
+        builder
+            .l1(L1Config::default())
+            .encrypt(true)
+            .master_key(master_key())
+    });
+    let mut l1_rounds: [Vec<Duration>; 2] = Default::default();
+    for _ in 0..L1_ROUNDS {
+        for (cache, rounds) in [&l1_plain, &l1_sealed].into_iter().zip(&mut l1_rounds) {
+            cache.set("l1", &value, None).await.unwrap();
+            let start = Instant::now();
+            for _ in 0..L1_HITS {
+                std::hint::black_box(cache.get::<String>("l1").await.unwrap().unwrap());
+            }
+            rounds.push(start.elapsed() / L1_HITS);
+        }
+    }
+    let [l1_plain, l1_sealed] = l1_rounds.map(median);
+    rows.push(Row {
+        name: "`Cache::get` L1 hit (median of rounds)",
+        figure: nanos(l1_plain),
+        ratio: "1.00x".into(),
+    });
+    rows.push(Row {
+        name: "`Cache::get` L1 hit, encrypted cache (median of rounds)",
+        figure: nanos(l1_sealed),
+        ratio: ratio(l1_sealed, l1_plain),
     });
 
     // 64 tasks over three servers: cachekit vs the raw pipelined ceiling
@@ -303,13 +367,25 @@ fn config(servers: &[String]) -> MemcachedBackendConfig {
 }
 
 async fn cache(servers: &[String]) -> Cache {
-    Cache::builder()
-        .backend(MemcachedBackend::new(config(servers)).unwrap())
-        .namespace("bench")
-        .without_l1()
-        .config(ConfigSource::defaults_only())
-        .build()
-        .unwrap()
+    cache_with(servers, |builder| builder)
+}
+
+/// A cache like [`cache`]'s, with `more` options.
+fn cache_with(servers: &[String], more: impl FnOnce(CacheBuilder) -> CacheBuilder) -> Cache {
+    more(
+        Cache::builder()
+            .backend(MemcachedBackend::new(config(servers)).unwrap())
+            .namespace("bench")
+            .without_l1()
+            .config(ConfigSource::defaults_only()),
+    )
+    .build()
+    .unwrap()
+}
+
+/// The master key of the encrypted rows.
+fn master_key() -> MasterKey {
+    MasterKey::from_bytes(&[7; 32]).unwrap()
 }
 
 /// Per-operation latencies of `op`, after a warm-up.
@@ -429,6 +505,10 @@ fn median(mut samples: Vec<Duration>) -> Duration {
 
 fn micros(d: Duration) -> String {
     format!("{:.1} µs", d.as_secs_f64() * 1e6)
+}
+
+fn nanos(d: Duration) -> String {
+    format!("{} ns", d.as_nanos())
 }
 
 fn ratio(ours: Duration, raw: Duration) -> String {

@@ -456,6 +456,10 @@ impl Backend for MemcachedBackend {
         self.owner_index(key)
     }
 
+    fn key_prefix(&self) -> &str {
+        &self.inner.config.key_prefix
+    }
+
     /// Clones share the pools.
     fn identity(&self) -> Option<Identity> {
         Some(Identity::of(&self.inner))

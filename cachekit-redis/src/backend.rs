@@ -404,6 +404,10 @@ impl Backend for RedisBackend {
         usize::from(slot) * domains / usize::from(SLOTS)
     }
 
+    fn key_prefix(&self) -> &str {
+        &self.inner.config.key_prefix
+    }
+
     /// Clones share the connection.
     fn identity(&self) -> Option<Identity> {
         Some(Identity::of(&self.inner))

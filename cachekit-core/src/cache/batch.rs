@@ -16,7 +16,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::{Cache, expiry};
-use crate::{Result, codec, key, trace};
+use crate::{Result, key, trace};
 
 impl Cache {
     /// The values under `keys`, in order: `None` for a miss (or unreadable
@@ -168,11 +168,10 @@ impl Cache {
             let Some(bytes) = bytes else { continue };
             self.inner.counters.bytes_read.add(bytes.len() as u64);
             // A tagged entry's tags are not known here: a miss, as in `get`.
-            let Some(opened) = self
-                .opened(key, bytes)
-                .filter(|opened| opened.tags.is_empty())
-            else {
-                continue;
+            let opened = match self.opened(key, bytes) {
+                Ok(Some(opened)) if opened.tags.is_empty() => opened,
+                Ok(_) => continue,
+                Err(error) => return (values, in_l1, Err(error)),
             };
             let Some(value) = self.decode(key, &opened.payload) else {
                 continue;
@@ -203,15 +202,17 @@ impl Cache {
         let mut encoded: Vec<(&str, Bytes, Option<Duration>)> = Vec::with_capacity(entries.len());
         for (key, value) in entries {
             let ttl = self.effective_ttl(ttl)?;
-            let bytes = codec::encode(*value, expiry(ttl))?;
-            self.check_size(&bytes)?;
+            let bytes = self.encode(*value, expiry(ttl))?;
             encoded.push((key, bytes, ttl));
         }
         if self.inner.ttl_jitter == 0 {
             let pairs: Vec<(&str, Bytes)> = encoded
                 .iter()
-                .map(|(key, bytes, _)| (*key, bytes.clone()))
+                .map(|(key, bytes, _)| (*key, self.inner.wire.seal(key, bytes.clone())))
                 .collect();
+            for (_, stored) in &pairs {
+                self.check_size(stored)?;
+            }
             let _writing: Vec<_> = pairs
                 .iter()
                 .map(|(key, _)| self.inner.refreshing.write_starts(key))
@@ -222,10 +223,10 @@ impl Cache {
             let first = pairs.first().map_or("", |(key, _)| *key);
             self.call("set_many", first, true, || self.raw().set_many(&pairs, ttl))
                 .await?;
-            for (key, bytes, ttl) in &encoded {
-                self.inner.counters.bytes_written.add(bytes.len() as u64);
+            for ((key, bytes, ttl), (_, stored)) in encoded.iter().zip(&pairs) {
+                self.inner.counters.bytes_written.add(stored.len() as u64);
                 if let (Some(l1), Some(ticket)) = (&self.inner.l1, ticket) {
-                    l1.fill(ticket, key, codec::payload_of(bytes), expiry(*ttl));
+                    l1.fill(ticket, key, self.inner.wire.payload_of(bytes), expiry(*ttl));
                 }
             }
             return Ok(());

@@ -5,16 +5,20 @@ use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use super::MAX_TTL_JITTER;
-use super::{Cache, Inner};
+use super::encrypting::Choice;
+use super::{Cache, Format, Inner, Wire};
 use crate::backend::Invalidation;
 use crate::coherence::{self, Coherence};
 use crate::config::{CORE_SETTINGS, ConfigSource, CoreSettings};
+use crate::encryption::MasterKey;
 use crate::flight::Flights;
 use crate::l1::L1;
 use crate::layer::{self, RELIABILITY_SETTINGS, ReliabilityConfig};
 use crate::resolve;
 use crate::stats::Counters;
-use crate::{Backend, ConfigOrigin, Error, L1Config, MemoryBackend, Result, cached_fn, key};
+use crate::{
+    Backend, ConfigOrigin, Error, L1Config, MemoryBackend, Result, cached_fn, interop, key,
+};
 
 /// Builds a [`Cache`]. Unset options come from the configuration: the
 /// one given to [`CacheBuilder::config`], else this process's (`CACHEKIT_*`
@@ -36,6 +40,10 @@ pub struct CacheBuilder {
     /// Set for the cache of a cached function: its counters carry the
     /// function's name, and the function reports them (not the cache).
     function: Option<String>,
+    /// Entries in interop format (see [`CacheBuilder::interop`]).
+    interop: bool,
+    /// What the builder says of encryption.
+    encryption: Choice,
 }
 
 impl CacheBuilder {
@@ -105,6 +113,65 @@ impl CacheBuilder {
     /// process that died while loading.
     pub fn lock_lease(mut self, lease: Duration) -> Self {
         self.lock_lease = Some(lease);
+        self
+    }
+
+    /// Writes and reads entries as cachekit-py does in interop mode, so that
+    /// Python services share them: each value is one canonical MessagePack
+    /// document (see [`interop`](crate::interop)), and keys are
+    /// `{namespace}:{key}` as given, where an interop key is
+    /// `{operation}:{hash}` from [`interop::call_key`](crate::interop::call_key).
+    ///
+    /// The namespace must be an interop segment (`^[a-z0-9][a-z0-9._-]{0,63}$`,
+    /// not `ns` or `nsapi`), the version 0, and the backend without a
+    /// `key_prefix` (Python refuses one too): otherwise
+    /// [`CacheBuilder::build`] returns an [`Error::Config`]. Interop entries
+    /// have no room for a stale window or tags: such writes fail with an
+    /// [`Error::Codec`].
+    pub fn interop(mut self) -> Self {
+        self.interop = true;
+        self
+    }
+
+    /// Encrypts entries with AES-256-GCM (`true`), or not (`false`),
+    /// whatever the `encryption.enabled` setting says; the master key comes
+    /// from [`CacheBuilder::master_key`] or the `encryption.master_key`
+    /// setting (`CACHEKIT_MASTER_KEY`). An entry is bound to its key: bytes
+    /// copied under another key do not decrypt. L1 keeps values decrypted.
+    pub fn encrypt(mut self, on: bool) -> Self {
+        self.encryption.enabled = Some(on);
+        self
+    }
+
+    /// The master key entries are encrypted under (default: the
+    /// `encryption.master_key` setting). Setting one does not turn
+    /// encryption on: say so with [`CacheBuilder::encrypt`] or the
+    /// `encryption.enabled` setting.
+    pub fn master_key(mut self, key: MasterKey) -> Self {
+        self.encryption.master_key = Some(key);
+        self
+    }
+
+    /// Earlier master keys (at most 3), tried in order when the current one
+    /// does not open an entry; never used to encrypt (default: the
+    /// `encryption.previous_master_keys` setting).
+    pub fn previous_master_keys(mut self, keys: Vec<MasterKey>) -> Self {
+        self.encryption.previous = Some(keys);
+        self
+    }
+
+    /// The deployment that keys are derived for, a lowercase hyphenated
+    /// UUID (default: the `encryption.deployment_uuid` setting, else the
+    /// tenant `default`, as in cachekit-py).
+    pub fn deployment_uuid(mut self, uuid: impl Into<String>) -> Self {
+        self.encryption.deployment_uuid = Some(uuid.into());
+        self
+    }
+
+    /// Whether an entry that does not decrypt is an error rather than a
+    /// miss (default: the `encryption.fail_closed` setting, `false`).
+    pub fn fail_closed(mut self, on: bool) -> Self {
+        self.encryption.fail_closed = Some(on);
         self
     }
 
@@ -181,7 +248,19 @@ impl CacheBuilder {
                 ),
             });
         }
+        let namespace_origin = match self.namespace {
+            Some(_) => ConfigOrigin::Code,
+            None => config.origin(&CORE_SETTINGS[NAMESPACE]),
+        };
         let namespace = self.namespace.unwrap_or(settings.namespace);
+        let format = match self.interop {
+            true => {
+                check_interop(&*backend, &namespace, namespace_origin, self.version)?;
+                Format::Interop
+            }
+            false => Format::Native,
+        };
+        let seal = self.encryption.seal(&config)?;
         // Room for the lock mark that lock keys add.
         let max_key_len = backend_key_len - key::LOCK_MARK.len();
         let l1 = l1.map(|config| Arc::new(L1::new(config))).filter(|l1| {
@@ -221,8 +300,51 @@ impl CacheBuilder {
                 counters,
                 said_no_lock: AtomicBool::new(false),
                 refreshing: Default::default(),
+                wire: Wire { format, seal },
                 backend,
             }),
         })
     }
+}
+
+/// Index of `namespace` in [`CORE_SETTINGS`].
+const NAMESPACE: usize = 1;
+
+/// Refuses what interop mode cannot serve: a namespace that is not an
+/// interop segment, a version (which Python keys do not have), and a
+/// backend that prefixes keys (Python's clients would not see the prefix).
+fn check_interop(
+    backend: &dyn Backend,
+    namespace: &str,
+    origin: ConfigOrigin,
+    version: u32,
+) -> Result<()> {
+    if let Err(problem) = interop::validate_segment("namespace", namespace) {
+        return Err(Error::Config {
+            setting: "namespace".into(),
+            origin,
+            reason: problem.to_string(),
+        });
+    }
+    if version != 0 {
+        return Err(Error::Config {
+            setting: "version".into(),
+            origin: ConfigOrigin::Code,
+            reason: format!(
+                "version {version} with interop: interop keys have no version, so other languages could not read the entries; leave the version at 0 and change the namespace or operation instead"
+            ),
+        });
+    }
+    let prefix = backend.key_prefix();
+    if !prefix.is_empty() {
+        return Err(Error::Config {
+            setting: format!("{}.key_prefix", backend.name()),
+            origin: ConfigOrigin::Code,
+            reason: format!(
+                "interop mode cannot be used with a key-prefixing backend ({} has key_prefix {prefix:?}): the prefix would be invisible to other SDKs and break cross-SDK reads; remove the prefix, or tell services apart by namespace",
+                backend.name()
+            ),
+        });
+    }
+    Ok(())
 }

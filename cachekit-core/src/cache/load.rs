@@ -493,7 +493,7 @@ impl Cache {
         let mut stored = false;
         let (ttl, stamp) = ttls.stamp(self, &value, started.elapsed());
         let l1_until = tags::copy_deadline(tagged, copy_until(&stamp, ttls.beta));
-        let payload = match codec::encode_tagged(
+        let payload = match self.inner.wire.encode(
             &value,
             stamp,
             generations.as_deref().unwrap_or_default(),
@@ -511,7 +511,7 @@ impl Cache {
                         }),
                     }
                 }
-                Some(codec::payload_of(&bytes))
+                Some(self.inner.wire.payload_of(&bytes))
             }
             Err(error) => {
                 self.warn(|suppressed| {

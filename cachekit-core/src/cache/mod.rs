@@ -4,11 +4,13 @@
 
 mod batch;
 mod builder;
+mod encrypting;
 mod jitter;
 mod load;
 mod lock;
 mod revalidate;
 mod tags;
+mod wire;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -28,10 +30,12 @@ use crate::{
     Backend, CacheStats, Capabilities, Capability, Error, KeyTtl, Result, codec, key, trace,
 };
 pub use builder::CacheBuilder;
+pub use encrypting::{ENCRYPTION_SETTINGS, EncryptionSettings};
 pub(crate) use jitter::MAX_TTL_JITTER;
 pub(crate) use load::{Fetched, IsNegative, Lifetime, RunsIn};
 use revalidate::Refreshing;
 pub use revalidate::Revalidate;
+pub(crate) use wire::{Format, Seal, Wire};
 
 /// A cache: a namespace over a backend, with an optional in-process L1 tier.
 ///
@@ -69,6 +73,8 @@ struct Inner {
     said_no_lock: AtomicBool,
     /// The keys being refreshed in the background (see [`Revalidate`]).
     refreshing: Refreshing,
+    /// The format of entries, and their encryption.
+    wire: Wire,
 }
 
 /// A value found in L1 or the backend, decoded.
@@ -166,7 +172,7 @@ impl Cache {
     ) -> Result<()> {
         let key = self.key(key);
         let ttl = self.effective_ttl(ttl)?;
-        let bytes = codec::encode(value, expiry(ttl))?;
+        let bytes = self.encode(value, expiry(ttl))?;
         let write = self.write(&key, bytes, ttl, expiry(ttl));
         trace::traced_result(self.span("set", &key), write).await
     }
@@ -351,13 +357,13 @@ impl Cache {
             let (ttl, stamp) = ttls.stamp(self, value, load_time);
             let tagged = !ttls.into_tags().is_empty();
             let generations = if tagged { generations? } else { Vec::new() };
-            let bytes = codec::encode_tagged(value, stamp, &generations)?;
+            let bytes = self.inner.wire.encode(value, stamp, &generations)?;
             let fresh_until = tags::copy_deadline(tagged, stamp.fresh_until());
             Ok((bytes, ttl, fresh_until))
         });
         async move {
             let (bytes, ttl, fresh_until) = encoded?;
-            let size = codec::payload_of(&bytes).len();
+            let size = self.inner.wire.payload_of(&bytes).len();
             self.write(key, bytes, ttl, fresh_until).await?;
             Ok((size, fresh_until))
         }
@@ -477,35 +483,66 @@ impl Cache {
             return Ok(None);
         };
         self.inner.counters.bytes_read.add(bytes.len() as u64);
-        Ok(self.opened(key, bytes))
+        self.opened(key, bytes)
     }
 
-    /// The envelope of the entry `bytes` under `key`, verified; none, and a
-    /// warning, if it is not a valid one.
-    fn opened(&self, key: &str, bytes: Bytes) -> Option<codec::Opened> {
-        match codec::open(bytes) {
-            Ok(opened) => Some(opened),
-            Err(error) => {
+    /// The entry `bytes` under `key`, decrypted and its envelope verified;
+    /// none, and a warning, if it is not a valid one. One that does not
+    /// decrypt is none too, counted, or with `fail_closed` an
+    /// [`Error::Undecryptable`].
+    fn opened(&self, key: &str, bytes: Bytes) -> Result<Option<codec::Opened>> {
+        match self.inner.wire.open(key, bytes) {
+            Ok(Ok(opened)) => Ok(Some(opened)),
+            Ok(Err(error)) => {
                 self.warn(|suppressed| {
                     tracing::warn!(%key, %error, suppressed, "unreadable cache entry treated as a miss");
                 });
-                None
+                Ok(None)
+            }
+            Err(undecryptable) => {
+                self.inner.counters.undecryptable.bump();
+                self.warn(|suppressed| {
+                    tracing::warn!(%key, suppressed, fail_closed = undecryptable.fail_closed, "cache entry does not decrypt (tampered, written unencrypted, or under a master key not configured)");
+                });
+                match undecryptable.fail_closed {
+                    true => Err(Error::Undecryptable {
+                        key: key.to_owned(),
+                    }),
+                    false => Ok(None),
+                }
             }
         }
     }
 
     /// Decodes a payload; a payload of another type is no value, and a warning.
     fn decode<T: DeserializeOwned>(&self, key: &str, payload: &[u8]) -> Option<T> {
-        match codec::decode_payload(payload) {
+        match self.inner.wire.decode(payload) {
             Ok(value) => Some(value),
             Err(error) => {
                 self.forget_l1(key);
-                self.warn(|suppressed| {
-                    tracing::warn!(%key, %error, suppressed, "cache entry does not decode as the requested type: treated as a miss");
-                });
+                if error.is_python_frame() {
+                    self.warn(|suppressed| {
+                        tracing::warn!(%key, suppressed, "cache entry is a cachekit-py auto-mode (CK) frame, not an interop entry: treated as a miss and overwritten; the Python decorator needs `interop=`");
+                    });
+                } else {
+                    self.warn(|suppressed| {
+                        tracing::warn!(%key, %error, suppressed, "cache entry does not decode as the requested type: treated as a miss");
+                    });
+                }
                 None
             }
         }
+    }
+
+    /// The bytes of `value` in this cache's format, to expire at `expires_at`.
+    fn encode<T: Serialize + ?Sized>(
+        &self,
+        value: &T,
+        expires_at: Option<SystemTime>,
+    ) -> Result<Bytes> {
+        self.inner
+            .wire
+            .encode(value, codec::Stamp::expiring(expires_at), &[])
     }
 
     /// Checks the size and writes an envelope to the backend for `ttl`, and
@@ -530,14 +567,17 @@ impl Cache {
         ttl: Option<Duration>,
         fresh_until: Option<SystemTime>,
     ) -> Result<()> {
-        self.check_size(&bytes)?;
+        let stored = self.inner.wire.seal(key, bytes.clone());
+        self.check_size(&stored)?;
         self.forget_l1(key);
         let ticket = self.inner.l1.as_ref().map(|l1| l1.ticket());
-        self.call("set", key, true, || self.raw().set(key, bytes.clone(), ttl))
-            .await?;
-        self.inner.counters.bytes_written.add(bytes.len() as u64);
+        self.call("set", key, true, || {
+            self.raw().set(key, stored.clone(), ttl)
+        })
+        .await?;
+        self.inner.counters.bytes_written.add(stored.len() as u64);
         if let (Some(l1), Some(ticket)) = (&self.inner.l1, ticket) {
-            l1.fill(ticket, key, codec::payload_of(&bytes), fresh_until);
+            l1.fill(ticket, key, self.inner.wire.payload_of(&bytes), fresh_until);
         }
         Ok(())
     }

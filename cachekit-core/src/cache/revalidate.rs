@@ -304,7 +304,7 @@ impl Cache {
             return;
         };
         let (ttl, stamp) = ttls.stamp(self, &value, started.elapsed());
-        let bytes = match codec::encode_tagged(&value, stamp, &seen.tags) {
+        let bytes = match self.inner.wire.encode(&value, stamp, &seen.tags) {
             Ok(bytes) => bytes,
             Err(error) => {
                 self.warn(|suppressed| {

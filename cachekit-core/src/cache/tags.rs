@@ -75,7 +75,7 @@ impl Cache {
             return Ok((None, generations));
         };
         self.inner.counters.bytes_read.add(entry.len() as u64);
-        let opened = match self.opened(key, entry) {
+        let opened = match self.opened(key, entry)? {
             Some(opened) => opened,
             None => return Ok((None, generations)),
         };

@@ -3,6 +3,8 @@
 use serde::Serialize;
 use smallvec::SmallVec;
 
+use crate::interop::{self, InteropArg, Profile};
+
 /// One call's keys: the L1 key (the serialized arguments or custom key, in
 /// the function's own L1) and what the backend key is built from.
 #[derive(Debug)]
@@ -18,6 +20,8 @@ pub struct Call {
     pub(super) part: Option<KeyPart>,
     /// The call's tags (`tags = [...]` in the attribute).
     pub(super) tags: Vec<String>,
+    /// The number of interop arguments in `l1`.
+    interop_args: u32,
 }
 
 impl Call {
@@ -30,6 +34,7 @@ impl Call {
             l1: SmallVec::new(),
             part: Some(KeyPart::Args),
             tags: Vec::new(),
+            interop_args: 0,
         }
     }
 
@@ -41,6 +46,7 @@ impl Call {
             l1: self.l1.clone(),
             part: self.part,
             tags: self.tags.clone(),
+            interop_args: self.interop_args,
         }
     }
 
@@ -62,6 +68,38 @@ impl Call {
     #[inline]
     pub fn arg<T: KeyArg + ?Sized>(&mut self, value: &T) {
         self.push(value);
+    }
+
+    /// Adds an argument of an interop function (`interop = "..."`) to the
+    /// key, in its canonical MessagePack (see [`interop`](crate::interop));
+    /// a value that is not interop data (a NaN, a map with a key that is no
+    /// string) makes the call run uncached, with a warning naming `name`.
+    pub fn interop_arg<T: InteropArg + ?Sized>(&mut self, name: &'static str, value: &T) {
+        if self.part.is_none() {
+            return;
+        }
+        let mut encoded = Vec::new();
+        match value
+            .to_interop()
+            .and_then(|value| interop::write(&value, Profile::Args, &mut encoded))
+        {
+            Ok(()) => {
+                self.l1.extend_from_slice(&encoded);
+                self.interop_args += 1;
+            }
+            Err(error) => {
+                let error = error.for_argument(name);
+                super::WARNINGS.warn(|suppressed| {
+                    tracing::warn!(%error, suppressed, "an argument is not interop data: the call runs uncached");
+                });
+                self.part = None;
+            }
+        }
+    }
+
+    /// The interop hash of the arguments added (see [`interop::args_hash`]).
+    pub(super) fn interop_hash(&self) -> String {
+        interop::hash_encoded_args(self.interop_args, &self.l1)
     }
 
     /// Adds a tag to the call's result (see [`Cache::invalidate_tag`](crate::Cache::invalidate_tag)).
@@ -121,4 +159,7 @@ pub(super) enum KeyPart {
     Args,
     /// A key given in the attribute.
     Custom,
+    /// The canonical MessagePack of the interop arguments follows the
+    /// identity in the L1 key.
+    Interop,
 }

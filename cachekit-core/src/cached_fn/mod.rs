@@ -116,6 +116,12 @@ pub struct FnSpec {
     /// Whether its results carry the function's own tag, for
     /// `_invalidate_all` (`invalidate_all`, or `tags = [...]`).
     pub invalidate_all: bool,
+    /// The interop operation (`interop = "get_user"`): keys and values as
+    /// cachekit-py's interop mode writes them; `None`: cachekit's own.
+    pub interop: Option<&'static str>,
+    /// Whether its entries are encrypted whatever `encryption.enabled`
+    /// says (`encrypt`).
+    pub encrypt: bool,
 }
 
 /// Builds the backend named in the attribute (`backend = ...`).
@@ -157,7 +163,11 @@ impl CachedFn {
     /// [`Call::arg`], in order.
     #[inline]
     pub fn call(&'static self, self_type: &'static str) -> Call {
-        Call::new(self.state(self_type))
+        let mut call = Call::new(self.state(self_type));
+        if self.spec.interop.is_some() {
+            call.part = Some(KeyPart::Interop);
+        }
+        call
     }
 
     /// The keys of a call whose key is given in the attribute (`key = ...`).
@@ -694,5 +704,6 @@ fn wire_key(cache: &Cache, function: &str, call: &Call) -> Option<key::Built> {
             let custom = String::from_utf8_lossy(call.args());
             cache.key(&format!("{function}:{custom}"))
         }
+        KeyPart::Interop => cache.call_key(function, &call.interop_hash()),
     })
 }

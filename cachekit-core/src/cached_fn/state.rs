@@ -452,9 +452,11 @@ impl CachedFn {
         let process = process()?;
         // A function that names no namespace: the `namespace` setting, then
         // its module path, which keeps functions of other modules apart.
-        let (namespace, function) = match self.spec.namespace {
-            Some(namespace) => (namespace.to_owned(), self.spec.name.to_owned()),
-            None => (
+        let (namespace, function) = match (self.spec.namespace, self.spec.interop) {
+            // The operation in place of the name, as Python keys have it.
+            (Some(namespace), Some(operation)) => (namespace.to_owned(), operation.to_owned()),
+            (Some(namespace), None) => (namespace.to_owned(), self.spec.name.to_owned()),
+            (None, _) => (
                 process.settings.namespace.clone(),
                 format!("{}:{}", self.spec.module.replace("::", "."), self.spec.name),
             ),
@@ -475,6 +477,12 @@ impl CachedFn {
             .config(process.config.clone());
         if let Some(percent) = self.spec.ttl_jitter {
             builder = builder.ttl_jitter(percent);
+        }
+        if self.spec.interop.is_some() {
+            builder = builder.interop();
+        }
+        if self.spec.encrypt {
+            builder = builder.encrypt(true);
         }
         let cache = builder.build()?;
         // No copies, no notices to hear.

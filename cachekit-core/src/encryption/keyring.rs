@@ -14,6 +14,7 @@ use super::nonce::{NONCE_LEN, fresh_nonce};
 
 /// The most previous keys a keyring keeps, as cachekit-py does: each one
 /// costs a failed trial decryption on every read of an entry it did not write.
+#[doc(hidden)]
 pub const MAX_PREVIOUS_KEYS: usize = 3;
 
 /// Bytes of an AES-GCM tag.
@@ -28,6 +29,7 @@ const NOT_COMPRESSED: &str = "False";
 /// once, here; the ciphers wipe their keys when they drop. `Debug` shows the
 /// tenant and the number of previous keys only.
 #[derive(Clone)]
+#[doc(hidden)]
 pub struct Keyring {
     tenant: String,
     /// The current key's cipher first, then the previous keys' in order.

@@ -1,13 +1,15 @@
 //! Encryption at rest of cache entries, byte-compatible with cachekit-py
 //! 0.24.1 (`@cache.secure` in interop mode).
 //!
-//! A [`MasterKey`] (hex, at least 32 bytes) and a tenant ([`tenant_of`])
-//! give a [`Keyring`]: the AES-256 key derived from the current master key
-//! and from up to three previous ones, for rotation. [`Keyring::seal`]
-//! writes `nonce(12) ‖ ciphertext ‖ tag(16)` under AES-256-GCM with a fresh
-//! random nonce, authenticated with an AAD that binds the value to its
-//! tenant, cache key and format; [`Keyring::open`] tries the current key,
-//! then each previous key in order.
+//! A [`MasterKey`] (hex, at least 32 bytes), given to
+//! [`CacheBuilder::master_key`](crate::CacheBuilder::master_key) or set as
+//! `CACHEKIT_MASTER_KEY`, and a tenant (the deployment's UUID, else
+//! `default`) give the AES-256 key, derived with HKDF-SHA256, and up to
+//! three previous ones, for rotation. An entry is stored as
+//! `nonce(12) ‖ ciphertext ‖ tag(16)` under AES-256-GCM with a fresh random
+//! nonce, authenticated with associated data that binds it to its tenant,
+//! cache key and format; a read tries the current key, then each previous
+//! key in order. docs/interop.md says how to turn it on and rotate keys.
 //!
 //! Key material lives only in storage wiped on drop: the master key's bytes,
 //! each derived key, and each cipher's AES round keys and GHASH key. The
@@ -24,6 +26,8 @@ mod nonce;
 mod tenant;
 
 pub use error::{EncryptionError, EncryptionErrorKind};
+// The cache holds the keyring (hidden: reachable for this workspace's
+// tests and tools, not an API).
 pub use keyring::{Keyring, MAX_PREVIOUS_KEYS};
 pub use master_key::MasterKey;
 pub use tenant::tenant_of;

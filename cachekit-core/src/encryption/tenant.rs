@@ -5,6 +5,7 @@ use super::error::{EncryptionError, EncryptionErrorKind};
 /// The tenant of a deployment: `"default"` without a deployment UUID, or the
 /// UUID itself, which interop mode requires in canonical form (lowercase,
 /// hyphenated, 8-4-4-4-12 hex digits) since the Python SDK hashes it as text.
+#[doc(hidden)]
 pub fn tenant_of(deployment_uuid: Option<&str>) -> Result<String, EncryptionError> {
     match deployment_uuid {
         None => Ok("default".to_owned()),

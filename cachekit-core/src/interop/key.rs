@@ -40,6 +40,18 @@ fn canonical_named<'a>(
     Ok(out)
 }
 
+/// The `args_hash` of a call whose `count` arguments are `encoded`, each
+/// already written in the args profile one after the other (as
+/// `#[cache(interop = ...)]` adds them): the array header is prefixed
+/// here, so the hash is [`args_hash`]'s.
+pub(crate) fn hash_encoded_args(count: u32, encoded: &[u8]) -> String {
+    let mut canonical = Vec::with_capacity(5 + encoded.len());
+    // A count of at most `u32::MAX` always has a header.
+    let _ = write_array_header(count as usize, &mut canonical);
+    canonical.extend_from_slice(encoded);
+    hash_hex(&canonical)
+}
+
 /// The lowercase hex of Blake2b-256 over `canonical`.
 fn hash_hex(canonical: &[u8]) -> String {
     let digest = Blake2b::<U32>::digest(canonical);

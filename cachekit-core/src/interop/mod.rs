@@ -32,9 +32,11 @@ use serde::Serialize;
 
 pub use arg::InteropArg;
 pub use error::InteropError;
+pub(crate) use key::hash_encoded_args;
 pub use key::{args_hash, call_key, call_key_named, canonical_args, validate_segment};
 pub use read::from_msgpack;
 pub use value::InteropValue;
+pub(crate) use write::{Profile, write};
 
 /// Deepest nesting of arrays, maps and sets that interop values may have,
 /// as cachekit-py reads them (a document of 1024 nested arrays is read,

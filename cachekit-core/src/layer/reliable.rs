@@ -217,6 +217,10 @@ impl Backend for Reliable {
         self.inner.failure_domain(key)
     }
 
+    fn key_prefix(&self) -> &str {
+        self.inner.key_prefix()
+    }
+
     /// The backend's: the layer over it stands for it.
     fn identity(&self) -> Option<Identity> {
         Some(super::identity(&self.inner))

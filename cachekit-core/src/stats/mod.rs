@@ -50,6 +50,10 @@ pub struct CacheStats {
     /// Loads whose loader returned an error (an `Err` of a fallible loader
     /// or cached function), which is not stored.
     pub load_errors: u64,
+    /// Entries read from the backend that did not decrypt (tampered,
+    /// written unencrypted, or under a master key not configured), with
+    /// encryption on: each is a miss, or with `fail_closed` an error.
+    pub undecryptable: u64,
     /// Backend operations that failed (unavailable, timed out, refused), and
     /// cached calls that ran uncached because the backend could not be built.
     pub errors: u64,
@@ -69,6 +73,7 @@ impl std::ops::AddAssign for CacheStats {
         self.loads += other.loads;
         self.refreshes += other.refreshes;
         self.load_errors += other.load_errors;
+        self.undecryptable += other.undecryptable;
         self.errors += other.errors;
         self.bytes_read += other.bytes_read;
         self.bytes_written += other.bytes_written;
@@ -103,6 +108,7 @@ pub(crate) struct Counters {
     pub(crate) loads: Count,
     pub(crate) refreshes: Count,
     pub(crate) load_errors: Count,
+    pub(crate) undecryptable: Count,
     pub(crate) errors: Count,
     pub(crate) bytes_read: Count,
     pub(crate) bytes_written: Count,
@@ -123,6 +129,7 @@ impl Counters {
             loads: count("cachekit_loads_total"),
             refreshes: count("cachekit_refreshes_total"),
             load_errors: count("cachekit_load_errors_total"),
+            undecryptable: count("cachekit_undecryptable_total"),
             errors: count("cachekit_errors_total"),
             bytes_read: count("cachekit_bytes_read_total"),
             bytes_written: count("cachekit_bytes_written_total"),
@@ -139,6 +146,7 @@ impl Counters {
             loads: self.loads.get(),
             refreshes: self.refreshes.get(),
             load_errors: self.load_errors.get(),
+            undecryptable: self.undecryptable.get(),
             errors: self.errors.get(),
             bytes_read: self.bytes_read.get(),
             bytes_written: self.bytes_written.get(),

@@ -4,7 +4,9 @@
 
 use std::fmt::Write;
 
-use cachekit::backend::{CORE_SETTINGS, RELIABILITY_SETTINGS, Setting, SettingKind};
+use cachekit::backend::{
+    CORE_SETTINGS, ENCRYPTION_SETTINGS, RELIABILITY_SETTINGS, Setting, SettingKind,
+};
 use cachekit::backends::{file, memcached, redis};
 
 use crate::markdown::{self, GENERATED, code};
@@ -27,6 +29,12 @@ pub(crate) const GROUPS: &[Group] = &[
         table: Some("reliability"),
         about: "The layer around every backend: operation timeout, retries and the circuit breaker ([reliability.md](reliability.md)).",
         settings: RELIABILITY_SETTINGS,
+    },
+    Group {
+        title: "Encryption",
+        table: Some("encryption"),
+        about: "Encryption of entries at rest with AES-256-GCM, compatible with cachekit-py ([interop.md](interop.md#encryption)).",
+        settings: ENCRYPTION_SETTINGS,
     },
     Group {
         title: "Memcached",
@@ -123,6 +131,7 @@ fn kind(kind: SettingKind) -> String {
         SettingKind::Text => "text".into(),
         SettingKind::Bool => "`true` or `false`".into(),
         SettingKind::List => "list".into(),
+        SettingKind::Secret => "secret text".into(),
         SettingKind::Integer { min, max } => format!("integer, {min} to {max}"),
         SettingKind::Seconds { min, max } => {
             format!("seconds, {} to {}", min.as_secs_f64(), max.as_secs_f64())
@@ -169,7 +178,7 @@ mod tests {
     use cachekit::backends::memcached::MemcachedBackendConfig;
     use cachekit::backends::redis::RedisBackendConfig;
     use cachekit::{ConfigSource, ReliabilityConfig};
-    use cachekit_core::__private::CoreSettings;
+    use cachekit_core::__private::{CoreSettings, EncryptionSettings};
 
     use super::*;
 
@@ -201,6 +210,15 @@ mod tests {
             reliability(&written),
             reliability(&nothing),
             "[reliability]"
+        );
+        let encryption = |source: &ConfigSource| -> EncryptionSettings {
+            source
+                .extract(Some("encryption"), ENCRYPTION_SETTINGS)
+                .expect("encryption settings")
+        };
+        assert!(
+            encryption(&written) == encryption(&nothing),
+            "[encryption] differs from the defaults"
         );
         assert_eq!(
             MemcachedBackendConfig::from_source(&written).expect("[memcached]"),
