@@ -496,7 +496,7 @@ impl ConfigSource {
                     self.var(var).unwrap_or_default()
                 )
             }
-            _ => error.kind.to_string(),
+            _ => without_quoted_lines(&error.kind.to_string()),
         };
         Error::Config {
             setting: setting.map_or(key, |s| s.key.to_owned()),
@@ -504,6 +504,23 @@ impl ConfigSource {
             reason,
         }
     }
+}
+
+/// A parser's message without the lines it quotes from the file (TOML's
+/// `3 | master_key = 0011...`): the file may hold secrets (a master key, a
+/// password in a URL), and the line and column say where to look.
+fn without_quoted_lines(message: &str) -> String {
+    let quoted = |line: &str| {
+        let rest = line
+            .trim_start()
+            .trim_start_matches(|c: char| c.is_ascii_digit());
+        rest.trim_start().starts_with('|')
+    };
+    let kept: Vec<&str> = message
+        .lines()
+        .filter(|line| !quoted(line) && !line.trim().is_empty())
+        .collect();
+    kept.join("; ")
 }
 
 /// A figment provider for the variables of declared settings, each mapped to

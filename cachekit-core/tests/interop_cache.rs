@@ -301,6 +301,64 @@ async fn l1_keeps_decrypted_copies() {
     assert_eq!(cache.stats().l1_hits, 1);
 }
 
+#[test]
+fn a_syntax_error_in_the_file_never_shows_the_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cachekit.toml");
+    std::fs::write(
+        &path,
+        format!("[encryption]\nenabled = true\nmaster_key = {MASTER}\n"),
+    )
+    .unwrap();
+    let config = ConfigSource::from_parts(Some(&path), Vec::<(String, String)>::new()).unwrap();
+    let error = Cache::builder()
+        .shared_backend(Arc::new(MemoryBackend::new()))
+        .config(config)
+        .build()
+        .unwrap_err();
+    let text = format!("{error} / {error:?}");
+    assert!(text.contains("line 3"), "where to look: {text}");
+    assert!(!text.contains(&MASTER[..16]), "the key leaks: {text}");
+}
+
+#[tokio::test]
+async fn an_oversized_value_fails_a_jittered_batch_before_anything_is_written() {
+    let backend = Arc::new(MemoryBackend::with_limits(16, 64 << 10));
+    let limit = backend.capabilities().max_value_size.unwrap();
+    // Under the limit in its envelope, over it once sealed (28 bytes more).
+    let big = "x".repeat(limit - 60);
+    for encrypt in [false, true] {
+        let namespace = format!("batch{encrypt}");
+        let cache = Cache::builder()
+            .shared_backend(backend.clone())
+            .namespace(namespace.as_str())
+            .without_l1()
+            .ttl_jitter(20)
+            .encrypt(encrypt)
+            .master_key(key(MASTER))
+            .config(ConfigSource::defaults_only())
+            .build()
+            .unwrap();
+        let big = big.clone();
+        let values = cache
+            .get_or_insert_many(&["a", "b"], TTL, |keys| async move {
+                keys.iter()
+                    .map(|key| match key.as_str() {
+                        "a" => "small".to_owned(),
+                        _ => big.clone(),
+                    })
+                    .collect()
+            })
+            .await;
+        assert_eq!(values.len(), 2, "the values are returned");
+        let stored = raw(&backend, &format!("{namespace}:a")).await.is_some();
+        assert_eq!(
+            stored, !encrypt,
+            "encrypted: {encrypt}: written only if all fit"
+        );
+    }
+}
+
 fn config(vars: &[(&str, &str)]) -> ConfigSource {
     ConfigSource::from_parts(None, vars.iter().copied()).unwrap()
 }

@@ -203,6 +203,7 @@ impl Cache {
         for (key, value) in entries {
             let ttl = self.effective_ttl(ttl)?;
             let bytes = self.encode(*value, expiry(ttl))?;
+            self.check_size(self.inner.wire.stored_len(bytes.len()))?;
             encoded.push((key, bytes, ttl));
         }
         if self.inner.ttl_jitter == 0 {
@@ -210,9 +211,6 @@ impl Cache {
                 .iter()
                 .map(|(key, bytes, _)| (*key, self.inner.wire.seal(key, bytes.clone())))
                 .collect();
-            for (_, stored) in &pairs {
-                self.check_size(stored)?;
-            }
             let _writing: Vec<_> = pairs
                 .iter()
                 .map(|(key, _)| self.inner.refreshing.write_starts(key))

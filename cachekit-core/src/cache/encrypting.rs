@@ -9,6 +9,7 @@
 use std::fmt;
 
 use serde::{Deserialize, Deserializer, Serialize};
+use zeroize::Zeroizing;
 
 use super::Seal;
 use crate::config::{ConfigSource, Setting, SettingKind};
@@ -60,17 +61,18 @@ pub const ENCRYPTION_SETTINGS: &[Setting] = &[
     },
 ];
 
-/// The values of [`ENCRYPTION_SETTINGS`]. Its `Debug` never shows a key.
+/// The values of [`ENCRYPTION_SETTINGS`]. Its `Debug` never shows a key,
+/// and the keys' text is wiped when it is dropped.
 #[derive(Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct EncryptionSettings {
     /// `encryption.enabled`; `None`: not said.
     pub enabled: Option<bool>,
     /// `encryption.master_key`, in hex.
-    pub master_key: Option<String>,
+    pub master_key: Option<Zeroizing<String>>,
     /// `encryption.previous_master_keys`, in hex.
     #[serde(deserialize_with = "key_list")]
-    pub previous_master_keys: Vec<String>,
+    pub previous_master_keys: Vec<Zeroizing<String>>,
     /// `encryption.deployment_uuid`.
     pub deployment_uuid: Option<String>,
     /// `encryption.fail_closed`.
@@ -96,22 +98,20 @@ impl fmt::Debug for EncryptionSettings {
 /// string in the file) or as an array of strings.
 fn key_list<'de, D: Deserializer<'de>>(
     deserializer: D,
-) -> std::result::Result<Vec<String>, D::Error> {
+) -> std::result::Result<Vec<Zeroizing<String>>, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
     enum Written {
-        Text(String),
-        List(Vec<String>),
+        Text(Zeroizing<String>),
+        List(Vec<Zeroizing<String>>),
     }
-    let keys = match Written::deserialize(deserializer)? {
-        Written::Text(text) => text.split(',').map(str::to_owned).collect(),
-        Written::List(keys) => keys,
+    // Trimmed copies, wiped on drop as the originals are.
+    let trimmed = |key: &str| Zeroizing::new(key.trim().to_owned());
+    let keys: Vec<Zeroizing<String>> = match Written::deserialize(deserializer)? {
+        Written::Text(text) => text.split(',').map(trimmed).collect(),
+        Written::List(keys) => keys.iter().map(|key| trimmed(key)).collect(),
     };
-    Ok(keys
-        .into_iter()
-        .map(|key| key.trim().to_owned())
-        .filter(|key| !key.is_empty())
-        .collect())
+    Ok(keys.into_iter().filter(|key| !key.is_empty()).collect())
 }
 
 /// What a [`CacheBuilder`](super::CacheBuilder) says of encryption; unset

@@ -127,7 +127,15 @@ impl Cache {
 
     /// [`Cache::backend_key`], held inline.
     pub(crate) fn key(&self, key: &str) -> key::Built {
-        self.inner.prefix.build(key)
+        let built = self.inner.prefix.build(key);
+        if self.inner.wire.format == Format::Interop
+            && built.len() != self.inner.namespace.len() + 1 + key.len()
+        {
+            self.warn(|suppressed| {
+                tracing::warn!(%key, suppressed, "an interop key that cannot be sent as it is (too long, or not printable ASCII without spaces) is hashed: other languages will not find its entry");
+            });
+        }
+        built
     }
 
     /// The backend key for the call of cached function `function` whose
@@ -568,7 +576,7 @@ impl Cache {
         fresh_until: Option<SystemTime>,
     ) -> Result<()> {
         let stored = self.inner.wire.seal(key, bytes.clone());
-        self.check_size(&stored)?;
+        self.check_size(stored.len())?;
         self.forget_l1(key);
         let ticket = self.inner.l1.as_ref().map(|l1| l1.ticket());
         self.call("set", key, true, || {
@@ -583,12 +591,9 @@ impl Cache {
     }
 
     /// Refuses an envelope over the backend's size limit.
-    fn check_size(&self, bytes: &Bytes) -> Result<()> {
+    fn check_size(&self, size: usize) -> Result<()> {
         match self.inner.capabilities.max_value_size {
-            Some(limit) if bytes.len() > limit => Err(Error::ValueTooLarge {
-                size: bytes.len(),
-                limit,
-            }),
+            Some(limit) if size > limit => Err(Error::ValueTooLarge { size, limit }),
             _ => Ok(()),
         }
     }

@@ -19,6 +19,8 @@ use crate::{Error, Result, interop};
 const NATIVE_FORMAT: &str = "cachekit-envelope";
 /// The `format` component of a sealed interop entry, as cachekit-py writes it.
 const INTEROP_FORMAT: &str = "msgpack";
+/// What sealing adds: the 12-byte nonce and the 16-byte tag.
+const SEAL_OVERHEAD: usize = 12 + 16;
 
 /// How values are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,6 +91,15 @@ impl Wire {
         match &self.seal {
             Some(seal) => Bytes::from(seal.keyring.seal(key, self.aad_format(), &bytes)),
             None => bytes,
+        }
+    }
+
+    /// The size of `len` bytes as stored: with the nonce and the tag when
+    /// sealed.
+    pub(crate) fn stored_len(&self, len: usize) -> usize {
+        match self.seal {
+            Some(_) => len + SEAL_OVERHEAD,
+            None => len,
         }
     }
 

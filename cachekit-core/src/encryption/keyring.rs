@@ -87,13 +87,25 @@ impl Keyring {
     /// `format` names the plaintext's encoding (`"msgpack"` in interop mode)
     /// and is authenticated: the value opens only as that format.
     pub fn seal(&self, cache_key: &str, format: &str, plaintext: &[u8]) -> Vec<u8> {
-        self.seal_with_nonce(cache_key, format, fresh_nonce(), plaintext)
+        self.seal_under(cache_key, format, fresh_nonce(), plaintext)
     }
 
-    /// [`Keyring::seal`] with the given nonce, for fixed test vectors only:
-    /// a nonce used twice under one key reveals both plaintexts.
+    /// [`Keyring::seal`] with the given nonce, for fixed test vectors only
+    /// (the test kit's): a nonce used twice under one key reveals both
+    /// plaintexts.
     #[doc(hidden)]
+    #[cfg(any(test, feature = "testkit"))]
     pub fn seal_with_nonce(
+        &self,
+        cache_key: &str,
+        format: &str,
+        nonce: [u8; NONCE_LEN],
+        plaintext: &[u8],
+    ) -> Vec<u8> {
+        self.seal_under(cache_key, format, nonce, plaintext)
+    }
+
+    fn seal_under(
         &self,
         cache_key: &str,
         format: &str,

@@ -11,11 +11,13 @@
 //! cache key and format; a read tries the current key, then each previous
 //! key in order. docs/interop.md says how to turn it on and rotate keys.
 //!
-//! Key material lives only in storage wiped on drop: the master key's bytes,
-//! each derived key, and each cipher's AES round keys and GHASH key. The
-//! one exception is the HMAC state inside HKDF while a key is derived
+//! Key material held here is wiped on drop: the master key's bytes, each
+//! derived key, and each cipher's AES round keys and GHASH key. The one
+//! exception is the HMAC state inside HKDF while a key is derived
 //! (RustCrypto's `hmac` does not wipe it); it lives on the stack only during
-//! [`Keyring::new`].
+//! [`Keyring::new`]. A key given as configuration text also lives where
+//! that text does (an environment variable stays in the process's
+//! environment).
 
 mod aad;
 mod derive;

@@ -13,10 +13,11 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::de::Error as _;
-use serde::ser::{Error as _, SerializeMap};
-use serde::{Deserialize, Deserializer, Serializer};
+use serde::ser::Error as _;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::InteropError;
+use super::value::DATETIME_NAME;
 
 /// The marker key of a datetime sentinel map.
 pub(crate) const MARKER: &str = "__datetime__";
@@ -25,15 +26,22 @@ pub(crate) const VALUE: &str = "value";
 
 const MICROS_PER_DAY: i64 = 86_400_000_000;
 
-/// Writes `time` as the sentinel map of its UTC isoformat.
+/// Writes `time` as the sentinel map of its UTC isoformat, under a
+/// private newtype name: other serializers see the map alone, and
+/// [`InteropValue::from_serde`](super::InteropValue::from_serde) sees a
+/// datetime, so that a field of a struct argument hashes as Python hashes a
+/// datetime (float seconds), not as the map.
 pub fn serialize<S: Serializer>(time: &SystemTime, serializer: S) -> Result<S::Ok, S::Error> {
-    let text = system_time_micros(*time)
+    let value = system_time_micros(*time)
         .and_then(isoformat)
         .map_err(S::Error::custom)?;
-    let mut map = serializer.serialize_map(Some(2))?;
-    map.serialize_entry(MARKER, &true)?;
-    map.serialize_entry(VALUE, &text)?;
-    map.end()
+    serializer.serialize_newtype_struct(
+        DATETIME_NAME,
+        &Sentinel {
+            marker: true,
+            value,
+        },
+    )
 }
 
 /// Reads a sentinel map back into the instant it names.
@@ -50,12 +58,12 @@ pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<SystemT
 }
 
 /// The sentinel map as stored.
-#[derive(Deserialize)]
+#[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Sentinel {
+pub(crate) struct Sentinel {
     #[serde(rename = "__datetime__")]
-    marker: bool,
-    value: String,
+    pub(crate) marker: bool,
+    pub(crate) value: String,
 }
 
 /// Microseconds since the Unix epoch of `time`, floored toward −∞.

@@ -63,20 +63,12 @@ fn hash_hex(canonical: &[u8]) -> String {
     hex
 }
 
-/// The `args_hash` of a call with `args`: 64 lowercase hex digits.
-///
-/// # Panics
-///
-/// Never for values made by [`InteropArg`] or [`InteropValue::from_serde`];
-/// for a hand-made [`InteropValue`] that cannot be written (an `Int` out of
-/// range, a NaN `Float`, nesting past [`MAX_DEPTH`](super::MAX_DEPTH)), it
-/// panics with the reason: build such values through [`call_key`] instead,
-/// which returns the error.
-pub fn args_hash(args: &[InteropValue]) -> String {
-    match canonical_args(args) {
-        Ok(bytes) => hash_hex(&bytes),
-        Err(e) => panic!("interop arguments cannot be hashed: {e}"),
-    }
+/// The `args_hash` of a call with `args`: 64 lowercase hex digits; an
+/// error, naming the argument by its index, for a value that cannot be
+/// written (an `Int` out of range, a NaN `Float`, nesting past
+/// [`MAX_DEPTH`](super::MAX_DEPTH)).
+pub fn args_hash(args: &[InteropValue]) -> Result<String, InteropError> {
+    canonical_args(args).map(|bytes| hash_hex(&bytes))
 }
 
 /// Checks a namespace or operation (`what` says which, for the message):

@@ -18,6 +18,7 @@ mod error;
 mod key;
 mod read;
 mod ser;
+pub mod set;
 mod value;
 mod write;
 

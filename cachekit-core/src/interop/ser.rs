@@ -126,6 +126,14 @@ impl ser::Serializer for ValueSerializer {
             (DATETIME_NAME, InteropValue::Int(n)) => i64::try_from(n)
                 .map(|unix_micros| InteropValue::DateTime { unix_micros })
                 .map_err(|_| InteropError::new("a datetime's microseconds do not fit in i64")),
+            // A field marked `with = "interop::datetime"`: its sentinel map.
+            (DATETIME_NAME, InteropValue::Map(map)) => match map.get(super::datetime::VALUE) {
+                Some(InteropValue::Str(text)) => super::datetime::parse_iso(text)
+                    .map(|unix_micros| InteropValue::DateTime { unix_micros }),
+                _ => Err(InteropError::new(
+                    "a datetime sentinel map without its text",
+                )),
+            },
             (UUID_NAME, InteropValue::Bytes(bytes)) => <[u8; 16]>::try_from(bytes)
                 .map(InteropValue::Uuid)
                 .map_err(|_| InteropError::new("a UUID has 16 bytes")),

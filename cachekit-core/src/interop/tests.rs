@@ -257,7 +257,7 @@ fn call_keys_hash_the_argument_array_and_name_bad_arguments() {
         call_key_named("get_user", &[("user_id", &42_i16)]).unwrap(),
         key
     );
-    assert_eq!(key, format!("get_user:{}", args_hash(&[int(42)])));
+    assert_eq!(key, format!("get_user:{}", args_hash(&[int(42)]).unwrap()));
     let e = call_key("f", &[&1, &f64::NAN]).unwrap_err();
     assert!(e.reason().starts_with("argument 1: the float NaN"), "{e}");
     let e = call_key_named("f", &[("limit", &u128::MAX)]).unwrap_err();
@@ -384,4 +384,55 @@ fn chrono_datetimes_floor_to_microseconds_before_the_epoch_too() {
             unix_micros: 1_000_000
         })
     );
+}
+
+/// A struct argument whose fields are a set and a datetime, marked so.
+#[derive(Serialize)]
+struct Filter {
+    #[serde(with = "crate::interop::set")]
+    teams: HashSet<String>,
+    #[serde(with = "crate::interop::datetime")]
+    since: std::time::SystemTime,
+}
+
+impl InteropArg for Filter {
+    fn to_interop(&self) -> Result<InteropValue, InteropError> {
+        InteropValue::from_serde(self)
+    }
+}
+
+#[test]
+fn set_and_datetime_fields_of_a_struct_argument_hash_as_python_s() {
+    let since = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+    let filter = Filter {
+        teams: ["b", "aa", "c"].iter().map(|s| s.to_string()).collect(),
+        since,
+    };
+    // Python's `{"teams": {"aa", "b", "c"}, "since": datetime(...)}`.
+    let as_python = InteropValue::Map(BTreeMap::from([
+        (
+            "teams".to_owned(),
+            InteropValue::Set(vec![
+                InteropValue::Str("c".into()),
+                InteropValue::Str("aa".into()),
+                InteropValue::Str("b".into()),
+            ]),
+        ),
+        (
+            "since".to_owned(),
+            InteropValue::DateTime {
+                unix_micros: 1_700_000_000_000_000,
+            },
+        ),
+    ]));
+    let ours = call_key("find", &[&filter as &dyn InteropArg]).unwrap();
+    let python = call_key("find", &[&as_python as &dyn InteropArg]).unwrap();
+    assert_eq!(ours, python);
+    // A set value is refused, as Python refuses it; a datetime value is the
+    // sentinel map.
+    assert!(to_msgpack(&filter).is_err(), "a set in a value");
+    #[derive(Serialize)]
+    struct At(#[serde(with = "crate::interop::datetime")] std::time::SystemTime);
+    let sentinel = to_msgpack(&At(since)).unwrap();
+    assert_eq!(sentinel[0], 0x82, "a map of two");
 }
