@@ -30,6 +30,8 @@ mod resolve;
 mod server_list;
 mod stats;
 mod store;
+#[cfg(test)]
+mod test_rng;
 pub mod testing;
 mod throttle;
 mod trace;

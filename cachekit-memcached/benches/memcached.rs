@@ -116,13 +116,14 @@ async fn run(servers: Vec<String>) {
         .unwrap();
     PROFILE_BACKEND.get_or_init(|| Arc::clone(one.backend()));
     let one_backend = MemcachedBackend::new(config(&servers[..1])).unwrap();
-    // The same entry encrypted, and in interop format (plain MessagePack).
+    // The same value encrypted, and in interop format (plain MessagePack),
+    // each under a key of its own (one key holds one format).
     let sealed = cache_with(&servers[..1], |builder| {
         builder.encrypt(true).master_key(master_key())
     });
-    sealed.set("seq", &value, None).await.unwrap();
+    sealed.set("seq-sealed", &value, None).await.unwrap();
     let interop = cache_with(&servers[..1], |builder| builder.interop());
-    interop.set("seq", &value, None).await.unwrap();
+    interop.set("seq-interop", &value, None).await.unwrap();
     let mut raw = RawClient::connect(&servers[0], &wire_key).await;
     let mut samples: [Vec<Duration>; 6] = Default::default();
     for round in 0..WARMUP_OPS + SEQUENTIAL_OPS {
@@ -142,9 +143,9 @@ async fn run(servers: Vec<String>) {
         record(2);
         std::hint::black_box(profile(42).await);
         record(3);
-        std::hint::black_box(sealed.get::<String>("seq").await.unwrap().unwrap());
+        std::hint::black_box(sealed.get::<String>("seq-sealed").await.unwrap().unwrap());
         record(4);
-        std::hint::black_box(interop.get::<String>("seq").await.unwrap().unwrap());
+        std::hint::black_box(interop.get::<String>("seq-interop").await.unwrap().unwrap());
         record(5);
     }
     let [

@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use super::write::hyphenated;
 use super::*;
+use crate::test_rng::Rng;
 
 /// Inputs tried, half random and half mutations of earlier ones.
 const INPUTS: usize = 1_000_000;
@@ -32,21 +33,8 @@ const TIME_LIMIT: Duration = Duration::from_secs(300);
 /// How many valid documents, and how many earlier inputs, mutations start from.
 const POOL: usize = 4096;
 
-/// A deterministic xorshift generator.
-struct Rng(u64);
-
+/// The fuzz tests' generator, with draws of interop data.
 impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-
     /// A number, often one at a MessagePack width boundary.
     fn int(&mut self) -> i128 {
         const EDGES: [i128; 14] = [

@@ -26,6 +26,7 @@ use smallvec::SmallVec;
 use super::test_value::Value;
 use super::*;
 use crate::backend::validate_key;
+use crate::test_rng::Rng;
 
 /// Inputs tried, half random and half mutations of earlier ones.
 const INPUTS: usize = 1_000_000;
@@ -36,22 +37,6 @@ const TIME_LIMIT: Duration = Duration::from_secs(300);
 
 /// How many keys the collision check remembers (the first ones built).
 const REMEMBERED: usize = 200_000;
-
-/// A deterministic xorshift generator.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-}
 
 /// Reads a case out of input bytes; past their end, every byte reads as 0.
 struct Reader<'a>(&'a [u8]);
