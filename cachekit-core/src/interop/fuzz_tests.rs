@@ -33,6 +33,11 @@ const TIME_LIMIT: Duration = Duration::from_secs(300);
 /// How many valid documents, and how many earlier inputs, mutations start from.
 const POOL: usize = 4096;
 
+/// Bytes a mutation writes: MessagePack markers at the edges of their forms.
+const MARKERS: [u8; 16] = [
+    0x00, 0x7f, 0x80, 0x90, 0xa0, 0xc1, 0xc4, 0xc7, 0xca, 0xcb, 0xd4, 0xd9, 0xdc, 0xdd, 0xdf, 0xff,
+];
+
 /// The fuzz tests' generator, with draws of interop data.
 impl Rng {
     /// A number, often one at a MessagePack width boundary.
@@ -207,38 +212,6 @@ fn check_value(value: &InteropValue) -> Option<Vec<u8>> {
     }
 }
 
-/// One random change to `bytes`, sometimes taking bytes from `other`.
-fn mutate(rng: &mut Rng, bytes: &mut Vec<u8>, other: &[u8]) {
-    const MARKERS: [u8; 16] = [
-        0x00, 0x7f, 0x80, 0x90, 0xa0, 0xc1, 0xc4, 0xc7, 0xca, 0xcb, 0xd4, 0xd9, 0xdc, 0xdd, 0xdf,
-        0xff,
-    ];
-    let at = rng.below(bytes.len() + 1);
-    match rng.below(7) {
-        0 if at < bytes.len() => bytes[at] ^= 1 << rng.below(8),
-        1 if at < bytes.len() => bytes[at] = MARKERS[rng.below(MARKERS.len())],
-        2 => {
-            let noise: Vec<u8> = (0..1 + rng.below(8)).map(|_| rng.next() as u8).collect();
-            bytes.splice(at..at, noise);
-        }
-        3 => {
-            let end = (at + 1 + rng.below(8)).min(bytes.len());
-            bytes.drain(at.min(end)..end);
-        }
-        4 => {
-            let end = (at + 1 + rng.below(16)).min(bytes.len());
-            let copy = bytes[at.min(end)..end].to_vec();
-            bytes.splice(at..at, copy);
-        }
-        5 => {
-            let from = rng.below(other.len() + 1);
-            let end = (from + 1 + rng.below(32)).min(other.len());
-            bytes.splice(at..at, other[from.min(end)..end].iter().copied());
-        }
-        _ => bytes.truncate(at),
-    }
-}
-
 /// Documents the corpus starts from: a typed struct (as rmp-serde writes
 /// it, with integer keys), a datetime field, deep nesting, ext,
 /// non-canonical widths, a `CK` frame.
@@ -332,7 +305,7 @@ fn a_million_random_and_mutated_inputs_decode_without_panic() {
             let mut input = pool[rng.below(pool.len())].clone();
             let other = &corpus[rng.below(corpus.len())];
             for _ in 0..1 + rng.below(3) {
-                mutate(&mut rng, &mut input, other);
+                rng.mutate(&mut input, other, &MARKERS);
             }
             input
         };

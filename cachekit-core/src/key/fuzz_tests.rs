@@ -341,34 +341,6 @@ fn remember(seen: &mut HashMap<String, Origin>, built: &str, case: &Case, key: &
     }
 }
 
-/// One random change to `bytes`, sometimes taking bytes from `other`.
-fn mutate(rng: &mut Rng, bytes: &mut Vec<u8>, other: &[u8]) {
-    let at = rng.below(bytes.len() + 1);
-    match rng.below(7) {
-        0 if at < bytes.len() => bytes[at] ^= 1 << rng.below(8),
-        1 if at < bytes.len() => bytes[at] = [0, 1, 3, 4, 250, 251, 254, 255][rng.below(8)],
-        2 => {
-            let noise: Vec<u8> = (0..1 + rng.below(8)).map(|_| rng.next() as u8).collect();
-            bytes.splice(at..at, noise);
-        }
-        3 => {
-            let end = (at + 1 + rng.below(8)).min(bytes.len());
-            bytes.drain(at.min(end)..end);
-        }
-        4 => {
-            let end = (at + 1 + rng.below(16)).min(bytes.len());
-            let copy = bytes[at.min(end)..end].to_vec();
-            bytes.splice(at..at, copy);
-        }
-        5 => {
-            let from = rng.below(other.len() + 1);
-            let end = (from + 1 + rng.below(32)).min(other.len());
-            bytes.splice(at..at, other[from.min(end)..end].iter().copied());
-        }
-        _ => bytes.truncate(at),
-    }
-}
-
 #[test]
 fn a_million_random_and_mutated_inputs_build_safe_stable_distinct_keys() {
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
@@ -387,7 +359,7 @@ fn a_million_random_and_mutated_inputs_build_safe_stable_distinct_keys() {
             let mut input = corpus[rng.below(corpus.len())].clone();
             let other = &corpus[rng.below(corpus.len())];
             for _ in 0..1 + rng.below(4) {
-                mutate(&mut rng, &mut input, other);
+                rng.mutate(&mut input, other, &[0, 1, 3, 4, 250, 251, 254, 255]);
             }
             input
         };
