@@ -1,5 +1,6 @@
 //! `MemcachedBackendConfig`: the settings, their defaults, variables and validation.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use cachekit_core::backend::{ConfigSource, Setting, SettingKind, host_port, seconds, server_list};
@@ -93,6 +94,54 @@ pub const SETTINGS: &[Setting] = &[
         default: "30.0",
         description: "How long an ejected server stays out of the ring before it is tried again, seconds.",
     },
+    Setting {
+        key: "memcached.tls",
+        env: "CACHEKIT_MEMCACHED_TLS",
+        env_aliases: &[],
+        kind: SettingKind::Bool,
+        default: "false",
+        description: "Connect to every server over TLS (rustls; memcached's -Z).",
+    },
+    Setting {
+        key: "memcached.tls_ca_file",
+        env: "CACHEKIT_MEMCACHED_TLS_CA_FILE",
+        env_aliases: &[],
+        kind: SettingKind::Text,
+        default: "\"<unset: the platform's CA certificates>\"",
+        description: "PEM file of the CA certificates that sign the servers' certificates. Unset: the platform's (rustls-native-certs).",
+    },
+    Setting {
+        key: "memcached.tls_cert_file",
+        env: "CACHEKIT_MEMCACHED_TLS_CERT_FILE",
+        env_aliases: &[],
+        kind: SettingKind::Text,
+        default: "\"<unset: no client certificate>\"",
+        description: "PEM file of the client certificate (chain) for mutual TLS; needs tls_key_file.",
+    },
+    Setting {
+        key: "memcached.tls_key_file",
+        env: "CACHEKIT_MEMCACHED_TLS_KEY_FILE",
+        env_aliases: &[],
+        kind: SettingKind::Text,
+        default: "\"<unset: no client certificate>\"",
+        description: "PEM file of the client certificate's private key for mutual TLS; needs tls_cert_file.",
+    },
+    Setting {
+        key: "memcached.tls_server_name",
+        env: "CACHEKIT_MEMCACHED_TLS_SERVER_NAME",
+        env_aliases: &[],
+        kind: SettingKind::Text,
+        default: "\"<unset: the host of each server>\"",
+        description: "The name the servers' certificates are checked against, when it is not the host of each server.",
+    },
+    Setting {
+        key: "memcached.tls_danger_accept_invalid_certs",
+        env: "CACHEKIT_MEMCACHED_TLS_DANGER_ACCEPT_INVALID_CERTS",
+        env_aliases: &[],
+        kind: SettingKind::Bool,
+        default: "false",
+        description: "For tests only: accept any server certificate, unchecked (anyone on the path can read and change the traffic).",
+    },
 ];
 
 /// Configuration of a [`MemcachedBackend`](crate::MemcachedBackend). Building
@@ -132,6 +181,30 @@ pub struct MemcachedBackendConfig {
     /// How long an ejected server stays out before it is tried again (default 30 s).
     #[serde(with = "seconds")]
     pub dead_time: Duration,
+    /// Whether connections use TLS (default `false`): rustls, the servers
+    /// started with memcached's `-Z`. The TLS handshake counts against
+    /// `connect_timeout`.
+    pub tls: bool,
+    /// PEM file of the CA certificates that sign the servers' certificates
+    /// (default none: the platform's CA certificates).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_ca_file: Option<PathBuf>,
+    /// PEM file of the client certificate (chain) for mutual TLS (default
+    /// none); set with [`tls_key_file`](Self::tls_key_file).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM file of the client certificate's private key (default none); set
+    /// with [`tls_cert_file`](Self::tls_cert_file).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_key_file: Option<PathBuf>,
+    /// The name the servers' certificates are checked against (default
+    /// none: the host of each server's `host:port`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_server_name: Option<String>,
+    /// For tests only: accepts any server certificate without checking it
+    /// (default `false`). Anyone on the path can then read and change the
+    /// traffic; the backend logs a warning when it is built with this on.
+    pub tls_danger_accept_invalid_certs: bool,
 }
 
 impl Default for MemcachedBackendConfig {
@@ -146,6 +219,12 @@ impl Default for MemcachedBackendConfig {
             key_prefix: String::new(),
             max_item_size: 1 << 20,
             dead_time: Duration::from_secs(30),
+            tls: false,
+            tls_ca_file: None,
+            tls_cert_file: None,
+            tls_key_file: None,
+            tls_server_name: None,
+            tls_danger_accept_invalid_certs: false,
         }
     }
 }
@@ -206,6 +285,43 @@ impl MemcachedBackendConfig {
         self.dead_time = dead_time;
         self
     }
+
+    /// Sets [`tls`](Self::tls).
+    pub fn tls(mut self, tls: bool) -> Self {
+        self.tls = tls;
+        self
+    }
+
+    /// Sets [`tls_ca_file`](Self::tls_ca_file).
+    pub fn tls_ca_file(mut self, tls_ca_file: impl Into<PathBuf>) -> Self {
+        self.tls_ca_file = Some(tls_ca_file.into());
+        self
+    }
+
+    /// Sets [`tls_cert_file`](Self::tls_cert_file).
+    pub fn tls_cert_file(mut self, tls_cert_file: impl Into<PathBuf>) -> Self {
+        self.tls_cert_file = Some(tls_cert_file.into());
+        self
+    }
+
+    /// Sets [`tls_key_file`](Self::tls_key_file).
+    pub fn tls_key_file(mut self, tls_key_file: impl Into<PathBuf>) -> Self {
+        self.tls_key_file = Some(tls_key_file.into());
+        self
+    }
+
+    /// Sets [`tls_server_name`](Self::tls_server_name).
+    pub fn tls_server_name(mut self, tls_server_name: impl Into<String>) -> Self {
+        self.tls_server_name = Some(tls_server_name.into());
+        self
+    }
+
+    /// Sets [`tls_danger_accept_invalid_certs`](Self::tls_danger_accept_invalid_certs):
+    /// for tests only.
+    pub fn tls_danger_accept_invalid_certs(mut self, accept: bool) -> Self {
+        self.tls_danger_accept_invalid_certs = accept;
+        self
+    }
 }
 
 impl MemcachedBackendConfig {
@@ -262,6 +378,25 @@ impl MemcachedBackendConfig {
                     self.key_prefix
                 ),
             ));
+        }
+        if self.tls_cert_file.is_some() != self.tls_key_file.is_some() {
+            let (missing, given) = if self.tls_cert_file.is_some() {
+                ("tls_key_file", "tls_cert_file")
+            } else {
+                ("tls_cert_file", "tls_key_file")
+            };
+            return Err(fail(
+                missing,
+                format!("{given} is set without {missing}: mutual TLS needs both"),
+            ));
+        }
+        if let Some(name) = &self.tls_server_name {
+            rustls::pki_types::ServerName::try_from(name.as_str()).map_err(|_| {
+                fail(
+                    "tls_server_name",
+                    format!("{name:?} is not a DNS name or an IP address"),
+                )
+            })?;
         }
         Ok(())
     }

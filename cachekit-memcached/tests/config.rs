@@ -36,6 +36,12 @@ fn defaults_are_the_documented_ones() {
     assert_eq!(config.key_prefix, "");
     assert_eq!(config.max_item_size, 1 << 20);
     assert_eq!(config.dead_time, Duration::from_secs(30));
+    assert!(!config.tls);
+    assert_eq!(config.tls_ca_file, None);
+    assert_eq!(config.tls_cert_file, None);
+    assert_eq!(config.tls_key_file, None);
+    assert_eq!(config.tls_server_name, None);
+    assert!(!config.tls_danger_accept_invalid_certs);
     assert_eq!(from_vars(&[]).unwrap(), config, "nothing set: the defaults");
     // Needs no server.
     MemcachedBackend::new(config).unwrap();
@@ -56,6 +62,12 @@ fn every_variable_sets_its_field() {
         ("CACHEKIT_MEMCACHED_MAX_ITEM_SIZE", "2097152"),
         ("CACHEKIT_MEMCACHED_DEAD_TIME", "3"),
         ("CACHEKIT_MEMCACHED_EJECT_AFTER", "4"),
+        ("CACHEKIT_MEMCACHED_TLS", "true"),
+        ("CACHEKIT_MEMCACHED_TLS_CA_FILE", "/etc/mc/ca.pem"),
+        ("CACHEKIT_MEMCACHED_TLS_CERT_FILE", "/etc/mc/client.pem"),
+        ("CACHEKIT_MEMCACHED_TLS_KEY_FILE", "/etc/mc/client-key.pem"),
+        ("CACHEKIT_MEMCACHED_TLS_SERVER_NAME", "mc.internal"),
+        ("CACHEKIT_MEMCACHED_TLS_DANGER_ACCEPT_INVALID_CERTS", "true"),
     ])
     .unwrap();
     assert_eq!(
@@ -70,12 +82,18 @@ fn every_variable_sets_its_field() {
             key_prefix: "myapp:".into(),
             max_item_size: 2 << 20,
             dead_time: Duration::from_secs(3),
+            tls: true,
+            tls_ca_file: Some("/etc/mc/ca.pem".into()),
+            tls_cert_file: Some("/etc/mc/client.pem".into()),
+            tls_key_file: Some("/etc/mc/client-key.pem".into()),
+            tls_server_name: Some("mc.internal".into()),
+            tls_danger_accept_invalid_certs: true,
         }
     );
     let declared: Vec<&str> = SETTINGS.iter().map(|s| s.env).collect();
     assert_eq!(
         declared.len(),
-        9,
+        15,
         "a new setting needs a line in this test: {declared:?}"
     );
 }
@@ -225,7 +243,7 @@ fn a_bad_setting_is_an_error_everywhere_it_is_read_never_a_panic() {
 #[test]
 fn validation_names_the_field() {
     type Breaker = fn(&mut MemcachedBackendConfig);
-    let cases: [(Breaker, &str); 11] = [
+    let cases: [(Breaker, &str); 14] = [
         (|c| c.servers.clear(), "memcached.servers"),
         (
             |c| c.servers = vec!["mc1:11211".into(), "nope".into()],
@@ -243,6 +261,18 @@ fn validation_names_the_field() {
         (|c| c.dead_time = Duration::MAX, "memcached.dead_time"),
         (|c| c.max_item_size = 0, "memcached.max_item_size"),
         (|c| c.key_prefix = "x".repeat(200), "memcached.key_prefix"),
+        (
+            |c| c.tls_cert_file = Some("client.pem".into()),
+            "memcached.tls_key_file",
+        ),
+        (
+            |c| c.tls_key_file = Some("client-key.pem".into()),
+            "memcached.tls_cert_file",
+        ),
+        (
+            |c| c.tls_server_name = Some("not a name".into()),
+            "memcached.tls_server_name",
+        ),
     ];
     for (break_it, field) in cases {
         let mut config = MemcachedBackendConfig::default();
@@ -289,7 +319,13 @@ fn setters_build_what_a_literal_builds() {
         .eject_after(3)
         .key_prefix("myapp:")
         .max_item_size(2 << 20)
-        .dead_time(Duration::from_secs(5));
+        .dead_time(Duration::from_secs(5))
+        .tls(true)
+        .tls_ca_file("ca.pem")
+        .tls_cert_file("client.pem")
+        .tls_key_file("client-key.pem")
+        .tls_server_name("mc.internal")
+        .tls_danger_accept_invalid_certs(true);
     assert_eq!(
         built,
         MemcachedBackendConfig {
@@ -302,6 +338,58 @@ fn setters_build_what_a_literal_builds() {
             key_prefix: "myapp:".into(),
             max_item_size: 2 << 20,
             dead_time: Duration::from_secs(5),
+            tls: true,
+            tls_ca_file: Some("ca.pem".into()),
+            tls_cert_file: Some("client.pem".into()),
+            tls_key_file: Some("client-key.pem".into()),
+            tls_server_name: Some("mc.internal".into()),
+            tls_danger_accept_invalid_certs: true,
         }
     );
+}
+
+#[test]
+fn the_tls_settings_are_read_from_the_config_file_under_the_variables() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("cachekit.toml");
+    std::fs::write(
+        &file,
+        "[memcached]\ntls = true\ntls_ca_file = \"/etc/mc/ca.pem\"\n\
+         tls_cert_file = \"/etc/mc/client.pem\"\ntls_key_file = \"/etc/mc/client-key.pem\"\n\
+         tls_server_name = \"mc.internal\"\n",
+    )
+    .unwrap();
+    let source = ConfigSource::from_parts(
+        Some(&file),
+        [("CACHEKIT_MEMCACHED_TLS_SERVER_NAME", "mc.other")],
+    )
+    .unwrap();
+    let config = MemcachedBackendConfig::from_source(&source).unwrap();
+    assert!(config.tls);
+    assert_eq!(config.tls_ca_file, Some("/etc/mc/ca.pem".into()));
+    assert_eq!(config.tls_cert_file, Some("/etc/mc/client.pem".into()));
+    assert_eq!(config.tls_key_file, Some("/etc/mc/client-key.pem".into()));
+    assert_eq!(
+        config.tls_server_name.as_deref(),
+        Some("mc.other"),
+        "a variable wins over the file"
+    );
+    assert!(!config.tls_danger_accept_invalid_certs);
+}
+
+#[test]
+fn a_client_certificate_without_its_key_names_the_missing_setting_and_its_origin() {
+    let (setting, origin, reason) = config_error(from_vars(&[(
+        "CACHEKIT_MEMCACHED_TLS_CERT_FILE",
+        "/etc/mc/client.pem",
+    )]));
+    assert_eq!(setting, "memcached.tls_key_file");
+    assert_eq!(
+        origin,
+        ConfigOrigin::Default,
+        "the missing setting was left at its default"
+    );
+    assert!(reason.contains("tls_cert_file"), "{reason}");
+    let (_, _, reason) = config_error(from_vars(&[("CACHEKIT_MEMCACHED_TLS", "maybe")]));
+    assert!(reason.contains("maybe"), "{reason}");
 }
