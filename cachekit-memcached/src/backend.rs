@@ -19,6 +19,7 @@ use crate::connection::ConnectionError;
 use crate::protocol::{Request, Response};
 use crate::ring;
 use crate::server::Server;
+use crate::tls::Tls;
 
 mod attempt;
 mod errors;
@@ -97,13 +98,17 @@ impl MemcachedBackend {
     };
 
     /// A backend for `config`, validated; connections open on first use.
+    /// With `tls` on, the PEM files of the TLS settings are read now: one
+    /// that cannot be read or holds no valid PEM is an `Error::Config`
+    /// naming the setting and the path.
     pub fn new(config: MemcachedBackendConfig) -> Result<Self> {
         config.validate()?;
+        let tls = Tls::new(&config)?;
         let servers = config
             .servers
             .iter()
             .enumerate()
-            .map(|(index, name)| Server::new(index, name, &config))
+            .map(|(index, name)| Server::new(index, name, &config, tls.as_ref()))
             .collect();
         let max_value_size = max_value_size(config.max_item_size);
         let capabilities = Capabilities {

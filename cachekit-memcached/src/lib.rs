@@ -27,6 +27,7 @@ mod pool;
 mod protocol;
 mod ring;
 mod server;
+mod tls;
 mod watchdog;
 
 pub use backend::{MAX_TTL, MemcachedBackend};

@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use crate::connection::{Connection, ConnectionError};
+use crate::tls::Tls;
 
 /// Requests in flight on a connection from which the pool prefers another
 /// one: enough to share each write and read among many requests, few enough
@@ -30,6 +31,8 @@ pub(crate) struct Pool {
     connect_timeout: Duration,
     /// How long a call may wait for its answer on a connection.
     timeout: Duration,
+    /// TLS, when the backend's connections use it.
+    tls: Option<Arc<Tls>>,
     /// The connections, filled in this order; `max_pool_size` of them.
     slots: Box<[Slot]>,
 }
@@ -70,15 +73,18 @@ enum Choice {
 
 impl Pool {
     /// A pool of up to `size` (at least one) connections to `address`,
-    /// opened on demand, each failing a call that waits longer than `timeout`.
+    /// opened on demand (over `tls` when given), each failing a call that
+    /// waits longer than `timeout`.
     pub(crate) fn new(
         address: String,
         connect_timeout: Duration,
         timeout: Duration,
         size: usize,
+        tls: Option<Arc<Tls>>,
     ) -> Self {
         Pool {
             address,
+            tls,
             connect_timeout,
             timeout,
             slots: (0..size.max(1)).map(|_| Slot::default()).collect(),
@@ -117,8 +123,13 @@ impl Pool {
         if let Some(connection) = slot.open() {
             return Ok(connection);
         }
-        let connection =
-            Arc::new(Connection::connect(&self.address, self.connect_timeout, self.timeout).await?);
+        let connecting = Connection::connect(
+            &self.address,
+            self.connect_timeout,
+            self.timeout,
+            self.tls.as_deref(),
+        );
+        let connection = Arc::new(connecting.await?);
         *slot
             .connection
             .lock()
@@ -200,6 +211,7 @@ mod tests {
             Duration::from_secs(2),
             Duration::from_secs(10),
             size,
+            None,
         )
     }
 
@@ -288,11 +300,11 @@ mod tests {
     async fn check_idle_replaces_every_idle_connection_a_stopped_server_closed() {
         let mut server = ServerProcess::memcached();
         let timeout = Duration::from_secs(10);
-        let pool = Pool::new(server.address(), Duration::from_secs(2), timeout, 2);
+        let pool = Pool::new(server.address(), Duration::from_secs(2), timeout, 2, None);
         // An open connection in each slot, as a busy moment leaves them.
         let address = server.address();
         for slot in pool.slots.iter() {
-            let connecting = Connection::connect(&address, Duration::from_secs(2), timeout);
+            let connecting = Connection::connect(&address, Duration::from_secs(2), timeout, None);
             let connection = bounded(connecting).await.expect("connects");
             *slot.connection.lock().unwrap() = Some(Arc::new(connection));
         }

@@ -1,12 +1,13 @@
 //! One server of the fleet: its pool and its health (consecutive failures,
 //! ejection until a dead time has passed).
 
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::MemcachedBackendConfig;
 use crate::pool::Pool;
+use crate::tls::Tls;
 
 #[derive(Debug)]
 pub(crate) struct Server {
@@ -25,9 +26,14 @@ pub(crate) struct Server {
 }
 
 impl Server {
-    /// The server `name`, number `index` in `config`'s list, with its pool;
-    /// connects on first use.
-    pub(crate) fn new(index: usize, name: &str, config: &MemcachedBackendConfig) -> Self {
+    /// The server `name`, number `index` in `config`'s list, with its pool
+    /// (over `tls` when given); connects on first use.
+    pub(crate) fn new(
+        index: usize,
+        name: &str,
+        config: &MemcachedBackendConfig,
+        tls: Option<&Arc<Tls>>,
+    ) -> Self {
         Server {
             name: name.to_owned(),
             index,
@@ -36,6 +42,7 @@ impl Server {
                 config.connect_timeout,
                 config.timeout,
                 config.max_pool_size,
+                tls.cloned(),
             ),
             eject_after: config.eject_after,
             dead_time: config.dead_time,

@@ -14,6 +14,10 @@ pub(crate) enum ConnectionError {
     /// The TCP connection was not established within the connect timeout.
     #[error("connecting timed out")]
     ConnectTimeout,
+    /// The TLS handshake failed, or did not end within the connect
+    /// timeout; the message names the cause and the setting to change.
+    #[error("{0}")]
+    Tls(String),
     /// Reading or writing the socket failed, or the server closed it.
     #[error("I/O error: {0}")]
     Io(#[source] io::Error),

@@ -48,6 +48,7 @@
 
 mod failure;
 mod read;
+mod socket;
 mod waiter;
 mod write;
 
@@ -61,18 +62,24 @@ use std::time::Duration;
 use bytes::BytesMut;
 use futures_util::task::AtomicWaker;
 use tokio::net::TcpStream;
-use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::{Notify, oneshot};
 use tokio::task::AbortHandle;
 
 pub(crate) use failure::ConnectionError;
 use failure::Failure;
 use read::{READ_BUFFER, ReadRole, ReadSide, read_loop};
+use socket::WriteHalf;
 use waiter::Waiter;
 use write::{WRITE_BUFFER, Write, write_loop};
 
 use crate::protocol::{Echo, Request, Response, encode};
+use crate::tls::Tls;
 use crate::watchdog::{self, Progress, Watched};
+
+/// The error of a TLS handshake (and first round trip) that did not end
+/// within the connect timeout.
+const HANDSHAKE_TIMED_OUT: &str = "TLS: the handshake did not finish within memcached.connect_timeout: \
+     does the server speak TLS on this port (memcached -Z)? If not, turn memcached.tls off";
 
 /// A pipelined connection to one memcached server.
 ///
@@ -127,7 +134,7 @@ struct State {
     /// queue order; it gives the role up only when `queue` is empty.
     writing: bool,
     /// The socket's write half; dropped on failure so that the socket closes.
-    socket: Option<Arc<OwnedWriteHalf>>,
+    socket: Option<Arc<WriteHalf>>,
     /// The read role: here while nobody reads, taken by the reader (boxed,
     /// so that passing it around copies little).
     read_side: Option<Box<ReadSide>>,
@@ -161,21 +168,35 @@ enum Turn<'a, T> {
 
 impl Connection {
     /// Connects to `address` (`"host:port"`) within `connect_timeout`, with
-    /// `TCP_NODELAY` on, starts the connection's reader and writer tasks, and
-    /// has the watchdog fail it once a call waits longer than `timeout`.
+    /// `TCP_NODELAY` on, and over TLS when `tls` is given (the handshake
+    /// within `connect_timeout` too), starts the connection's reader and
+    /// writer tasks, and has the watchdog fail it once a call waits longer
+    /// than `timeout`.
     pub(crate) async fn connect(
         address: &str,
         connect_timeout: Duration,
         timeout: Duration,
+        tls: Option<&Tls>,
     ) -> Result<Connection, ConnectionError> {
-        let stream = match tokio::time::timeout(connect_timeout, TcpStream::connect(address)).await
-        {
+        let deadline = tokio::time::Instant::now() + connect_timeout;
+        let stream = match tokio::time::timeout_at(deadline, TcpStream::connect(address)).await {
             Ok(Ok(stream)) => stream,
             Ok(Err(error)) => return Err(ConnectionError::Connect(error)),
             Err(_) => return Err(ConnectionError::ConnectTimeout),
         };
         stream.set_nodelay(true).map_err(ConnectionError::Connect)?;
-        let (read_half, write_half) = stream.into_split();
+        let (read_half, write_half) = match tls {
+            None => socket::plain(stream),
+            Some(tls) => {
+                let stream =
+                    match tokio::time::timeout_at(deadline, tls.connect(address, stream)).await {
+                        Ok(Ok(stream)) => stream,
+                        Ok(Err(reason)) => return Err(ConnectionError::Tls(reason)),
+                        Err(_) => return Err(ConnectionError::Tls(HANDSHAKE_TIMED_OUT.to_owned())),
+                    };
+                socket::relayed(stream).map_err(ConnectionError::Connect)?
+            }
+        };
         let shared = Arc::new(Shared {
             address: address.to_owned(),
             state: Mutex::new(State {
@@ -185,6 +206,7 @@ impl Connection {
                 socket: Some(Arc::new(write_half)),
                 read_side: Some(Box::new(ReadSide {
                     half: read_half,
+                    fresh: tls.is_none(),
                     buffer: BytesMut::with_capacity(READ_BUFFER),
                     parsed: Vec::new(),
                     replies: Vec::new(),

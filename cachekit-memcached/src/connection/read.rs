@@ -12,10 +12,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::Poll;
 
 use bytes::BytesMut;
-use tokio::io::AsyncReadExt;
-use tokio::net::tcp::OwnedReadHalf;
 
 use super::failure::{ConnectionError, Failure};
+use super::socket::ReadHalf;
 use super::waiter::{Reply, Waiter};
 use super::{Shared, State};
 use crate::protocol::{Echo, ProtocolError, Request, Response, parse};
@@ -31,7 +30,11 @@ const READ_SPARE_MIN: usize = 4 * 1024;
 #[derive(Debug)]
 pub(super) struct ReadSide {
     /// The socket's read half.
-    pub(super) half: OwnedReadHalf,
+    pub(super) half: ReadHalf,
+    /// Whether nothing was read yet on a plain TCP connection: then the end
+    /// of the stream, a reset or TLS bytes likely mean a server that
+    /// requires TLS, which the failure says.
+    pub(super) fresh: bool,
     /// Bytes read and not yet parsed.
     pub(super) buffer: BytesMut,
     /// Responses parsed, with what they echoed, and not yet handed out
@@ -68,9 +71,40 @@ impl ReadSide {
         if self.buffer.capacity() - self.buffer.len() < READ_SPARE_MIN {
             self.buffer.reserve(READ_BUFFER);
         }
-        match self.half.read_buf(&mut self.buffer).await {
+        let read = self.half.read_buf(&mut self.buffer).await;
+        if self.fresh {
+            return self.first_read(read);
+        }
+        match read {
             Ok(0) => Err(Failure::end_of_stream()),
             Ok(_) => Ok(()),
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// The outcome of the first read of a plain TCP connection: a server
+    /// that closes or resets it before answering, or answers with a TLS
+    /// record (an alert, 0x15, or a handshake, 0x16), likely requires TLS.
+    #[cold]
+    fn first_read(&mut self, read: io::Result<usize>) -> Result<(), Failure> {
+        let hint = "if the server requires TLS, set memcached.tls";
+        match read {
+            Ok(0) => Err(Failure::Io(
+                io::ErrorKind::UnexpectedEof,
+                format!("the server closed the connection before answering ({hint})"),
+            )),
+            Ok(_) if matches!(self.buffer.first(), Some(0x15 | 0x16)) => Err(Failure::Io(
+                io::ErrorKind::InvalidData,
+                format!("the server answered with TLS: {hint}"),
+            )),
+            Ok(_) => {
+                self.fresh = false;
+                Ok(())
+            }
+            Err(error) if error.kind() == io::ErrorKind::ConnectionReset => Err(Failure::Io(
+                error.kind(),
+                format!("the server reset the connection before answering ({hint})"),
+            )),
             Err(error) => Err(error.into()),
         }
     }

@@ -98,7 +98,7 @@ async fn the_watchdog_times_out_late_calls_and_closes_the_younger_ones() {
     let server = SilentServer::start();
     let timeout = Duration::from_millis(200);
     let connection = Arc::new(
-        Connection::connect(&server.address(), CONNECT_TIMEOUT, timeout)
+        Connection::connect(&server.address(), CONNECT_TIMEOUT, timeout, None)
             .await
             .expect("connects"),
     );
@@ -153,7 +153,7 @@ fn calls_time_out_while_the_runtime_that_opened_the_connection_is_blocked() {
             .unwrap();
         runtime.block_on(async {
             let timeout = Duration::from_millis(200);
-            let connection = Connection::connect(&address, CONNECT_TIMEOUT, timeout)
+            let connection = Connection::connect(&address, CONNECT_TIMEOUT, timeout, None)
                 .await
                 .expect("connects");
             opened.send(Arc::new(connection)).unwrap();
@@ -202,7 +202,13 @@ async fn a_closed_port_fails_fast() {
         .unwrap()
         .port();
     let started = Instant::now();
-    let result = Connection::connect(&format!("127.0.0.1:{port}"), CONNECT_TIMEOUT, PATIENCE).await;
+    let result = Connection::connect(
+        &format!("127.0.0.1:{port}"),
+        CONNECT_TIMEOUT,
+        PATIENCE,
+        None,
+    )
+    .await;
     assert!(
         matches!(result, Err(ConnectionError::Connect(_))),
         "{result:?}"

@@ -32,7 +32,7 @@ async fn bounded<T>(future: impl Future<Output = T>) -> T {
 
 /// Connects to `address`, failing the test if it cannot.
 async fn connect(address: &str) -> Connection {
-    Connection::connect(address, CONNECT_TIMEOUT, PATIENCE)
+    Connection::connect(address, CONNECT_TIMEOUT, PATIENCE, None)
         .await
         .expect("connects")
 }
