@@ -1,6 +1,7 @@
 //! What a case is, what it needs, what it runs with, and how one runs: in a
 //! tokio runtime of its own, within a time limit.
 
+use std::ffi::OsString;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -90,19 +91,26 @@ pub(super) struct Fleet {
     /// [`ServerKind::RedisCluster`]); killed when the last case holding them
     /// ends.
     pub(super) servers: Vec<ServerProcess>,
+    /// Arguments added to each server's command line.
+    pub(super) args: Vec<OsString>,
     /// Builds the backend under test over given addresses.
     pub(super) make: Arc<MakeBackend>,
 }
 
 impl Fleet {
     /// Starts `count` servers of `kind`: for [`ServerKind::RedisCluster`],
-    /// one cluster of `count` masters; else `count` independent servers.
-    pub(super) fn start_servers(kind: ServerKind, count: usize) -> Vec<ServerProcess> {
+    /// one cluster of `count` masters; else `count` independent servers,
+    /// with `args` added to their command line.
+    pub(super) fn start_servers(
+        kind: ServerKind,
+        count: usize,
+        args: &[OsString],
+    ) -> Vec<ServerProcess> {
         match kind {
             ServerKind::RedisCluster => RedisCluster::start(count).into_nodes(),
-            ServerKind::Memcached | ServerKind::Redis => {
-                (0..count).map(|_| ServerProcess::start(kind)).collect()
-            }
+            ServerKind::Memcached | ServerKind::Redis => (0..count)
+                .map(|_| ServerProcess::start_with_args(kind, args.iter().cloned()))
+                .collect(),
         }
     }
 
@@ -156,8 +164,9 @@ impl Ctx {
     /// builds a backend over them. `None` without servers.
     pub(super) fn own_servers(&self) -> Option<(Vec<ServerProcess>, Arc<dyn Backend>)> {
         let fleet = self.fleet.as_ref()?;
-        let servers =
-            tokio::task::block_in_place(|| Fleet::start_servers(fleet.kind, fleet.servers.len()));
+        let servers = tokio::task::block_in_place(|| {
+            Fleet::start_servers(fleet.kind, fleet.servers.len(), &fleet.args)
+        });
         let addresses: Vec<String> = servers.iter().map(ServerProcess::address).collect();
         let backend = (fleet.make)(&addresses).unwrap_or_else(|error| {
             panic!(

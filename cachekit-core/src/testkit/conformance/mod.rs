@@ -29,6 +29,7 @@ mod ttl;
 #[cfg(test)]
 mod tests;
 
+use std::ffi::OsString;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -68,6 +69,8 @@ pub struct Conformance {
     label: Option<String>,
     /// The servers the kit starts: which program, how many.
     servers: Option<(ServerKind, usize)>,
+    /// Arguments added to each server's command line.
+    server_args: Vec<OsString>,
     /// Builds the backend under test.
     make: Arc<MakeBackend>,
 }
@@ -79,6 +82,7 @@ impl Conformance {
         Conformance {
             label: None,
             servers: None,
+            server_args: Vec::new(),
             make: Arc::new(move |_: &[String]| Ok(make())),
         }
     }
@@ -117,8 +121,19 @@ impl Conformance {
         Conformance {
             label: None,
             servers: Some((kind, count)),
+            server_args: Vec::new(),
             make: Arc::new(make),
         }
+    }
+
+    /// Adds `args` to the command line of every server the kit starts for
+    /// this configuration (as [`ServerProcess::start_with_args`] does): for
+    /// memcached over TLS, `-Z` and its `-o ssl_*` options.
+    ///
+    /// [`ServerProcess::start_with_args`]: crate::backend::testkit::ServerProcess::start_with_args
+    pub fn server_args(mut self, args: impl IntoIterator<Item = impl Into<OsString>>) -> Self {
+        self.server_args = args.into_iter().map(Into::into).collect();
+        self
     }
 
     /// Names this configuration in the trial names (`label::topic::case`),
@@ -139,7 +154,8 @@ impl Conformance {
         let fleet = self.servers.map(|(kind, count)| {
             Arc::new(Fleet {
                 kind,
-                servers: Fleet::start_servers(kind, count),
+                servers: Fleet::start_servers(kind, count, &self.server_args),
+                args: self.server_args.clone(),
                 make: Arc::clone(&self.make),
             })
         });

@@ -82,7 +82,8 @@ fn case_that_stops_servers_gets_a_cluster_of_its_own() {
     let kind = ServerKind::RedisCluster;
     let fleet = Arc::new(Fleet {
         kind,
-        servers: Fleet::start_servers(kind, 3),
+        servers: Fleet::start_servers(kind, 3, &[]),
+        args: Vec::new(),
         make: Arc::new(|_: &[String]| Ok(Arc::new(MemoryBackend::new()))),
     });
     let shared = fleet.addresses();

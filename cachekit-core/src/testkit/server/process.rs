@@ -1,6 +1,7 @@
 //! [`ServerProcess`]: starting, stopping and restarting a server program,
 //! and waiting until it accepts connections.
 
+use std::ffi::OsString;
 use std::fs::{self, File};
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpStream};
@@ -49,6 +50,8 @@ pub struct ServerProcess {
     kind: ServerKind,
     /// The port, reserved for this server until it is dropped.
     port: ReservedPort,
+    /// Arguments added to the kind's command line, kept for restarts.
+    args: Vec<OsString>,
     /// The process; `None` once stopped or exited.
     child: Option<Child>,
     /// Holds the log file (and redis's working directory).
@@ -74,6 +77,23 @@ impl ServerProcess {
     /// If the program is not installed (the message says how to install it),
     /// or if it cannot be started (the message includes its output).
     pub fn start(kind: ServerKind) -> ServerProcess {
+        ServerProcess::start_with_args(kind, Vec::<OsString>::new())
+    }
+
+    /// Starts the server as [`start`](Self::start) does, with `args` added to
+    /// its command line, also at each [`restart`](Self::restart): for
+    /// memcached over TLS, `["-Z", "-o", "ssl_chain_cert=CERT,ssl_key=KEY"]`
+    /// (and `ssl_ca_cert=CA,ssl_verify_mode=2` in `-o` to require client
+    /// certificates). The server is ready once it accepts TCP connections.
+    ///
+    /// # Panics
+    ///
+    /// As [`start`](Self::start) does.
+    pub fn start_with_args(
+        kind: ServerKind,
+        args: impl IntoIterator<Item = impl Into<OsString>>,
+    ) -> ServerProcess {
+        let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
         let scratch = ScratchDir::create(kind.program()).unwrap_or_else(|error| {
             panic!(
                 "cannot start {}: cannot create a scratch directory in {}: {error}",
@@ -90,11 +110,12 @@ impl ServerProcess {
                     continue;
                 }
             };
-            match launch(kind, port.port, &scratch) {
+            match launch(kind, port.port, &scratch, &args) {
                 Ok(child) => {
                     return ServerProcess {
                         kind,
                         port,
+                        args,
                         child: Some(child),
                         scratch,
                     };
@@ -215,7 +236,7 @@ impl ServerProcess {
         let port = self.port.port;
         let mut failures = Vec::new();
         for attempt in 1..=RESTART_ATTEMPTS {
-            match launch(self.kind, port, &self.scratch) {
+            match launch(self.kind, port, &self.scratch, &self.args) {
                 Ok(child) => {
                     self.child = Some(child);
                     return;
@@ -262,9 +283,15 @@ enum LaunchError {
     Failed(String),
 }
 
-/// Spawns `kind` on `port` with its output in the scratch log file, and waits
-/// until it accepts connections; kills it again if it does not.
-fn launch(kind: ServerKind, port: u16, scratch: &ScratchDir) -> Result<Child, LaunchError> {
+/// Spawns `kind` on `port`, with `args` added, with its output in the
+/// scratch log file, and waits until it accepts connections; kills it again
+/// if it does not.
+fn launch(
+    kind: ServerKind,
+    port: u16,
+    scratch: &ScratchDir,
+    args: &[OsString],
+) -> Result<Child, LaunchError> {
     let log_path = scratch.path.join(format!("{}.log", kind.program()));
     let cannot_log = |error: io::Error| {
         LaunchError::Failed(format!("cannot create {}: {error}", log_path.display()))
@@ -273,6 +300,7 @@ fn launch(kind: ServerKind, port: u16, scratch: &ScratchDir) -> Result<Child, La
     let stderr = stdout.try_clone().map_err(cannot_log)?;
     let spawned = kind
         .command(port, &scratch.path)
+        .args(args)
         .stdin(Stdio::null())
         .stdout(stdout)
         .stderr(stderr)
