@@ -164,7 +164,7 @@ impl Tls {
                 }
                 CertificateError::NotValidForName
                 | CertificateError::NotValidForNameContext { .. } => {
-                    "the server's certificate is not valid for the name checked (the server's host): set memcached.tls_server_name to a name the certificate is for".to_owned()
+                    "the server's certificate is not valid for the name checked (memcached.tls_server_name if set, else the server's host): set memcached.tls_server_name to a name the certificate is for".to_owned()
                 }
                 CertificateError::Expired | CertificateError::ExpiredContext { .. } => {
                     "the server's certificate has expired: renew it on the server".to_owned()

@@ -9,6 +9,8 @@ use std::time::Duration;
 use cachekit_core::backend::testkit::ServerProcess;
 use cachekit_memcached::{MemcachedBackend, MemcachedBackendConfig};
 
+pub mod tls;
+
 /// `n` real memcached servers on free loopback ports.
 pub fn servers(n: usize) -> Vec<ServerProcess> {
     (0..n).map(|_| ServerProcess::memcached()).collect()

@@ -1,0 +1,267 @@
+//! Memcached over TLS against real memcached started with `-Z` and
+//! certificates made by the test: mutual TLS accepted and refused, and each
+//! misconfiguration failing within `connect_timeout` with a message that
+//! names the cause and the setting to change.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use cachekit_core::backend::Bytes;
+use cachekit_core::backend::testkit::{ServerKind, ServerProcess};
+use cachekit_core::{Backend, Error};
+use cachekit_memcached::{MemcachedBackend, MemcachedBackendConfig};
+use common::tls::Pki;
+
+/// The connect timeout of these tests; the operation timeout is longer, so
+/// that a connect that runs out of time fails as a connect.
+const CONNECT_TIMEOUT: Duration = Duration::from_millis(700);
+
+/// Slack over `CONNECT_TIMEOUT` for a failure to arrive on a busy machine.
+const MARGIN: Duration = Duration::from_millis(1500);
+
+/// A backend over `server`, without retries, configured by `tweak`.
+fn backend(
+    server: &ServerProcess,
+    tweak: impl FnOnce(&mut MemcachedBackendConfig),
+) -> MemcachedBackend {
+    let mut config = MemcachedBackendConfig {
+        servers: vec![server.address()],
+        connect_timeout: CONNECT_TIMEOUT,
+        timeout: Duration::from_secs(3),
+        retry_attempts: 0,
+        ..Default::default()
+    };
+    tweak(&mut config);
+    MemcachedBackend::new(config).expect("valid config")
+}
+
+/// Sets a key on `backend`, expecting it to fail as unavailable within the
+/// connect timeout; returns the error's message.
+async fn failing_set(backend: &MemcachedBackend) -> String {
+    let started = Instant::now();
+    let result = backend.set("k", Bytes::from_static(b"v"), None).await;
+    let took = started.elapsed();
+    let error = result.expect_err("the call must fail");
+    assert!(
+        matches!(error, Error::Unavailable { .. }),
+        "a connection failure is Unavailable: {error:?}"
+    );
+    assert!(
+        took < CONNECT_TIMEOUT + MARGIN,
+        "failed after {took:?}, past the connect timeout"
+    );
+    eprintln!("measured: failed after {took:?}: {error}");
+    error.to_string()
+}
+
+/// Asserts that `message` contains every one of `parts`.
+fn assert_says(message: &str, parts: &[&str]) {
+    for part in parts {
+        assert!(message.contains(part), "{message:?} does not say {part:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_server_serves_a_tls_client() {
+    let pki = Pki::new();
+    let servers = pki.servers(1);
+    let backend = backend(&servers[0], |c| pki.client(c));
+    backend
+        .set("k", Bytes::from_static(b"over tls"), None)
+        .await
+        .expect("stored over TLS");
+    let value = backend.get("k").await.expect("read over TLS");
+    assert_eq!(value.as_deref(), Some(&b"over tls"[..]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_requiring_client_certificates_accepts_ours() {
+    let pki = Pki::new();
+    let server = ServerProcess::start_with_args(ServerKind::Memcached, pki.mutual_args());
+    let backend = backend(&server, |c| {
+        pki.client(c);
+        c.tls_cert_file = Some(pki.path("client.pem"));
+        c.tls_key_file = Some(pki.path("client-key.pem"));
+    });
+    backend
+        .set("k", Bytes::from_static(b"mutual"), None)
+        .await
+        .expect("stored with a client certificate");
+    let value = backend
+        .get("k")
+        .await
+        .expect("read with a client certificate");
+    assert_eq!(value.as_deref(), Some(&b"mutual"[..]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_requiring_client_certificates_refuses_a_client_without_one() {
+    let pki = Pki::new();
+    let server = ServerProcess::start_with_args(ServerKind::Memcached, pki.mutual_args());
+    let backend = backend(&server, |c| pki.client(c));
+    let message = failing_set(&backend).await;
+    assert_says(
+        &message,
+        &[
+            "client certificate",
+            "memcached.tls_cert_file",
+            "tls_key_file",
+        ],
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_certificate_from_an_untrusted_ca_is_refused() {
+    let pki = Pki::new();
+    let servers = pki.servers(1);
+    let backend = backend(&servers[0], |c| {
+        c.tls = true;
+        c.tls_ca_file = Some(pki.path("other-ca.pem"));
+        c.retry_attempts = 1;
+        c.eject_after = 2;
+    });
+    let message = failing_set(&backend).await;
+    assert_says(
+        &message,
+        &["not signed by a trusted CA", "memcached.tls_ca_file"],
+    );
+    // A failed handshake is a failure of the server: two of them eject it.
+    let ejections = cachekit_core::stats()
+        .events
+        .into_iter()
+        .find(|event| {
+            event.name == "cachekit_memcached_ejections_total"
+                && event.labels == [("server", servers[0].address())]
+        })
+        .map(|event| event.count);
+    assert!(ejections >= Some(1), "the server is ejected: {ejections:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_certificate_for_another_name_is_refused() {
+    let pki = Pki::new();
+    let servers = pki.servers(1);
+    let backend = backend(&servers[0], |c| {
+        pki.client(c);
+        c.tls_server_name = Some("memcached.example.com".into());
+    });
+    let message = failing_set(&backend).await;
+    assert_says(
+        &message,
+        &["not valid for the name", "memcached.tls_server_name"],
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_server_certificate_is_refused() {
+    let pki = Pki::new();
+    let server = ServerProcess::start_with_args(ServerKind::Memcached, pki.expired_args());
+    let backend = backend(&server, |c| pki.client(c));
+    let message = failing_set(&backend).await;
+    assert_says(&message, &["expired"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plain_client_to_a_tls_port_is_told_to_set_tls() {
+    let pki = Pki::new();
+    let servers = pki.servers(1);
+    let backend = backend(&servers[0], |_| {});
+    let message = failing_set(&backend).await;
+    assert_says(&message, &["requires TLS", "set memcached.tls"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_client_to_a_plain_port_is_told_the_server_does_not_speak_tls() {
+    let pki = Pki::new();
+    let server = ServerProcess::memcached();
+    let backend = backend(&server, |c| pki.client(c));
+    let message = failing_set(&backend).await;
+    assert_says(&message, &["TLS", "memcached.tls"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accepting_invalid_certificates_connects_to_an_untrusted_server() {
+    let pki = Pki::new();
+    let servers = pki.servers(1);
+    let backend = backend(&servers[0], |c| {
+        c.tls = true;
+        c.tls_ca_file = Some(pki.path("other-ca.pem"));
+        c.tls_danger_accept_invalid_certs = true;
+    });
+    backend
+        .set("k", Bytes::from_static(b"unchecked"), None)
+        .await
+        .expect("stored without checking the certificate");
+}
+
+/// A change to a backend's config.
+type Tweak<'a> = Box<dyn Fn(&mut MemcachedBackendConfig) + 'a>;
+
+#[test]
+fn unreadable_or_invalid_pem_files_are_config_errors_naming_the_setting_and_path() {
+    let pki = Pki::new();
+    let not_pem = pki.path("not.pem");
+    std::fs::write(&not_pem, "not a certificate").unwrap();
+    let missing = pki.path("missing.pem");
+    let cases: [(&str, Tweak, &std::path::Path); 4] = [
+        (
+            "memcached.tls_ca_file",
+            Box::new(|c| c.tls_ca_file = Some(missing.clone())),
+            &missing,
+        ),
+        (
+            "memcached.tls_ca_file",
+            Box::new(|c| c.tls_ca_file = Some(not_pem.clone())),
+            &not_pem,
+        ),
+        (
+            "memcached.tls_cert_file",
+            Box::new(|c| {
+                c.tls_cert_file = Some(not_pem.clone());
+                c.tls_key_file = Some(pki.path("client-key.pem"));
+            }),
+            &not_pem,
+        ),
+        (
+            "memcached.tls_key_file",
+            Box::new(|c| {
+                c.tls_cert_file = Some(pki.path("client.pem"));
+                c.tls_key_file = Some(missing.clone());
+            }),
+            &missing,
+        ),
+    ];
+    for (setting, tweak, path) in cases {
+        let mut config = MemcachedBackendConfig::default().tls(true);
+        pki.client(&mut config);
+        tweak(&mut config);
+        match MemcachedBackend::new(config) {
+            Err(Error::Config {
+                setting: named,
+                reason,
+                ..
+            }) => {
+                assert_eq!(named, setting);
+                assert!(
+                    reason.contains(&path.display().to_string()),
+                    "{reason:?} names {path:?}"
+                );
+            }
+            other => panic!("{setting}: expected a config error, got {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn a_client_certificate_without_its_key_is_a_config_error() {
+    let pki = Pki::new();
+    let config = MemcachedBackendConfig::default()
+        .tls(true)
+        .tls_ca_file(pki.path("ca.pem"))
+        .tls_cert_file(pki.path("client.pem"));
+    match MemcachedBackend::new(config) {
+        Err(Error::Config { setting, .. }) => assert_eq!(setting, "memcached.tls_key_file"),
+        other => panic!("expected a config error, got {other:?}"),
+    }
+}
