@@ -1,5 +1,6 @@
 //! Failures: a server that never answers, a server that answers twice or
-//! with garbage, and a server of the fleet stopped and restarted under load.
+//! with garbage, a restarted server, a frozen one, and the breaker
+//! (`fleet_faults.rs` stops one server of a fleet under load).
 
 mod common;
 
@@ -131,7 +132,7 @@ fn hit_for(reader: &mut impl BufRead) -> Option<String> {
         Some(opaque) => format!(" {opaque} k{key}"),
         None => String::new(),
     };
-    let value = expected(&key);
+    let value = common::expected(&key);
     Some(format!("VA {}{echo}\r\n{value}\r\n", value.len()))
 }
 
@@ -182,7 +183,7 @@ async fn a_server_answering_twice_never_hands_a_caller_another_keys_value() {
     for (key, got) in [("first", first), ("second", second)] {
         assert_eq!(
             got.expect("answered"),
-            Some(Bytes::from(expected(key))),
+            Some(Bytes::from(common::expected(key))),
             "{key} gets its own value"
         );
     }
@@ -253,126 +254,6 @@ async fn a_server_answering_garbage_fails_the_call_as_unavailable() {
     }
 }
 
-fn expected(key: &str) -> String {
-    format!("value-of-{key}")
-}
-
-/// 16 tasks read and write through a `Cache` for `duration`; returns how many
-/// calls they made. Panics on any wrong value.
-async fn load(cache: &Cache, duration: Duration, round: usize) -> usize {
-    let calls = Arc::new(AtomicUsize::new(0));
-    let tasks: Vec<_> = (0..16)
-        .map(|task| {
-            let (cache, calls) = (cache.clone(), calls.clone());
-            tokio::spawn(async move {
-                let stop = Instant::now() + duration;
-                let mut i = 0usize;
-                while Instant::now() < stop && i < 100_000 {
-                    let key = format!("r{round}:t{task}:k{}", i % 50);
-                    let value = cache
-                        .get_or_insert_with(&key, None, || async { expected(&key) })
-                        .await;
-                    assert_eq!(value, expected(&key), "a wrong value reached a caller");
-                    calls.fetch_add(1, Ordering::Relaxed);
-                    i += 1;
-                }
-            })
-        })
-        .collect();
-    for task in tasks {
-        task.await.expect("no task panicked");
-    }
-    calls.load(Ordering::Relaxed)
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn stopping_one_of_three_servers_under_load_loses_no_call_and_it_rejoins() {
-    let mut servers = common::servers(3);
-    let backend = common::backend(&servers, |c| {
-        c.timeout = Duration::from_millis(300);
-        c.dead_time = Duration::from_secs(1);
-    });
-    let victim = servers[1].address();
-    let cache = Cache::builder()
-        .backend(backend.clone())
-        .without_l1()
-        .config(ConfigSource::defaults_only())
-        .build()
-        .unwrap();
-
-    assert!(load(&cache, Duration::from_millis(500), 0).await > 0);
-    assert!(
-        common::item_count(&victim) > 0,
-        "the victim held keys before it died"
-    );
-
-    // Stop the server while the tasks run.
-    let running = {
-        let cache = cache.clone();
-        tokio::spawn(async move { load(&cache, Duration::from_millis(2000), 1).await })
-    };
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    servers[1].stop();
-    let calls = running.await.expect("every call returned a correct value");
-    assert!(calls > 0);
-    eprintln!("measured: one of three stopped: {calls} calls in 2 s of load, all answered");
-
-    // A key of the victim's goes to another server, and the write ejects the
-    // victim if its dead time had passed meanwhile.
-    let three: Vec<String> = servers.iter().map(|s| s.address()).collect();
-    let key = (0..1000)
-        .map(|i| format!("probe:{i}"))
-        .find(|k| ring_owner(&three, k) == victim)
-        .expect("some key belongs to the victim");
-    backend
-        .set(&key, Bytes::from_static(b"v"), None)
-        .await
-        .expect("stored on another server");
-    assert!(
-        !backend.live_servers().contains(&victim.as_str()),
-        "the dead server is ejected"
-    );
-    assert_eq!(backend.live_servers().len(), 2);
-    assert_ne!(backend.server_for(&key), victim);
-    let ejections = cachekit_core::stats()
-        .events
-        .into_iter()
-        .find(|event| {
-            event.name == "cachekit_memcached_ejections_total"
-                && event.labels == [("server", victim.clone())]
-        })
-        .map(|event| event.count);
-    assert!(
-        ejections >= Some(1),
-        "the ejection is counted under its server: {ejections:?}"
-    );
-
-    // Restart: after its dead time it is tried again and rejoins.
-    servers[1].restart();
-    let restarted = Instant::now();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut rejoined = false;
-    while Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        load(&cache, Duration::from_millis(200), 2).await;
-        if backend.live_servers().len() == 3 && backend.server_for(&key) == victim {
-            rejoined = backend
-                .set(&key, Bytes::from_static(b"back"), None)
-                .await
-                .is_ok();
-            if rejoined {
-                break;
-            }
-        }
-    }
-    assert!(rejoined, "the restarted server must rejoin the ring");
-    eprintln!(
-        "measured: one of three restarted: rejoined after {:?}",
-        restarted.elapsed()
-    );
-    assert_eq!(common::raw(&victim, &format!("mg {key} v")), "VA 4\r\nback");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_server_is_reached_on_a_new_connection_and_not_counted_as_failing() {
     let mut servers = common::servers(1);
@@ -393,16 +274,6 @@ async fn a_restarted_server_is_reached_on_a_new_connection_and_not_counted_as_fa
         started.elapsed()
     );
     assert_eq!(backend.live_servers(), [address.as_str()]);
-}
-
-/// Placement over all three servers, as a backend with every server live sees it.
-fn ring_owner(servers: &[String], key: &str) -> String {
-    let backend = MemcachedBackend::new(MemcachedBackendConfig {
-        servers: servers.to_vec(),
-        ..Default::default()
-    })
-    .unwrap();
-    backend.server_for(key).to_string()
 }
 
 /// `result` is memcached's `Error::Timeout`.
@@ -440,7 +311,7 @@ async fn a_frozen_server_costs_the_healthy_servers_keys_nothing() {
     assert!(healthy.iter().any(|h| !h) && healthy.iter().any(|h| *h));
     for key in &keys {
         cache
-            .get_or_insert_with(key, None, || async { expected(key) })
+            .get_or_insert_with(key, None, || async { common::expected(key) })
             .await;
     }
 
@@ -474,7 +345,7 @@ async fn a_frozen_server_costs_the_healthy_servers_keys_nothing() {
                     }
                     calls.fetch_add(1, Ordering::Relaxed);
                     match cache.get::<String>(key).await {
-                        Ok(Some(value)) => assert_eq!(value, expected(key)),
+                        Ok(Some(value)) => assert_eq!(value, common::expected(key)),
                         Ok(None) | Err(_) => {
                             failed.fetch_add(1, Ordering::Relaxed);
                         }
@@ -482,10 +353,10 @@ async fn a_frozen_server_costs_the_healthy_servers_keys_nothing() {
                     let value = cache
                         .get_or_insert_with(key, None, || async {
                             uncached.fetch_add(1, Ordering::Relaxed);
-                            expected(key)
+                            common::expected(key)
                         })
                         .await;
-                    assert_eq!(value, expected(key));
+                    assert_eq!(value, common::expected(key));
                 }
             })
         })
@@ -532,7 +403,7 @@ async fn a_frozen_server_costs_the_healthy_servers_keys_nothing() {
             cache
                 .get_or_insert_with(&key, None, || async {
                     loads.fetch_add(1, Ordering::Relaxed);
-                    expected(&key)
+                    common::expected(&key)
                 })
                 .await;
         }

@@ -76,3 +76,8 @@ pub fn item_count(address: &str) -> u64 {
 pub fn item_counts(servers: &[ServerProcess]) -> Vec<u64> {
     servers.iter().map(|s| item_count(&s.address())).collect()
 }
+
+/// The value the load of the fault tests stores under `key`.
+pub fn expected(key: &str) -> String {
+    format!("value-of-{key}")
+}
