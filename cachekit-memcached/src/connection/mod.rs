@@ -1,5 +1,5 @@
 //! One pipelined TCP connection to a memcached server, shared by many
-//! concurrent callers.
+//! concurrent callers; over TLS, through a relay task (see [`socket`]).
 //!
 //! A caller encodes its requests into a shared write queue and joins a FIFO of
 //! waiters in the same critical section, so the waiters are in the order of
@@ -120,6 +120,8 @@ struct Shared {
     in_flight: AtomicUsize,
     /// Aborts the reader and writer tasks; set right after they are spawned.
     tasks: OnceLock<[AbortHandle; 2]>,
+    /// Aborts the TLS relay task of a connection over TLS.
+    relay: Option<AbortHandle>,
 }
 
 /// The mutable part of [`Shared`].
@@ -185,8 +187,11 @@ impl Connection {
             Err(_) => return Err(ConnectionError::ConnectTimeout),
         };
         stream.set_nodelay(true).map_err(ConnectionError::Connect)?;
-        let (read_half, write_half) = match tls {
-            None => socket::plain(stream),
+        let (read_half, write_half, relay) = match tls {
+            None => {
+                let (read_half, write_half) = socket::plain(stream);
+                (read_half, write_half, None)
+            }
             Some(tls) => {
                 let stream =
                     match tokio::time::timeout_at(deadline, tls.connect(address, stream)).await {
@@ -194,7 +199,9 @@ impl Connection {
                         Ok(Err(reason)) => return Err(ConnectionError::Tls(reason)),
                         Err(_) => return Err(ConnectionError::Tls(HANDSHAKE_TIMED_OUT.to_owned())),
                     };
-                socket::relayed(stream).map_err(ConnectionError::Connect)?
+                let (read_half, write_half, relay) =
+                    socket::relayed(stream).map_err(ConnectionError::Connect)?;
+                (read_half, write_half, Some(relay))
             }
         };
         let shared = Arc::new(Shared {
@@ -224,6 +231,7 @@ impl Connection {
             idle: AtomicBool::new(true),
             in_flight: AtomicUsize::new(0),
             tasks: OnceLock::new(),
+            relay,
         });
         let watched: Weak<dyn Watched> = Arc::downgrade(&shared) as Weak<Shared>;
         watchdog::watch(watched, timeout).map_err(ConnectionError::Connect)?;
@@ -495,6 +503,9 @@ impl Shared {
         self.reading_caller.wake();
         if let Some(tasks) = self.tasks.get() {
             tasks.iter().for_each(AbortHandle::abort);
+        }
+        if let Some(relay) = &self.relay {
+            relay.abort();
         }
     }
 }

@@ -12,6 +12,7 @@ use std::io;
 use bytes::BytesMut;
 use tokio::io::AsyncReadExt;
 use tokio::net::{TcpStream, UnixStream, tcp, unix};
+use tokio::task::AbortHandle;
 use tokio_rustls::client::TlsStream;
 
 /// The write half of a connection's socket.
@@ -75,15 +76,19 @@ pub(super) fn plain(stream: TcpStream) -> (ReadHalf, WriteHalf) {
 }
 
 /// The halves of the local end of a relay to `stream`, whose task is spawned
-/// here. The relay ends, and drops the TLS stream (closing it), as soon as
-/// either side ends: the connection dropping its halves, or the server
-/// closing (or failing) the TLS stream, which the connection then reads as
-/// the end of its stream.
-pub(super) fn relayed(stream: TlsStream<TcpStream>) -> io::Result<(ReadHalf, WriteHalf)> {
+/// here, and the handle that aborts the task. The relay ends, and drops the
+/// TLS stream (closing it), as soon as either side ends: the connection
+/// dropping its halves, or the server closing (or failing) the TLS stream,
+/// which the connection then reads as the end of its stream. A failing
+/// connection also aborts it, so that a relay flushing to a server that no
+/// longer reads does not outlive the connection.
+pub(super) fn relayed(
+    stream: TlsStream<TcpStream>,
+) -> io::Result<(ReadHalf, WriteHalf, AbortHandle)> {
     let (local, far) = UnixStream::pair()?;
-    tokio::spawn(relay(stream, far));
+    let relay = tokio::spawn(relay(stream, far)).abort_handle();
     let (read, write) = local.into_split();
-    Ok((ReadHalf::Relay(read), WriteHalf::Relay(write)))
+    Ok((ReadHalf::Relay(read), WriteHalf::Relay(write), relay))
 }
 
 /// Copies both ways between `tls` and `far` until either way ends.
