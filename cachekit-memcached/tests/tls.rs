@@ -265,3 +265,44 @@ fn a_client_certificate_without_its_key_is_a_config_error() {
         other => panic!("expected a config error, got {other:?}"),
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_tls_server_is_reached_on_a_new_connection_and_not_counted_as_failing() {
+    let pki = Pki::new();
+    let mut servers = pki.servers(1);
+    let backend = backend(&servers[0], |c| pki.client(c));
+    backend
+        .set("k", Bytes::from_static(b"v"), None)
+        .await
+        .expect("stored");
+    servers[0].restart();
+    // The pooled connection's relay saw the server close it: the call finds
+    // the connection closed before sending, and goes out on a new one.
+    assert_eq!(backend.get("k").await.expect("answered"), None);
+    assert_eq!(backend.live_servers(), [servers[0].address().as_str()]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_tls_server_times_out_at_the_operation_timeout() {
+    let pki = Pki::new();
+    let mut servers = pki.servers(1);
+    let timeout = Duration::from_millis(300);
+    let backend = backend(&servers[0], |c| {
+        pki.client(c);
+        c.timeout = timeout;
+    });
+    backend
+        .set("k", Bytes::from_static(b"v"), None)
+        .await
+        .expect("stored");
+    servers[0].freeze();
+    let started = Instant::now();
+    let result = backend.get("k").await;
+    let took = started.elapsed();
+    servers[0].thaw();
+    assert!(
+        matches!(result, Err(Error::Timeout { .. })),
+        "the watchdog bounds a call over TLS: {result:?}"
+    );
+    assert!(took >= timeout && took < timeout * 4, "took {took:?}");
+}
