@@ -107,7 +107,7 @@ pub const SETTINGS: &[Setting] = &[
         env: "CACHEKIT_MEMCACHED_TLS_CA_FILE",
         env_aliases: &[],
         kind: SettingKind::Text,
-        default: "\"<unset: the platform's CA certificates>\"",
+        default: "\"<unset>\"",
         description: "PEM file of the CA certificates that sign the servers' certificates. Unset: the platform's (rustls-native-certs).",
     },
     Setting {
@@ -115,7 +115,7 @@ pub const SETTINGS: &[Setting] = &[
         env: "CACHEKIT_MEMCACHED_TLS_CERT_FILE",
         env_aliases: &[],
         kind: SettingKind::Text,
-        default: "\"<unset: no client certificate>\"",
+        default: "\"<unset>\"",
         description: "PEM file of the client certificate (chain) for mutual TLS; needs tls_key_file.",
     },
     Setting {
@@ -123,7 +123,7 @@ pub const SETTINGS: &[Setting] = &[
         env: "CACHEKIT_MEMCACHED_TLS_KEY_FILE",
         env_aliases: &[],
         kind: SettingKind::Text,
-        default: "\"<unset: no client certificate>\"",
+        default: "\"<unset>\"",
         description: "PEM file of the client certificate's private key for mutual TLS; needs tls_cert_file.",
     },
     Setting {
@@ -131,7 +131,7 @@ pub const SETTINGS: &[Setting] = &[
         env: "CACHEKIT_MEMCACHED_TLS_SERVER_NAME",
         env_aliases: &[],
         kind: SettingKind::Text,
-        default: "\"<unset: the host of each server>\"",
+        default: "\"<unset>\"",
         description: "The name the servers' certificates are checked against, when it is not the host of each server.",
     },
     Setting {
