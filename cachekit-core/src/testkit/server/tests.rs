@@ -56,6 +56,38 @@ fn memcached_answers_stops_and_restarts_on_the_same_port() {
     assert!(version.starts_with("VERSION "), "{version:?}");
 }
 
+/// memcached's `item_size_max` at `address` (`stats settings`).
+fn item_size_max(address: &str) -> Option<u64> {
+    let mut stream = TcpStream::connect(address).expect("connect to the server");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("set a read timeout");
+    stream.write_all(b"stats settings\r\n").expect("send");
+    let reader = BufReader::new(stream);
+    for line in reader.lines().take(200) {
+        let line = line.expect("read the answer");
+        if let Some(size) = line.strip_prefix("STAT item_size_max ") {
+            return size.trim().parse().ok();
+        }
+        if line == "END" {
+            break;
+        }
+    }
+    None
+}
+
+#[test]
+fn extra_arguments_reach_the_server_and_survive_a_restart() {
+    let mut server = ServerProcess::start_with_args(ServerKind::Memcached, ["-I", "2m"]);
+    assert_eq!(item_size_max(&server.address()), Some(2 << 20));
+    server.restart();
+    assert_eq!(
+        item_size_max(&server.address()),
+        Some(2 << 20),
+        "the arguments are kept for the restart"
+    );
+}
+
 #[test]
 fn redis_answers_ping_and_restarts_on_the_same_port() {
     let mut server = ServerProcess::redis();
