@@ -215,3 +215,40 @@ async fn a_closed_port_fails_fast() {
     );
     assert!(started.elapsed() < Duration::from_secs(1));
 }
+
+/// A fake server that answers its first connection's first bytes with
+/// `answer` (or closes it at once if `None`), then ends.
+fn answering_first_bytes_with(answer: Option<&'static [u8]>) -> (String, JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let address = listener.local_addr().expect("address").to_string();
+    let server = std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().expect("accept");
+        stream
+            .set_read_timeout(Some(PATIENCE))
+            .expect("set a read timeout");
+        let mut request = [0_u8; 64];
+        let _ = stream.read(&mut request);
+        if let Some(answer) = answer {
+            let _ = stream.write_all(answer);
+        }
+    });
+    (address, server)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plain_connection_answered_with_tls_or_closed_unanswered_hints_at_the_tls_setting() {
+    // A TLS alert record (handshake_failure), as a TLS port may send to
+    // bytes that are not a ClientHello; and a TLS port that just closes.
+    let tls_alert: &'static [u8] = &[0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x28];
+    for answer in [Some(tls_alert), None] {
+        let (address, server) = answering_first_bytes_with(answer);
+        let connection = connect(&address).await;
+        let result = bounded(connection.call(Request::Get { key: "k" })).await;
+        let message = result.expect_err("the call fails").to_string();
+        assert!(
+            message.contains("set memcached.tls"),
+            "{answer:?}: {message:?} names the setting"
+        );
+        server.join().expect("the fake server ends");
+    }
+}
