@@ -5,13 +5,16 @@
 //! The connection writes without waiting (`try_write`) and probes an idle
 //! socket without blocking (`try_read`), which a TLS stream cannot do: the
 //! relay keeps those semantics for TLS, and the plain TCP path stays as it
-//! was (one `match` per system call, no allocation).
+//! was (one `match` per system call, no allocation). The socket pair is a
+//! Unix one: elsewhere a TLS connection fails with an error that says so.
 
 use std::io;
 
 use bytes::BytesMut;
 use tokio::io::AsyncReadExt;
-use tokio::net::{TcpStream, UnixStream, tcp, unix};
+use tokio::net::{TcpStream, tcp};
+#[cfg(unix)]
+use tokio::net::{UnixStream, unix};
 use tokio::task::AbortHandle;
 use tokio_rustls::client::TlsStream;
 
@@ -21,6 +24,7 @@ pub(super) enum WriteHalf {
     /// Plain TCP to the server.
     Tcp(tcp::OwnedWriteHalf),
     /// The local end of a TLS connection's relay.
+    #[cfg(unix)]
     Relay(unix::OwnedWriteHalf),
 }
 
@@ -30,6 +34,7 @@ pub(super) enum ReadHalf {
     /// Plain TCP to the server.
     Tcp(tcp::OwnedReadHalf),
     /// The local end of a TLS connection's relay.
+    #[cfg(unix)]
     Relay(unix::OwnedReadHalf),
 }
 
@@ -38,6 +43,7 @@ impl WriteHalf {
     pub(super) fn try_write(&self, buffer: &[u8]) -> io::Result<usize> {
         match self {
             WriteHalf::Tcp(half) => half.try_write(buffer),
+            #[cfg(unix)]
             WriteHalf::Relay(half) => half.try_write(buffer),
         }
     }
@@ -46,6 +52,7 @@ impl WriteHalf {
     pub(super) async fn writable(&self) -> io::Result<()> {
         match self {
             WriteHalf::Tcp(half) => half.writable().await,
+            #[cfg(unix)]
             WriteHalf::Relay(half) => half.writable().await,
         }
     }
@@ -56,6 +63,7 @@ impl ReadHalf {
     pub(super) fn try_read(&self, buffer: &mut [u8]) -> io::Result<usize> {
         match self {
             ReadHalf::Tcp(half) => half.try_read(buffer),
+            #[cfg(unix)]
             ReadHalf::Relay(half) => half.try_read(buffer),
         }
     }
@@ -64,6 +72,7 @@ impl ReadHalf {
     pub(super) async fn read_buf(&mut self, buffer: &mut BytesMut) -> io::Result<usize> {
         match self {
             ReadHalf::Tcp(half) => half.read_buf(buffer).await,
+            #[cfg(unix)]
             ReadHalf::Relay(half) => half.read_buf(buffer).await,
         }
     }
@@ -82,6 +91,7 @@ pub(super) fn plain(stream: TcpStream) -> (ReadHalf, WriteHalf) {
 /// which the connection then reads as the end of its stream. A failing
 /// connection also aborts it, so that a relay flushing to a server that no
 /// longer reads does not outlive the connection.
+#[cfg(unix)]
 pub(super) fn relayed(
     stream: TlsStream<TcpStream>,
 ) -> io::Result<(ReadHalf, WriteHalf, AbortHandle)> {
@@ -91,7 +101,20 @@ pub(super) fn relayed(
     Ok((ReadHalf::Relay(read), WriteHalf::Relay(write), relay))
 }
 
+/// [`relayed`] where there is no Unix socket pair: an error that says so.
+#[cfg(not(unix))]
+pub(super) fn relayed(
+    stream: TlsStream<TcpStream>,
+) -> io::Result<(ReadHalf, WriteHalf, AbortHandle)> {
+    drop(stream);
+    Err(io::Error::new(
+        io::ErrorKind::Unsupported,
+        "TLS to memcached needs a Unix platform in this release: turn memcached.tls off",
+    ))
+}
+
 /// Copies both ways between `tls` and `far` until either way ends.
+#[cfg(unix)]
 async fn relay(tls: TlsStream<TcpStream>, far: UnixStream) {
     let (mut tls_read, mut tls_write) = tokio::io::split(tls);
     let (mut far_read, mut far_write) = far.into_split();
