@@ -14,6 +14,8 @@
 
 #[path = "memcached/ceiling.rs"]
 mod ceiling;
+#[path = "memcached/tls.rs"]
+mod tls;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -324,15 +326,41 @@ async fn run(servers: Vec<String>) {
             std::hint::black_box(got.unwrap());
         }
     };
-    // The three take turns, a slice each, so that drift in the machine's
-    // speed hits all of them alike.
-    let mut counts = [Count::default(); 3];
+    // Over TLS too, when xtask started TLS servers: the sequential rows
+    // now, the 64-task row in the turns below.
+    let tls_servers = tls_servers();
+    let tls_op = match &tls_servers {
+        Some((servers, ca)) => {
+            rows.extend(tls_sequential(servers, ca, &value, raw).await);
+            let three_tls = tls::cache(servers, ca);
+            for i in 0..KEYSPACE {
+                three_tls
+                    .set(&format!("c:{i}"), &value, None)
+                    .await
+                    .unwrap();
+            }
+            Some(move |i| {
+                let three_tls = three_tls.clone();
+                async move {
+                    let key = format!("c:{i}");
+                    std::hint::black_box(three_tls.get::<String>(&key).await.unwrap().unwrap());
+                }
+            })
+        }
+        None => None,
+    };
+    // They take turns, a slice each, so that drift in the machine's speed
+    // hits all of them alike.
+    let mut counts = [Count::default(); 4];
     for _ in 0..CONCURRENT_SLICES {
         counts[0] += throughput(ceiling_op.clone()).await;
         counts[1] += throughput(ours_op.clone()).await;
         counts[2] += throughput(theirs_op.clone()).await;
+        if let Some(tls_op) = &tls_op {
+            counts[3] += throughput(tls_op.clone()).await;
+        }
     }
-    let [ceiling_figure, ours, theirs] = counts.map(Count::per_second);
+    let [ceiling_figure, ours, theirs, ours_tls] = counts.map(Count::per_second);
     rows.push(Row {
         name: "64 tasks, 3 servers: `memcache::exp::AsyncMemcache` get",
         figure: format!("{theirs:.0} ops/s"),
@@ -353,11 +381,63 @@ async fn run(servers: Vec<String>) {
         ),
     });
 
+    if tls_op.is_some() {
+        rows.push(Row {
+            name: "64 tasks, 3 TLS servers: `Cache::get` over TLS (L1 off)",
+            figure: format!("{ours_tls:.0} ops/s"),
+            ratio: format!("{:.2}x `Cache::get` over plain TCP", ours_tls / ours),
+        });
+    }
     println!("| measurement | figure | ratio |");
     println!("|---|---|---|");
     for row in rows {
         println!("| {} | {} | {} |", row.name, row.figure, row.ratio);
     }
+}
+
+/// The TLS servers xtask started, and the CA that signed their
+/// certificate; `None`, said loudly, without them.
+fn tls_servers() -> Option<(Vec<String>, std::path::PathBuf)> {
+    match (
+        std::env::var("CACHEKIT_BENCH_MEMCACHED_TLS"),
+        std::env::var("CACHEKIT_BENCH_MEMCACHED_TLS_CA"),
+    ) {
+        (Ok(servers), Ok(ca)) => Some((servers.split(',').map(String::from).collect(), ca.into())),
+        _ => {
+            println!(
+                "note: no TLS servers (`cargo xtask bench memcached` starts them): the TLS rows are left out"
+            );
+            None
+        }
+    }
+}
+
+/// The sequential TLS rows: a raw TLS `mg` loop and `Cache::get` over TLS,
+/// taking turns, against one TLS server; `raw` is the plain loop's median.
+async fn tls_sequential(
+    servers: &[String],
+    ca: &std::path::Path,
+    value: &str,
+    raw: Duration,
+) -> Vec<Row> {
+    let one = tls::cache(&servers[..1], ca);
+    one.set("seq", &value, None).await.unwrap();
+    let mut client = tls::RawTls::connect(&servers[0], ca, &one.backend_key("seq")).await;
+    let (raw_tls, get_tls) =
+        tls::sequential(&mut client, &one, "seq", WARMUP_OPS, SEQUENTIAL_OPS).await;
+    let (raw_tls, get_tls) = (median(raw_tls), median(get_tls));
+    vec![
+        Row {
+            name: "raw TLS `mg` loop, one connection (median)",
+            figure: micros(raw_tls),
+            ratio: format!("{} the plain loop", ratio(raw_tls, raw)),
+        },
+        Row {
+            name: "`Cache::get` hit over TLS (median)",
+            figure: micros(get_tls),
+            ratio: format!("{} the raw TLS loop", ratio(get_tls, raw_tls)),
+        },
+    ]
 }
 
 fn config(servers: &[String]) -> MemcachedBackendConfig {

@@ -10,6 +10,7 @@ mod memcached;
 mod pin;
 mod redis;
 mod server;
+mod tls;
 
 use crate::cmd::{self, Result};
 use crate::servers;
@@ -31,14 +32,15 @@ enum Servers {
     None,
     /// Three memcached servers, in `CACHEKIT_BENCH_MEMCACHED`.
     Memcached,
+    /// Those, and three more over TLS (see [`tls`]).
+    MemcachedAndTls,
     /// One redis-server, in `CACHEKIT_BENCH_REDIS`.
     Redis,
 }
 
-/// Servers started for a benchmark: killed on drop; the variable that
-/// tells the benchmark where they are, and its value (`None` without
-/// servers).
-type Started = (Vec<ServerProcess>, Option<(&'static str, String)>);
+/// Servers started for a benchmark: killed on drop; the variables that
+/// tell the benchmark where they are, and their values.
+type Started = (Vec<ServerProcess>, Vec<(&'static str, String)>);
 
 impl Servers {
     /// Whether there are servers to install and start.
@@ -50,14 +52,25 @@ impl Servers {
     /// benchmark where they are.
     fn start(self, pinning: Pinning) -> Result<Started> {
         Ok(match self {
-            Servers::None => (Vec::new(), None),
+            Servers::None => (Vec::new(), Vec::new()),
             Servers::Memcached => {
                 let (processes, value) = memcached::start(pinning)?;
-                (processes, Some(("CACHEKIT_BENCH_MEMCACHED", value)))
+                (processes, vec![("CACHEKIT_BENCH_MEMCACHED", value)])
+            }
+            Servers::MemcachedAndTls => {
+                let (mut processes, value) = memcached::start(pinning)?;
+                let (tls, tls_value, ca) = tls::start(pinning)?;
+                processes.extend(tls);
+                let vars = vec![
+                    ("CACHEKIT_BENCH_MEMCACHED", value),
+                    (tls::SERVERS_VAR, tls_value),
+                    (tls::CA_VAR, ca.display().to_string()),
+                ];
+                (processes, vars)
             }
             Servers::Redis => {
                 let (processes, value) = redis::start(pinning)?;
-                (processes, Some(("CACHEKIT_BENCH_REDIS", value)))
+                (processes, vec![("CACHEKIT_BENCH_REDIS", value)])
             }
         })
     }
@@ -67,7 +80,7 @@ impl Servers {
 const BENCHES: &[Bench] = &[
     Bench {
         name: "memcached",
-        servers: Servers::Memcached,
+        servers: Servers::MemcachedAndTls,
         binaries: &[&["-p", "cachekit-memcached", "--bench", "memcached"]],
     },
     Bench {
