@@ -379,6 +379,33 @@ impl MemcachedBackendConfig {
                 ),
             ));
         }
+        // A TLS setting with TLS off would send everything in the clear
+        // while the operator believes otherwise.
+        let tls_settings = [
+            ("tls_ca_file", self.tls_ca_file.is_some()),
+            ("tls_cert_file", self.tls_cert_file.is_some()),
+            ("tls_key_file", self.tls_key_file.is_some()),
+            ("tls_server_name", self.tls_server_name.is_some()),
+            (
+                "tls_danger_accept_invalid_certs",
+                self.tls_danger_accept_invalid_certs,
+            ),
+        ];
+        if let Some((given, _)) = tls_settings.iter().find(|(_, set)| *set && !self.tls) {
+            return Err(fail(
+                "tls",
+                format!(
+                    "{given} is set but memcached.tls is off, so traffic would go in the clear: set memcached.tls = true, or remove {given}"
+                ),
+            ));
+        }
+        #[cfg(not(unix))]
+        if self.tls {
+            return Err(fail(
+                "tls",
+                "TLS to memcached needs a Unix platform in this release".to_owned(),
+            ));
+        }
         if self.tls_cert_file.is_some() != self.tls_key_file.is_some() {
             let (missing, given) = if self.tls_cert_file.is_some() {
                 ("tls_key_file", "tls_cert_file")

@@ -243,7 +243,7 @@ fn a_bad_setting_is_an_error_everywhere_it_is_read_never_a_panic() {
 #[test]
 fn validation_names_the_field() {
     type Breaker = fn(&mut MemcachedBackendConfig);
-    let cases: [(Breaker, &str); 14] = [
+    let cases: [(Breaker, &str); 16] = [
         (|c| c.servers.clear(), "memcached.servers"),
         (
             |c| c.servers = vec!["mc1:11211".into(), "nope".into()],
@@ -262,16 +262,31 @@ fn validation_names_the_field() {
         (|c| c.max_item_size = 0, "memcached.max_item_size"),
         (|c| c.key_prefix = "x".repeat(200), "memcached.key_prefix"),
         (
-            |c| c.tls_cert_file = Some("client.pem".into()),
+            |c| {
+                c.tls = true;
+                c.tls_cert_file = Some("client.pem".into());
+            },
             "memcached.tls_key_file",
         ),
         (
-            |c| c.tls_key_file = Some("client-key.pem".into()),
+            |c| {
+                c.tls = true;
+                c.tls_key_file = Some("client-key.pem".into());
+            },
             "memcached.tls_cert_file",
         ),
         (
-            |c| c.tls_server_name = Some("not a name".into()),
+            |c| {
+                c.tls = true;
+                c.tls_server_name = Some("not a name".into());
+            },
             "memcached.tls_server_name",
+        ),
+        // A TLS setting with TLS off: everything would go in the clear.
+        (|c| c.tls_ca_file = Some("ca.pem".into()), "memcached.tls"),
+        (
+            |c| c.tls_danger_accept_invalid_certs = true,
+            "memcached.tls",
         ),
     ];
     for (break_it, field) in cases {
@@ -379,10 +394,10 @@ fn the_tls_settings_are_read_from_the_config_file_under_the_variables() {
 
 #[test]
 fn a_client_certificate_without_its_key_names_the_missing_setting_and_its_origin() {
-    let (setting, origin, reason) = config_error(from_vars(&[(
-        "CACHEKIT_MEMCACHED_TLS_CERT_FILE",
-        "/etc/mc/client.pem",
-    )]));
+    let (setting, origin, reason) = config_error(from_vars(&[
+        ("CACHEKIT_MEMCACHED_TLS", "true"),
+        ("CACHEKIT_MEMCACHED_TLS_CERT_FILE", "/etc/mc/client.pem"),
+    ]));
     assert_eq!(setting, "memcached.tls_key_file");
     assert_eq!(
         origin,
@@ -392,4 +407,12 @@ fn a_client_certificate_without_its_key_names_the_missing_setting_and_its_origin
     assert!(reason.contains("tls_cert_file"), "{reason}");
     let (_, _, reason) = config_error(from_vars(&[("CACHEKIT_MEMCACHED_TLS", "maybe")]));
     assert!(reason.contains("maybe"), "{reason}");
+    // A CA file with TLS off would mean plaintext: refused, on `tls`.
+    let (setting, origin, reason) = config_error(from_vars(&[(
+        "CACHEKIT_MEMCACHED_TLS_CA_FILE",
+        "/etc/mc/ca.pem",
+    )]));
+    assert_eq!(setting, "memcached.tls");
+    assert_eq!(origin, ConfigOrigin::Default, "tls was left off");
+    assert!(reason.contains("in the clear"), "{reason}");
 }

@@ -82,9 +82,11 @@ async fn stop_one_of_three_under_load(
     let alone = backend_over(std::slice::from_ref(&victim), transport);
     let mut held = 0;
     for task in 0..16 {
-        let key = cache.backend_key(&format!("r0:t{task}:k0"));
-        if backend.server_for(&key) == victim && alone.get(&key).await.unwrap().is_some() {
-            held += 1;
+        for k in 0..50 {
+            let key = cache.backend_key(&format!("r0:t{task}:k{k}"));
+            if backend.server_for(&key) == victim && alone.get(&key).await.unwrap().is_some() {
+                held += 1;
+            }
         }
     }
     assert!(held > 0, "the victim held keys before it died");

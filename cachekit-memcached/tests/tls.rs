@@ -177,7 +177,7 @@ async fn a_tls_client_to_a_plain_port_is_told_the_server_does_not_speak_tls() {
     let server = ServerProcess::memcached();
     let backend = backend(&server, |c| pki.client(c));
     let message = failing_set(&backend).await;
-    assert_says(&message, &["TLS", "memcached.tls"]);
+    assert_says(&message, &["does not speak TLS", "memcached.tls off"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

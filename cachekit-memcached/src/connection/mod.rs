@@ -78,8 +78,9 @@ use crate::watchdog::{self, Progress, Watched};
 
 /// The error of a TLS handshake (and first round trip) that did not end
 /// within the connect timeout.
-const HANDSHAKE_TIMED_OUT: &str = "TLS: the handshake did not finish within memcached.connect_timeout: \
-     does the server speak TLS on this port (memcached -Z)? If not, turn memcached.tls off";
+const HANDSHAKE_TIMED_OUT: &str = "TLS: the server did not finish the handshake within memcached.connect_timeout: \
+     it is overloaded, frozen or far (raise memcached.connect_timeout and memcached.timeout), \
+     as a plain server refuses a TLS client at once";
 
 /// A pipelined connection to one memcached server.
 ///
