@@ -422,7 +422,7 @@ async fn tls_sequential(
 ) -> Vec<Row> {
     let one = tls::cache(&servers[..1], ca);
     one.set("seq", &value, None).await.unwrap();
-    let mut client = tls::RawTls::connect(&servers[0], ca, &one.backend_key("seq")).await;
+    let mut client = tls::connect(&servers[0], ca, &one.backend_key("seq")).await;
     let (raw_tls, get_tls) =
         tls::sequential(&mut client, &one, "seq", WARMUP_OPS, SEQUENTIAL_OPS).await;
     let (raw_tls, get_tls) = (median(raw_tls), median(get_tls));
@@ -488,19 +488,26 @@ where
 }
 
 /// The raw floor: `mg <key> v` and its answer on one plain connection.
-struct RawClient {
-    read: BufReader<tokio::net::tcp::OwnedReadHalf>,
-    write: tokio::net::tcp::OwnedWriteHalf,
+struct RawClient<R, W> {
+    read: BufReader<R>,
+    write: W,
     command: Vec<u8>,
     line: String,
     data: Vec<u8>,
 }
 
-impl RawClient {
+impl RawClient<tokio::net::tcp::OwnedReadHalf, tokio::net::tcp::OwnedWriteHalf> {
     async fn connect(server: &str, key: &str) -> Self {
         let stream = TcpStream::connect(server).await.unwrap();
         stream.set_nodelay(true).unwrap();
         let (read, write) = stream.into_split();
+        RawClient::over(read, write, key)
+    }
+}
+
+impl<R: tokio::io::AsyncRead + Unpin, W: tokio::io::AsyncWrite + Unpin> RawClient<R, W> {
+    /// A client reading `key` over the halves of a stream (TCP, or TLS).
+    fn over(read: R, write: W, key: &str) -> Self {
         RawClient {
             read: BufReader::new(read),
             write,
@@ -510,8 +517,11 @@ impl RawClient {
         }
     }
 
+    /// One `mg` hit, read whole. The flush sends what a TLS stream holds
+    /// back (a plain socket has nothing to flush).
     async fn get(&mut self) {
         self.write.write_all(&self.command).await.unwrap();
+        self.write.flush().await.unwrap();
         self.line.clear();
         self.read.read_line(&mut self.line).await.unwrap();
         let len: usize = self

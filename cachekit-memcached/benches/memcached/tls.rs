@@ -18,68 +18,37 @@ use cachekit_memcached::{MemcachedBackend, MemcachedBackendConfig};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{ClientConfig, RootCertStore};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, ReadHalf, WriteHalf};
+use tokio::io::{ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
 /// A raw `mg` client over one TLS connection.
-pub(crate) struct RawTls {
-    read: BufReader<ReadHalf<TlsStream<TcpStream>>>,
-    write: WriteHalf<TlsStream<TcpStream>>,
-    command: Vec<u8>,
-    line: String,
-    data: Vec<u8>,
-}
+pub(crate) type RawTls =
+    crate::RawClient<ReadHalf<TlsStream<TcpStream>>, WriteHalf<TlsStream<TcpStream>>>;
 
-impl RawTls {
-    /// Connects to `server`, trusting the CA in `ca`, to read `key`.
-    pub(crate) async fn connect(server: &str, ca: &Path, key: &str) -> Self {
-        let mut roots = RootCertStore::empty();
-        for certificate in CertificateDer::pem_file_iter(ca).unwrap() {
-            roots.add(certificate.unwrap()).unwrap();
-        }
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        let tcp = TcpStream::connect(server).await.unwrap();
-        tcp.set_nodelay(true).unwrap();
-        let host = server.rsplit_once(':').unwrap().0.to_owned();
-        let name = ServerName::try_from(host).unwrap();
-        let stream = TlsConnector::from(Arc::new(config))
-            .connect(name, tcp)
-            .await
-            .unwrap();
-        let (read, write) = tokio::io::split(stream);
-        RawTls {
-            read: BufReader::new(read),
-            write,
-            command: format!("mg {key} v\r\n").into_bytes(),
-            line: String::new(),
-            data: Vec::new(),
-        }
+/// Connects to `server`, trusting the CA in `ca`, to read `key`.
+pub(crate) async fn connect(server: &str, ca: &Path, key: &str) -> RawTls {
+    let mut roots = RootCertStore::empty();
+    for certificate in CertificateDer::pem_file_iter(ca).unwrap() {
+        roots.add(certificate.unwrap()).unwrap();
     }
-
-    /// One `mg` hit, read whole.
-    pub(crate) async fn get(&mut self) {
-        self.write.write_all(&self.command).await.unwrap();
-        self.write.flush().await.unwrap();
-        self.line.clear();
-        self.read.read_line(&mut self.line).await.unwrap();
-        let len: usize = self
-            .line
-            .trim_end()
-            .strip_prefix("VA ")
-            .unwrap()
-            .parse()
-            .unwrap();
-        self.data.resize(len + 2, 0);
-        self.read.read_exact(&mut self.data).await.unwrap();
-        std::hint::black_box(&self.data);
-    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let tcp = TcpStream::connect(server).await.unwrap();
+    tcp.set_nodelay(true).unwrap();
+    let host = server.rsplit_once(':').unwrap().0.to_owned();
+    let name = ServerName::try_from(host).unwrap();
+    let stream = TlsConnector::from(Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .unwrap();
+    let (read, write) = tokio::io::split(stream);
+    crate::RawClient::over(read, write, key)
 }
 
 /// A cache over `servers` with TLS on, trusting the CA in `ca`, L1 off.
