@@ -399,13 +399,6 @@ impl MemcachedBackendConfig {
                 ),
             ));
         }
-        #[cfg(not(unix))]
-        if self.tls {
-            return Err(fail(
-                "tls",
-                "TLS to memcached needs a Unix platform in this release".to_owned(),
-            ));
-        }
         if self.tls_cert_file.is_some() != self.tls_key_file.is_some() {
             let (missing, given) = if self.tls_cert_file.is_some() {
                 ("tls_key_file", "tls_cert_file")

@@ -20,13 +20,12 @@ use rustls::crypto::WebPkiSupportedAlgorithms;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{
-    AlertDescription, CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore,
-    SignatureScheme,
+    AlertDescription, CertificateError, ClientConfig, ClientConnection, DigitallySignedStruct,
+    RootCertStore, SignatureScheme,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
-use tokio_rustls::client::TlsStream;
 
 use crate::config::MemcachedBackendConfig;
 
@@ -112,12 +111,13 @@ impl Tls {
     /// (`host:port`), then a no-op round trip (`mn`), by which a server
     /// that refuses the client's certificate (or its absence) says so: in
     /// TLS 1.3 it does after the client's side of the handshake is done.
-    /// The caller bounds the whole by the connect timeout.
+    /// The caller bounds the whole by the connect timeout. Returns the
+    /// stream and the session, for the connection to drive.
     pub(crate) async fn connect(
         &self,
         address: &str,
         stream: TcpStream,
-    ) -> std::result::Result<TlsStream<TcpStream>, String> {
+    ) -> std::result::Result<(TcpStream, ClientConnection), String> {
         let name = match &self.server_name {
             Some(name) => name.clone(),
             None => {
@@ -148,7 +148,7 @@ impl Tls {
                 String::from_utf8_lossy(&answer)
             ));
         }
-        Ok(stream)
+        Ok(stream.into_inner())
     }
 
     /// What a failed handshake (or the first round trip over it) means,

@@ -1,5 +1,5 @@
 //! One pipelined TCP connection to a memcached server, shared by many
-//! concurrent callers; over TLS, through a relay task (see [`socket`]).
+//! concurrent callers; plain or over TLS (see [`socket`]).
 //!
 //! A caller encodes its requests into a shared write queue and joins a FIFO of
 //! waiters in the same critical section, so the waiters are in the order of
@@ -121,8 +121,6 @@ struct Shared {
     in_flight: AtomicUsize,
     /// Aborts the reader and writer tasks; set right after they are spawned.
     tasks: OnceLock<[AbortHandle; 2]>,
-    /// Aborts the TLS relay task of a connection over TLS.
-    relay: Option<AbortHandle>,
 }
 
 /// The mutable part of [`Shared`].
@@ -188,21 +186,14 @@ impl Connection {
             Err(_) => return Err(ConnectionError::ConnectTimeout),
         };
         stream.set_nodelay(true).map_err(ConnectionError::Connect)?;
-        let (read_half, write_half, relay) = match tls {
-            None => {
-                let (read_half, write_half) = socket::plain(stream);
-                (read_half, write_half, None)
-            }
+        let (read_half, write_half) = match tls {
+            None => socket::plain(stream),
             Some(tls) => {
-                let stream =
-                    match tokio::time::timeout_at(deadline, tls.connect(address, stream)).await {
-                        Ok(Ok(stream)) => stream,
-                        Ok(Err(reason)) => return Err(ConnectionError::Tls(reason)),
-                        Err(_) => return Err(ConnectionError::Tls(HANDSHAKE_TIMED_OUT.to_owned())),
-                    };
-                let (read_half, write_half, relay) =
-                    socket::relayed(stream).map_err(ConnectionError::Connect)?;
-                (read_half, write_half, Some(relay))
+                match tokio::time::timeout_at(deadline, tls.connect(address, stream)).await {
+                    Ok(Ok((stream, session))) => socket::tls(stream, session),
+                    Ok(Err(reason)) => return Err(ConnectionError::Tls(reason)),
+                    Err(_) => return Err(ConnectionError::Tls(HANDSHAKE_TIMED_OUT.to_owned())),
+                }
             }
         };
         let shared = Arc::new(Shared {
@@ -232,7 +223,6 @@ impl Connection {
             idle: AtomicBool::new(true),
             in_flight: AtomicUsize::new(0),
             tasks: OnceLock::new(),
-            relay,
         });
         let watched: Weak<dyn Watched> = Arc::downgrade(&shared) as Weak<Shared>;
         watchdog::watch(watched, timeout).map_err(ConnectionError::Connect)?;
@@ -504,9 +494,6 @@ impl Shared {
         self.reading_caller.wake();
         if let Some(tasks) = self.tasks.get() {
             tasks.iter().for_each(AbortHandle::abort);
-        }
-        if let Some(relay) = &self.relay {
-            relay.abort();
         }
     }
 }

@@ -34,7 +34,7 @@ impl State {
             return Write::ByWriter;
         };
         match socket.try_write(&self.queue) {
-            Ok(written) if written == self.queue.len() => {
+            Ok(written) if written == self.queue.len() && socket.flushed() => {
                 self.queue.clear();
                 Write::Written
             }
@@ -58,8 +58,8 @@ impl State {
 }
 
 impl Shared {
-    /// Writes the queue until it is empty, as the holder of the write role,
-    /// then gives the role up. Fails the connection on a write error; returns
+    /// Writes the queue until it is empty and on the socket, as the holder
+    /// of the write role, then gives the role up. Fails the connection on a write error; returns
     /// whether the connection still works.
     async fn flush(&self) -> bool {
         loop {
@@ -68,19 +68,21 @@ impl Shared {
                 let Some(socket) = state.socket.clone() else {
                     return false;
                 };
-                if state.queue.is_empty() {
+                if state.queue.is_empty() && socket.flushed() {
                     state.writing = false;
                     return true;
                 }
                 (socket, state.queue.split())
             };
-            while !chunk.is_empty() {
+            // Over TLS, the session may hold bytes of the chunk (or of the
+            // last one) that the socket has not taken yet.
+            while !chunk.is_empty() || !socket.flushed() {
                 let written = match socket.writable().await {
                     Ok(()) => socket.try_write(&chunk),
                     Err(error) => Err(error),
                 };
                 match written {
-                    Ok(0) => {
+                    Ok(0) if !chunk.is_empty() => {
                         self.fail(io::Error::from(io::ErrorKind::WriteZero).into());
                         return false;
                     }
