@@ -153,7 +153,9 @@ pub struct MemcachedBackendConfig {
     /// Servers as `host:port`; keys are spread over them by rendezvous hashing.
     #[serde(with = "server_list")]
     pub servers: Vec<String>,
-    /// Connect timeout (default 2 s).
+    /// Connect timeout (default 2 s): the TCP connect, and over TLS the
+    /// handshake and a first round trip. A connection keeps opening after
+    /// the operation that asked for it gives up, for up to this long.
     #[serde(with = "seconds")]
     pub connect_timeout: Duration,
     /// Timeout of one operation, retries included (default 1 s).

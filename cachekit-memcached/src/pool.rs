@@ -14,6 +14,8 @@
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use tokio::sync::OwnedMutexGuard;
+
 use crate::connection::{Connection, ConnectionError};
 use crate::tls::Tls;
 
@@ -34,7 +36,7 @@ pub(crate) struct Pool {
     /// TLS, when the backend's connections use it.
     tls: Option<Arc<Tls>>,
     /// The connections, filled in this order; `max_pool_size` of them.
-    slots: Box<[Slot]>,
+    slots: Box<[Arc<Slot>]>,
 }
 
 /// A place for one connection.
@@ -44,7 +46,7 @@ struct Slot {
     connection: Mutex<Option<Arc<Connection>>>,
     /// Held while a connection opens here, so that one caller opens it and
     /// the others wait for it rather than open their own.
-    opening: tokio::sync::Mutex<()>,
+    opening: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Slot {
@@ -87,7 +89,7 @@ impl Pool {
             tls,
             connect_timeout,
             timeout,
-            slots: (0..size.max(1)).map(|_| Slot::default()).collect(),
+            slots: (0..size.max(1)).map(|_| Arc::default()).collect(),
         }
     }
 
@@ -114,28 +116,43 @@ impl Pool {
             Choice::Open { index, least } => (index, least),
         };
         let slot = &self.slots[index];
-        let opening = match (slot.opening.try_lock(), least) {
+        let opening = match (Arc::clone(&slot.opening).try_lock_owned(), least) {
             (Ok(opening), _) => opening,
             (Err(_), Some(least)) => return Ok(least),
-            (Err(_), None) => slot.opening.lock().await,
+            (Err(_), None) => Arc::clone(&slot.opening).lock_owned().await,
         };
         // Opened by the caller this one waited for.
         if let Some(connection) = slot.open() {
             return Ok(connection);
         }
-        let connecting = Connection::connect(
-            &self.address,
-            self.connect_timeout,
-            self.timeout,
-            self.tls.as_deref(),
-        );
-        let connection = Arc::new(connecting.await?);
-        *slot
-            .connection
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = Some(Arc::clone(&connection));
-        drop(opening);
-        Ok(connection)
+        let opened = tokio::spawn(self.open(Arc::clone(slot), opening));
+        opened.await.unwrap_or(Err(ConnectionError::Closed))
+    }
+
+    /// Opens a connection into `slot`, holding its `opening` lock, for a
+    /// task of its own: the connection is bounded by `connect_timeout`
+    /// alone, so that a caller giving up first (its operation's timeout,
+    /// or dropped) does not stop it, and a handshake slower than the
+    /// operation timeout still ends in a connection for the next caller.
+    fn open(
+        &self,
+        slot: Arc<Slot>,
+        opening: OwnedMutexGuard<()>,
+    ) -> impl Future<Output = Result<Arc<Connection>, ConnectionError>> + Send + 'static {
+        let address = self.address.clone();
+        let tls = self.tls.clone();
+        let (connect_timeout, timeout) = (self.connect_timeout, self.timeout);
+        async move {
+            let connecting =
+                Connection::connect(&address, connect_timeout, timeout, tls.as_deref());
+            let connection = Arc::new(connecting.await?);
+            *slot
+                .connection
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = Some(Arc::clone(&connection));
+            drop(opening);
+            Ok(connection)
+        }
     }
 
     /// Fails the idle connections the server has closed, so that they are

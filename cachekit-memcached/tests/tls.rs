@@ -5,6 +5,8 @@
 
 mod common;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use cachekit_core::backend::Bytes;
@@ -276,8 +278,8 @@ async fn a_restarted_tls_server_is_reached_on_a_new_connection_and_not_counted_a
         .await
         .expect("stored");
     servers[0].restart();
-    // The pooled connection's relay saw the server close it: the call finds
-    // the connection closed before sending, and goes out on a new one.
+    // The pooled connection reads the server's close: the call finds it
+    // closed before sending, and goes out on a new one.
     assert_eq!(backend.get("k").await.expect("answered"), None);
     assert_eq!(backend.live_servers(), [servers[0].address().as_str()]);
 }
@@ -305,4 +307,114 @@ async fn a_frozen_tls_server_times_out_at_the_operation_timeout() {
         "the watchdog bounds a call over TLS: {result:?}"
     );
     assert!(took >= timeout && took < timeout * 4, "took {took:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_values_from_many_tasks_round_trip_byte_exact_over_tls() {
+    // Values larger than the socket takes at once: the session keeps TLS
+    // bytes the socket did not take, and the writer sends them before any
+    // later request's.
+    let pki = Pki::new();
+    let servers = pki.servers(1);
+    let backend = Arc::new(backend(&servers[0], |c| pki.client(c)));
+    let value = |task: usize| -> Vec<u8> {
+        (0..700 * 1024)
+            .map(|i: usize| (i.wrapping_mul(31) ^ task) as u8)
+            .collect()
+    };
+    let tasks: Vec<_> = (0..16)
+        .map(|task| {
+            let backend = Arc::clone(&backend);
+            tokio::spawn(async move {
+                let key = format!("large-{task}");
+                let expected = value(task);
+                backend
+                    .set(&key, Bytes::from(expected.clone()), None)
+                    .await
+                    .expect("stored");
+                let read = backend.get(&key).await.expect("read").expect("a hit");
+                assert!(read[..] == expected[..], "task {task} read another value");
+            })
+        })
+        .collect();
+    for task in tasks {
+        tokio::time::timeout(Duration::from_secs(60), task)
+            .await
+            .expect("within a minute")
+            .expect("the task succeeded");
+    }
+    let keys: Vec<String> = (0..16).map(|task| format!("large-{task}")).collect();
+    let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+    let values = backend.get_many(&keys).await.expect("read in one batch");
+    for (task, read) in values.into_iter().enumerate() {
+        assert!(read.expect("a hit")[..] == value(task)[..], "key {task}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handshake_slower_than_the_operation_timeout_ends_in_a_connection_the_next_uses() {
+    let pki = Pki::new();
+    let servers = pki.servers(1);
+    // A proxy that holds each connection this long before passing it on.
+    let delay = Duration::from_millis(800);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bound");
+    let proxy_address = listener.local_addr().expect("an address").to_string();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let upstream = servers[0].address();
+    let counted = Arc::clone(&accepted);
+    let proxy = tokio::spawn(async move {
+        loop {
+            let Ok((mut client, _)) = listener.accept().await else {
+                return;
+            };
+            counted.fetch_add(1, Ordering::SeqCst);
+            let upstream = upstream.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(delay).await;
+                let mut server = tokio::net::TcpStream::connect(upstream)
+                    .await
+                    .expect("the server is up");
+                let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+            });
+        }
+    });
+    let timeout = Duration::from_millis(300);
+    let mut config = MemcachedBackendConfig {
+        servers: vec![proxy_address],
+        connect_timeout: Duration::from_secs(5),
+        timeout,
+        retry_attempts: 0,
+        ..Default::default()
+    };
+    pki.client(&mut config);
+    let backend = MemcachedBackend::new(config).expect("valid config");
+
+    let first = backend.get("k").await;
+    assert!(
+        matches!(first, Err(Error::Timeout { .. })),
+        "the operation gives up at its timeout: {first:?}"
+    );
+    // The handshake goes on without it, and ends within the delay.
+    tokio::time::sleep(delay + Duration::from_millis(700)).await;
+    let started = Instant::now();
+    backend
+        .set("k", Bytes::from_static(b"v"), None)
+        .await
+        .expect("the connection opened in the background serves this call");
+    assert!(
+        started.elapsed() < timeout,
+        "no new handshake was waited for"
+    );
+    assert_eq!(
+        backend.get("k").await.expect("read").as_deref(),
+        Some(&b"v"[..])
+    );
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        1,
+        "one connection was opened"
+    );
+    proxy.abort();
 }
