@@ -132,9 +132,11 @@ impl MemcachedBackend {
         Self::from_config(&ConfigSource::from_process()?)
     }
 
-    /// A backend configured by `source`.
+    /// A backend configured by `source`. An error names where its setting
+    /// came from, those of the TLS files read by [`new`](Self::new) included.
     pub fn from_config(source: &ConfigSource) -> Result<Self> {
-        Self::new(MemcachedBackendConfig::from_source(source)?)
+        let config = MemcachedBackendConfig::from_source(source)?;
+        Self::new(config).map_err(|error| crate::config::with_origin(error, source))
     }
 
     /// The configuration in use.

@@ -424,6 +424,26 @@ impl MemcachedBackendConfig {
     }
 }
 
+/// `error` with, when it is a config error of a `memcached.*` setting, that
+/// setting's origin in `source` (for errors found after the settings were
+/// read, such as a TLS file that does not parse).
+pub(crate) fn with_origin(error: Error, source: &ConfigSource) -> Error {
+    let Error::Config {
+        setting: name,
+        origin,
+        reason,
+    } = error
+    else {
+        return error;
+    };
+    let declared = SETTINGS.iter().find(|s| s.key == name);
+    Error::Config {
+        origin: declared.map_or(origin, |declared| source.origin(declared)),
+        setting: name,
+        reason,
+    }
+}
+
 /// The declaration of `field` (`timeout` for `memcached.timeout`).
 fn setting(field: &str) -> &'static Setting {
     SETTINGS

@@ -416,3 +416,31 @@ fn a_client_certificate_without_its_key_names_the_missing_setting_and_its_origin
     assert_eq!(origin, ConfigOrigin::Default, "tls was left off");
     assert!(reason.contains("in the clear"), "{reason}");
 }
+
+#[test]
+fn an_unreadable_tls_file_names_the_variable_that_set_it() {
+    let missing = tempfile::tempdir().unwrap().path().join("missing-ca.pem");
+    let source = ConfigSource::from_parts(
+        None,
+        [
+            ("CACHEKIT_MEMCACHED_TLS", "true"),
+            ("CACHEKIT_MEMCACHED_TLS_CA_FILE", missing.to_str().unwrap()),
+        ],
+    )
+    .unwrap();
+    match MemcachedBackend::from_config(&source) {
+        Err(Error::Config {
+            setting,
+            origin,
+            reason,
+        }) => {
+            assert_eq!(setting, "memcached.tls_ca_file");
+            assert_eq!(
+                origin,
+                ConfigOrigin::Env("CACHEKIT_MEMCACHED_TLS_CA_FILE".into())
+            );
+            assert!(reason.contains("missing-ca.pem"), "{reason}");
+        }
+        other => panic!("expected a config error, got {other:?}"),
+    }
+}
