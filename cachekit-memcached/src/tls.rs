@@ -12,7 +12,6 @@
 use std::io;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use cachekit_core::{ConfigOrigin, Error, Result};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -28,10 +27,6 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
 use crate::config::MemcachedBackendConfig;
-
-/// Whether the warning about `tls_danger_accept_invalid_certs` was logged
-/// (once per process).
-static WARNED_DANGER: AtomicBool = AtomicBool::new(false);
 
 /// The TLS side of a backend's connections, shared by its pools.
 pub(crate) struct Tls {
@@ -56,12 +51,11 @@ impl Tls {
             .with_safe_default_protocol_versions()
             .map_err(|error| config_error("tls", format!("rustls: {error}")))?;
         let builder = if config.tls_danger_accept_invalid_certs {
-            if !WARNED_DANGER.swap(true, Ordering::Relaxed) {
-                tracing::warn!(
-                    "memcached.tls_danger_accept_invalid_certs is on: server certificates are NOT checked, \
-                     anyone on the path can read and change the traffic; for tests only"
-                );
-            }
+            // Once per backend built: each one that skips the check says so.
+            tracing::warn!(
+                "memcached.tls_danger_accept_invalid_certs is on: server certificates are NOT checked, \
+                 anyone on the path can read and change the traffic; for tests only"
+            );
             let verifier = AcceptAnyCert(provider.signature_verification_algorithms);
             builder
                 .dangerous()
@@ -120,15 +114,7 @@ impl Tls {
     ) -> std::result::Result<(TcpStream, ClientConnection), String> {
         let name = match &self.server_name {
             Some(name) => name.clone(),
-            None => {
-                let host = address.rsplit_once(':').map_or(address, |(host, _)| host);
-                let host = host.trim_start_matches('[').trim_end_matches(']');
-                ServerName::try_from(host.to_owned()).map_err(|_| {
-                    format!(
-                        "TLS: the host {host:?} is not a DNS name or an IP address: set memcached.tls_server_name"
-                    )
-                })?
-            }
+            None => host_name(address)?,
         };
         let mut stream = self
             .connector
@@ -179,16 +165,28 @@ impl Tls {
             Some(rustls::Error::InvalidMessage(_)) | Some(rustls::Error::InappropriateMessage { .. }) => {
                 "the server does not speak TLS: turn memcached.tls off or point at its TLS port".to_owned()
             }
-            Some(rustls::Error::AlertReceived(alert)) if self.client_auth => format!(
-                "the server refused the handshake ({alert:?}): check that memcached.tls_cert_file is signed by a CA the server trusts, and memcached.tls_key_file"
+            Some(rustls::Error::AlertReceived(
+                alert @ (AlertDescription::BadCertificate
+                | AlertDescription::UnsupportedCertificate
+                | AlertDescription::CertificateRevoked
+                | AlertDescription::CertificateExpired
+                | AlertDescription::CertificateUnknown
+                | AlertDescription::UnknownCA
+                | AlertDescription::AccessDenied
+                | AlertDescription::DecryptError),
+            )) if self.client_auth => format!(
+                "the server refused our client certificate ({alert:?}): check that memcached.tls_cert_file is signed by a CA the server trusts, and goes with memcached.tls_key_file"
             ),
             Some(rustls::Error::AlertReceived(
                 alert @ (AlertDescription::CertificateRequired
                 | AlertDescription::HandshakeFailure
                 | AlertDescription::BadCertificate),
-            )) => format!(
+            )) if !self.client_auth => format!(
                 "the server requires a client certificate ({alert:?}): set memcached.tls_cert_file and memcached.tls_key_file"
             ),
+            Some(rustls::Error::AlertReceived(alert)) => {
+                format!("the server ended the handshake with the alert {alert:?}")
+            }
             Some(other) => format!("{other}"),
             None if error.kind() == io::ErrorKind::UnexpectedEof => {
                 "the server closed the connection during the handshake: does it speak TLS on this port (memcached -Z), or does it require a client certificate (memcached.tls_cert_file and memcached.tls_key_file)?".to_owned()
@@ -197,6 +195,18 @@ impl Tls {
         };
         format!("TLS: {cause}")
     }
+}
+
+/// The name to check the certificate of the server at `address`
+/// (`host:port`, `[v6]:port`) for: its host.
+fn host_name(address: &str) -> std::result::Result<ServerName<'static>, String> {
+    let host = address.rsplit_once(':').map_or(address, |(host, _)| host);
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    ServerName::try_from(host.to_owned()).map_err(|_| {
+        format!(
+            "TLS: the host {host:?} is not a DNS name or an IP address: set memcached.tls_server_name"
+        )
+    })
 }
 
 impl std::fmt::Debug for Tls {
@@ -300,5 +310,32 @@ impl ServerCertVerifier for AcceptAnyCert {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.0.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+    use rustls::pki_types::{DnsName, ServerName};
+
+    use super::host_name;
+
+    #[test]
+    fn the_name_checked_is_the_host_of_the_address() {
+        let dns = |name: &str| ServerName::DnsName(DnsName::try_from(name.to_owned()).unwrap());
+        let ip = |ip: IpAddr| ServerName::IpAddress(ip.into());
+        assert_eq!(host_name("mc1.internal:11211"), Ok(dns("mc1.internal")));
+        assert_eq!(host_name("localhost:11211"), Ok(dns("localhost")));
+        assert_eq!(
+            host_name("127.0.0.1:11211"),
+            Ok(ip(IpAddr::V4(Ipv4Addr::LOCALHOST)))
+        );
+        assert_eq!(
+            host_name("[::1]:11211"),
+            Ok(ip(IpAddr::V6(Ipv6Addr::LOCALHOST)))
+        );
+        let error = host_name("bad_host!:11211").unwrap_err();
+        assert!(error.contains("memcached.tls_server_name"), "{error}");
     }
 }

@@ -114,6 +114,41 @@ async fn a_server_requiring_client_certificates_refuses_a_client_without_one() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_requiring_client_certificates_refuses_one_from_a_ca_it_does_not_trust() {
+    let pki = Pki::new();
+    let server = ServerProcess::start_with_args(ServerKind::Memcached, pki.mutual_args());
+    let backend = backend(&server, |c| {
+        pki.client(c);
+        c.tls_cert_file = Some(pki.path("stranger.pem"));
+        c.tls_key_file = Some(pki.path("stranger-key.pem"));
+    });
+    let message = failing_set(&backend).await;
+    assert_says(
+        &message,
+        &["refused our client certificate", "memcached.tls_cert_file"],
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_named_by_host_name_is_checked_for_that_name() {
+    let pki = Pki::new();
+    let servers = pki.servers(1);
+    let port = servers[0].address().rsplit_once(':').unwrap().1.to_owned();
+    let mut config = MemcachedBackendConfig {
+        servers: vec![format!("localhost:{port}")],
+        connect_timeout: CONNECT_TIMEOUT,
+        retry_attempts: 0,
+        ..Default::default()
+    };
+    pki.client(&mut config);
+    let backend = MemcachedBackend::new(config).expect("valid config");
+    backend
+        .set("k", Bytes::from_static(b"by name"), None)
+        .await
+        .expect("the certificate is for localhost");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_certificate_from_an_untrusted_ca_is_refused() {
     let pki = Pki::new();
     let servers = pki.servers(1);
@@ -195,6 +230,46 @@ async fn accepting_invalid_certificates_connects_to_an_untrusted_server() {
         .set("k", Bytes::from_static(b"unchecked"), None)
         .await
         .expect("stored without checking the certificate");
+}
+
+#[test]
+fn every_backend_that_skips_the_certificate_check_warns() {
+    use tracing_subscriber::layer::SubscriberExt;
+    let warnings = Arc::new(AtomicUsize::new(0));
+    let subscriber = tracing_subscriber::registry().with(CountDangerWarnings(warnings.clone()));
+    let _scope = tracing::subscriber::set_default(subscriber);
+    let config = MemcachedBackendConfig::default()
+        .tls(true)
+        .tls_danger_accept_invalid_certs(true);
+    let _first = MemcachedBackend::new(config.clone()).expect("valid config");
+    let _second = MemcachedBackend::new(config).expect("valid config");
+    assert_eq!(
+        warnings.load(Ordering::SeqCst),
+        2,
+        "one warning per backend"
+    );
+}
+
+/// Counts the WARN events of this thread's subscriber that name
+/// `tls_danger_accept_invalid_certs`.
+struct CountDangerWarnings(Arc<AtomicUsize>);
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for CountDangerWarnings {
+    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        struct Message(String);
+        impl tracing::field::Visit for Message {
+            fn record_debug(&mut self, _: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+                self.0.push_str(&format!("{value:?}"));
+            }
+        }
+        let mut message = Message(String::new());
+        event.record(&mut message);
+        if *event.metadata().level() == tracing::Level::WARN
+            && message.0.contains("tls_danger_accept_invalid_certs")
+        {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
 }
 
 /// A change to a backend's config.

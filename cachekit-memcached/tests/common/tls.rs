@@ -13,8 +13,9 @@ use cachekit_core::backend::testkit::{ServerKind, ServerProcess};
 use cachekit_memcached::MemcachedBackendConfig;
 
 /// A CA, a server certificate for `127.0.0.1` and `localhost` signed by it,
-/// an expired one, a client certificate signed by it, and an unrelated CA:
-/// PEM files in a directory removed on drop.
+/// an expired one, a client certificate signed by it, and an unrelated CA
+/// with a client certificate of its own: PEM files in a directory removed
+/// on drop.
 pub struct Pki {
     /// Holds the files.
     dir: TempDir,
@@ -29,9 +30,9 @@ impl Pki {
         };
         let (ca, ca_key) = authority("cachekit test CA");
         write("ca.pem", ca.pem());
-        let (other, _) = authority("unrelated test CA");
+        let (other, other_key) = authority("unrelated test CA");
         write("other-ca.pem", other.pem());
-        let leaf = |purpose, expired: bool| {
+        let leaf = |purpose, expired: bool, (ca, ca_key): (&Certificate, &KeyPair)| {
             let mut params =
                 CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
                     .expect("valid names");
@@ -41,18 +42,23 @@ impl Pki {
                 params.not_after = date_time_ymd(2001, 1, 1);
             }
             let key = KeyPair::generate().expect("a key");
-            let certificate = params.signed_by(&key, &ca, &ca_key).expect("signed");
+            let certificate = params.signed_by(&key, ca, ca_key).expect("signed");
             (certificate.pem(), key.serialize_pem())
         };
-        let (server, server_key) = leaf(ExtendedKeyUsagePurpose::ServerAuth, false);
+        let ours = (&ca, &ca_key);
+        let (server, server_key) = leaf(ExtendedKeyUsagePurpose::ServerAuth, false, ours);
         write("server.pem", server);
         write("server-key.pem", server_key);
-        let (expired, expired_key) = leaf(ExtendedKeyUsagePurpose::ServerAuth, true);
+        let (expired, expired_key) = leaf(ExtendedKeyUsagePurpose::ServerAuth, true, ours);
         write("expired.pem", expired);
         write("expired-key.pem", expired_key);
-        let (client, client_key) = leaf(ExtendedKeyUsagePurpose::ClientAuth, false);
+        let (client, client_key) = leaf(ExtendedKeyUsagePurpose::ClientAuth, false, ours);
         write("client.pem", client);
         write("client-key.pem", client_key);
+        let theirs = (&other, &other_key);
+        let (stranger, stranger_key) = leaf(ExtendedKeyUsagePurpose::ClientAuth, false, theirs);
+        write("stranger.pem", stranger);
+        write("stranger-key.pem", stranger_key);
         Pki { dir }
     }
 
