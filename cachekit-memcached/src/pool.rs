@@ -14,7 +14,7 @@
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use tokio::sync::OwnedMutexGuard;
+use tokio::sync::{OwnedMutexGuard, oneshot};
 
 use crate::connection::{Connection, ConnectionError};
 use crate::tls::Tls;
@@ -44,8 +44,9 @@ pub(crate) struct Pool {
 struct Slot {
     /// The connection, once opened; it may have closed since.
     connection: Mutex<Option<Arc<Connection>>>,
-    /// Held while a connection opens here, so that one caller opens it and
-    /// the others wait for it rather than open their own.
+    /// Held while a connection opens here (by the task that opens it), so
+    /// that one connection opens and callers wait for it rather than open
+    /// their own.
     opening: Arc<tokio::sync::Mutex<()>>,
 }
 
@@ -125,33 +126,45 @@ impl Pool {
         if let Some(connection) = slot.open() {
             return Ok(connection);
         }
-        let opened = tokio::spawn(self.open(Arc::clone(slot), opening));
-        opened.await.unwrap_or(Err(ConnectionError::Closed))
+        let (opened, connection) = oneshot::channel();
+        tokio::spawn(self.open(Arc::clone(slot), opening, opened));
+        connection.await.unwrap_or(Err(ConnectionError::Closed))
     }
 
     /// Opens a connection into `slot`, holding its `opening` lock, for a
-    /// task of its own: the connection is bounded by `connect_timeout`
-    /// alone, so that a caller giving up first (its operation's timeout,
-    /// or dropped) does not stop it, and a handshake slower than the
-    /// operation timeout still ends in a connection for the next caller.
+    /// task of its own, and sends the outcome to `opened`: the connection is
+    /// bounded by `connect_timeout` alone, so that a caller giving up first
+    /// (its operation's timeout, or dropped) does not stop it, and a
+    /// handshake slower than the operation timeout still ends in a
+    /// connection for the next caller. A failure nobody waits for any more
+    /// is logged, as no operation reports it.
     fn open(
         &self,
         slot: Arc<Slot>,
         opening: OwnedMutexGuard<()>,
-    ) -> impl Future<Output = Result<Arc<Connection>, ConnectionError>> + Send + 'static {
+        opened: oneshot::Sender<Result<Arc<Connection>, ConnectionError>>,
+    ) -> impl Future<Output = ()> + Send + 'static {
         let address = self.address.clone();
         let tls = self.tls.clone();
         let (connect_timeout, timeout) = (self.connect_timeout, self.timeout);
         async move {
             let connecting =
                 Connection::connect(&address, connect_timeout, timeout, tls.as_deref());
-            let connection = Arc::new(connecting.await?);
-            *slot
-                .connection
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner) = Some(Arc::clone(&connection));
+            let outcome = connecting.await.map(Arc::new);
+            if let Ok(connection) = &outcome {
+                *slot
+                    .connection
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner) = Some(Arc::clone(connection));
+            }
             drop(opening);
-            Ok(connection)
+            if let Err(Err(error)) = opened.send(outcome) {
+                tracing::warn!(
+                    server = %address,
+                    %error,
+                    "memcached: a connection failed to open after its operation gave up"
+                );
+            }
         }
     }
 

@@ -79,7 +79,7 @@ use crate::watchdog::{self, Progress, Watched};
 /// The error of a TLS handshake (and first round trip) that did not end
 /// within the connect timeout.
 const HANDSHAKE_TIMED_OUT: &str = "TLS: the server did not finish the handshake within memcached.connect_timeout: \
-     it is overloaded, frozen or far (raise memcached.connect_timeout and memcached.timeout), \
+     it is overloaded, frozen or far (raise memcached.connect_timeout), \
      as a plain server refuses a TLS client at once";
 
 /// A pipelined connection to one memcached server.
@@ -132,7 +132,8 @@ struct State {
     queue: BytesMut,
     /// Whether someone holds the write role: a caller writing, or the writer
     /// task. Only the holder takes bytes from `queue`, so bytes are written in
-    /// queue order; it gives the role up only when `queue` is empty.
+    /// queue order; it gives the role up only when `queue` is empty and the
+    /// socket has taken every byte (see [`WriteHalf::flushed`]).
     writing: bool,
     /// The socket's write half; dropped on failure so that the socket closes.
     socket: Option<Arc<WriteHalf>>,

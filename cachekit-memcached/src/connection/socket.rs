@@ -40,8 +40,9 @@ pub(super) enum ReadHalf {
 /// takes. TLS bytes the socket did not take stay in the session, and go
 /// out before any later ones: [`WriteHalf::flushed`] says whether some
 /// remain, and the holder of the write role keeps it until none does.
-/// Reading decrypts all the socket has into plaintext, and hands all the
-/// plaintext out: nothing is left in the session when a read would block.
+/// Reading decrypts what a read of the socket brings (rustls reads up to
+/// 4 KiB at a time) until some plaintext comes, and hands all of it out:
+/// when a read would block, nothing is left in the session to read.
 pub(super) struct TlsSocket {
     /// The TCP stream, read and written without waiting.
     tcp: TcpStream,
@@ -127,14 +128,16 @@ impl TlsSocket {
 
     /// See [`WriteHalf::try_write`]: `WouldBlock` when the TLS bytes left
     /// from before do not all fit, so that nothing of `buffer` is taken.
+    /// Once the session took bytes of `buffer` they count as written,
+    /// whatever the socket then says: an error of the socket comes again
+    /// at the next call, as the session is not flushed yet; an error here
+    /// would have them written twice.
     fn try_write(&self, buffer: &[u8]) -> io::Result<usize> {
         let mut session = self.lock();
         flush(&mut session, &self.tcp)?;
         let taken = session.writer().write(buffer)?;
-        match flush(&mut session, &self.tcp) {
-            Err(error) if error.kind() != io::ErrorKind::WouldBlock => Err(error),
-            _ => Ok(taken),
-        }
+        let _ = flush(&mut session, &self.tcp);
+        Ok(taken)
     }
 
     /// Reads plaintext with `take` (which returns how much it took, 0 at a
@@ -168,11 +171,9 @@ impl TlsSocket {
             }
             // What the records read call for (a key update's answer), if the
             // socket takes it now; else it goes out before the next request.
-            if let Err(error) = flush(&mut session, &self.tcp) {
-                if error.kind() != io::ErrorKind::WouldBlock {
-                    return Err(error);
-                }
-            }
+            // A write error is the writer's to report: the plaintext read
+            // is handed out first.
+            let _ = flush(&mut session, &self.tcp);
         }
     }
 }

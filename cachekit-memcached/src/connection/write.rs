@@ -59,8 +59,8 @@ impl State {
 
 impl Shared {
     /// Writes the queue until it is empty and on the socket, as the holder
-    /// of the write role, then gives the role up. Fails the connection on a write error; returns
-    /// whether the connection still works.
+    /// of the write role, then gives the role up. Fails the connection on a
+    /// write error; returns whether the connection still works.
     async fn flush(&self) -> bool {
         loop {
             let (socket, mut chunk) = {
