@@ -214,22 +214,46 @@ async fn serve(
     }
 }
 
-/// A backend over the proxy, without retries, configured by `tweak`.
-fn backend(
-    pki: &Pki,
-    proxy: &Proxy,
-    tweak: impl FnOnce(&mut MemcachedBackendConfig),
-) -> MemcachedBackend {
-    let mut config = MemcachedBackendConfig {
-        servers: vec![proxy.address.clone()],
-        connect_timeout: Duration::from_secs(2),
-        timeout: Duration::from_secs(3),
-        retry_attempts: 0,
-        ..Default::default()
-    };
-    pki.client(&mut config);
-    tweak(&mut config);
-    MemcachedBackend::new(config).expect("valid config")
+/// A memcached behind the proxy, and a backend over the proxy (without
+/// retries, configured by `tweak`) whose connection is open: it stored
+/// `k` = `v`.
+struct Setup {
+    /// The proxy, which the tests inject events through.
+    proxy: Proxy,
+    /// The backend under test.
+    backend: MemcachedBackend,
+    /// Kept alive for the proxy.
+    _upstream: ServerProcess,
+    /// Kept alive for the certificates' files.
+    _pki: Pki,
+}
+
+impl Setup {
+    async fn start(tweak: impl FnOnce(&mut MemcachedBackendConfig)) -> Setup {
+        let pki = Pki::new();
+        let upstream = ServerProcess::memcached();
+        let proxy = Proxy::start(&pki, upstream.address()).await;
+        let mut config = MemcachedBackendConfig {
+            servers: vec![proxy.address.clone()],
+            connect_timeout: Duration::from_secs(2),
+            timeout: Duration::from_secs(3),
+            retry_attempts: 0,
+            ..Default::default()
+        };
+        pki.client(&mut config);
+        tweak(&mut config);
+        let backend = MemcachedBackend::new(config).expect("valid config");
+        timeout(PATIENCE, backend.set("k", Bytes::from_static(b"v"), None))
+            .await
+            .expect("bounded")
+            .expect("stored");
+        Setup {
+            proxy,
+            backend,
+            _upstream: upstream,
+            _pki: pki,
+        }
+    }
 }
 
 /// Lets an injected event reach the client before its next call.
@@ -239,14 +263,12 @@ async fn settle() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_key_update_on_an_idle_connection_is_not_unsolicited_data() {
-    let pki = Pki::new();
-    let upstream = ServerProcess::memcached();
-    let proxy = Proxy::start(&pki, upstream.address()).await;
-    let backend = backend(&pki, &proxy, |_| {});
-    timeout(PATIENCE, backend.set("k", Bytes::from_static(b"v"), None))
-        .await
-        .expect("bounded")
-        .expect("stored");
+    let Setup {
+        proxy,
+        backend,
+        _upstream,
+        _pki,
+    } = Setup::start(|_| {}).await;
     for round in 0..3 {
         proxy.inject(Inject::KeyUpdate);
         settle().await;
@@ -266,14 +288,13 @@ async fn a_key_update_on_an_idle_connection_is_not_unsolicited_data() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn key_updates_while_requests_are_in_flight_lose_nothing() {
-    let pki = Pki::new();
-    let upstream = ServerProcess::memcached();
-    let proxy = Proxy::start(&pki, upstream.address()).await;
-    let backend = Arc::new(backend(&pki, &proxy, |_| {}));
-    timeout(PATIENCE, backend.set("k", Bytes::from_static(b"v"), None))
-        .await
-        .expect("bounded")
-        .expect("stored");
+    let Setup {
+        proxy,
+        backend,
+        _upstream,
+        _pki,
+    } = Setup::start(|_| {}).await;
+    let backend = Arc::new(backend);
     let tasks: Vec<_> = (0..8)
         .map(|task| {
             let backend = Arc::clone(&backend);
@@ -306,14 +327,12 @@ async fn key_updates_while_requests_are_in_flight_lose_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_close_notify_on_an_idle_connection_is_found_before_sending() {
-    let pki = Pki::new();
-    let upstream = ServerProcess::memcached();
-    let proxy = Proxy::start(&pki, upstream.address()).await;
-    let backend = backend(&pki, &proxy, |_| {});
-    timeout(PATIENCE, backend.set("k", Bytes::from_static(b"v"), None))
-        .await
-        .expect("bounded")
-        .expect("stored");
+    let Setup {
+        proxy,
+        backend,
+        _upstream,
+        _pki,
+    } = Setup::start(|_| {}).await;
     proxy.inject(Inject::CloseNotify);
     settle().await;
     let value = timeout(PATIENCE, backend.get("k")).await.expect("bounded");
@@ -327,14 +346,12 @@ async fn a_close_notify_on_an_idle_connection_is_found_before_sending() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_record_that_does_not_decrypt_on_an_idle_connection_fails_it_before_sending() {
-    let pki = Pki::new();
-    let upstream = ServerProcess::memcached();
-    let proxy = Proxy::start(&pki, upstream.address()).await;
-    let backend = backend(&pki, &proxy, |_| {});
-    timeout(PATIENCE, backend.set("k", Bytes::from_static(b"v"), None))
-        .await
-        .expect("bounded")
-        .expect("stored");
+    let Setup {
+        proxy,
+        backend,
+        _upstream,
+        _pki,
+    } = Setup::start(|_| {}).await;
     proxy.inject(Inject::Garbage);
     settle().await;
     let value = timeout(PATIENCE, backend.get("k")).await.expect("bounded");
@@ -351,14 +368,12 @@ async fn a_close_notify_or_bad_record_instead_of_a_response_fails_the_call() {
         Inject::CloseNotifyForNextResponse,
         Inject::GarbageForNextResponse,
     ] {
-        let pki = Pki::new();
-        let upstream = ServerProcess::memcached();
-        let proxy = Proxy::start(&pki, upstream.address()).await;
-        let backend = backend(&pki, &proxy, |_| {});
-        timeout(PATIENCE, backend.set("k", Bytes::from_static(b"v"), None))
-            .await
-            .expect("bounded")
-            .expect("stored");
+        let Setup {
+            proxy,
+            backend,
+            _upstream,
+            _pki,
+        } = Setup::start(|_| {}).await;
         proxy.inject(instead);
         settle().await;
         let answer = timeout(PATIENCE, backend.get("k")).await.expect("bounded");
@@ -377,19 +392,13 @@ async fn a_close_notify_or_bad_record_instead_of_a_response_fails_the_call() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_queued_behind_a_stalled_reader_arrive_whole_and_in_order() {
-    let pki = Pki::new();
-    let upstream = ServerProcess::memcached();
-    let proxy = Proxy::start(&pki, upstream.address()).await;
-    let backend = Arc::new(backend(&pki, &proxy, |c| {
-        c.timeout = Duration::from_secs(10)
-    }));
-    timeout(
-        PATIENCE,
-        backend.set("warm", Bytes::from_static(b"v"), None),
-    )
-    .await
-    .expect("bounded")
-    .expect("stored");
+    let Setup {
+        proxy,
+        backend,
+        _upstream,
+        _pki,
+    } = Setup::start(|c| c.timeout = Duration::from_secs(10)).await;
+    let backend = Arc::new(backend);
     let value = |task: usize| -> Vec<u8> {
         (0..900 * 1024)
             .map(|i: usize| (i.wrapping_mul(131) ^ (task * 7)) as u8)
@@ -431,14 +440,12 @@ async fn writes_queued_behind_a_stalled_reader_arrive_whole_and_in_order() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dropping_the_backend_ends_the_session_with_a_close_notify() {
-    let pki = Pki::new();
-    let upstream = ServerProcess::memcached();
-    let proxy = Proxy::start(&pki, upstream.address()).await;
-    let backend = backend(&pki, &proxy, |_| {});
-    timeout(PATIENCE, backend.set("k", Bytes::from_static(b"v"), None))
-        .await
-        .expect("bounded")
-        .expect("stored");
+    let Setup {
+        proxy,
+        backend,
+        _upstream,
+        _pki,
+    } = Setup::start(|_| {}).await;
     drop(backend);
     let waited = timeout(PATIENCE, async {
         while proxy.clean_closes.load(Ordering::SeqCst) == 0 {
