@@ -220,8 +220,8 @@ async fn serve(
 struct Setup {
     /// The proxy, which the tests inject events through.
     proxy: Proxy,
-    /// The backend under test.
-    backend: MemcachedBackend,
+    /// The backend under test, shared with the tasks of a test.
+    backend: Arc<MemcachedBackend>,
     /// Kept alive for the proxy.
     _upstream: ServerProcess,
     /// Kept alive for the certificates' files.
@@ -249,7 +249,7 @@ impl Setup {
             .expect("stored");
         Setup {
             proxy,
-            backend,
+            backend: Arc::new(backend),
             _upstream: upstream,
             _pki: pki,
         }
@@ -263,12 +263,8 @@ async fn settle() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_key_update_on_an_idle_connection_is_not_unsolicited_data() {
-    let Setup {
-        proxy,
-        backend,
-        _upstream,
-        _pki,
-    } = Setup::start(|_| {}).await;
+    let setup = Setup::start(|_| {}).await;
+    let (proxy, backend) = (&setup.proxy, &setup.backend);
     for round in 0..3 {
         proxy.inject(Inject::KeyUpdate);
         settle().await;
@@ -288,16 +284,11 @@ async fn a_key_update_on_an_idle_connection_is_not_unsolicited_data() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn key_updates_while_requests_are_in_flight_lose_nothing() {
-    let Setup {
-        proxy,
-        backend,
-        _upstream,
-        _pki,
-    } = Setup::start(|_| {}).await;
-    let backend = Arc::new(backend);
+    let setup = Setup::start(|_| {}).await;
+    let (proxy, backend) = (&setup.proxy, &setup.backend);
     let tasks: Vec<_> = (0..8)
         .map(|task| {
-            let backend = Arc::clone(&backend);
+            let backend = Arc::clone(backend);
             tokio::spawn(async move {
                 for i in 0..200 {
                     let key = format!("t{task}-{i}");
@@ -325,41 +316,35 @@ async fn key_updates_while_requests_are_in_flight_lose_nothing() {
     assert_eq!(proxy.accepted(), 1, "no connection failed");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_close_notify_on_an_idle_connection_is_found_before_sending() {
-    let Setup {
-        proxy,
-        backend,
-        _upstream,
-        _pki,
-    } = Setup::start(|_| {}).await;
-    proxy.inject(Inject::CloseNotify);
+/// Injects `event` on the idle connection of a fresh setup, then reads `k`:
+/// it must be answered on a new connection (the broken one found before
+/// anything was sent on it). Returns the setup for more checks.
+async fn idle_connection_replaced_after(event: Inject, replaced: &str) -> Setup {
+    let setup = Setup::start(|_| {}).await;
+    setup.proxy.inject(event);
     settle().await;
-    let value = timeout(PATIENCE, backend.get("k")).await.expect("bounded");
+    let value = timeout(PATIENCE, setup.backend.get("k"))
+        .await
+        .expect("bounded");
     assert_eq!(
         value.expect("answered on a new connection").as_deref(),
         Some(&b"v"[..])
     );
-    assert_eq!(proxy.accepted(), 2, "the closed connection was replaced");
-    assert_eq!(backend.live_servers(), [proxy.address.as_str()]);
+    assert_eq!(setup.proxy.accepted(), 2, "{replaced}");
+    setup
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_close_notify_on_an_idle_connection_is_found_before_sending() {
+    let setup =
+        idle_connection_replaced_after(Inject::CloseNotify, "the closed connection was replaced")
+            .await;
+    assert_eq!(setup.backend.live_servers(), [setup.proxy.address.as_str()]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_record_that_does_not_decrypt_on_an_idle_connection_fails_it_before_sending() {
-    let Setup {
-        proxy,
-        backend,
-        _upstream,
-        _pki,
-    } = Setup::start(|_| {}).await;
-    proxy.inject(Inject::Garbage);
-    settle().await;
-    let value = timeout(PATIENCE, backend.get("k")).await.expect("bounded");
-    assert_eq!(
-        value.expect("answered on a new connection").as_deref(),
-        Some(&b"v"[..])
-    );
-    assert_eq!(proxy.accepted(), 2, "the broken connection was replaced");
+    idle_connection_replaced_after(Inject::Garbage, "the broken connection was replaced").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -368,12 +353,8 @@ async fn a_close_notify_or_bad_record_instead_of_a_response_fails_the_call() {
         Inject::CloseNotifyForNextResponse,
         Inject::GarbageForNextResponse,
     ] {
-        let Setup {
-            proxy,
-            backend,
-            _upstream,
-            _pki,
-        } = Setup::start(|_| {}).await;
+        let setup = Setup::start(|_| {}).await;
+        let (proxy, backend) = (&setup.proxy, &setup.backend);
         proxy.inject(instead);
         settle().await;
         let answer = timeout(PATIENCE, backend.get("k")).await.expect("bounded");
@@ -392,13 +373,8 @@ async fn a_close_notify_or_bad_record_instead_of_a_response_fails_the_call() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_queued_behind_a_stalled_reader_arrive_whole_and_in_order() {
-    let Setup {
-        proxy,
-        backend,
-        _upstream,
-        _pki,
-    } = Setup::start(|c| c.timeout = Duration::from_secs(10)).await;
-    let backend = Arc::new(backend);
+    let setup = Setup::start(|c| c.timeout = Duration::from_secs(10)).await;
+    let (proxy, backend) = (&setup.proxy, &setup.backend);
     let value = |task: usize| -> Vec<u8> {
         (0..900 * 1024)
             .map(|i: usize| (i.wrapping_mul(131) ^ (task * 7)) as u8)
@@ -409,7 +385,7 @@ async fn writes_queued_behind_a_stalled_reader_arrive_whole_and_in_order() {
         settle().await;
         let tasks: Vec<_> = (0..12)
             .map(|task| {
-                let backend = Arc::clone(&backend);
+                let backend = Arc::clone(backend);
                 let expected = value(task + round);
                 tokio::spawn(async move {
                     let key = format!("big-{round}-{task}");
